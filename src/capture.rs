@@ -1,0 +1,464 @@
+//! A whole capture: the fanout group, the workers, the stop signals, the
+//! report.
+
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::Barrier;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::afpacket::{self, Filter, PacketSocket, PACKET_FANOUT_MAX};
+use crate::cli::Options;
+use crate::cpuset::CpuSet;
+use crate::error::{Error, Result, Why};
+use crate::output::{cpu_path, Format, LinkType, PcapOutput};
+use crate::report::{self, CpuCount};
+use crate::ring::{Geometry, Ring};
+use crate::worker::{Fault, Shared, Worker};
+
+/// How long the kernel may hold a partly filled block before handing it
+/// over: the latency of a trickle of packets, and a timer that costs
+/// nothing while the interface is idle (an empty block is not handed over).
+const RETIRE_MS: u32 = 20;
+
+/// Prints `-v` detail to stderr.
+struct Verbose<'a> {
+    name: &'a str,
+    on: bool,
+}
+
+impl Verbose<'_> {
+    fn say(&self, msg: impl AsRef<str>) {
+        if self.on {
+            eprintln!("{}: {}", self.name, msg.as_ref());
+        }
+    }
+}
+
+/// The interface to capture on.
+struct Target {
+    /// 0: every interface.
+    ifindex: u32,
+    /// For messages: the interface name, or `any`.
+    label: String,
+    link: LinkType,
+}
+
+fn target(opts: &Options) -> Result<Target> {
+    let Some(name) = &opts.interface else {
+        return Ok(Target {
+            ifindex: 0,
+            label: "any".into(),
+            link: LinkType::LinuxSll2,
+        });
+    };
+    let bad = |e: io::Error, hint: &'static str| Error::Interface {
+        name: name.clone(),
+        why: Why(e),
+        hint,
+    };
+    let ifindex = afpacket::ifindex(name).map_err(|e| bad(e, ""))?;
+    let hatype = afpacket::hardware_type(name).map_err(|e| bad(e, ""))?;
+    if !afpacket::is_up(name) {
+        return Err(bad(
+            io::Error::from_raw_os_error(libc::ENETDOWN),
+            " (bring it up first: ip link set dev IFACE up)",
+        ));
+    }
+    Ok(Target {
+        ifindex,
+        label: name.clone(),
+        link: LinkType::for_hatype(hatype),
+    })
+}
+
+/// One socket per configured cpu, in one fanout group, member i = cpu i.
+struct Group {
+    sockets: Vec<PacketSocket>,
+    /// Rings of the captured cpus, in cpu order.
+    rings: Vec<(u32, Ring)>,
+    id: u16,
+}
+
+/// Builds the group with the setup race closed: every socket drops all
+/// packets from before bind() until the group is complete, so nothing that
+/// arrived while `cpu % members` still pointed at the wrong member is ever
+/// seen. Only then do the captured cpus get their real filter.
+fn build_group(opts: &Options, target: &Target, geometry: Geometry, v: &Verbose) -> Result<Group> {
+    let members = opts.configured;
+    let mut sockets = Vec::with_capacity(members as usize);
+    let mut rings = Vec::new();
+    let mut id = 0u16;
+    for cpu in 0..members {
+        let sock = PacketSocket::new().map_err(|e| Error::os("error creating packet socket", e))?;
+        sock.attach_filter(&Filter::drop_all())
+            .map_err(|e| Error::os("error attaching filter", e))?;
+        if opts.cpus.contains(cpu) {
+            // Cpus that are not captured need no ring: their member only
+            // holds cpu i's place in the group and drops everything.
+            let ring = Ring::new(&sock, geometry).map_err(|e| {
+                Error::os(
+                    format!(
+                        "error setting up the ring for cpu{cpu} ({} blocks of {} KiB)",
+                        geometry.blocks,
+                        geometry.block_size / 1024
+                    ),
+                    e,
+                )
+            })?;
+            rings.push((cpu, ring));
+        }
+        sock.bind(target.ifindex)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ENODEV) | Some(libc::ENXIO) => Error::Interface {
+                    name: target.label.clone(),
+                    why: Why(e),
+                    hint: "",
+                },
+                _ => Error::os(format!("error binding to {}", target.label), e),
+            })?;
+        if cpu == 0 {
+            id = join_first(&sock, members)?;
+        } else {
+            sock.join_fanout(id, false, members)
+                .map_err(|e| fanout_error(e, members))?;
+        }
+        sockets.push(sock);
+    }
+    v.say(format!("fanout group id {id} (by cpu, {members} members)"));
+    Ok(Group { sockets, rings, id })
+}
+
+/// Creates the group with the first socket. The kernel picks a free id
+/// (PACKET_FANOUT_FLAG_UNIQUEID, Linux 4.16+), so a group another program
+/// holds is never joined by mistake; older kernels reject the flag, and
+/// then ids are tried in turn: joining one that exists with other settings
+/// fails with EINVAL.
+fn join_first(sock: &PacketSocket, members: u32) -> Result<u16> {
+    match sock.join_fanout(0, true, members) {
+        Ok(()) => {
+            return sock
+                .fanout_id()
+                .map_err(|e| Error::os("error reading fanout id", e))
+        }
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(fanout_error(e, members)),
+        Err(_) => {}
+    }
+    let start = std::process::id() as u16;
+    for k in 0..=u16::MAX {
+        let id = start.wrapping_add(k);
+        match sock.join_fanout(id, false, members) {
+            Ok(()) => return Ok(id),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
+            Err(e) => return Err(fanout_error(e, members)),
+        }
+    }
+    Err(Error::Message(
+        "error joining fanout group: no free group id".into(),
+    ))
+}
+
+fn fanout_error(e: io::Error, members: u32) -> Error {
+    if members > PACKET_FANOUT_MAX {
+        Error::Message(format!(
+            "error joining fanout group: {}: this machine has {members} cpus, more than a \
+             fanout group holds on this kernel ({PACKET_FANOUT_MAX}; Linux 5.13+ raises the limit)",
+            Why(e)
+        ))
+    } else {
+        Error::os("error joining fanout group", e)
+    }
+}
+
+/// Creates every output before the capture starts; on failure removes the
+/// files already created, so a bad path leaves nothing behind.
+fn create_outputs(opts: &Options, format: Format) -> Result<Vec<Option<PcapOutput>>> {
+    let Some(template) = &opts.write else {
+        return Ok(opts.cpus.iter().map(|_| None).collect());
+    };
+    let mut outs = Vec::new();
+    for cpu in opts.cpus.iter() {
+        let path = if template == "-" {
+            "-".to_string()
+        } else {
+            cpu_path(template, cpu)
+        };
+        match PcapOutput::create(&path, format) {
+            Ok(o) => outs.push(Some(o)),
+            Err(e) => {
+                for o in outs.iter().flatten() {
+                    if o.path != "-" {
+                        let _ = std::fs::remove_file(&o.path);
+                    }
+                }
+                return Err(Error::os(path, e));
+            }
+        }
+    }
+    Ok(outs)
+}
+
+/// The signals that end a capture. They are blocked in every thread and
+/// read from a signalfd by the main thread, which knows which one came
+/// (only SIGINT gets the newline) and is never interrupted mid-write: a
+/// second Ctrl-C during shutdown cannot cut a file short.
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    set
+}
+
+/// Runs the capture described by `opts`; returns the exit status. Errors
+/// before the capture starts are returned; after that, faults are printed
+/// and the report still comes.
+pub fn run(opts: &Options) -> Result<i32> {
+    let v = Verbose {
+        name: &opts.name,
+        on: opts.verbose,
+    };
+    let target = target(opts)?;
+    let all = CpuSet::first(opts.configured);
+    v.say(format!(
+        "{} configured cpus ({}), capturing on cpus {}",
+        opts.configured, all, opts.cpus
+    ));
+    for cpu in opts.offline.iter() {
+        v.say(format!("cpu{cpu} is offline; not capturing on it"));
+    }
+    for cpu in opts.unconfigured.iter() {
+        v.say(format!(
+            "cpu{cpu} does not exist on this machine; ignoring it"
+        ));
+    }
+    v.say(format!("direction {}", opts.direction.as_str()));
+    v.say(format!(
+        "interface {} (ifindex {})",
+        target.label, target.ifindex
+    ));
+
+    let geometry = Geometry::new(opts.snaplen, opts.buffer_bytes, RETIRE_MS);
+    v.say(format!(
+        "ring per cpu: {} blocks of {} KiB ({} KiB), block timeout {} ms",
+        geometry.blocks,
+        geometry.block_size / 1024,
+        geometry.bytes() / 1024,
+        geometry.retire_ms
+    ));
+
+    let format = Format {
+        link: target.link,
+        snaplen: opts.snaplen,
+        precision: opts.precision,
+        packet_buffered: opts.packet_buffered,
+    };
+    let mut outputs = create_outputs(opts, format)?;
+    let group = build_group(opts, &target, geometry, &v).inspect_err(|_| {
+        remove_files(&outputs);
+    })?;
+
+    if opts.promiscuous {
+        if target.ifindex == 0 {
+            v.say("promiscuous mode skipped: capturing on all interfaces");
+        } else {
+            group.sockets[0]
+                .add_promiscuous(target.ifindex)
+                .map_err(|e| Error::os(format!("error setting {} promiscuous", target.label), e))?;
+            v.say(format!(
+                "{}: promiscuous mode on for this capture",
+                target.label
+            ));
+        }
+    }
+
+    // Signals are blocked before any thread starts, so all inherit it.
+    let signals = stop_signals();
+    signals
+        .thread_block()
+        .map_err(|e| Error::os("error blocking signals", e.into()))?;
+    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::os("error creating signalfd", e.into()))?;
+
+    // The group is complete: let packets in on the captured cpus.
+    let filter = Filter::direction(opts.direction, opts.snaplen);
+    for (cpu, _) in &group.rings {
+        group.sockets[*cpu as usize]
+            .attach_filter(&filter)
+            .map_err(|e| Error::os("error attaching filter", e))?;
+    }
+
+    let shared = Shared::new(group.rings.len(), opts.count)
+        .map_err(|e| Error::os("error creating eventfd", e))?;
+    let started = Barrier::new(group.rings.len() + 1);
+    let cpus: Vec<u32> = group.rings.iter().map(|(c, _)| *c).collect();
+    let mut panicked = Vec::new();
+
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (slot, ((cpu, ring), output)) in
+            group.rings.into_iter().zip(outputs.drain(..)).enumerate()
+        {
+            let worker = Worker::new(
+                cpu,
+                slot,
+                &group.sockets[cpu as usize],
+                ring,
+                output,
+                &shared,
+            );
+            let started = &started;
+            let v = &v;
+            let h = std::thread::Builder::new()
+                .name(format!("cpu{cpu}"))
+                .spawn_scoped(s, move || {
+                    match pin_to(cpu) {
+                        Ok(()) => v.say(format!("worker for cpu{cpu} running on cpu{cpu}")),
+                        Err(e) => v.say(format!("worker for cpu{cpu} not pinned: {}", Why(e))),
+                    }
+                    started.wait();
+                    worker.run();
+                });
+            match h {
+                Ok(h) => handles.push((cpu, h)),
+                Err(e) => {
+                    eprintln!(
+                        "{}: error starting worker for cpu{cpu}: {}",
+                        opts.name,
+                        Why(e)
+                    );
+                    shared.stop();
+                    panicked.push(cpu);
+                }
+            }
+        }
+        // Threads that failed to start never reach the barrier.
+        if panicked.is_empty() {
+            started.wait();
+            v.say(format!(
+                "listening on {}, link-type {}, snapshot length {} bytes",
+                target.label,
+                target.link.describe(),
+                opts.snaplen
+            ));
+        }
+
+        wait_for_stop(&shared, &sigfd);
+        shared.stop();
+        for (cpu, h) in handles {
+            if h.join().is_err() {
+                panicked.push(cpu);
+            }
+        }
+    });
+    let _ = group.id;
+
+    let counts: Vec<CpuCount> = cpus
+        .iter()
+        .enumerate()
+        .map(|(slot, &cpu)| CpuCount {
+            cpu,
+            packets: shared.captured[slot].load(Ordering::Relaxed),
+            drops: shared.drops[slot].load(Ordering::Relaxed),
+        })
+        .collect();
+
+    let mut status = 0;
+    for cpu in &panicked {
+        eprintln!(
+            "{}: worker for cpu{cpu} failed; its count may be short",
+            opts.name
+        );
+        status = 1;
+    }
+    let faults = std::mem::take(&mut *shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut reported_socket = false;
+    for (cpu, fault) in faults {
+        match fault {
+            Fault::Socket(e) if !reported_socket => {
+                reported_socket = true;
+                let gone =
+                    afpacket::ifname(target.ifindex).as_deref() != Some(target.label.as_str());
+                let what = if gone { "disappeared" } else { "went down" };
+                eprintln!(
+                    "{}: interface '{}' {what}: {}",
+                    opts.name,
+                    target.label,
+                    Why(e)
+                );
+                status = 1;
+            }
+            Fault::Socket(_) => {}
+            Fault::Write { path, error }
+                if path == "-" && error.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                v.say("stdout closed; stopping");
+            }
+            Fault::Write { path, error } => {
+                let _ = cpu;
+                eprintln!("{}: error writing {path}: {}", opts.name, Why(error));
+                status = 1;
+            }
+        }
+    }
+
+    let drops = report::drops(&counts);
+    eprint!("{drops}");
+    let text = report::counts(&counts);
+    if opts.write.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        let mut out = io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            status = status.max(1);
+        }
+    }
+    Ok(status)
+}
+
+fn remove_files(outputs: &[Option<PcapOutput>]) {
+    for o in outputs.iter().flatten() {
+        if o.path != "-" {
+            let _ = std::fs::remove_file(&o.path);
+        }
+    }
+}
+
+/// Waits for a stop signal or for the workers to stop by themselves.
+fn wait_for_stop(shared: &Shared, sigfd: &SignalFd) {
+    loop {
+        let mut fds = [
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(shared.stop_fd().as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+        if let Ok(Some(info)) = sigfd.read_signal() {
+            // The report must not start on the terminal's `^C` line.
+            if info.ssi_signo == libc::SIGINT as u32 {
+                eprintln!();
+            }
+            return;
+        }
+        if shared.stopping() {
+            return;
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu`: the worker then reads its ring where
+/// the kernel wrote it, from that cpu's cache.
+fn pin_to(cpu: u32) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu as usize).map_err(io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
+}

@@ -1,0 +1,694 @@
+//! The command line: options, the invocation name, help and usage text.
+//!
+//! Parsing follows getopt_long, as the original did: bundled short options
+//! (`-pU`), attached values (`-c6`), `--opt=value` and `--opt value`,
+//! unambiguous long-option prefixes (`--verb`), the last of a repeated
+//! option wins. clap does the tokenizing; every error it reports is turned
+//! into the original's exact message.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction, Command};
+
+use crate::cpuset::{self, CpuSet};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// tcpdump's default and largest snapshot length.
+pub const DEFAULT_SNAPLEN: u32 = 262_144;
+
+/// Default per-cpu ring size in KiB (see README, "Memory").
+pub const DEFAULT_BUFFER_KIB: u32 = 8 * 1024;
+
+/// Which packets to capture, by the kernel's packet type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Rx,
+    Tx,
+    RxTx,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Rx => "rx",
+            Direction::Tx => "tx",
+            Direction::RxTx => "rxtx",
+        }
+    }
+
+    /// The default the program's name implies: `rxcpu` captures receive,
+    /// `txcpu` transmit, any other name both.
+    pub fn for_name(name: &str) -> Direction {
+        match name {
+            "rxcpu" => Direction::Rx,
+            "txcpu" => Direction::Tx,
+            _ => Direction::RxTx,
+        }
+    }
+}
+
+/// Timestamp resolution of the pcap output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Micro,
+    Nano,
+}
+
+/// A validated command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Basename of argv[0]; starts every message.
+    pub name: String,
+    /// Stop after this many packets in total; 0 means no limit.
+    pub count: u64,
+    pub direction: Direction,
+    /// The cpus to capture on: selected (or all) and online.
+    pub cpus: CpuSet,
+    /// Selected cpus that are configured but offline (skipped).
+    pub offline: CpuSet,
+    /// Selected cpus above the machine's configured count (ignored).
+    pub unconfigured: CpuSet,
+    /// Configured cpus: the fanout group has one member per cpu.
+    pub configured: u32,
+    pub promiscuous: bool,
+    pub packet_buffered: bool,
+    pub verbose: bool,
+    /// `-w FILE`; `-` is stdout.
+    pub write: Option<String>,
+    /// Per-cpu ring size in bytes.
+    pub buffer_bytes: usize,
+    pub snaplen: u32,
+    pub precision: Precision,
+    /// None: every interface of the namespace.
+    pub interface: Option<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Run(Options),
+    /// Text for stdout, then exit 0.
+    Print(String),
+}
+
+/// A usage error: the message (without the name prefix) for stderr; the
+/// caller adds the short usage and exits 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+/// The basename of argv[0], as the original uses it in every message.
+pub fn invoked_name(argv0: Option<&OsString>) -> String {
+    argv0
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "rxtxcpu".to_string())
+}
+
+struct OptSpec {
+    id: &'static str,
+    /// None for a long-only option (tcpdump's style for rare ones).
+    short: Option<char>,
+    long: &'static str,
+    /// Value name; None for a flag.
+    value: Option<&'static str>,
+    /// Help lines; the first is the summary.
+    help: &'static [&'static str],
+}
+
+/// Every option, in help order: the original's, then the ones added since. The clap definition, help text, short usage
+/// and man-page check are all generated from this one table.
+const OPTIONS: &[OptSpec] = &[
+    OptSpec {
+        id: "count",
+        short: Some('c'),
+        long: "count",
+        value: Some("N"),
+        help: &["Exit after receiving N packets."],
+    },
+    OptSpec {
+        id: "direction",
+        short: Some('d'),
+        long: "direction",
+        value: Some("DIRECTION"),
+        help: &[
+            "Capture only packets matching DIRECTION.",
+            "  DIRECTION can be rx, tx, or rxtx.",
+            "  Default: {direction}",
+        ],
+    },
+    OptSpec {
+        id: "help",
+        short: Some('h'),
+        long: "help",
+        value: None,
+        help: &["Display this help and exit."],
+    },
+    OptSpec {
+        id: "cpu-list",
+        short: Some('l'),
+        long: "cpu-list",
+        value: Some("CPULIST"),
+        help: &["Capture only on cpus in CPULIST.", "  Ex. 0,2-4,6"],
+    },
+    OptSpec {
+        id: "cpu-mask",
+        short: Some('m'),
+        long: "cpu-mask",
+        value: Some("CPUMASK"),
+        help: &["Capture only on cpus in CPUMASK.", "  Ex. 5d"],
+    },
+    OptSpec {
+        id: "promiscuous",
+        short: Some('p'),
+        long: "promiscuous",
+        value: None,
+        help: &["Put the interface into promiscuous mode."],
+    },
+    OptSpec {
+        id: "packet-buffered",
+        short: Some('U'),
+        long: "packet-buffered",
+        value: None,
+        help: &["Write packets to pcap files as they arrive."],
+    },
+    OptSpec {
+        id: "verbose",
+        short: Some('v'),
+        long: "verbose",
+        value: None,
+        help: &["Produce verbose output."],
+    },
+    OptSpec {
+        id: "version",
+        short: Some('V'),
+        long: "version",
+        value: None,
+        help: &["Display the version and exit."],
+    },
+    OptSpec {
+        id: "write",
+        short: Some('w'),
+        long: "write",
+        value: Some("FILE"),
+        help: &[
+            "Write per-cpu pcap files named after FILE.",
+            "  Ex. packets.pcap -> packets-0.pcap, ...",
+            "  FILE - writes the one captured cpu to",
+            "  stdout.",
+        ],
+    },
+    OptSpec {
+        id: "buffer-size",
+        short: Some('B'),
+        long: "buffer-size",
+        value: Some("KIB"),
+        help: &[
+            "Give each captured cpu a ring of KIB KiB.",
+            "  Default: 8192",
+        ],
+    },
+    OptSpec {
+        id: "snapshot-length",
+        short: Some('s'),
+        long: "snapshot-length",
+        value: Some("SNAPLEN"),
+        help: &[
+            "Keep at most SNAPLEN bytes of each packet.",
+            "  Default (and with 0): 262144",
+        ],
+    },
+    OptSpec {
+        id: "time-stamp-precision",
+        short: None,
+        long: "time-stamp-precision",
+        value: Some("PRECISION"),
+        help: &[
+            "Write pcap timestamps in PRECISION.",
+            "  PRECISION can be micro or nano.",
+            "  Default: micro",
+        ],
+    },
+];
+
+/// (short, long, takes a value) for every option: for the man-page check and
+/// shell completions.
+pub fn option_names() -> Vec<(Option<char>, &'static str, bool)> {
+    OPTIONS
+        .iter()
+        .map(|o| (o.short, o.long, o.value.is_some()))
+        .collect()
+}
+
+/// The clap definition of the command line.
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(name.to_string())
+        .no_binary_name(true)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .infer_long_args(true)
+        .args_override_self(true)
+        .version(VERSION)
+        .about("Capture packets in per-cpu streams");
+    for o in OPTIONS {
+        let mut arg = Arg::new(o.id).long(o.long).help(o.help[0]);
+        if let Some(c) = o.short {
+            arg = arg.short(c);
+        }
+        let arg = match o.value {
+            Some(v) => arg
+                .value_name(v)
+                .num_args(1)
+                .allow_hyphen_values(true)
+                .action(ArgAction::Set),
+            None => arg.action(ArgAction::SetTrue),
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd.arg(
+        Arg::new("interface")
+            .value_name("INTERFACE")
+            .num_args(0..)
+            .action(ArgAction::Append)
+            .help("Capture on INTERFACE (default: every interface)"),
+    )
+}
+
+const HELP_COLUMN: usize = 33;
+
+/// `--help` text for stdout.
+pub fn help(name: &str) -> String {
+    let direction = Direction::for_name(name).as_str();
+    let mut out = format!("Usage:\n  {name} [OPTIONS] [INTERFACE]\n\nOptions:\n");
+    for o in OPTIONS {
+        let short = o.short.map(|c| format!("-{c},")).unwrap_or_default();
+        let left = match o.value {
+            Some(v) => format!("  {short:<3} [--{}={}]", o.long, v),
+            None => format!("  {short:<3} [--{}]", o.long),
+        };
+        // The original's layout: descriptions in a column at 33; a longer
+        // option gets a line of its own.
+        let mut l = left.as_str();
+        if l.len() >= HELP_COLUMN {
+            out.push_str(&format!("{l}\n"));
+            l = "";
+        }
+        for line in o.help {
+            let line = line.replace("{direction}", direction);
+            out.push_str(&format!("{l:<HELP_COLUMN$}# {line}\n"));
+            l = "";
+        }
+    }
+    out.push_str(
+        "\nWith no INTERFACE, capture on every interface of the network namespace.\n\
+         Per-cpu counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n",
+    );
+    out
+}
+
+/// The short usage printed after a usage error, wrapped at 79 columns with
+/// continuation lines under the first bracket.
+pub fn usage(name: &str) -> String {
+    let mut items = vec!["[--help]".to_string()];
+    for o in OPTIONS {
+        match o.id {
+            "help" | "cpu-mask" => continue,
+            "cpu-list" => {
+                items.push("[--cpu-list=CPULIST|--cpu-mask=CPUMASK]".to_string());
+                continue;
+            }
+            _ => {}
+        }
+        items.push(match o.value {
+            Some(v) => format!("[--{}={}]", o.long, v),
+            None => format!("[--{}]", o.long),
+        });
+    }
+    // The original's order: help, then the rest by long name.
+    items[1..].sort_by(|a, b| a.trim_start_matches("[--").cmp(b.trim_start_matches("[--")));
+    let prefix = format!("Usage: {name} ");
+    let indent = " ".repeat(prefix.len());
+    let mut out = String::new();
+    let mut line = prefix.clone();
+    for item in items {
+        let fresh = line == prefix || line == indent;
+        if !fresh && line.len() + 1 + item.len() > 79 {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = indent.clone();
+        }
+        if line != prefix && line != indent {
+            line.push(' ');
+        }
+        line.push_str(&item);
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// Parses the arguments after argv[0] and checks them against this machine's
+/// cpus.
+pub fn parse(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
+    let m = command(name)
+        .try_get_matches_from(args)
+        .map_err(|e| translate(e, args))?;
+
+    // getopt acts on -h and -V as soon as it sees them; whatever else the
+    // line holds does not matter then.
+    if m.get_flag("help") {
+        return Ok(Invocation::Print(help(name)));
+    }
+    if m.get_flag("version") {
+        return Ok(Invocation::Print(format!("{name} version {VERSION}\n")));
+    }
+
+    let value = |id: &str| m.get_one::<String>(id).map(String::as_str);
+    let invalid = |what: &str, v: &str| UsageError(format!("Invalid {what} '{v}'."));
+
+    let count = match value("count") {
+        Some(v) => parse_decimal(v).ok_or_else(|| invalid("count", v))?,
+        None => 0,
+    };
+    let direction = match value("direction") {
+        Some("rx") => Direction::Rx,
+        Some("tx") => Direction::Tx,
+        Some("rxtx") => Direction::RxTx,
+        Some(v) => return Err(invalid("direction", v)),
+        None => Direction::for_name(name),
+    };
+    let list = value("cpu-list")
+        .map(|v| CpuSet::parse_list(v).ok_or_else(|| invalid("cpu list", v)))
+        .transpose()?;
+    let mask = value("cpu-mask")
+        .map(|v| CpuSet::parse_mask(v).ok_or_else(|| invalid("cpu mask", v)))
+        .transpose()?;
+    let buffer_kib = match value("buffer-size") {
+        Some(v) => parse_decimal(v)
+            .filter(|&k| (1..=(16 << 20)).contains(&k))
+            .ok_or_else(|| invalid("buffer size", v))? as u32,
+        None => DEFAULT_BUFFER_KIB,
+    };
+    let snaplen = match value("snapshot-length") {
+        Some(v) => match parse_decimal(v) {
+            Some(0) => DEFAULT_SNAPLEN,
+            Some(n) if n <= u64::from(DEFAULT_SNAPLEN) => n as u32,
+            _ => return Err(invalid("snapshot length", v)),
+        },
+        None => DEFAULT_SNAPLEN,
+    };
+    let precision = match value("time-stamp-precision") {
+        Some("micro") => Precision::Micro,
+        Some("nano") => Precision::Nano,
+        Some(v) => return Err(invalid("time stamp precision", v)),
+        None => Precision::Micro,
+    };
+
+    let interfaces: Vec<&String> = m
+        .get_many::<String>("interface")
+        .map(|v| v.collect())
+        .unwrap_or_default();
+    if interfaces.len() > 1 {
+        let quoted: Vec<String> = interfaces.iter().map(|i| format!("'{i}'")).collect();
+        return Err(UsageError(format!(
+            "Only one interface argument is allowed (got [ {} ]).",
+            quoted.join(", ")
+        )));
+    }
+
+    let (selected, kind) = match (list, mask) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "-l [--cpu-list] and -m [--cpu-mask] are mutually exclusive.".into(),
+            ))
+        }
+        (Some(l), None) => (Some(l), "list"),
+        (None, Some(m)) => (Some(m), "mask"),
+        (None, None) => (None, ""),
+    };
+    let configured = cpuset::configured_count();
+    let all = CpuSet::first(configured);
+    let online = cpuset::online().intersection(&all);
+    let (cpus, offline, unconfigured) = match selected {
+        None => (online.clone(), all.difference(&online), CpuSet::new()),
+        Some(sel) => {
+            let present = sel.intersection(&all);
+            if present.is_empty() {
+                return Err(UsageError(format!(
+                    "No configured cpus present in cpu {kind}."
+                )));
+            }
+            let cpus = present.intersection(&online);
+            if cpus.is_empty() {
+                return Err(UsageError(format!("No online cpus present in cpu {kind}.")));
+            }
+            (cpus, present.difference(&online), sel.difference(&all))
+        }
+    };
+
+    let write = value("write").map(str::to_string);
+    if write.as_deref() == Some("-") && cpus.len() > 1 {
+        return Err(UsageError(
+            "Write file '-' (stdout) is only permitted when capturing on a single cpu.".into(),
+        ));
+    }
+
+    Ok(Invocation::Run(Options {
+        name: name.to_string(),
+        count,
+        direction,
+        cpus,
+        offline,
+        unconfigured,
+        configured,
+        promiscuous: m.get_flag("promiscuous"),
+        packet_buffered: m.get_flag("packet-buffered"),
+        verbose: m.get_flag("verbose"),
+        write,
+        buffer_bytes: buffer_kib as usize * 1024,
+        snaplen,
+        precision,
+        interface: interfaces.first().map(|s| s.to_string()),
+    }))
+}
+
+/// A plain decimal number: digits only, no sign, no overflow.
+pub fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Turns a clap error into the original's message.
+fn translate(e: clap::Error, args: &[OsString]) -> UsageError {
+    let invalid_arg = || match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let arg = invalid_arg();
+            // clap names an unknown long option with its `=value`; getopt
+            // does too, but the original printed the option alone.
+            let arg = arg.split('=').next().unwrap_or("").to_string();
+            UsageError(format!("Unrecognized option '{arg}'."))
+        }
+        ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues => {
+            UsageError(format!(
+                "Option '{}' requires an argument.",
+                as_typed(&invalid_arg(), args)
+            ))
+        }
+        ErrorKind::TooManyValues => {
+            let arg = invalid_arg();
+            UsageError(format!("Option '{arg}' doesn't allow an argument."))
+        }
+        _ => {
+            // Anything else clap finds (e.g. `--verbose=1`): its own words,
+            // first line only.
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            UsageError(format!("{}{}.", line[..1].to_uppercase(), &line[1..]))
+        }
+    }
+}
+
+/// The option the user typed for clap's `--write <FILE>`: `-w` or the long
+/// form (possibly abbreviated) as it appears on the command line.
+fn as_typed(clap_arg: &str, args: &[OsString]) -> String {
+    let long = clap_arg
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("--");
+    let spec = OPTIONS.iter().find(|o| o.long == long);
+    let Some(spec) = spec else {
+        return clap_arg.to_string();
+    };
+    for a in args.iter().rev() {
+        let a = a.to_string_lossy();
+        if let Some(l) = a.strip_prefix("--") {
+            let l = l.split('=').next().unwrap_or("");
+            if !l.is_empty() && spec.long.starts_with(l) {
+                return format!("--{l}");
+            }
+        } else if let Some(c) = spec.short {
+            if a.starts_with('-') && a.ends_with(c) {
+                return format!("-{c}");
+            }
+        }
+    }
+    match spec.short {
+        Some(c) => format!("-{c}"),
+        None => format!("--{}", spec.long),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Invocation, UsageError> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        parse("rxtxcpu", &args)
+    }
+
+    fn err(args: &[&str]) -> String {
+        match run(args) {
+            Err(UsageError(m)) => m,
+            Ok(i) => panic!("{args:?} parsed: {i:?}"),
+        }
+    }
+
+    fn opts(args: &[&str]) -> Options {
+        match run(args) {
+            Ok(Invocation::Run(o)) => o,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn usage_matches_contract() {
+        assert_eq!(
+            usage("rxtxcpu"),
+            "Usage: rxtxcpu [--help] [--buffer-size=KIB] [--count=N]\n               \
+             [--cpu-list=CPULIST|--cpu-mask=CPUMASK] [--direction=DIRECTION]\n               \
+             [--packet-buffered] [--promiscuous] [--snapshot-length=SNAPLEN]\n               \
+             [--time-stamp-precision=PRECISION] [--verbose] [--version]\n               \
+             [--write=FILE]\n"
+        );
+        for line in usage("rxtxcpu").lines() {
+            assert!(line.len() <= 79, "{line}");
+        }
+    }
+
+    #[test]
+    fn help_layout() {
+        let h = help("rxtxcpu");
+        assert!(
+            h.starts_with("Usage:\n  rxtxcpu [OPTIONS] [INTERFACE]\n\nOptions:\n  -c, [--count=N]")
+        );
+        assert!(h.contains("  -c, [--count=N]                # Exit after receiving N packets.\n"));
+        assert!(help("rxcpu").contains("#   Default: rx\n"));
+        for line in h.lines() {
+            assert!(line.len() <= 79, "{line}");
+        }
+        assert!(help("txcpu").contains("#   Default: tx\n"));
+    }
+
+    #[test]
+    fn option_forms() {
+        let o = opts(&["-c6", "-pU", "--direction=rx", "-l0", "lo"]);
+        assert_eq!(o.count, 6);
+        assert!(o.promiscuous && o.packet_buffered);
+        assert_eq!(o.direction, Direction::Rx);
+        assert_eq!(o.cpus.to_string(), "0");
+        assert_eq!(o.interface.as_deref(), Some("lo"));
+        let o = opts(&["--count", "7", "--verb", "-d", "tx"]);
+        assert_eq!(o.count, 7);
+        assert!(o.verbose);
+        assert_eq!(o.direction, Direction::Tx);
+        assert_eq!(o.interface, None);
+        assert_eq!(opts(&["-c", "1", "-c", "2"]).count, 2);
+        assert_eq!(opts(&["-s", "0"]).snaplen, DEFAULT_SNAPLEN);
+        assert_eq!(opts(&["-s100"]).snaplen, 100);
+        assert_eq!(opts(&["-B", "1024"]).buffer_bytes, 1 << 20);
+        assert_eq!(
+            opts(&["--time-stamp-precision=nano"]).precision,
+            Precision::Nano
+        );
+        assert_eq!(opts(&["-l0", "-w", "-"]).write.as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(err(&["-c", "10j"]), "Invalid count '10j'.");
+        assert_eq!(err(&["-c", "-1"]), "Invalid count '-1'.");
+        assert_eq!(err(&["-c", ""]), "Invalid count ''.");
+        assert_eq!(
+            err(&["-c", "99999999999999999999999"]),
+            "Invalid count '99999999999999999999999'."
+        );
+        assert_eq!(err(&["-l", "10j"]), "Invalid cpu list '10j'.");
+        assert_eq!(err(&["-l", ""]), "Invalid cpu list ''.");
+        assert_eq!(err(&["-m", "10j"]), "Invalid cpu mask '10j'.");
+        assert_eq!(err(&["-m", ""]), "Invalid cpu mask ''.");
+        assert_eq!(err(&["-d", "10j"]), "Invalid direction '10j'.");
+        assert_eq!(err(&["-w"]), "Option '-w' requires an argument.");
+        assert_eq!(err(&["-Uw"]), "Option '-w' requires an argument.");
+        assert_eq!(err(&["--write"]), "Option '--write' requires an argument.");
+        assert_eq!(err(&["--wri"]), "Option '--wri' requires an argument.");
+        assert_eq!(err(&["-z"]), "Unrecognized option '-z'.");
+        assert_eq!(err(&["-zv"]), "Unrecognized option '-z'.");
+        assert_eq!(err(&["-vz"]), "Unrecognized option '-z'.");
+        assert_eq!(err(&["--zzz"]), "Unrecognized option '--zzz'.");
+        assert_eq!(err(&["--zzz=1"]), "Unrecognized option '--zzz'.");
+        assert_eq!(
+            err(&["-l0", "-m1"]),
+            "-l [--cpu-list] and -m [--cpu-mask] are mutually exclusive."
+        );
+        assert_eq!(
+            err(&["-l", "60000"]),
+            "No configured cpus present in cpu list."
+        );
+        assert_eq!(err(&["-m", "0"]), "No configured cpus present in cpu mask.");
+        assert_eq!(
+            err(&["lo", "lo2"]),
+            "Only one interface argument is allowed (got [ 'lo', 'lo2' ])."
+        );
+        assert_eq!(err(&["-s", "262145"]), "Invalid snapshot length '262145'.");
+        assert_eq!(err(&["-B", "0"]), "Invalid buffer size '0'.");
+        assert_eq!(
+            err(&["--time-stamp-precision=milli"]),
+            "Invalid time stamp precision 'milli'."
+        );
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert!(matches!(run(&["-c", "1", "-h"]), Ok(Invocation::Print(_))));
+        match run(&["-V"]) {
+            Ok(Invocation::Print(s)) => assert_eq!(s, format!("rxtxcpu version {VERSION}\n")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            invoked_name(Some(&OsString::from("/usr/sbin/rxcpu"))),
+            "rxcpu"
+        );
+        assert_eq!(invoked_name(None), "rxtxcpu");
+        assert_eq!(Direction::for_name("txcpu"), Direction::Tx);
+        assert_eq!(Direction::for_name("rxtxcpu"), Direction::RxTx);
+    }
+}

@@ -1,0 +1,90 @@
+//! Runtime errors (exit status 1). Usage errors are [`crate::cli::UsageError`].
+
+use std::fmt;
+use std::io;
+
+/// An OS error shown as the C library shows it (`No such device`), without
+/// Rust's ` (os error 19)` suffix, so messages match the original's.
+#[derive(Debug)]
+pub struct Why(pub io::Error);
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.raw_os_error() {
+            Some(code) => f.write_str(nix::errno::Errno::from_raw(code).desc()),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl From<io::Error> for Why {
+    fn from(e: io::Error) -> Why {
+        Why(e)
+    }
+}
+
+/// What went wrong, as `<what>: <why>`; main prefixes the program name.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("error setting ifname '{name}': {why}{hint}")]
+    Interface {
+        name: String,
+        why: Why,
+        hint: &'static str,
+    },
+    #[error("{what}: {why}{hint}")]
+    Os {
+        what: String,
+        why: Why,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    Message(String),
+}
+
+impl Error {
+    /// `<what>: <why>`, with a hint for the errors a user can fix: missing
+    /// privileges and memory limits.
+    pub fn os(what: impl Into<String>, e: io::Error) -> Error {
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                " (capturing needs root or the CAP_NET_RAW capability)"
+            }
+            Some(libc::ENOMEM) => " (try a smaller ring with -B)",
+            _ => "",
+        };
+        Error::Os {
+            what: what.into(),
+            why: Why(e),
+            hint,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_like_the_c_library() {
+        let e = Error::Interface {
+            name: "nosuch".into(),
+            why: Why(io::Error::from_raw_os_error(libc::ENODEV)),
+            hint: "",
+        };
+        assert_eq!(
+            e.to_string(),
+            "error setting ifname 'nosuch': No such device"
+        );
+        let e = Error::os(
+            "error creating packet socket",
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert_eq!(
+            e.to_string(),
+            "error creating packet socket: Operation not permitted (capturing needs root or the CAP_NET_RAW capability)"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The per-cpu worker: reads one cpu's ring block by block, counts and
+//! writes its packets, and stops when told to, when the count is reached or
+//! on a fault.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::afpacket::{PacketSocket, Stats};
+use crate::output::PcapOutput;
+use crate::ring::Ring;
+
+/// Why a worker ended early.
+#[derive(Debug)]
+pub enum Fault {
+    /// The socket reported an error: the interface went down or away.
+    Socket(io::Error),
+    /// Writing the pcap output failed.
+    Write { path: String, error: io::Error },
+}
+
+/// State every worker and the main thread share.
+pub struct Shared {
+    /// Written once to stop everybody; never read, so it stays readable and
+    /// wakes every poll() at once.
+    stop_fd: EventFd,
+    stopping: AtomicBool,
+    /// Packets still allowed by `-c`; None without a limit.
+    budget: Option<AtomicU64>,
+    /// Packets captured per worker, readable after a worker panicked.
+    pub captured: Vec<AtomicU64>,
+    /// Kernel drops per worker.
+    pub drops: Vec<AtomicU64>,
+    /// The first fault, for the exit status.
+    pub faults: Mutex<Vec<(u32, Fault)>>,
+}
+
+impl Shared {
+    pub fn new(workers: usize, count: u64) -> io::Result<Shared> {
+        Ok(Shared {
+            stop_fd: EventFd::from_value_and_flags(
+                0,
+                EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+            )?,
+            stopping: AtomicBool::new(false),
+            budget: (count > 0).then(|| AtomicU64::new(count)),
+            captured: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            drops: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            faults: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Tells every worker to stop.
+    pub fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            let _ = self.stop_fd.write(1);
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn stop_fd(&self) -> &EventFd {
+        &self.stop_fd
+    }
+
+    /// Takes up to `n` packets from the `-c` budget; returns how many may be
+    /// recorded. One atomic operation per block, not per packet.
+    fn claim(&self, n: u64) -> u64 {
+        let Some(budget) = &self.budget else {
+            return n;
+        };
+        let mut left = budget.load(Ordering::Relaxed);
+        loop {
+            let take = left.min(n);
+            match budget.compare_exchange_weak(
+                left,
+                left - take,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if left - take == 0 {
+                        self.stop();
+                    }
+                    return take;
+                }
+                Err(now) => left = now,
+            }
+        }
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| b.load(Ordering::Relaxed) == 0)
+    }
+
+    fn fault(&self, cpu: u32, f: Fault) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((cpu, f));
+        self.stop();
+    }
+}
+
+/// Stops the others if this worker unwinds.
+struct StopOnPanic<'a>(&'a Shared);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
+}
+
+/// One cpu's capture.
+pub struct Worker<'a> {
+    cpu: u32,
+    /// Position in Shared's per-worker counters.
+    slot: usize,
+    sock: &'a PacketSocket,
+    ring: Ring,
+    output: Option<PcapOutput>,
+    shared: &'a Shared,
+    /// Writing the output failed; nothing more is read.
+    failed: bool,
+}
+
+/// Whether to keep reading.
+enum Flow {
+    More,
+    Done,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(
+        cpu: u32,
+        slot: usize,
+        sock: &'a PacketSocket,
+        ring: Ring,
+        output: Option<PcapOutput>,
+        shared: &'a Shared,
+    ) -> Worker<'a> {
+        Worker {
+            cpu,
+            slot,
+            sock,
+            ring,
+            output,
+            shared,
+            failed: false,
+        }
+    }
+
+    /// Reads until stopped. On a stop that is not the count, drains what the
+    /// kernel already accepted, so a packet seen before Ctrl-C is reported.
+    pub fn run(mut self) {
+        let _guard = StopOnPanic(self.shared);
+        // Packets seen in blocks (claimed or not), to know when the ring is
+        // drained.
+        let mut seen = 0u64;
+        let mut stats = Stats::default();
+        loop {
+            if let Flow::Done = self.read_blocks(&mut seen) {
+                break;
+            }
+            if self.shared.stopping() {
+                self.drain(&mut seen, &mut stats);
+                break;
+            }
+            let mut fds = [
+                PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.shared.stop_fd().as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    self.shared.fault(self.cpu, Fault::Socket(e.into()));
+                    break;
+                }
+            }
+            let ev = fds[0].revents().unwrap_or(PollFlags::empty());
+            if ev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
+                // Keep what is already in the ring, then report the fault.
+                self.read_blocks(&mut seen);
+                let e = match self.sock.take_error() {
+                    Ok(Some(e)) => e,
+                    Ok(None) => io::Error::from_raw_os_error(libc::ENETDOWN),
+                    Err(e) => e,
+                };
+                self.shared.fault(self.cpu, Fault::Socket(e));
+                break;
+            }
+        }
+        if let Ok(s) = self.sock.take_stats() {
+            stats.drops += s.drops;
+        }
+        self.shared.drops[self.slot].store(stats.drops, Ordering::Relaxed);
+        if let Some(out) = &mut self.output {
+            if let Err(error) = out.flush() {
+                let path = out.path.clone();
+                self.write_failed(path, error);
+            }
+        }
+    }
+
+    /// Handles every block the kernel has handed over.
+    fn read_blocks(&mut self, seen: &mut u64) -> Flow {
+        loop {
+            let Some(block) = self.ring.next_block() else {
+                return Flow::More;
+            };
+            let n = block.num_packets() as u64;
+            *seen += n;
+            let take = self.shared.claim(n);
+            let mut done = 0u64;
+            let mut failed = None;
+            match &mut self.output {
+                None => done = take,
+                Some(out) => {
+                    for p in block.packets().take(take as usize) {
+                        if let Err(e) = out.write(&p) {
+                            failed = Some((out.path.clone(), e));
+                            break;
+                        }
+                        done += 1;
+                    }
+                    if failed.is_none() {
+                        if let Err(e) = out.batch_done() {
+                            failed = Some((out.path.clone(), e));
+                        }
+                    }
+                }
+            }
+            drop(block);
+            self.shared.captured[self.slot].fetch_add(done, Ordering::Relaxed);
+            if let Some((path, error)) = failed {
+                self.write_failed(path, error);
+                return Flow::Done;
+            }
+            if take < n || self.shared.budget_spent() {
+                return Flow::Done;
+            }
+        }
+    }
+
+    fn write_failed(&mut self, path: String, error: io::Error) {
+        // Nothing more can go to this output; drop it so that a closed
+        // pipe or full disk is not written again at exit.
+        self.output = None;
+        self.failed = true;
+        self.shared.fault(self.cpu, Fault::Write { path, error });
+    }
+
+    /// After a stop: reads until every packet the kernel accepted into the
+    /// ring has been seen. The kernel hands over a partly filled block only
+    /// when its retire timer fires, so this waits at most a few timer
+    /// periods, and never longer than a second.
+    fn drain(&mut self, seen: &mut u64, stats: &mut Stats) {
+        if self.shared.budget_spent() || self.failed {
+            return;
+        }
+        let period = Duration::from_millis(u64::from(self.ring.geometry().retire_ms));
+        let deadline = Instant::now()
+            + (period * 4)
+                .max(Duration::from_millis(100))
+                .min(Duration::from_secs(1));
+        loop {
+            if let Flow::Done = self.read_blocks(seen) {
+                return;
+            }
+            match self.sock.take_stats() {
+                Ok(s) => {
+                    stats.packets += s.packets;
+                    stats.drops += s.drops;
+                }
+                Err(_) => return,
+            }
+            // tp_packets counts drops too.
+            let accepted = stats.packets.saturating_sub(stats.drops);
+            let now = Instant::now();
+            if *seen >= accepted || now >= deadline {
+                return;
+            }
+            let wait = (deadline - now).min(period);
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+            let _ = poll(&mut fds, PollTimeout::from(ms));
+        }
+    }
+}
