@@ -191,13 +191,15 @@ impl<'a> Worker<'a> {
             }
             let ev = fds[0].revents().unwrap_or(PollFlags::empty());
             if ev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
-                // Keep what is already in the ring, then report the fault.
-                self.read_blocks(&mut seen);
+                // Reading SO_ERROR clears it, so poll() waits again; then
+                // keep what the kernel accepted before the interface went
+                // (its ring's retire timer still hands the last block over).
                 let e = match self.sock.take_error() {
                     Ok(Some(e)) => e,
                     Ok(None) => io::Error::from_raw_os_error(libc::ENETDOWN),
                     Err(e) => e,
                 };
+                self.drain(&mut seen, &mut stats);
                 self.shared.fault(self.cpu, Fault::Socket(e));
                 break;
             }

@@ -1,0 +1,675 @@
+//! Shared harness for the rxtxcpu integration tests: network namespaces,
+//! running the binary, parsing its report and making deterministic traffic.
+//!
+//! Everything that opens sockets runs in its own network namespace, so tests
+//! can run in parallel and see no traffic but their own (IPv6 is disabled and
+//! neighbours are static, so there is no background noise at all).
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
+pub use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rxtxcpu");
+pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// Port that `UdpSink`s listen on (senders to a local address use their own).
+pub const UDP_PORT: u16 = 9999;
+/// What `udp_send` puts in each datagram.
+pub const PAYLOAD: &[u8] = b"rxtxcpu test datagram";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A number unique within this test process.
+fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs a command to completion, panicking (with its output) unless it succeeds.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Network namespaces
+
+/// A fresh network namespace with only `lo` (up, IPv4 only); deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        let ns = Netns {
+            name: format!("rxtxcpu-t-{}-{}", std::process::id(), unique()),
+        };
+        sh("ip", &["netns", "add", &ns.name]);
+        // IPv6 off before anything is up: no DAD, router or MLD traffic.
+        ns.exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip netns exec NAME args...`; panics unless it succeeds; returns stdout.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut argv = vec!["netns", "exec", &self.name];
+        argv.extend_from_slice(args);
+        sh("ip", &argv)
+    }
+
+    /// `ip -n NAME args...`; panics unless it succeeds; returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut argv = vec!["-n", &self.name];
+        argv.extend_from_slice(args);
+        sh("ip", &argv)
+    }
+
+    /// The interface's promiscuity counter (`ip -d link`).
+    pub fn promiscuity(&self, ifname: &str) -> u32 {
+        let out = self.ip(&["-d", "link", "show", "dev", ifname]);
+        let mut words = out.split_whitespace();
+        words
+            .find(|w| *w == "promiscuity")
+            .and_then(|_| words.next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no promiscuity in `ip -d link` output:\n{out}"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One end of a veth pair.
+pub struct Veth {
+    pub ifname: String,
+    pub addr: Ipv4Addr,
+    pub mac: String,
+}
+
+/// A veth pair from `a` (`vtest0`, 192.0.2.1/24) to `b` (`vtest1`,
+/// 192.0.2.2/24), both up, each with a permanent neighbour entry for the
+/// other, so no ARP is ever sent.
+pub fn veth_pair(a: &Netns, b: &Netns) -> (Veth, Veth) {
+    let end = |i: u8| Veth {
+        ifname: format!("vtest{i}"),
+        addr: Ipv4Addr::new(192, 0, 2, i + 1),
+        mac: format!("02:00:00:00:00:{:02x}", i + 1),
+    };
+    let (va, vb) = (end(0), end(1));
+    #[rustfmt::skip]
+    a.ip(&["link", "add", &va.ifname, "address", &va.mac, "type", "veth",
+           "peer", "name", &vb.ifname, "address", &vb.mac, "netns", &b.name]);
+    for (ns, me, peer) in [(a, &va, &vb), (b, &vb, &va)] {
+        ns.ip(&["addr", "add", &format!("{}/24", me.addr), "dev", &me.ifname]);
+        ns.ip(&["link", "set", &me.ifname, "up"]);
+        #[rustfmt::skip]
+        ns.ip(&["neigh", "replace", &peer.addr.to_string(), "lladdr", &peer.mac,
+                "dev", &me.ifname, "nud", "permanent"]);
+    }
+    (va, vb)
+}
+
+// ---------------------------------------------------------------------------
+// Threads inside a namespace, on a cpu
+
+/// Moves the calling thread into namespace `ns` (only this thread).
+fn enter_netns(ns: &str) {
+    let file = File::open(format!("/var/run/netns/{ns}"))
+        .unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
+    setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {ns}: {e}"));
+}
+
+/// Pins the calling thread to `cpu`, retrying for a while if the cpu is not
+/// (yet) online.
+pub fn pin_to_cpu(cpu: usize) {
+    let mut set = CpuSet::new();
+    set.set(cpu).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match sched_setaffinity(Pid::from_raw(0), &set) {
+            Ok(()) => return,
+            Err(Errno::EINVAL) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("cannot pin thread to cpu{cpu}: {e}"),
+        }
+    }
+}
+
+/// Runs `f` on a new thread inside namespace `ns`; sockets it creates belong
+/// to that namespace for their whole life.
+pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        enter_netns(&name);
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Sends `count` UDP datagrams from `src` to `dst` in namespace `ns`, from a
+/// thread pinned to `cpu`. If `dst` is local, a receiver bound to it takes
+/// each datagram before the next is sent (so no ICMP port unreachable, and
+/// every packet has been through the stack when this returns); on `lo` that
+/// is exactly 2 packets (tx + rx) per datagram, on `cpu`. A remote `dst` gets
+/// them on `UDP_PORT` (see `UdpSink`).
+pub fn spawn_udp_send(
+    ns: &Netns,
+    cpu: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    count: usize,
+) -> JoinHandle<()> {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        pin_to_cpu(cpu);
+        enter_netns(&name);
+        let receiver = UdpSocket::bind((dst, 0)).ok(); // fails unless dst is local
+        let port = match &receiver {
+            Some(r) => {
+                r.set_read_timeout(Some(RECV_TIMEOUT)).unwrap();
+                r.local_addr().unwrap().port()
+            }
+            None => UDP_PORT,
+        };
+        let sock = UdpSocket::bind((src, 0)).unwrap();
+        let mut buf = [0u8; 64];
+        for i in 0..count {
+            sock.send_to(PAYLOAD, (dst, port))
+                .unwrap_or_else(|e| panic!("send {i} from {src} to {dst}: {e}"));
+            if let Some(r) = &receiver {
+                r.recv(&mut buf)
+                    .unwrap_or_else(|e| panic!("datagram {i} to {dst} not received: {e}"));
+            }
+        }
+    })
+}
+
+/// `spawn_udp_send` and wait for it.
+pub fn udp_send(ns: &Netns, cpu: usize, src: Ipv4Addr, dst: Ipv4Addr, count: usize) {
+    spawn_udp_send(ns, cpu, src, dst, count)
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// A UDP socket listening on `addr:UDP_PORT` in a namespace.
+pub struct UdpSink(UdpSocket);
+
+impl UdpSink {
+    pub fn bind(ns: &Netns, addr: Ipv4Addr) -> UdpSink {
+        UdpSink(in_netns(ns, move || {
+            UdpSocket::bind((addr, UDP_PORT)).unwrap()
+        }))
+    }
+
+    /// Receives exactly `count` datagrams (so they have been through the
+    /// receive path, and past every packet tap, on whichever cpu).
+    pub fn expect(&self, count: usize) {
+        self.0.set_read_timeout(Some(RECV_TIMEOUT)).unwrap();
+        let mut buf = [0u8; 64];
+        for i in 0..count {
+            self.0
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("sink got {i} of {count} datagrams: {e}"));
+        }
+    }
+}
+
+/// `ip netns exec NS taskset -c CPU ping -c COUNT -i 0.2 -W 2 ADDR`; each
+/// echo on `lo` is 4 packets on `cpu` (request tx+rx, reply tx+rx).
+pub fn ping(ns: &Netns, cpu: usize, addr: Ipv4Addr, count: usize) {
+    #[rustfmt::skip]
+    ns.exec(&["taskset", "-c", &cpu.to_string(), "ping", "-q", "-c", &count.to_string(),
+              "-i", "0.2", "-W", "2", &addr.to_string()]);
+}
+
+/// UDP datagrams sent as fast as possible from a thread pinned to a cpu,
+/// until stopped (or dropped; at most a minute in any case).
+pub struct Flood {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Flood {
+    pub fn start(ns: &Netns, cpu: usize, dst: Ipv4Addr) -> Flood {
+        let (stop, sent) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (name, stop2, sent2) = (ns.name.clone(), stop.clone(), sent.clone());
+        let handle = thread::spawn(move || {
+            pin_to_cpu(cpu);
+            enter_netns(&name);
+            // Never read: it just keeps the stack from answering with ICMP.
+            let receiver = UdpSocket::bind((dst, 0)).ok();
+            let port = receiver
+                .as_ref()
+                .map_or(UDP_PORT, |r| r.local_addr().unwrap().port());
+            let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+            let end = Instant::now() + Duration::from_secs(60);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < end {
+                if sock.send_to(b"flood", (dst, port)).is_ok() {
+                    sent2.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Flood {
+            stop,
+            sent,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits until `n` more datagrams have been sent.
+    pub fn wait_for_more(&self, n: u64) {
+        let target = self.sent.load(Ordering::Relaxed) + n;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.sent.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "flood stalled");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the flood; returns how many datagrams were sent.
+    pub fn stop(mut self) -> u64 {
+        self.halt();
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("flood thread panicked");
+        }
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary
+
+/// Path that invokes the binary as `name` (its argv[0] basename): the binary
+/// itself for `rxtxcpu`, else a symlink `name` in the cargo target tmpdir.
+pub fn program(name: &str) -> PathBuf {
+    if name == "rxtxcpu" {
+        return PathBuf::from(BIN);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("argv0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(Path::new(BIN)) {
+        // Atomic replace: other tests (and test binaries) may race here.
+        let tmp = dir.join(format!("{name}.{}.{}", std::process::id(), unique()));
+        std::os::unix::fs::symlink(BIN, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    }
+    link
+}
+
+#[derive(Default)]
+struct Collected {
+    text: String,
+    eof: bool,
+}
+
+/// A running rxtxcpu (killed on drop if still running).
+pub struct Capture {
+    child: Child,
+    stderr: Arc<(Mutex<Collected>, Condvar)>,
+    threads: Option<(JoinHandle<Vec<u8>>, JoinHandle<()>)>,
+}
+
+/// How a run of the binary ended.
+pub struct Finished {
+    pub status: ExitStatus,
+    /// stdout as text (lossy: see `stdout_bytes` for a pcap stream).
+    pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Capture {
+    /// Spawns the binary as `name` (inside `ns` if given) with exactly `args`;
+    /// does not wait for anything.
+    pub fn spawn(ns: Option<&Netns>, name: &str, args: &[&str]) -> Capture {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(program(name));
+                c
+            }
+            None => Command::new(program(name)),
+        };
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rxtxcpu");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = thread::spawn(move || {
+            let mut buf = Vec::new();
+            out.read_to_end(&mut buf).unwrap();
+            buf
+        });
+        let collected = Arc::new((Mutex::new(Collected::default()), Condvar::new()));
+        let shared = collected.clone();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let stderr = thread::spawn(move || {
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = err.read_until(b'\n', &mut line).unwrap_or(0);
+                let (lock, cv) = &*shared;
+                let mut c = lock.lock().unwrap();
+                c.text.push_str(&String::from_utf8_lossy(&line));
+                c.eof = n == 0;
+                cv.notify_all();
+                if n == 0 {
+                    return;
+                }
+            }
+        });
+        Capture {
+            child,
+            stderr: collected,
+            threads: Some((stdout, stderr)),
+        }
+    }
+
+    /// Starts a capture as `name` in `ns` with `-v` and `args`, and waits
+    /// for its `listening on` line (panics if it exits or takes too long).
+    pub fn start(ns: &Netns, name: &str, args: &[&str]) -> Capture {
+        let mut argv = vec!["-v"];
+        argv.extend_from_slice(args);
+        let mut cap = Capture::spawn(Some(ns), name, &argv);
+        cap.wait_ready(&argv);
+        cap
+    }
+
+    fn wait_ready(&mut self, argv: &[&str]) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let (lock, cv) = &*self.stderr;
+        let mut c = lock.lock().unwrap();
+        loop {
+            if c.text.lines().any(|l| l.contains("listening on")) {
+                return;
+            }
+            let now = Instant::now();
+            if c.eof || now >= deadline {
+                let why = if c.eof { "exited" } else { "timed out" };
+                drop(c);
+                let _ = self.child.kill();
+                let status = self.child.wait().unwrap();
+                panic!(
+                    "capture {argv:?} {why} before `listening on` ({status}); stderr:\n{}",
+                    self.stderr_now()
+                );
+            }
+            c = cv.wait_timeout(c, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        nix::sys::signal::kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill {sig}: {e}"));
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr_now(&self) -> String {
+        self.stderr.0.lock().unwrap().text.clone()
+    }
+
+    /// Waits for the process to end by itself (kills it and panics after a
+    /// timeout).
+    pub fn wait(mut self) -> Finished {
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "rxtxcpu did not exit within {EXIT_TIMEOUT:?}; stderr:\n{}",
+                    self.stderr_now()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let (stdout, stderr) = self.threads.take().unwrap();
+        let stdout_bytes = stdout.join().unwrap();
+        stderr.join().unwrap();
+        Finished {
+            status,
+            stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+            stdout_bytes,
+            stderr: self.stderr_now(),
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary as `name` with `args` outside any namespace (for
+/// invocations that end before capturing anything).
+pub fn run(name: &str, args: &[&str]) -> Finished {
+    Capture::spawn(None, name, args).wait()
+}
+
+/// Runs the binary as `name` with `args` inside `ns`, to completion.
+pub fn run_in(ns: &Netns, name: &str, args: &[&str]) -> Finished {
+    Capture::spawn(Some(ns), name, args).wait()
+}
+
+impl fmt::Display for Finished {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout ---\n{}--- stderr ---\n{}--------------",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Finished {
+    /// The report on stdout (panics, with everything, if malformed).
+    pub fn report(&self) -> Report {
+        Report::parse(&self.stdout).unwrap_or_else(|e| panic!("bad report: {e}\n{self}"))
+    }
+
+    /// Exit 0 and exactly these `(cpu, packets)` report lines.
+    pub fn assert_report(&self, expected: &[(u32, u64)]) {
+        assert_eq!(self.status.code(), Some(0), "exit status\n{self}");
+        let report = self.report();
+        let expected: BTreeMap<u32, u64> = expected.iter().copied().collect();
+        assert_eq!(report.per_cpu, expected, "per-cpu counts\n{self}");
+    }
+
+    /// Exit 2, empty stdout, and stderr = `<name>: <message>` + the usage.
+    pub fn assert_usage_error(&self, name: &str, message: &str) {
+        assert_eq!(self.status.code(), Some(2), "exit status\n{self}");
+        assert_eq!(self.stdout, "", "stdout\n{self}");
+        let (first, usage) = self.stderr.split_once('\n').unwrap_or((&self.stderr, ""));
+        assert_eq!(first, format!("{name}: {message}"), "message\n{self}");
+        if let Err(e) = check_usage(name, usage) {
+            panic!("usage block: {e}\n{self}");
+        }
+    }
+}
+
+/// The usage options of the contract, in its order (new options may join).
+pub const USAGE_OPTIONS: [&str; 9] = [
+    "[--help]",
+    "[--count=N]",
+    "[--cpu-list=CPULIST|--cpu-mask=CPUMASK]",
+    "[--direction=DIRECTION]",
+    "[--packet-buffered]",
+    "[--promiscuous]",
+    "[--verbose]",
+    "[--version]",
+    "[--write=FILE]",
+];
+
+/// Checks a usage block: `Usage: NAME [--help] ...`, greedily wrapped at 79
+/// columns with continuation lines indented under the first bracket, naming
+/// every option of the contract (in order) and `[--buffer-size=KIB]`.
+pub fn check_usage(name: &str, usage: &str) -> Result<(), String> {
+    let head = format!("Usage: {name} ");
+    let indent = " ".repeat(head.len());
+    let lines: Vec<&str> = usage
+        .strip_suffix('\n')
+        .ok_or("does not end with a newline")?
+        .split('\n')
+        .collect();
+    if !lines[0].starts_with(&format!("{head}[--help]")) {
+        return Err(format!("first line {:?}", lines[0]));
+    }
+    let mut tokens = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let body = if i == 0 {
+            &line[head.len()..]
+        } else {
+            line.strip_prefix(indent.as_str())
+                .filter(|b| b.starts_with('['))
+                .ok_or(format!("line {i} not indented under the bracket: {line:?}"))?
+        };
+        if line.len() > 79 || line.ends_with(' ') || body.contains("  ") {
+            return Err(format!("badly formatted line {i}: {line:?}"));
+        }
+        if let Some(next) = lines.get(i + 1) {
+            let first_next = next.split_whitespace().next().unwrap_or("");
+            if line.len() + 1 + first_next.len() <= 79 {
+                return Err(format!("line {i} wrapped too early: {line:?}"));
+            }
+        }
+        tokens.extend(body.split(' '));
+    }
+    if let Some(t) = tokens
+        .iter()
+        .find(|t| !(t.starts_with("[--") && t.ends_with(']')))
+    {
+        return Err(format!("token {t:?} is not `[--option...]`"));
+    }
+    let mut rest = tokens.iter();
+    for want in USAGE_OPTIONS {
+        if !rest.any(|t| *t == want) {
+            return Err(format!("{want} missing or out of order in {tokens:?}"));
+        }
+    }
+    if !tokens.contains(&"[--buffer-size=KIB]") {
+        return Err(format!("[--buffer-size=KIB] missing in {tokens:?}"));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Report {
+    pub per_cpu: BTreeMap<u32, u64>,
+    pub total: u64,
+}
+
+impl Report {
+    /// Parses `N packets captured on cpuX.` lines (ascending cpus) followed
+    /// by `N packets captured total.`, which must be their sum, and nothing
+    /// else.
+    pub fn parse(text: &str) -> Result<Report, String> {
+        let body = text.strip_suffix('\n').ok_or("no final newline")?;
+        let mut lines: Vec<&str> = body.split('\n').collect();
+        let last = lines.pop().unwrap();
+        let total: u64 = last
+            .strip_suffix(" packets captured total.")
+            .and_then(|n| n.parse().ok())
+            .filter(|n: &u64| format!("{n} packets captured total.") == last)
+            .ok_or(format!("bad total line {last:?}"))?;
+        let mut per_cpu = BTreeMap::new();
+        for line in lines {
+            let parsed = line
+                .split_once(" packets captured on cpu")
+                .and_then(|(n, rest)| {
+                    let cpu: u32 = rest.strip_suffix('.')?.parse().ok()?;
+                    Some((cpu, n.parse::<u64>().ok()?))
+                });
+            let (cpu, n) = parsed
+                .filter(|(c, n)| format!("{n} packets captured on cpu{c}.") == line)
+                .ok_or(format!("bad cpu line {line:?}"))?;
+            if per_cpu.keys().next_back().is_some_and(|&prev| prev >= cpu) {
+                return Err(format!("cpu lines not ascending at {line:?}"));
+            }
+            per_cpu.insert(cpu, n);
+        }
+        let sum: u64 = per_cpu.values().sum();
+        if sum != total {
+            return Err(format!("cpu lines add up to {sum}, total says {total}"));
+        }
+        Ok(Report { per_cpu, total })
+    }
+}
