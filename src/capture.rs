@@ -55,17 +55,17 @@ fn target(opts: &Options) -> Result<Target> {
             link: LinkType::LinuxSll2,
         });
     };
-    let bad = |e: io::Error, hint: &'static str| Error::Interface {
+    let bad = |e: io::Error, hint: String| Error::Interface {
         name: name.clone(),
         why: Why(e),
         hint,
     };
-    let ifindex = afpacket::ifindex(name).map_err(|e| bad(e, ""))?;
-    let hatype = afpacket::hardware_type(name).map_err(|e| bad(e, ""))?;
+    let ifindex = afpacket::ifindex(name).map_err(|e| bad(e, String::new()))?;
+    let hatype = afpacket::hardware_type(name).map_err(|e| bad(e, String::new()))?;
     if !afpacket::is_up(name) {
         return Err(bad(
             io::Error::from_raw_os_error(libc::ENETDOWN),
-            " (bring it up first: ip link set dev IFACE up)",
+            format!(" (bring it up first: ip link set dev {name} up)"),
         ));
     }
     Ok(Target {
@@ -116,7 +116,7 @@ fn build_group(opts: &Options, target: &Target, geometry: Geometry, v: &Verbose)
                 Some(libc::ENODEV) | Some(libc::ENXIO) => Error::Interface {
                     name: target.label.clone(),
                     why: Why(e),
-                    hint: "",
+                    hint: String::new(),
                 },
                 _ => Error::os(format!("error binding to {}", target.label), e),
             })?;

@@ -30,7 +30,7 @@ pub enum Error {
     Interface {
         name: String,
         why: Why,
-        hint: &'static str,
+        hint: String,
     },
     #[error("{what}: {why}{hint}")]
     Os {
@@ -72,7 +72,7 @@ mod tests {
         let e = Error::Interface {
             name: "nosuch".into(),
             why: Why(io::Error::from_raw_os_error(libc::ENODEV)),
-            hint: "",
+            hint: String::new(),
         };
         assert_eq!(
             e.to_string(),

@@ -198,6 +198,14 @@ impl PcapOutput {
         Ok(())
     }
 
+    /// For a pipe on stdout: the descriptor to watch for POLLERR, which
+    /// poll() reports on a pipe's write end once its reader has gone. That
+    /// lets `| tcpdump -c 3 -r -` end the capture at once, not at the next
+    /// packet.
+    pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        (self.path == "-").then(|| self.writer.get_ref().as_fd())
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
     }

@@ -177,10 +177,13 @@ impl<'a> Worker<'a> {
                 self.drain(&mut seen, &mut stats);
                 break;
             }
-            let mut fds = [
+            let mut fds = vec![
                 PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.shared.stop_fd().as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(fd) = self.output.as_ref().and_then(|o| o.watch_fd()) {
+                fds.push(PollFd::new(fd, PollFlags::empty()));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -190,6 +193,20 @@ impl<'a> Worker<'a> {
                 }
             }
             let ev = fds[0].revents().unwrap_or(PollFlags::empty());
+            let reader_gone = fds
+                .get(2)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+            drop(fds);
+            if reader_gone {
+                let path = self
+                    .output
+                    .as_ref()
+                    .map(|o| o.path.clone())
+                    .unwrap_or_default();
+                self.write_failed(path, io::Error::from_raw_os_error(libc::EPIPE));
+                break;
+            }
             if ev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
                 // Reading SO_ERROR clears it, so poll() waits again; then
                 // keep what the kernel accepted before the interface went

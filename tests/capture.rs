@@ -350,3 +350,29 @@ fn promiscuous_is_undone_when_killed() {
     assert_eq!(f.status.code(), None, "{f}");
     assert_eq!(b.promiscuity(&vb.ifname), 0);
 }
+
+/// A capture that cannot keep up (frozen with SIGSTOP while its two-block
+/// ring overflows) reports the kernel's drops on stderr, and captured plus
+/// dropped is exactly what was sent: nothing is lost silently.
+#[test]
+fn kernel_drops_are_reported_and_add_up() {
+    let ns = Netns::new();
+    let cap = Capture::start(&ns, "rxtxcpu", &["-B", "1", "-s", "100", "lo"]);
+    cap.signal(Signal::SIGSTOP);
+    udp_send(&ns, 0, LO, LO, 3000);
+    cap.signal(Signal::SIGCONT);
+    let f = interrupt(cap);
+    let report = f.report();
+    let dropped: u64 = f
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_suffix(" packets dropped by kernel on cpu0.")
+                .map(|n| n.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no drop line for cpu0:\n{f}"));
+    assert!(dropped > 0, "{f}");
+    assert_eq!(report.per_cpu[&0] + dropped, 6000, "{f}");
+    assert_eq!(report.per_cpu[&1], 0, "{f}");
+    assert!(!f.stdout.contains("dropped"), "{f}");
+}
