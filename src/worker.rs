@@ -242,6 +242,7 @@ impl<'a> Worker<'a> {
             let n = block.num_packets() as u64;
             *seen += n;
             let take = self.shared.claim(n);
+            test_hooks::maybe_panic(self.cpu);
             let mut done = 0u64;
             let mut failed = None;
             match &mut self.output {
@@ -317,4 +318,28 @@ impl<'a> Worker<'a> {
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
+}
+
+/// Fault injection for the test suite, compiled into debug builds only (the
+/// binary the integration tests run): `RXTXCPU_TEST_PANIC_CPU=N` makes cpu
+/// N's worker panic at its first block, to prove a crashing worker still
+/// stops the others, keeps files valid and exits non-zero.
+mod test_hooks {
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(cpu: u32) {
+        use std::sync::OnceLock;
+        static CPU: OnceLock<Option<u32>> = OnceLock::new();
+        let target = CPU.get_or_init(|| {
+            std::env::var("RXTXCPU_TEST_PANIC_CPU")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        if *target == Some(cpu) {
+            panic!("RXTXCPU_TEST_PANIC_CPU={cpu}: injected worker panic");
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    #[inline(always)]
+    pub fn maybe_panic(_cpu: u32) {}
 }
