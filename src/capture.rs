@@ -221,6 +221,16 @@ pub fn run(opts: &Options) -> Result<i32> {
         name: &opts.name,
         on: opts.verbose,
     };
+    // Blocked before anything is created and before any thread starts (all
+    // inherit the mask): a Ctrl-C during setup is then read like any other
+    // and ends the capture with a report, not with half-made files.
+    let signals = stop_signals();
+    signals
+        .thread_block()
+        .map_err(|e| Error::os("error blocking signals", e.into()))?;
+    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::os("error creating signalfd", e.into()))?;
+
     let target = target(opts)?;
     let all = CpuSet::first(opts.configured);
     v.say(format!(
@@ -274,14 +284,6 @@ pub fn run(opts: &Options) -> Result<i32> {
             ));
         }
     }
-
-    // Signals are blocked before any thread starts, so all inherit it.
-    let signals = stop_signals();
-    signals
-        .thread_block()
-        .map_err(|e| Error::os("error blocking signals", e.into()))?;
-    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::os("error creating signalfd", e.into()))?;
 
     // The group is complete: let packets in on the captured cpus.
     let filter = Filter::direction(opts.direction, opts.snaplen);
