@@ -189,11 +189,7 @@ fn create_outputs(opts: &Options, format: Format) -> Result<Vec<Option<PcapOutpu
         match PcapOutput::create(&path, format) {
             Ok(o) => outs.push(Some(o)),
             Err(e) => {
-                for o in outs.iter().flatten() {
-                    if o.path != "-" {
-                        let _ = std::fs::remove_file(&o.path);
-                    }
-                }
+                remove_files(&outs);
                 return Err(Error::os(path, e));
             }
         }
@@ -266,10 +262,7 @@ pub fn run(opts: &Options) -> Result<i32> {
         precision: opts.precision,
         packet_buffered: opts.packet_buffered,
     };
-    let mut outputs = create_outputs(opts, format)?;
-    let group = build_group(opts, &target, geometry, &v).inspect_err(|_| {
-        remove_files(&outputs);
-    })?;
+    let group = build_group(opts, &target, geometry, &v)?;
 
     if opts.promiscuous {
         if target.ifindex == 0 {
@@ -284,17 +277,22 @@ pub fn run(opts: &Options) -> Result<i32> {
             ));
         }
     }
+    let shared = Shared::new(group.rings.len(), opts.count)
+        .map_err(|e| Error::os("error creating eventfd", e))?;
+
+    // Files last, so that no setup failure leaves any behind; still before
+    // a single packet is let in.
+    let mut outputs = create_outputs(opts, format)?;
 
     // The group is complete: let packets in on the captured cpus.
     let filter = Filter::direction(opts.direction, opts.snaplen);
     for (cpu, _) in &group.rings {
-        group.sockets[*cpu as usize]
-            .attach_filter(&filter)
-            .map_err(|e| Error::os("error attaching filter", e))?;
+        if let Err(e) = group.sockets[*cpu as usize].attach_filter(&filter) {
+            remove_files(&outputs);
+            return Err(Error::os("error attaching filter", e));
+        }
     }
 
-    let shared = Shared::new(group.rings.len(), opts.count)
-        .map_err(|e| Error::os("error creating eventfd", e))?;
     let started = Barrier::new(group.rings.len() + 1);
     let cpus: Vec<u32> = group.rings.iter().map(|(c, _)| *c).collect();
     let mut panicked = Vec::new();
