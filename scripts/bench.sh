@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Benchmark rxtxcpu against tcpdump on a per-cpu packet flood.
+#
+# Usage (as root, from anywhere):
+#
+#     scripts/bench.sh                        # 1,000,000 frames/cpu, 3 repetitions
+#     scripts/bench.sh --quick                # smoke run
+#     scripts/bench.sh --frames 2000000 --size 64 --repeat 5 --json bench.json
+#     scripts/bench.sh --help                 # all options
+#
+# It builds target/release/rxtxcpu and the traffic generator
+# target/release/examples/floodgen (cargo build --release), creates two
+# network namespaces joined by a veth pair (192.0.2.0/24, IPv6 off), floods
+# the receiving end from one sender pinned to each cpu, and measures each case
+# on the same flood: (a) no capture, (b) rxtxcpu counting, (c)/(d) rxtxcpu -w
+# to tmpfs/disk, (e) tcpdump -w /dev/null, (f) tcpdump -w to tmpfs/disk, plus
+# each capturer's idle cpu cost. It prints one table with medians, spreads
+# and rxtxcpu/tcpdump ratios, and writes JSON with --json FILE.
+#
+# Environment: NO_BUILD=1 skips the cargo build (e.g. with --binary PATH).
+# Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+for arg in "$@"; do
+    case $arg in
+        -h|--help) exec python3 "$here/bench.py" --help ;;
+    esac
+done
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench.sh: must run as root (network namespaces, AF_PACKET sockets)" >&2
+    exit 1
+fi
+missing=()
+for tool in ip tcpdump python3; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    echo "bench.sh: missing tools: ${missing[*]} (apt-get install -y iproute2 tcpdump python3)" >&2
+    exit 1
+fi
+
+# Build the traffic generator, and rxtxcpu unless --binary names another one.
+targets=(--example floodgen)
+own_binary=0
+for arg in "$@"; do
+    case $arg in
+        --binary|--binary=*) own_binary=1 ;;
+    esac
+done
+((own_binary)) || targets+=(--bin rxtxcpu)
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+    echo "bench.sh: building (cargo build --release ${targets[*]})" >&2
+    (cd "$root" && cargo build --release --quiet "${targets[@]}") >&2
+fi
+
+# Names the Python driver derives from this tag: namespaces rxbench-{tx,rx}-TAG,
+# temp dirs rxbench-TAG-* under the tmpfs and disk directories.
+export RXBENCH_TAG=$$
+
+cleanup() {
+    local ns pid
+    for ns in "rxbench-tx-$RXBENCH_TAG" "rxbench-rx-$RXBENCH_TAG"; do
+        if ip netns list 2>/dev/null | grep -qw "$ns"; then
+            # Processes the driver started in our namespaces (if it died hard).
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do
+                kill -KILL "$pid" 2>/dev/null || true
+            done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+    done
+    rm -rf /dev/shm/rxbench-"$RXBENCH_TAG"-* /var/tmp/rxbench-"$RXBENCH_TAG"-* 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+python3 "$here/bench.py" "$@"
