@@ -190,7 +190,7 @@ fn create_outputs(opts: &Options, format: Format) -> Result<Vec<Option<PcapOutpu
             Ok(o) => outs.push(Some(o)),
             Err(e) => {
                 remove_files(&outs);
-                return Err(Error::os(path, e));
+                return Err(Error::file(&path, e));
             }
         }
     }

@@ -61,6 +61,17 @@ impl Error {
     }
 }
 
+impl Error {
+    /// `<file>: <why>`, as tcpdump reports a file it cannot write.
+    pub fn file(path: &str, e: io::Error) -> Error {
+        Error::Os {
+            what: path.to_string(),
+            why: Why(e),
+            hint: "",
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 #[cfg(test)]

@@ -1,0 +1,114 @@
+# Build and install rxtxcpu.
+#
+#     make                      # build target/release/rxtxcpu and the completions
+#     sudo make install         # into /usr/local (PREFIX), under DESTDIR if set
+#     sudo make uninstall       # remove exactly the files install put there
+#     make lint                 # mandoc -T lint on the man page
+#
+# Installed (PREFIX=/usr/local by default):
+#     sbin/rxtxcpu, sbin/rxcpu -> rxtxcpu, sbin/txcpu -> rxtxcpu
+#     share/man/man8/rxtxcpu.8, rxcpu.8 -> rxtxcpu.8, txcpu.8 -> rxtxcpu.8
+#     share/bash-completion/completions/{rxtxcpu,rxcpu,txcpu}
+#     share/zsh/site-functions/{_rxtxcpu,_rxcpu,_txcpu}
+#     share/fish/vendor_completions.d/{rxtxcpu,rxcpu,txcpu}.fish
+#
+# `make install` builds what is missing or older than the sources, so
+# `make && sudo make install` runs cargo only as the building user. Cargo's
+# output directory is CARGO_TARGET_DIR (default target), as for cargo itself.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+
+CARGO ?= cargo
+CARGOFLAGS ?= --locked
+CARGO_TARGET_DIR ?= target
+INSTALL ?= install
+
+# The program answers to three names; the direction defaults by name.
+NAMES := rxtxcpu rxcpu txcpu
+LINKS := rxcpu txcpu
+
+RELEASE := $(CARGO_TARGET_DIR)/release
+BIN := $(RELEASE)/rxtxcpu
+COMPGEN := $(RELEASE)/examples/completions
+COMPDIR := $(CARGO_TARGET_DIR)/completions
+MANPAGE := man/rxtxcpu.8
+
+SOURCES := Cargo.toml Cargo.lock $(wildcard src/*.rs src/*/*.rs) examples/completions.rs
+
+COMPLETIONS := $(foreach n,$(NAMES),$(COMPDIR)/$(n).bash $(COMPDIR)/_$(n) $(COMPDIR)/$(n).fish)
+
+# Everything install puts under $(DESTDIR), for uninstall.
+INSTALLED := \
+	$(foreach n,$(NAMES),$(SBINDIR)/$(n)) \
+	$(foreach n,$(NAMES),$(MANDIR)/man8/$(n).8) \
+	$(foreach n,$(NAMES),$(BASHCOMPDIR)/$(n)) \
+	$(foreach n,$(NAMES),$(ZSHCOMPDIR)/_$(n)) \
+	$(foreach n,$(NAMES),$(FISHCOMPDIR)/$(n).fish)
+
+.PHONY: all build completions install uninstall lint clean
+.DELETE_ON_ERROR:
+
+all: build completions
+
+build: $(BIN)
+
+completions: $(COMPLETIONS)
+
+# One cargo run builds the program and the completion generator, which
+# share the release build of the library. Cargo decides what to recompile;
+# the touch marks both up to date for make even when cargo had nothing to
+# do (e.g. only Cargo.toml's mtime changed), so a later `sudo make install`
+# does not run cargo as root. (Two rules rather than a grouped `&:` target,
+# which needs GNU make 4.3; when both are stale the second cargo run is a
+# no-op.)
+CARGO_BUILD = $(CARGO) build --release $(CARGOFLAGS) --target-dir '$(CARGO_TARGET_DIR)' \
+	--bin rxtxcpu --example completions && touch '$(BIN)' '$(COMPGEN)'
+
+$(BIN): $(SOURCES)
+	$(CARGO_BUILD)
+
+$(COMPGEN): $(SOURCES)
+	$(CARGO_BUILD)
+
+$(COMPDIR)/%.bash: $(COMPGEN)
+	@mkdir -p '$(COMPDIR)'
+	'$(COMPGEN)' bash $* > '$@'
+
+$(COMPDIR)/_%: $(COMPGEN)
+	@mkdir -p '$(COMPDIR)'
+	'$(COMPGEN)' zsh $* > '$@'
+
+$(COMPDIR)/%.fish: $(COMPGEN)
+	@mkdir -p '$(COMPDIR)'
+	'$(COMPGEN)' fish $* > '$@'
+
+install: $(BIN) $(COMPLETIONS) $(MANPAGE)
+	$(INSTALL) -d '$(DESTDIR)$(SBINDIR)' '$(DESTDIR)$(MANDIR)/man8' \
+		'$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)' '$(DESTDIR)$(FISHCOMPDIR)'
+	$(INSTALL) -m 755 '$(BIN)' '$(DESTDIR)$(SBINDIR)/rxtxcpu'
+	$(INSTALL) -m 644 '$(MANPAGE)' '$(DESTDIR)$(MANDIR)/man8/rxtxcpu.8'
+	for n in $(LINKS); do \
+		ln -sfn rxtxcpu '$(DESTDIR)$(SBINDIR)'/$$n && \
+		ln -sfn rxtxcpu.8 '$(DESTDIR)$(MANDIR)/man8'/$$n.8 || exit 1; \
+	done
+	for n in $(NAMES); do \
+		$(INSTALL) -m 644 '$(COMPDIR)'/$$n.bash '$(DESTDIR)$(BASHCOMPDIR)'/$$n && \
+		$(INSTALL) -m 644 '$(COMPDIR)'/_$$n '$(DESTDIR)$(ZSHCOMPDIR)'/_$$n && \
+		$(INSTALL) -m 644 '$(COMPDIR)'/$$n.fish '$(DESTDIR)$(FISHCOMPDIR)'/$$n.fish || exit 1; \
+	done
+
+# Only the files install created; the directories may hold other programs'.
+uninstall:
+	rm -f $(foreach f,$(INSTALLED),'$(DESTDIR)$(f)')
+
+lint:
+	mandoc -T lint -W warning '$(MANPAGE)'
+
+clean:
+	$(CARGO) clean --target-dir '$(CARGO_TARGET_DIR)'
