@@ -24,6 +24,11 @@ use crate::worker::{Fault, Shared, Worker};
 /// nothing while the interface is idle (an empty block is not handed over).
 const RETIRE_MS: u32 = 20;
 
+/// Room for the longest link-layer header in front of the network header
+/// (Ethernet with two VLAN tags is 22 bytes; radiotap and friends are not
+/// captured cooked in practice).
+const MAX_LINK_HEADER: u32 = 64;
+
 /// Prints `-v` detail to stderr.
 struct Verbose<'a> {
     name: &'a str,
@@ -247,7 +252,15 @@ pub fn run(opts: &Options) -> Result<i32> {
         target.label, target.ifindex
     ));
 
-    let geometry = Geometry::new(opts.snaplen, opts.buffer_bytes, RETIRE_MS);
+    // The kernel's snap length counts from the link-layer header. A cooked
+    // record replaces that header with its own, so the kernel must keep
+    // enough beyond the snap length for the longest link header; the
+    // output then cuts the payload to the snap length.
+    let kernel_snaplen = match target.link {
+        LinkType::LinuxSll2 => opts.snaplen.saturating_add(MAX_LINK_HEADER),
+        LinkType::Ethernet | LinkType::Raw => opts.snaplen,
+    };
+    let geometry = Geometry::new(kernel_snaplen, opts.buffer_bytes, RETIRE_MS);
     v.say(format!(
         "ring per cpu: {} blocks of {} KiB ({} KiB), block timeout {} ms",
         geometry.blocks,
@@ -285,7 +298,7 @@ pub fn run(opts: &Options) -> Result<i32> {
     let mut outputs = create_outputs(opts, format)?;
 
     // The group is complete: let packets in on the captured cpus.
-    let filter = Filter::direction(opts.direction, opts.snaplen);
+    let filter = Filter::direction(opts.direction, kernel_snaplen);
     for (cpu, _) in &group.rings {
         if let Err(e) = group.sockets[*cpu as usize].attach_filter(&filter) {
             remove_files(&outputs);

@@ -3,7 +3,7 @@
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -57,6 +57,16 @@ impl LinkType {
         }
     }
 
+    /// The snapshot length of the file for a requested `snaplen`: a
+    /// cooked record holds its SLL2 header and at least one byte, so
+    /// libpcap raises a smaller snap length to 21; so does this.
+    pub fn snaplen(self, snaplen: u32) -> u32 {
+        match self {
+            LinkType::LinuxSll2 => snaplen.max(SLL2_LEN as u32 + 1),
+            LinkType::Ethernet | LinkType::Raw => snaplen,
+        }
+    }
+
     /// tcpdump's name for it.
     pub fn describe(self) -> &'static str {
         match self {
@@ -84,10 +94,29 @@ pub fn cpu_path(template: &str, cpu: u32) -> String {
 }
 
 /// Where one cpu's pcap stream goes.
+///
+/// Records are collected in a buffer of whole records and written with one
+/// write(2) per buffer (or per batch with -U), never one per packet. The
+/// file on disk therefore always ends at a record boundary, except after a
+/// failed write: then the file is cut back to its last whole record, so a
+/// full disk or an I/O error leaves a file every pcap reader accepts.
 pub struct PcapOutput {
     /// The file name, or `-` for stdout; for messages.
     pub path: String,
-    writer: BufWriter<File>,
+    file: File,
+    /// Whole records (and, until it is written, the file header).
+    buf: Vec<u8>,
+    /// Records in `buf`.
+    buffered: u64,
+    /// Bytes in the file (or written to the stream): whole records only.
+    written: u64,
+    /// Records in the file.
+    records: u64,
+    /// Whether `buf` starts with the file header.
+    header_in_buf: bool,
+    /// A write failed (how: kind and errno): nothing more is written,
+    /// also not when dropped.
+    failed: Option<(io::ErrorKind, Option<i32>)>,
     nano: bool,
     link: LinkType,
     snaplen: usize,
@@ -110,23 +139,32 @@ fn io_error(e: PcapError) -> io::Error {
     }
 }
 
+/// Length of the pcap file header.
+const FILE_HEADER_LEN: usize = 24;
+/// Length of a pcap record header.
+const RECORD_HEADER_LEN: usize = 16;
+
 impl PcapOutput {
     /// Creates (truncating) the file, or takes stdout for `-`, and writes
-    /// the pcap file header.
+    /// the pcap file header. A file gets its header at once, so it is a
+    /// valid (empty) pcap file from the start and a file system that cannot
+    /// take even that fails here, before the capture starts.
     pub fn create(path: &str, format: Format) -> io::Result<PcapOutput> {
-        let file = if path == "-" {
+        let stdout = path == "-";
+        let file = if stdout {
             // A dup of fd 1 as a File: std's Stdout is line buffered, which
             // would flush at every 0x0a byte of binary pcap data.
             File::from(io::stdout().as_fd().try_clone_to_owned()?)
         } else {
             File::create(Path::new(path))?
         };
+        let snaplen = format.link.snaplen(format.snaplen);
         let header = PcapHeader {
             version_major: 2,
             version_minor: 4,
             ts_correction: 0,
             ts_accuracy: 0,
-            snaplen: format.snaplen,
+            snaplen,
             datalink: format.link.datalink(),
             ts_resolution: match format.precision {
                 Precision::Micro => TsResolution::MicroSecond,
@@ -134,19 +172,34 @@ impl PcapOutput {
             },
             endianness: Endianness::native(),
         };
-        let mut writer = BufWriter::with_capacity(BUFFER, file);
-        header.write_to(&mut writer).map_err(io_error)?;
-        if format.packet_buffered {
-            writer.flush()?;
-        }
-        Ok(PcapOutput {
+        let mut buf = Vec::with_capacity(BUFFER);
+        header.write_to(&mut buf).map_err(io_error)?;
+        debug_assert_eq!(buf.len(), FILE_HEADER_LEN);
+        let mut out = PcapOutput {
             path: path.to_string(),
-            writer,
+            file,
+            buf,
+            buffered: 0,
+            written: 0,
+            records: 0,
+            header_in_buf: true,
+            failed: None,
             nano: format.precision == Precision::Nano,
             link: format.link,
-            snaplen: format.snaplen as usize,
+            snaplen: snaplen as usize,
             packet_buffered: format.packet_buffered,
-        })
+        };
+        if !stdout || format.packet_buffered {
+            match out.flush() {
+                Ok(()) => {}
+                // The reader of stdout is gone already: not an error to
+                // stop the start for. The worker sees the pipe's POLLERR
+                // and ends the capture as when the reader goes later.
+                Err(e) if stdout && e.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Appends one packet. The 16-byte record header is written here
@@ -154,16 +207,23 @@ impl PcapOutput {
     /// flush its writer for -U; the file header above is pcap_file's, so
     /// byte order and magic agree (native order, as libpcap writes).
     pub fn write(&mut self, p: &Packet) -> io::Result<()> {
+        self.check_failed()?;
         let frac = if self.nano { p.nsec } else { p.nsec / 1000 };
         match self.link {
             LinkType::Ethernet | LinkType::Raw => {
-                let caplen = p.data.len() as u32;
-                self.record(p.sec, frac, caplen, p.len.max(caplen))?;
-                self.writer.write_all(p.data)
+                // The kernel already cut the packet to the snap length (the
+                // filter's return value); caplen is what it copied.
+                let data = &p.data[..p.data.len().min(self.snaplen)];
+                let caplen = data.len() as u32;
+                self.reserve(RECORD_HEADER_LEN + data.len())?;
+                self.record(p.sec, frac, caplen, p.len.max(caplen));
+                self.buf.extend_from_slice(data);
             }
             LinkType::LinuxSll2 => {
-                let net = p.net_offset.min(p.data.len());
-                let payload = &p.data[net..];
+                // The network header may lie beyond what a small snap
+                // length let the kernel copy; the wire length still counts
+                // from it.
+                let payload = &p.data[p.net_offset.min(p.data.len())..];
                 let payload = &payload[..payload.len().min(self.snaplen.saturating_sub(SLL2_LEN))];
                 let mut h = [0u8; SLL2_LEN];
                 h[0..2].copy_from_slice(&p.protocol.to_ne_bytes()); // network order already
@@ -173,21 +233,32 @@ impl PcapOutput {
                 h[11] = p.halen;
                 h[12..20].copy_from_slice(&p.addr);
                 let caplen = (SLL2_LEN + payload.len()) as u32;
-                let orig = (SLL2_LEN as u32 + p.len.saturating_sub(net as u32)).max(caplen);
-                self.record(p.sec, frac, caplen, orig)?;
-                self.writer.write_all(&h)?;
-                self.writer.write_all(payload)
+                let orig =
+                    (SLL2_LEN as u32 + p.len.saturating_sub(p.net_offset as u32)).max(caplen);
+                self.reserve(RECORD_HEADER_LEN + caplen as usize)?;
+                self.record(p.sec, frac, caplen, orig);
+                self.buf.extend_from_slice(&h);
+                self.buf.extend_from_slice(payload);
             }
         }
+        self.buffered += 1;
+        Ok(())
     }
 
-    fn record(&mut self, sec: u32, frac: u32, caplen: u32, orig: u32) -> io::Result<()> {
-        let mut r = [0u8; 16];
-        r[0..4].copy_from_slice(&sec.to_ne_bytes());
-        r[4..8].copy_from_slice(&frac.to_ne_bytes());
-        r[8..12].copy_from_slice(&caplen.to_ne_bytes());
-        r[12..16].copy_from_slice(&orig.to_ne_bytes());
-        self.writer.write_all(&r)
+    /// Makes room for a record of `len` bytes: writes the buffer out first
+    /// if the record would not fit.
+    fn reserve(&mut self, len: usize) -> io::Result<()> {
+        if !self.buf.is_empty() && self.buf.len() + len > BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, sec: u32, frac: u32, caplen: u32, orig: u32) {
+        self.buf.extend_from_slice(&sec.to_ne_bytes());
+        self.buf.extend_from_slice(&frac.to_ne_bytes());
+        self.buf.extend_from_slice(&caplen.to_ne_bytes());
+        self.buf.extend_from_slice(&orig.to_ne_bytes());
     }
 
     /// Called after each batch of packets: with -U, pushes them out now.
@@ -203,11 +274,94 @@ impl PcapOutput {
     /// lets `| tcpdump -c 3 -r -` end the capture at once, not at the next
     /// packet.
     pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        (self.path == "-").then(|| self.writer.get_ref().as_fd())
+        (self.path == "-").then(|| self.file.as_fd())
     }
 
+    /// Records in the file (or written to stdout) so far: after a failed
+    /// write, what the file still holds.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Writes out everything buffered. On failure the file is cut back to
+    /// its last whole record and nothing more is written to it.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        self.check_failed()?;
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.file.write(&self.buf[done..]) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    self.fail(done, &e);
+                    return Err(e);
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(done, &e);
+                    return Err(e);
+                }
+            }
+        }
+        self.written += done as u64;
+        self.records += self.buffered;
+        self.buffered = 0;
+        self.header_in_buf = false;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// After a write failed: the same error again (a closed pipe stays a
+    /// closed pipe for the caller).
+    fn check_failed(&self) -> io::Result<()> {
+        match self.failed {
+            None => Ok(()),
+            Some((_, Some(errno))) => Err(io::Error::from_raw_os_error(errno)),
+            Some((kind, None)) => Err(kind.into()),
+        }
+    }
+
+    /// After a write that got only `done` bytes of the buffer out: keeps the
+    /// whole records among them and cuts a partial one off the file.
+    fn fail(&mut self, done: usize, e: &io::Error) {
+        self.failed = Some((e.kind(), e.raw_os_error()));
+        let mut whole = 0;
+        let mut records = 0;
+        if self.header_in_buf {
+            if done < FILE_HEADER_LEN {
+                // Not even the file header: leave the file empty.
+                let _ = self.file.set_len(0);
+                return;
+            }
+            whole = FILE_HEADER_LEN;
+        }
+        while let Some(h) = self.buf.get(whole..whole + RECORD_HEADER_LEN) {
+            let caplen = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]) as usize;
+            let end = whole + RECORD_HEADER_LEN + caplen;
+            if end > done {
+                break;
+            }
+            whole = end;
+            records += 1;
+        }
+        self.written += whole as u64;
+        self.records += records;
+        if whole < done {
+            // Fails on a pipe, where nothing can be taken back.
+            let _ = self.file.set_len(self.written);
+        }
+        self.buf = Vec::new();
+        self.buffered = 0;
+    }
+}
+
+impl Drop for PcapOutput {
+    /// Writes out what is still buffered (a worker that unwinds drops its
+    /// output without flushing); errors cannot be reported here.
+    fn drop(&mut self) {
+        if self.failed.is_none() && !self.buf.is_empty() {
+            let _ = self.flush();
+        }
     }
 }
 
@@ -233,5 +387,89 @@ mod tests {
         assert_eq!(LinkType::for_hatype(772), LinkType::Ethernet);
         assert_eq!(LinkType::for_hatype(0xfffe), LinkType::Raw);
         assert_eq!(LinkType::for_hatype(801), LinkType::LinuxSll2);
+    }
+
+    fn packet(data: &[u8]) -> Packet<'_> {
+        Packet {
+            sec: 1,
+            nsec: 2_500,
+            len: data.len() as u32,
+            data,
+            net_offset: 14,
+            ifindex: 1,
+            hatype: 1,
+            pkttype: 0,
+            protocol: 0x0008,
+            halen: 6,
+            addr: [0; 8],
+        }
+    }
+
+    fn format(packet_buffered: bool) -> Format {
+        Format {
+            link: LinkType::Ethernet,
+            snaplen: 65_535,
+            precision: Precision::Micro,
+            packet_buffered,
+        }
+    }
+
+    fn temp_file(name: &str) -> String {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("rxtxcpu-output-{}-{name}", std::process::id()));
+        path.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn header_at_once_records_buffered_until_flushed() {
+        let path = temp_file("buffered");
+        let mut out = PcapOutput::create(&path, format(false)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        out.write(&packet(&[7; 60])).unwrap();
+        out.batch_done().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        out.flush().unwrap();
+        assert_eq!(out.records(), 1);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 24 + 16 + 60);
+        let u32_at = |i: usize| u32::from_ne_bytes(bytes[i..i + 4].try_into().unwrap());
+        assert_eq!(u32_at(0), 0xa1b2_c3d4);
+        // sec, usec, caplen, orig_len
+        assert_eq!(
+            [u32_at(24), u32_at(28), u32_at(32), u32_at(36)],
+            [1, 2, 60, 60]
+        );
+        drop(out);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn failed_write_cuts_the_file_at_a_whole_record() {
+        let path = temp_file("cut");
+        let mut out = PcapOutput::create(&path, format(false)).unwrap();
+        for _ in 0..3 {
+            out.write(&packet(&[9; 100])).unwrap();
+        }
+        // As if the disk took one record and a half, then failed.
+        let partial = 116 + 50;
+        out.file.write_all(&out.buf[..partial]).unwrap();
+        out.fail(partial, &io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(out.records(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24 + 116);
+        // Nothing more is written, not even when dropped; the error stays.
+        let e = out.write(&packet(&[1; 10])).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(out.flush().unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        drop(out);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24 + 116);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn full_device_fails_at_create() {
+        let e = PcapOutput::create("/dev/full", format(false))
+            .err()
+            .unwrap();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
     }
 }

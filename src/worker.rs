@@ -276,8 +276,12 @@ impl<'a> Worker<'a> {
 
     fn write_failed(&mut self, path: String, error: io::Error) {
         // Nothing more can go to this output; drop it so that a closed
-        // pipe or full disk is not written again at exit.
-        self.output = None;
+        // pipe or full disk is not written again at exit. The count is
+        // what the file holds: packets still buffered when the write
+        // failed never got there.
+        if let Some(out) = self.output.take() {
+            self.shared.captured[self.slot].store(out.records(), Ordering::Relaxed);
+        }
         self.failed = true;
         self.shared.fault(self.cpu, Fault::Write { path, error });
     }
