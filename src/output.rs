@@ -210,6 +210,22 @@ impl PcapOutput {
         self.check_failed()?;
         let frac = if self.nano { p.nsec } else { p.nsec / 1000 };
         match self.link {
+            LinkType::Ethernet if p.vlan.is_some() && p.data.len() >= 12 => {
+                // The device took the VLAN tag off the frame; put it back
+                // after the MAC addresses, as libpcap does, so the file
+                // shows the frame as it was on the wire.
+                let (tpid, tci) = p.vlan.unwrap_or_default();
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&tpid.to_be_bytes());
+                tag[2..].copy_from_slice(&tci.to_be_bytes());
+                let rest = &p.data[12..p.data.len().min(self.snaplen.saturating_sub(4))];
+                let caplen = (12 + 4 + rest.len()) as u32;
+                self.reserve(RECORD_HEADER_LEN + caplen as usize)?;
+                self.record(p.sec, frac, caplen, (p.len + 4).max(caplen));
+                self.buf.extend_from_slice(&p.data[..12]);
+                self.buf.extend_from_slice(&tag);
+                self.buf.extend_from_slice(rest);
+            }
             LinkType::Ethernet | LinkType::Raw => {
                 // The kernel already cut the packet to the snap length (the
                 // filter's return value); caplen is what it copied.
@@ -402,6 +418,7 @@ mod tests {
             protocol: 0x0008,
             halen: 6,
             addr: [0; 8],
+            vlan: None,
         }
     }
 
@@ -462,6 +479,27 @@ mod tests {
         assert_eq!(out.flush().unwrap_err().raw_os_error(), Some(libc::ENOSPC));
         drop(out);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24 + 116);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn stripped_vlan_tag_is_put_back() {
+        let path = temp_file("vlan");
+        let mut out = PcapOutput::create(&path, format(false)).unwrap();
+        let frame: Vec<u8> = (0u8..60).collect();
+        let mut p = packet(&frame);
+        p.vlan = Some((0x8100, 0x2005));
+        out.write(&p).unwrap();
+        out.flush().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let rec = &bytes[24..];
+        let u32_at = |i: usize| u32::from_ne_bytes(rec[i..i + 4].try_into().unwrap());
+        assert_eq!((u32_at(8), u32_at(12)), (64, 64));
+        let data = &rec[16..];
+        assert_eq!(&data[..12], &frame[..12]);
+        assert_eq!(&data[12..16], &[0x81, 0x00, 0x20, 0x05]);
+        assert_eq!(&data[16..], &frame[12..]);
+        drop(out);
         std::fs::remove_file(&path).unwrap();
     }
 

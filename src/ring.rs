@@ -17,6 +17,12 @@ use crate::afpacket::{PacketSocket, PACKET_RX_RING, SOL_PACKET, TPACKET_V3};
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
+/// A packet's VLAN tag was taken off by the device (hardware VLAN offload)
+/// and is in tp_vlan_tci instead of the frame.
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// tp_vlan_tpid holds the tag's protocol (else it is 802.1Q).
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+const ETH_P_8021Q: u16 = 0x8100;
 
 /// sizeof(struct tpacket_block_desc) rounded to 8: where the kernel may put
 /// the first packet at the earliest (BLK_PLUS_PRIV with no private area).
@@ -38,6 +44,9 @@ const H_SEC: usize = 4;
 const H_NSEC: usize = 8;
 const H_SNAPLEN: usize = 12;
 const H_LEN: usize = 16;
+const H_STATUS: usize = 20;
+const H_VLAN_TCI: usize = 32;
+const H_VLAN_TPID: usize = 36;
 const H_MAC: usize = 24;
 const H_NET: usize = 26;
 const H_SLL: usize = 48;
@@ -261,6 +270,8 @@ pub struct Packet<'a> {
     pub protocol: u16,
     pub halen: u8,
     pub addr: [u8; 8],
+    /// (TPID, TCI) of a VLAN tag the device stripped from the frame.
+    pub vlan: Option<(u16, u16)>,
 }
 
 /// Walks `num_pkts` packets through `tp_next_offset`.
@@ -290,6 +301,15 @@ impl<'a> Iterator for Packets<'a> {
         let sll = hdr.get(H_SLL..H_SLL + 20)?;
         let mut addr = [0u8; 8];
         addr.copy_from_slice(&sll[12..20]);
+        let status = u32_at(hdr, H_STATUS);
+        let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                u16_at(hdr, H_VLAN_TPID)
+            } else {
+                ETH_P_8021Q
+            };
+            (tpid, u32_at(hdr, H_VLAN_TCI) as u16)
+        });
         let packet = Packet {
             sec: u32_at(hdr, H_SEC),
             nsec: u32_at(hdr, H_NSEC),
@@ -302,6 +322,7 @@ impl<'a> Iterator for Packets<'a> {
             pkttype: sll[10],
             halen: sll[11],
             addr,
+            vlan,
         };
         let next = u32_at(hdr, H_NEXT_OFFSET) as usize;
         if next == 0 {

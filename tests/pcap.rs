@@ -800,6 +800,57 @@ fn veth_is_ethernet() {
     }
 }
 
+/// A received 802.1Q frame reaches packet sockets with its tag taken off
+/// (the stack untags before the taps; hardware offload does the same); the
+/// file must show it as it was on the wire, tag included, as tcpdump does.
+#[test]
+fn stripped_vlan_tag_is_written_back() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let dir = TempDir::new();
+    let out = dir.path("vlan.pcap");
+    let cap = Capture::start(&b, "rxcpu", &["-l0", "-w", &out, &vb.ifname]);
+    let mut frame = vec![0xff; 6]; // broadcast
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    frame.extend_from_slice(&[0x81, 0x00, 0x20, 0x05]); // VLAN 5, priority 1
+    frame.extend_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+    frame.extend_from_slice(&[0x5a; 46]);
+    let (sent, ifname) = (frame.clone(), va.ifname.clone());
+    in_netns(&a, move || {
+        pin_to_cpu(0);
+        // SAFETY: plain socket calls on a descriptor this block owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            let name = std::ffi::CString::new(ifname).unwrap();
+            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            let r = libc::sendto(
+                fd,
+                sent.as_ptr().cast(),
+                sent.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(
+                r,
+                sent.len() as isize,
+                "{}",
+                std::io::Error::last_os_error()
+            );
+            libc::close(fd);
+        }
+    });
+    cap.signal(Signal::SIGINT);
+    cap.wait().assert_report(&[(0, 1)]);
+    let (_, packets) = read_pcap(&dir.path("vlan-0.pcap"));
+    assert_eq!(packets.len(), 1);
+    assert_eq!(packets[0].data, frame);
+    assert_eq!(packets[0].orig_len as usize, frame.len());
+}
+
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 
 /// A tun device `name` in `ns` (IFF_TUN | IFF_NO_PI), attached to the
