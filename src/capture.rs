@@ -269,6 +269,8 @@ pub fn run(opts: &Options) -> Result<i32> {
         geometry.retire_ms
     ));
 
+    check_memory(geometry, opts.cpus.len())?;
+
     let format = Format {
         link: target.link,
         snaplen: opts.snaplen,
@@ -434,6 +436,33 @@ pub fn run(opts: &Options) -> Result<i32> {
         }
     }
     Ok(status)
+}
+
+/// Refuses rings that would take more than half the memory available: the
+/// kernel allocates ring blocks in ways that wake the OOM killer rather
+/// than fail, and on a production machine it may kill something else.
+fn check_memory(geometry: Geometry, cpus: usize) -> Result<()> {
+    let need = geometry.bytes() as u64 * cpus as u64;
+    let Some(available) = mem_available() else {
+        return Ok(());
+    };
+    if need > available / 2 {
+        return Err(Error::Message(format!(
+            "error setting up rings: {cpus} x {} MiB is more than half of the available memory \
+             ({} MiB); use a smaller -B or fewer cpus (-l)",
+            geometry.bytes() >> 20,
+            available >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn remove_files(outputs: &[Option<PcapOutput>]) {

@@ -133,6 +133,21 @@ pub struct Worker<'a> {
     shared: &'a Shared,
     /// Writing the output failed; nothing more is read.
     failed: bool,
+    /// Packets seen in blocks (claimed or not), to know when the ring is
+    /// drained.
+    seen: u64,
+    /// Kernel counters read so far (reading resets them).
+    stats: Stats,
+}
+
+/// How far `read_blocks` goes.
+#[derive(Clone, Copy)]
+enum Until {
+    /// While there are blocks and no stop was asked for.
+    Stop,
+    /// Until `target` packets were seen or the deadline passed: after a
+    /// stop, never chasing packets that keep arriving.
+    Seen { target: u64, deadline: Instant },
 }
 
 /// Whether to keep reading.
@@ -158,6 +173,8 @@ impl<'a> Worker<'a> {
             output,
             shared,
             failed: false,
+            seen: 0,
+            stats: Stats::default(),
         }
     }
 
@@ -165,16 +182,12 @@ impl<'a> Worker<'a> {
     /// kernel already accepted, so a packet seen before Ctrl-C is reported.
     pub fn run(mut self) {
         let _guard = StopOnPanic(self.shared);
-        // Packets seen in blocks (claimed or not), to know when the ring is
-        // drained.
-        let mut seen = 0u64;
-        let mut stats = Stats::default();
         loop {
-            if let Flow::Done = self.read_blocks(&mut seen) {
+            if let Flow::Done = self.read_blocks(Until::Stop) {
                 break;
             }
             if self.shared.stopping() {
-                self.drain(&mut seen, &mut stats);
+                self.drain();
                 break;
             }
             let mut fds = vec![
@@ -216,15 +229,13 @@ impl<'a> Worker<'a> {
                     Ok(None) => io::Error::from_raw_os_error(libc::ENETDOWN),
                     Err(e) => e,
                 };
-                self.drain(&mut seen, &mut stats);
+                self.drain();
                 self.shared.fault(self.cpu, Fault::Socket(e));
                 break;
             }
         }
-        if let Ok(s) = self.sock.take_stats() {
-            stats.drops += s.drops;
-        }
-        self.shared.drops[self.slot].store(stats.drops, Ordering::Relaxed);
+        self.read_stats();
+        self.shared.drops[self.slot].store(self.stats.drops, Ordering::Relaxed);
         if let Some(out) = &mut self.output {
             if let Err(error) = out.flush() {
                 let path = out.path.clone();
@@ -233,14 +244,24 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Handles every block the kernel has handed over.
-    fn read_blocks(&mut self, seen: &mut u64) -> Flow {
+    /// Handles the blocks the kernel has handed over, up to `until`: a
+    /// ring that refills as fast as it is read must not hold off a stop.
+    fn read_blocks(&mut self, until: Until) -> Flow {
         loop {
+            let enough = match until {
+                Until::Stop => self.shared.stopping(),
+                Until::Seen { target, deadline } => {
+                    self.seen >= target || Instant::now() >= deadline
+                }
+            };
+            if enough {
+                return Flow::More;
+            }
             let Some(block) = self.ring.next_block() else {
                 return Flow::More;
             };
             let n = block.num_packets() as u64;
-            *seen += n;
+            self.seen += n;
             let take = self.shared.claim(n);
             test_hooks::maybe_panic(self.cpu);
             let mut done = 0u64;
@@ -286,11 +307,19 @@ impl<'a> Worker<'a> {
         self.shared.fault(self.cpu, Fault::Write { path, error });
     }
 
-    /// After a stop: reads until every packet the kernel accepted into the
-    /// ring has been seen. The kernel hands over a partly filled block only
-    /// when its retire timer fires, so this waits at most a few timer
-    /// periods, and never longer than a second.
-    fn drain(&mut self, seen: &mut u64, stats: &mut Stats) {
+    /// Adds the kernel's counters since the last read.
+    fn read_stats(&mut self) {
+        if let Ok(s) = self.sock.take_stats() {
+            self.stats.packets += s.packets;
+            self.stats.drops += s.drops;
+        }
+    }
+
+    /// After a stop: reads every packet the kernel had accepted into the
+    /// ring when the stop came, and no more. The kernel hands over a partly
+    /// filled block only when its retire timer fires, so this waits at most
+    /// a few timer periods, and never longer than a second.
+    fn drain(&mut self) {
         if self.shared.budget_spent() || self.failed {
             return;
         }
@@ -299,21 +328,16 @@ impl<'a> Worker<'a> {
             + (period * 4)
                 .max(Duration::from_millis(100))
                 .min(Duration::from_secs(1));
+        self.read_stats();
+        // tp_packets counts drops too.
+        let target = self.stats.packets.saturating_sub(self.stats.drops);
+        let until = Until::Seen { target, deadline };
         loop {
-            if let Flow::Done = self.read_blocks(seen) {
+            if let Flow::Done = self.read_blocks(until) {
                 return;
             }
-            match self.sock.take_stats() {
-                Ok(s) => {
-                    stats.packets += s.packets;
-                    stats.drops += s.drops;
-                }
-                Err(_) => return,
-            }
-            // tp_packets counts drops too.
-            let accepted = stats.packets.saturating_sub(stats.drops);
             let now = Instant::now();
-            if *seen >= accepted || now >= deadline {
+            if self.seen >= target || now >= deadline {
                 return;
             }
             let wait = (deadline - now).min(period);

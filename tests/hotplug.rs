@@ -120,3 +120,82 @@ fn selection_of_offline_cpus_only_is_a_usage_error() {
     run("rxtxcpu", &["-m", "6"])
         .assert_usage_error("rxtxcpu", "No online cpus present in cpu mask.");
 }
+
+/// Datagram payloads that tell the two floods apart in the pcap files.
+const FROM_CPU0: &[u8] = b"hotplug flood from cpu0";
+const FROM_CPU1: &[u8] = b"hotplug flood from cpu1";
+
+/// cpu1 goes offline and back online again and again while a flood runs on
+/// each cpu. The capture neither crashes nor hangs, stops cleanly on
+/// SIGINT, and never counts a packet of the cpu0 flood on cpu1. (The cpu1
+/// flood is moved to cpu0 while cpu1 is offline, and packets cpu1 had
+/// queued are handled by cpu0 when it goes, so cpu0 may see cpu1's.)
+#[test]
+fn cpu1_flapping_under_flood() {
+    const CYCLES: usize = 25;
+    let Some(cpu1) = Cpu1::acquire() else { return };
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let out = dir.path("flap.pcap");
+    let mut cap = Capture::start(&ns, "rxtxcpu", &["-s", "128", "-w", &out, "lo"]);
+    let flood = |cpu, payload| {
+        #[rustfmt::skip]
+        let opts = FloodOptions { payload, per_sec: Some(20_000), ..FloodOptions::default() };
+        Flood::start_with(&ns, cpu, LO, opts)
+    };
+    let (flood0, flood1) = (flood(0, FROM_CPU0), flood(1, FROM_CPU1));
+    flood0.wait_for_more(1_000);
+    flood1.wait_for_more(1_000);
+    for cycle in 0..CYCLES {
+        cpu1.offline().unwrap();
+        flood0.wait_for_more(200);
+        cpu1.online();
+        flood0.wait_for_more(200);
+        assert!(
+            cap.is_running(),
+            "capture ended in cycle {cycle}; stderr:\n{}",
+            cap.stderr_now()
+        );
+    }
+    let (sent0, _) = (flood0.stop(), flood1.stop());
+    // Its datagram comes back only after cpu0's backlog has been handled.
+    udp_send(&ns, 0, LO, LO, 1);
+    cap.signal(Signal::SIGINT);
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let report = f.report();
+    assert_eq!(
+        report.per_cpu.keys().copied().collect::<Vec<_>>(),
+        [0, 1],
+        "{f}"
+    );
+    let mut from = [[0u64; 2]; 2]; // from[file cpu][flood cpu]
+    for cpu in [0, 1] {
+        let path = rxtxcpu::output::cpu_path(&out, cpu as u32);
+        let file = scan_pcap(&path, |data| {
+            for (flood, payload) in [FROM_CPU0, FROM_CPU1].iter().enumerate() {
+                if data.ends_with(payload) {
+                    from[cpu][flood] += 1;
+                }
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{f}"));
+        assert_eq!(file.packets, report.per_cpu[&(cpu as u32)], "{path}\n{f}");
+    }
+    assert_eq!(from[1][0], 0, "cpu0's flood counted on cpu1\n{f}");
+    // An 8 MiB ring holds seconds of this traffic: nothing is dropped, and
+    // each datagram of cpu0's flood is a tx and an rx packet on cpu0.
+    assert!(f.drops().is_empty(), "{f}");
+    assert_eq!(from[0][0], 2 * sent0, "cpu0's flood on cpu0\n{f}");
+    // cpu1's flood was on cpu1 for its first 1000 datagrams at least.
+    assert!(
+        from[1][1] >= 1_000,
+        "cpu1's flood on cpu1: {}\n{f}",
+        from[1][1]
+    );
+    assert_eq!(
+        std::fs::read_to_string(CPU1_ONLINE).unwrap().trim(),
+        "1",
+        "cpu1 left offline"
+    );
+}

@@ -110,6 +110,25 @@ impl Netns {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no promiscuity in `ip -d link` output:\n{out}"))
     }
+
+    /// A counter of /sys/class/net/IF/statistics (`rx_packets`, ...).
+    pub fn link_stat(&self, ifname: &str, stat: &str) -> u64 {
+        let path = format!("/sys/class/net/{ifname}/statistics/{stat}");
+        let out = self.exec(&["cat", &path]);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{path}: {out:?}: {e}"))
+    }
+
+    /// The frames the interface's packet taps have seen so far: received,
+    /// sent, and sent but then dropped by the device (a veth whose peer's
+    /// backlog is full drops after the tap).
+    pub fn tapped_frames(&self, ifname: &str) -> u64 {
+        ["rx_packets", "tx_packets", "tx_dropped"]
+            .iter()
+            .map(|s| self.link_stat(ifname, s))
+            .sum()
+    }
 }
 
 impl Drop for Netns {
@@ -266,8 +285,31 @@ pub fn ping(ns: &Netns, cpu: usize, addr: Ipv4Addr, count: usize) {
               "-i", "0.2", "-W", "2", &addr.to_string()]);
 }
 
-/// UDP datagrams sent as fast as possible from a thread pinned to a cpu,
-/// until stopped (or dropped; at most a minute in any case).
+/// What a `Flood` sends, how fast and for how long at most.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodOptions {
+    /// Every datagram's payload (a distinctive one tells floods apart).
+    pub payload: &'static [u8],
+    /// Datagrams per second; None: as fast as possible.
+    pub per_sec: Option<u64>,
+    /// The flood stops by itself after this long.
+    pub limit: Duration,
+}
+
+impl Default for FloodOptions {
+    fn default() -> FloodOptions {
+        FloodOptions {
+            payload: b"flood",
+            per_sec: None,
+            limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// UDP datagrams sent as fast as possible (or at a set rate) from a thread
+/// pinned to a cpu, until stopped (or dropped; at most a minute by
+/// default). When the kernel moves the thread off its cpu (the cpu went
+/// offline), it pins itself again as soon as the cpu is back.
 pub struct Flood {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
@@ -276,6 +318,10 @@ pub struct Flood {
 
 impl Flood {
     pub fn start(ns: &Netns, cpu: usize, dst: Ipv4Addr) -> Flood {
+        Flood::start_with(ns, cpu, dst, FloodOptions::default())
+    }
+
+    pub fn start_with(ns: &Netns, cpu: usize, dst: Ipv4Addr, opts: FloodOptions) -> Flood {
         let (stop, sent) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicU64::new(0)),
@@ -290,11 +336,28 @@ impl Flood {
                 .as_ref()
                 .map_or(UDP_PORT, |r| r.local_addr().unwrap().port());
             let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-            let end = Instant::now() + Duration::from_secs(60);
+            let mut on_cpu = CpuSet::new();
+            on_cpu.set(cpu).unwrap();
+            let start = Instant::now();
+            let end = start + opts.limit;
+            let mut n = 0u64;
             while !stop2.load(Ordering::Relaxed) && Instant::now() < end {
-                if sock.send_to(b"flood", (dst, port)).is_ok() {
+                if n % 256 == 0 {
+                    if nix::sched::sched_getcpu().is_ok_and(|c| c != cpu) {
+                        // Fails (EINVAL) while the cpu is offline.
+                        let _ = sched_setaffinity(Pid::from_raw(0), &on_cpu);
+                    }
+                    if let Some(rate) = opts.per_sec {
+                        let due = Duration::from_secs_f64(n as f64 / rate as f64);
+                        if let Some(early) = due.checked_sub(start.elapsed()) {
+                            thread::sleep(early);
+                        }
+                    }
+                }
+                if sock.send_to(opts.payload, (dst, port)).is_ok() {
                     sent2.fetch_add(1, Ordering::Relaxed);
                 }
+                n += 1;
             }
         });
         Flood {
@@ -381,15 +444,30 @@ impl Capture {
     /// Spawns the binary as `name` (inside `ns` if given) with exactly `args`;
     /// does not wait for anything.
     pub fn spawn(ns: Option<&Netns>, name: &str, args: &[&str]) -> Capture {
+        Capture::spawn_via(ns, &[], &program(name), args)
+    }
+
+    /// Spawns `program` (inside `ns` if given) under the `wrapper` command
+    /// line, if any (`env VAR=1`, `setpriv --reuid=...`), with exactly
+    /// `args`; does not wait for anything.
+    pub fn spawn_via(
+        ns: Option<&Netns>,
+        wrapper: &[&str],
+        program: &Path,
+        args: &[&str],
+    ) -> Capture {
+        let mut argv: Vec<&std::ffi::OsStr> = Vec::new();
+        if let Some(ns) = ns {
+            argv.extend(["netns", "exec", ns.name.as_str()].map(std::ffi::OsStr::new));
+        }
+        argv.extend(wrapper.iter().map(std::ffi::OsStr::new));
+        argv.push(program.as_os_str());
         let mut cmd = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", &ns.name]).arg(program(name));
-                c
-            }
-            None => Command::new(program(name)),
+            Some(_) => Command::new("ip"),
+            None => Command::new(argv.remove(0)),
         };
         let mut child = cmd
+            .args(argv)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -430,9 +508,14 @@ impl Capture {
     /// Starts a capture as `name` in `ns` with `-v` and `args`, and waits
     /// for its `listening on` line (panics if it exits or takes too long).
     pub fn start(ns: &Netns, name: &str, args: &[&str]) -> Capture {
+        Capture::start_via(ns, &[], &program(name), args)
+    }
+
+    /// `start` for `program` run under `wrapper` (see `spawn_via`).
+    pub fn start_via(ns: &Netns, wrapper: &[&str], program: &Path, args: &[&str]) -> Capture {
         let mut argv = vec!["-v"];
         argv.extend_from_slice(args);
-        let mut cap = Capture::spawn(Some(ns), name, &argv);
+        let mut cap = Capture::spawn_via(Some(ns), wrapper, program, &argv);
         cap.wait_ready(&argv);
         cap
     }
@@ -466,6 +549,18 @@ impl Capture {
 
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Whether the process ends within `limit` (it is left running if not).
+    pub fn exited_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     pub fn signal(&self, sig: Signal) {
@@ -541,6 +636,18 @@ impl Finished {
     /// The report on stdout (panics, with everything, if malformed).
     pub fn report(&self) -> Report {
         Report::parse(&self.stdout).unwrap_or_else(|e| panic!("bad report: {e}\n{self}"))
+    }
+
+    /// The kernel drop lines on stderr (`N packets dropped by kernel on
+    /// cpuX.`), by cpu; cpus without drops have no line.
+    pub fn drops(&self) -> BTreeMap<u32, u64> {
+        self.stderr
+            .lines()
+            .filter_map(|l| {
+                let (n, cpu) = l.split_once(" packets dropped by kernel on cpu")?;
+                Some((cpu.strip_suffix('.')?.parse().ok()?, n.parse().ok()?))
+            })
+            .collect()
     }
 
     /// Exit 0 and exactly these `(cpu, packets)` report lines.
@@ -672,4 +779,66 @@ impl Report {
         }
         Ok(Report { per_cpu, total })
     }
+}
+
+// ---------------------------------------------------------------------------
+// Scratch directories and pcap files
+
+/// A fresh directory under cargo's target tmpdir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        TempDir::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
+    }
+
+    /// A fresh directory in `parent` (e.g. the system's temp directory, for
+    /// files another user must reach).
+    pub fn new_in(parent: &Path) -> TempDir {
+        let name = format!("rxtxcpu-t-{}-{}", std::process::id(), unique());
+        let dir = parent.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a complete pcap file holds.
+#[derive(Debug)]
+pub struct PcapFile {
+    pub header: pcap_file::pcap::PcapHeader,
+    pub packets: u64,
+}
+
+/// Reads a pcap file record by record (it may be large), calling `each`
+/// with every packet's captured bytes. Fails on a bad header or record, a
+/// record longer than the snapshot length or than the packet, or a partial
+/// record at the end (a truncated file).
+pub fn scan_pcap(path: &str, mut each: impl FnMut(&[u8])) -> Result<PcapFile, String> {
+    let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
+        .map_err(|e| format!("{path}: pcap header: {e}"))?;
+    let header = reader.header();
+    let mut packets = 0;
+    while let Some(raw) = reader.next_raw_packet() {
+        let raw = raw.map_err(|e| format!("{path}: after {packets} packets: {e}"))?;
+        if raw.incl_len > header.snaplen || raw.incl_len > raw.orig_len {
+            return Err(format!(
+                "{path}: packet {packets}: incl_len above snaplen or orig_len: {raw:?}"
+            ));
+        }
+        each(&raw.data);
+        packets += 1;
+    }
+    Ok(PcapFile { header, packets })
 }
