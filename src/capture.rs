@@ -17,7 +17,7 @@ use crate::error::{Error, Result, Why};
 use crate::output::{cpu_path, Format, LinkType, PcapOutput};
 use crate::report::{self, CpuCount};
 use crate::ring::{Geometry, Ring};
-use crate::worker::{Fault, Shared, Worker};
+use crate::worker::{pin_to, Fault, Shared, Worker};
 
 /// How long the kernel may hold a partly filled block before handing it
 /// over: the latency of a trickle of packets, and a timer that costs
@@ -495,12 +495,4 @@ fn wait_for_stop(shared: &Shared, sigfd: &SignalFd) {
             return;
         }
     }
-}
-
-/// Pins the calling thread to `cpu`: the worker then reads its ring where
-/// the kernel wrote it, from that cpu's cache.
-fn pin_to(cpu: u32) -> io::Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    set.set(cpu as usize).map_err(io::Error::from)?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
 }

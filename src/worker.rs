@@ -205,6 +205,7 @@ impl<'a> Worker<'a> {
                     break;
                 }
             }
+            self.keep_pinned();
             let ev = fds[0].revents().unwrap_or(PollFlags::empty());
             let reader_gone = fds
                 .get(2)
@@ -307,6 +308,17 @@ impl<'a> Worker<'a> {
         self.shared.fault(self.cpu, Fault::Write { path, error });
     }
 
+    /// Pins the thread again if it runs elsewhere: when its cpu goes
+    /// offline the kernel moves it and widens its affinity, and nothing
+    /// narrows it again when the cpu comes back. Checked once per wakeup
+    /// (sched_getcpu is a vDSO call); while the cpu is offline the pin
+    /// fails and is simply tried at the next wakeup.
+    fn keep_pinned(&self) {
+        if nix::sched::sched_getcpu().ok() != Some(self.cpu as usize) {
+            let _ = pin_to(self.cpu);
+        }
+    }
+
     /// Adds the kernel's counters since the last read.
     fn read_stats(&mut self) {
         if let Ok(s) = self.sock.take_stats() {
@@ -346,6 +358,14 @@ impl<'a> Worker<'a> {
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
+}
+
+/// Pins the calling thread to `cpu`: the worker then reads its ring where
+/// the kernel wrote it, from that cpu's cache.
+pub fn pin_to(cpu: u32) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu as usize).map_err(io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
 }
 
 /// Fault injection for the test suite, compiled into debug builds only (the
