@@ -378,6 +378,7 @@ pub fn run(opts: &Options) -> Result<i32> {
             cpu,
             packets: shared.captured[slot].load(Ordering::Relaxed),
             drops: shared.drops[slot].load(Ordering::Relaxed),
+            unread: shared.unread[slot].load(Ordering::Relaxed),
         })
         .collect();
 

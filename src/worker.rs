@@ -36,6 +36,8 @@ pub struct Shared {
     pub captured: Vec<AtomicU64>,
     /// Kernel drops per worker.
     pub drops: Vec<AtomicU64>,
+    /// Packets the kernel accepted before a stop but never handed over.
+    pub unread: Vec<AtomicU64>,
     /// The first fault, for the exit status.
     pub faults: Mutex<Vec<(u32, Fault)>>,
 }
@@ -51,6 +53,7 @@ impl Shared {
             budget: (count > 0).then(|| AtomicU64::new(count)),
             captured: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             drops: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            unread: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             faults: Mutex::new(Vec::new()),
         })
     }
@@ -145,9 +148,11 @@ pub struct Worker<'a> {
 enum Until {
     /// While there are blocks and no stop was asked for.
     Stop,
-    /// Until `target` packets were seen or the deadline passed: after a
-    /// stop, never chasing packets that keep arriving.
-    Seen { target: u64, deadline: Instant },
+    /// Until `target` packets were seen: after a stop, never chasing
+    /// packets that keep arriving. Not bounded by time: every packet the
+    /// kernel accepted before the stop is in a block already, and leaving
+    /// any of them unread would lose it without a trace.
+    Seen(u64),
 }
 
 /// Whether to keep reading.
@@ -251,9 +256,7 @@ impl<'a> Worker<'a> {
         loop {
             let enough = match until {
                 Until::Stop => self.shared.stopping(),
-                Until::Seen { target, deadline } => {
-                    self.seen >= target || Instant::now() >= deadline
-                }
+                Until::Seen(target) => self.seen >= target,
             };
             if enough {
                 return Flow::More;
@@ -329,30 +332,38 @@ impl<'a> Worker<'a> {
 
     /// After a stop: reads every packet the kernel had accepted into the
     /// ring when the stop came, and no more. The kernel hands over a partly
-    /// filled block only when its retire timer fires, so this waits at most
-    /// a few timer periods, and never longer than a second.
+    /// filled block only when its retire timer fires, so waiting for
+    /// blocks is bounded by a few timer periods (never more than a second);
+    /// reading the blocks handed over is bounded by the ring's size.
     fn drain(&mut self) {
         if self.shared.budget_spent() || self.failed {
             return;
         }
         let period = Duration::from_millis(u64::from(self.ring.geometry().retire_ms));
-        let deadline = Instant::now()
-            + (period * 4)
-                .max(Duration::from_millis(100))
-                .min(Duration::from_secs(1));
+        let patience = (period * 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         self.read_stats();
         // tp_packets counts drops too.
         let target = self.stats.packets.saturating_sub(self.stats.drops);
-        let until = Until::Seen { target, deadline };
+        let mut progress = Instant::now();
         loop {
-            if let Flow::Done = self.read_blocks(until) {
+            let before = self.seen;
+            if let Flow::Done = self.read_blocks(Until::Seen(target)) {
+                return;
+            }
+            if self.seen >= target {
                 return;
             }
             let now = Instant::now();
-            if self.seen >= target || now >= deadline {
+            if self.seen > before {
+                progress = now;
+            }
+            if now >= progress + patience {
+                // Should not happen: the retire timer hands every block
+                // over. If it does, say so rather than lose them quietly.
+                self.shared.unread[self.slot].store(target - self.seen, Ordering::Relaxed);
                 return;
             }
-            let wait = (deadline - now).min(period);
+            let wait = (progress + patience - now).min(period);
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
             let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
             let _ = poll(&mut fds, PollTimeout::from(ms));

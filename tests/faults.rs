@@ -7,43 +7,18 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
-use rxtxcpu::output::cpu_path;
-
 use common::*;
 
-const LO: Ipv4Addr = LOCALHOST;
-
-/// Every per-cpu file of the capture: complete (no partial record), one per
-/// reported cpu and holding exactly the reported count, every packet
-/// ending with `payload` if given. Returns the files' packet counts.
-fn assert_files_match_report(f: &Finished, template: &str, payload: Option<&[u8]>) {
-    let report = f.report();
-    for (&cpu, &n) in &report.per_cpu {
-        let path = cpu_path(template, cpu);
-        let mut foreign = 0u64;
-        let file = scan_pcap(&path, |data| {
-            if payload.is_some_and(|p| !data.ends_with(p)) {
-                foreign += 1;
-            }
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{f}"));
-        assert_eq!(file.packets, n, "{path} holds a different count\n{f}");
-        assert_eq!(foreign, 0, "{path}: packets that are not ours\n{f}");
-    }
-}
-
-/// Stderr after the `listening on` line.
-fn after_ready(f: &Finished) -> &str {
-    f.stderr
-        .split_once("listening on")
-        .and_then(|(_, rest)| rest.split_once('\n'))
-        .map_or("", |(_, rest)| rest)
+/// `assert_files_match_report`, every packet one of `udp_send`'s datagrams.
+fn assert_files_hold_our_datagrams(f: &Finished, template: &str) {
+    assert_files_match_report(f, template, |cpu, p| {
+        assert!(p.data.ends_with(PAYLOAD), "cpu{cpu}: not ours: {p:?}\n{f}");
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -70,11 +45,11 @@ fn interface_taken_away(action: &[&str], says: &str) {
     assert_eq!(f.report().per_cpu, BTreeMap::from([(0, 3), (1, 2)]), "{f}");
     // One line says what happened (the report is on stdout).
     assert_eq!(
-        after_ready(&f).lines().collect::<Vec<_>>(),
+        f.after_ready().lines().collect::<Vec<_>>(),
         [format!("rxtxcpu: interface '{}' {says}", vb.ifname)],
         "one line after `listening on`\n{f}"
     );
-    assert_files_match_report(&f, &out, Some(PAYLOAD));
+    assert_files_hold_our_datagrams(&f, &out);
 }
 
 #[test]
@@ -90,48 +65,19 @@ fn interface_down_mid_capture_keeps_files_valid() {
 // ---------------------------------------------------------------------------
 // The disk fills up
 
-/// A small tmpfs mounted on a fresh directory; unmounted on drop.
-struct SmallDisk(TempDir);
-
-impl SmallDisk {
-    fn new(size: &str) -> SmallDisk {
-        let dir = TempDir::new();
-        sh(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                &dir.path(""),
-            ],
-        );
-        SmallDisk(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(&self.0 .0)
-            .status();
-    }
-}
-
 #[test]
 fn disk_full_stops_with_valid_files() {
     let ns = Netns::new();
-    let disk = SmallDisk::new("256k");
-    let out = disk.0.path("full.pcap");
+    let disk = Tmpfs::mount("256k");
+    let out = disk.dir.path("full.pcap");
     let cap = Capture::start(&ns, "rxtxcpu", &["-w", &out, "lo"]);
     // 6000 packets of about 80 bytes each in the file: more than fits.
     udp_send(&ns, 0, LO, LO, 3000);
     let f = cap.wait();
     assert_eq!(f.status.code(), Some(1), "{f}");
-    let full = cpu_path(&out, 0);
+    let full = cpu_file(&out, 0);
     assert_eq!(
-        after_ready(&f).lines().collect::<Vec<_>>(),
+        f.after_ready().lines().collect::<Vec<_>>(),
         [format!(
             "rxtxcpu: error writing {full}: No space left on device"
         )],
@@ -139,7 +85,7 @@ fn disk_full_stops_with_valid_files() {
     );
     let report = f.report();
     assert!(report.per_cpu[&0] < 6000, "{f}");
-    assert_files_match_report(&f, &out, Some(PAYLOAD));
+    assert_files_hold_our_datagrams(&f, &out);
 }
 
 // ---------------------------------------------------------------------------
@@ -157,7 +103,7 @@ fn sigterm_and_sighup_keep_files_valid() {
         cap.signal(sig);
         let f = cap.wait();
         f.assert_report(&[(0, 2), (1, 6)]);
-        assert_files_match_report(&f, &out, Some(PAYLOAD));
+        assert_files_hold_our_datagrams(&f, &out);
     }
 }
 
@@ -197,7 +143,8 @@ fn repeated_signal_during_shutdown(first: Signal, second: Signal) {
         (_, Signal::SIGINT) => &[0, 1],
         _ => &[0],
     };
-    let extra: Vec<&str> = after_ready(&f)
+    let extra: Vec<&str> = f
+        .after_ready()
         .lines()
         .filter(|l| !l.contains("dropped by kernel"))
         .collect();
@@ -205,17 +152,14 @@ fn repeated_signal_during_shutdown(first: Signal, second: Signal) {
         extra.iter().all(|l| l.is_empty()) && newlines.contains(&extra.len()),
         "{what}: stderr after `listening on`: {extra:?}\n{f}"
     );
-    let report = f.report();
-    let drops = f.drops();
     for cpu in [0, 1] {
-        let seen = report.per_cpu[&cpu] + drops.get(&cpu).copied().unwrap_or(0);
         assert_eq!(
-            seen,
+            f.seen_on(cpu),
             2 * per_cpu as u64,
             "{what}: cpu{cpu} captured + dropped\n{f}"
         );
     }
-    assert_files_match_report(&f, &out, Some(PAYLOAD));
+    assert_files_hold_our_datagrams(&f, &out);
 }
 
 #[test]
@@ -239,7 +183,7 @@ fn sigint_stops_a_flooded_capture_with_a_slow_output() {
     let ns = Netns::new();
     let dir = TempDir::new();
     let out = dir.path("slow.pcap");
-    let fifo = cpu_path(&out, 0);
+    let fifo = cpu_file(&out, 0);
     sh("mkfifo", &[&fifo]);
     let reader = thread::spawn(move || {
         let mut file = std::fs::File::open(&fifo).unwrap();
@@ -265,9 +209,8 @@ fn sigint_stops_a_flooded_capture_with_a_slow_output() {
     );
     assert_eq!(f.status.code(), Some(0), "{f}");
     let stream = reader.join().unwrap();
-    let path = dir.path("stream.pcap");
-    std::fs::write(&path, stream).unwrap();
-    let file = scan_pcap(&path, |_| ()).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    let file = scan_pcap(stream.as_slice(), true, |_| ())
+        .unwrap_or_else(|e| panic!("the stream: {e}\n{f}"));
     assert_eq!(file.packets, f.report().per_cpu[&0], "{f}");
 }
 
@@ -311,7 +254,7 @@ fn worker_panic_stops_the_others_cleanly() {
             BTreeMap::from([(other as u32, 3), (cpu as u32, 0)]),
             "{what}\n{f}"
         );
-        assert_files_match_report(&f, &out, Some(PAYLOAD));
+        assert_files_hold_our_datagrams(&f, &out);
         assert_eq!(b.promiscuity(&vb.ifname), 0, "{what}\n{f}");
     }
 }
@@ -344,26 +287,10 @@ fn flood_is_accounted_for(args: &[&str], per_cpu: usize) -> Finished {
     let reached = b.tapped_frames(&vb.ifname) - before;
     cap.signal(Signal::SIGINT);
     let f = cap.wait();
-    assert_eq!(f.status.code(), Some(0), "{args:?}\n{f}");
-    let report = f.report();
-    let drops = f.drops();
-    let dropped: u64 = drops.values().sum();
-    assert_eq!(
-        report.total + dropped,
-        reached,
-        "{args:?}: captured {} + dropped {dropped} != {reached} frames on {}\n{f}",
-        report.total,
-        vb.ifname
-    );
     // Per cpu: the datagrams, a ping request (rx) and its reply (tx).
-    let sent = 2 * (per_cpu as u64 + 2);
-    if reached == sent {
-        for cpu in [0, 1] {
-            let seen = report.per_cpu[&cpu] + drops.get(&cpu).copied().unwrap_or(0);
-            assert_eq!(seen, per_cpu as u64 + 2, "{args:?}: cpu{cpu}\n{f}");
-        }
-    }
-    assert_files_match_report(&f, &out, None);
+    let what = format!("{args:?} on {}", vb.ifname);
+    f.assert_accounted_for(&what, reached, [per_cpu as u64 + 2; 2]);
+    assert_files_match_report(&f, &out, |_, _| ());
     f
 }
 
@@ -382,13 +309,6 @@ fn flood_is_accounted_for_with_a_tiny_ring() {
 // ---------------------------------------------------------------------------
 // Setup failures: exit 1, one line, nothing left behind
 
-/// Exit 1, nothing on stdout, exactly `message` (one line) on stderr.
-fn assert_runtime_error(f: &Finished, message: &str) {
-    assert_eq!(f.status.code(), Some(1), "{f}");
-    assert_eq!(f.stdout, "", "{f}");
-    assert_eq!(f.stderr, format!("{message}\n"), "{f}");
-}
-
 #[test]
 fn interface_down_at_start() {
     let (a, b) = (Netns::new(), Netns::new());
@@ -396,13 +316,10 @@ fn interface_down_at_start() {
     b.ip(&["link", "set", &vb.ifname, "down"]);
     let f = run_in(&b, "rxtxcpu", &[&vb.ifname]);
     let name = &vb.ifname;
-    assert_runtime_error(
-        &f,
-        &format!(
-            "rxtxcpu: error setting ifname '{name}': Network is down \
-             (bring it up first: ip link set dev {name} up)"
-        ),
-    );
+    f.assert_runtime_error(&format!(
+        "rxtxcpu: error setting ifname '{name}': Network is down \
+         (bring it up first: ip link set dev {name} up)"
+    ));
 }
 
 /// A ring larger than the machine can spare is refused with a message,
@@ -448,12 +365,12 @@ fn output_file_cannot_be_created() {
     let out = dir.path("nosuch/out.pcap");
     let f = run_in(&ns, "rxtxcpu", &["-w", &out, "lo"]);
     let first = dir.path("nosuch/out-0.pcap");
-    assert_runtime_error(&f, &format!("rxtxcpu: {first}: No such file or directory"));
+    f.assert_runtime_error(&format!("rxtxcpu: {first}: No such file or directory"));
     // The second cpu's file cannot be created: the first is not left behind.
     std::fs::create_dir(dir.path("out-1.pcap")).unwrap();
     let f = run_in(&ns, "rxtxcpu", &["-w", &dir.path("out.pcap"), "lo"]);
     let second = dir.path("out-1.pcap");
-    assert_runtime_error(&f, &format!("rxtxcpu: {second}: Is a directory"));
+    f.assert_runtime_error(&format!("rxtxcpu: {second}: Is a directory"));
     assert!(
         !Path::new(&dir.path("out-0.pcap")).exists(),
         "out-0.pcap left behind\n{f}"
@@ -525,8 +442,7 @@ fn not_root_names_cap_net_raw() {
         &[],
         &["-l1", "-w", &user.dir.path("x.pcap"), "lo"],
     ] {
-        let f = user.run(&ns, args);
-        assert_runtime_error(&f, message);
+        user.run(&ns, args).assert_runtime_error(message);
     }
     assert_eq!(std::fs::read_dir(&user.writable).unwrap().count(), 0);
 }
@@ -542,7 +458,7 @@ fn cap_net_raw_is_enough_to_capture() {
     cap.signal(Signal::SIGINT);
     let f = cap.wait();
     f.assert_report(&[(0, 4), (1, 4)]);
-    assert_files_match_report(&f, &out, None);
+    assert_files_match_report(&f, &out, |_, _| ());
 }
 
 /// Promiscuous mode is a packet-socket membership (PACKET_MR_PROMISC),

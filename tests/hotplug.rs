@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const CPU1_ONLINE: &str = "/sys/devices/system/cpu/cpu1/online";
-const LO: std::net::Ipv4Addr = LOCALHOST;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -114,11 +113,19 @@ fn cpu1_offline_during_capture_keeps_its_count() {
 fn selection_of_offline_cpus_only_is_a_usage_error() {
     let Some(cpu1) = Cpu1::acquire() else { return };
     cpu1.offline().unwrap();
-    run("rxtxcpu", &["-l", "1"])
-        .assert_usage_error("rxtxcpu", "No online cpus present in cpu list.");
-    run("rxcpu", &["-m", "2"]).assert_usage_error("rxcpu", "No online cpus present in cpu mask.");
-    run("rxtxcpu", &["-m", "6"])
-        .assert_usage_error("rxtxcpu", "No online cpus present in cpu mask.");
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["-l", "1"],
+            "No online cpus present in cpu list.",
+        ),
+        ("rxcpu", &["-m", "2"], "No online cpus present in cpu mask."),
+        (
+            "rxtxcpu",
+            &["-m", "6"],
+            "No online cpus present in cpu mask.",
+        ),
+    ]);
 }
 
 /// Datagram payloads that tell the two floods apart in the pcap files.
@@ -170,18 +177,13 @@ fn cpu1_flapping_under_flood() {
         "{f}"
     );
     let mut from = [[0u64; 2]; 2]; // from[file cpu][flood cpu]
-    for cpu in [0, 1] {
-        let path = rxtxcpu::output::cpu_path(&out, cpu as u32);
-        let file = scan_pcap(&path, |data| {
-            for (flood, payload) in [FROM_CPU0, FROM_CPU1].iter().enumerate() {
-                if data.ends_with(payload) {
-                    from[cpu][flood] += 1;
-                }
+    assert_files_match_report(&f, &out, |cpu, p| {
+        for (flood, payload) in [FROM_CPU0, FROM_CPU1].iter().enumerate() {
+            if p.data.ends_with(payload) {
+                from[cpu as usize][flood] += 1;
             }
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{f}"));
-        assert_eq!(file.packets, report.per_cpu[&(cpu as u32)], "{path}\n{f}");
-    }
+        }
+    });
     assert_eq!(from[1][0], 0, "cpu0's flood counted on cpu1\n{f}");
     // An 8 MiB ring holds seconds of this traffic: nothing is dropped, and
     // each datagram of cpu0's flood is a tx and an rx packet on cpu0.

@@ -12,29 +12,18 @@
 //! and tests the real `make install`, cargo build included, rather than a
 //! copy of a prebuilt binary.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const NAMES: [&str; 3] = ["rxtxcpu", "rxcpu", "txcpu"];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{files_under, output_if_installed, root, show, NAMES};
 
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-target")
-}
-
-fn show(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs make in the source tree with `args`; panics with its output unless
@@ -60,27 +49,6 @@ fn make(args: &[&str]) -> Output {
     out
 }
 
-/// Every file and symlink under `dir`, relative to it.
-fn entries(dir: &Path) -> BTreeSet<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd {
-            let e = e.unwrap();
-            let path = e.path();
-            let ty = e.file_type().unwrap();
-            if ty.is_dir() {
-                walk(base, &path, out);
-            } else {
-                let rel = path.strip_prefix(base).unwrap();
-                out.insert(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 fn expected_entries() -> BTreeSet<String> {
     let mut want = BTreeSet::new();
     for n in NAMES {
@@ -101,15 +69,20 @@ fn run(program: &Path, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
 }
 
-/// Renders a man page as a user would: man-db's `man` if installed, else
-/// mandoc. Returns the text; a warning on stderr fails.
-fn render_man(args: &[&str]) -> String {
-    let have_man = Command::new("man")
+/// Whether man-db's `man` is installed.
+fn have_man() -> bool {
+    Command::new("man")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok();
+        .is_ok()
+}
+
+/// Renders a man page as a user would: man-db's `man` if installed, else
+/// mandoc. Returns the text; a warning on stderr fails.
+fn render_man(args: &[&str]) -> String {
+    let have_man = have_man();
     let mut cmd = if have_man {
         let mut c = Command::new("man");
         c.args(args);
@@ -177,15 +150,11 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
 /// fish is not installed.
 fn fish_complete(script: &Path, line: &str) -> Option<Vec<String>> {
     let snippet = format!("source '{}'; complete -C '{line}'", script.display());
-    let out = match Command::new("fish")
-        .args(["--no-config", "-c", &snippet])
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("cannot run fish: {e}"),
-    };
+    let out = output_if_installed(
+        Command::new("fish")
+            .args(["--no-config", "-c", &snippet])
+            .stdin(Stdio::null()),
+    )?;
     assert!(out.status.success(), "{}", show("fish completion", &out));
     Some(
         String::from_utf8_lossy(&out.stdout)
@@ -197,17 +166,15 @@ fn fish_complete(script: &Path, line: &str) -> Option<Vec<String>> {
 
 /// Runs `shell -n script` (a syntax check) if that shell is installed.
 fn syntax_check(shell: &str, script: &Path) {
-    match Command::new(shell).arg("-n").arg(script).output() {
-        Ok(out) => assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{}",
-            show(&format!("{shell} -n {}", script.display()), &out)
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("{shell} not installed; not checking {}", script.display());
-        }
-        Err(e) => panic!("cannot run {shell}: {e}"),
-    }
+    let Some(out) = output_if_installed(Command::new(shell).arg("-n").arg(script)) else {
+        eprintln!("{shell} not installed; not checking {}", script.display());
+        return;
+    };
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        show(&format!("{shell} -n {}", script.display()), &out)
+    );
 }
 
 #[test]
@@ -223,7 +190,7 @@ fn make_install_then_uninstall() {
     make(&["install", &destdir_arg, "PREFIX=/usr"]);
 
     // Exactly the expected files, nothing else.
-    let got = entries(&destdir);
+    let got: BTreeSet<String> = files_under(&destdir).into_iter().collect();
     let want = expected_entries();
     assert_eq!(
         got,
@@ -308,8 +275,7 @@ fn make_install_then_uninstall() {
         "man -l output:\n{text}"
     );
     let manpath = destdir.join("usr/share/man");
-    let have_man = Command::new("man").arg("--version").output().is_ok();
-    if have_man {
+    if have_man() {
         for n in NAMES {
             let by_name = render_man(&["-M", manpath.to_str().unwrap(), "8", n]);
             assert!(by_name.contains("RXTXCPU(8)"), "man 8 {n}:\n{by_name}");
@@ -373,10 +339,9 @@ fn make_install_then_uninstall() {
     let other = sbin.join("other-tool");
     fs::write(&other, "not ours").unwrap();
     make(&["uninstall", &destdir_arg, "PREFIX=/usr"]);
-    let left = entries(&destdir);
     assert_eq!(
-        left,
-        BTreeSet::from(["usr/sbin/other-tool".to_string()]),
+        files_under(&destdir),
+        ["usr/sbin/other-tool"],
         "after make uninstall"
     );
     // Uninstalling again is harmless.

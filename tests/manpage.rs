@@ -7,17 +7,15 @@
 //! needs anyway; `.ci/run` installs it) to plain text, one line per
 //! paragraph.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use rxtxcpu::cli;
 
-const NAMES: [&str; 3] = ["rxtxcpu", "rxcpu", "txcpu"];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{output_if_installed, root, NAMES};
 
 fn page_path() -> PathBuf {
     root().join("man/rxtxcpu.8")
@@ -109,6 +107,14 @@ fn program_options() -> BTreeSet<Opt> {
         .collect()
 }
 
+/// `count=N` -> (`count`, Some(`N`)); `verbose` -> (`verbose`, None).
+fn name_and_value(long: &str) -> (&str, Option<String>) {
+    match long.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (long, None),
+    }
+}
+
 /// The options the OPTIONS section documents, from its tags
 /// (`-c, --count=N`), each with the paragraph that describes it.
 fn documented_options(text: &str) -> Vec<(Opt, String)> {
@@ -129,10 +135,7 @@ fn documented_options(text: &str) -> Vec<(Opt, String)> {
         };
         for part in tag.split(", ") {
             if let Some(long) = part.strip_prefix("--") {
-                let (name, value) = match long.split_once('=') {
-                    Some((n, v)) => (n, Some(v.to_string())),
-                    None => (long, None),
-                };
+                let (name, value) = name_and_value(long);
                 opt.long = name.to_string();
                 opt.value = value;
             } else if let Some(short) = part.strip_prefix('-') {
@@ -179,17 +182,11 @@ fn mandoc_lint_is_clean() {
 /// where groff is not installed.
 #[test]
 fn groff_has_no_warnings() {
-    let out = match Command::new("groff")
-        .args(["-man", "-t", "-ww", "-z"])
-        .arg(page_path())
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("groff not installed; skipping");
-            return;
-        }
-        Err(e) => panic!("cannot run groff: {e}"),
+    let mut groff = Command::new("groff");
+    groff.args(["-man", "-t", "-ww", "-z"]).arg(page_path());
+    let Some(out) = output_if_installed(&mut groff) else {
+        eprintln!("groff not installed; skipping");
+        return;
     };
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -249,10 +246,7 @@ fn synopsis_lists_every_option() {
     let mut shown: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (i, w) in words.iter().enumerate() {
         if let Some(long) = w.strip_prefix("--") {
-            let (name, value) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (long, None),
-            };
+            let (name, value) = name_and_value(long);
             shown.insert(format!("--{name}"), value);
         } else if let Some(shorts) = w.strip_prefix('-') {
             let next = words.get(i + 1).filter(|n| !n.starts_with('-'));
@@ -408,11 +402,13 @@ fn output_examples_match_the_code() {
             cpu: 0,
             packets: 12,
             drops: 0,
+            unread: 0,
         },
         CpuCount {
             cpu: 1,
             packets: 0,
             drops: 1532,
+            unread: 0,
         },
     ];
     let report = report::counts(&counts);

@@ -5,21 +5,17 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pcap_file::pcap::{PcapHeader, PcapReader};
 use pcap_file::{DataLink, TsResolution};
 
 use common::*;
-
-const LO: Ipv4Addr = LOCALHOST;
 
 /// Ethernet + IPv4 + UDP headers and `PAYLOAD`: one of `udp_send`'s
 /// datagrams on an Ethernet link.
@@ -30,136 +26,8 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 /// tcpdump's default snapshot length.
 const DEFAULT_SNAPLEN: u32 = 262_144;
 
-/// A fresh directory under cargo's target tmpdir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pcap-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-
-    /// File names in the directory (recursively, relative), sorted.
-    fn files(&self) -> Vec<String> {
-        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, base, out);
-                } else {
-                    let rel = path.strip_prefix(base).unwrap();
-                    out.push(rel.to_str().unwrap().to_owned());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.0, &self.0, &mut out);
-        out.sort();
-        out
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = TempDir::new();
-        #[rustfmt::skip]
-        sh("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.0.to_str().unwrap()]);
-        Tmpfs { dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a capture that is still being killed may hold a file open.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir.0)
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Reading pcap
-
-/// A packet of a pcap stream.
-#[derive(Debug)]
-struct Packet {
-    timestamp: Duration,
-    orig_len: u32,
-    data: Vec<u8>,
-}
-
-/// Header and the complete packets of a pcap stream, read with pcap-file's
-/// PcapReader; `complete` demands that nothing follows the last packet
-/// (else a partial tail is ignored). Records are read raw and checked here,
-/// because pcap-file 2.0's checked reader wrongly rejects packets longer
-/// than the snapshot length (orig_len > snaplen); when no packet is, the
-/// checked reader must accept every record too.
-fn parse_pcap(bytes: &[u8], complete: bool) -> Result<(PcapHeader, Vec<Packet>), String> {
-    let mut reader = PcapReader::new(bytes).map_err(|e| format!("pcap header: {e}"))?;
-    let header = reader.header();
-    let frac_unit = match header.ts_resolution {
-        TsResolution::MicroSecond => 1000,
-        TsResolution::NanoSecond => 1,
-    };
-    let mut packets = Vec::new();
-    while let Some(raw) = reader.next_raw_packet() {
-        let raw = match raw {
-            Ok(raw) => raw,
-            Err(e) if complete => return Err(format!("after {} packets: {e}", packets.len())),
-            Err(_) => break,
-        };
-        let bad = |what: &str| format!("packet {}: {what}: {raw:?}", packets.len());
-        if raw.incl_len > header.snaplen || raw.incl_len > raw.orig_len {
-            return Err(bad("incl_len above snaplen or orig_len"));
-        }
-        if u64::from(raw.ts_frac) * frac_unit >= 1_000_000_000 {
-            return Err(bad("timestamp fraction out of range"));
-        }
-        packets.push(Packet {
-            timestamp: Duration::new(raw.ts_sec.into(), raw.ts_frac * frac_unit as u32),
-            orig_len: raw.orig_len,
-            data: raw.data.into_owned(),
-        });
-    }
-    if complete && packets.iter().all(|p| p.orig_len <= header.snaplen) {
-        let mut checked = PcapReader::new(bytes).map_err(|e| format!("pcap header: {e}"))?;
-        let mut n = 0;
-        while let Some(p) = checked.next_packet() {
-            let p = p.map_err(|e| format!("pcap-file rejects packet {n}: {e}"))?;
-            assert_eq!(p.timestamp, packets[n].timestamp, "packet {n}");
-            n += 1;
-        }
-        assert_eq!(n, packets.len());
-    }
-    Ok((header, packets))
-}
-
-fn read_pcap(path: &str) -> (PcapHeader, Vec<Packet>) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    parse_pcap(&bytes, true).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// The file's magic number, in the byte order it was written in (native,
 /// as libpcap writes).
@@ -223,34 +91,29 @@ fn assert_udp_packets(what: &str, packets: &[Packet]) {
     }
 }
 
-/// Reads `N-<cpu>` files of a capture and checks them against the report:
-/// one file per report line, holding exactly the packets counted, in time
-/// order, within the window. Returns the packets per cpu.
-fn assert_files_match_report(
+/// `assert_files_match_report` for a capture at the default snapshot
+/// length, each file's packets in time order within the window. Returns
+/// the packets per cpu.
+fn assert_files_in_window(
     f: &Finished,
-    dir: &TempDir,
     template: &str,
     start: Duration,
     end: Duration,
 ) -> Vec<(u32, Vec<Packet>)> {
-    let report = f.report();
+    let mut by_cpu: BTreeMap<u32, Vec<Packet>> = BTreeMap::new();
+    let headers = assert_files_match_report(f, template, |cpu, p| {
+        by_cpu.entry(cpu).or_default().push(p);
+    });
     let mut all = Vec::new();
-    for (&cpu, &n) in &report.per_cpu {
-        let path = dir.path(&cpu_file(template, cpu));
-        let (header, packets) = read_pcap(&path);
+    for (cpu, header) in headers {
+        let path = cpu_file(template, cpu);
+        let packets = by_cpu.remove(&cpu).unwrap_or_default();
         assert_eq!(header.snaplen, DEFAULT_SNAPLEN, "{path}");
-        assert_eq!(packets.len() as u64, n, "{path} against the report\n{f}");
         assert_in_window(&path, &packets, start, end);
         assert_ordered(&path, &packets, false);
         all.push((cpu, packets));
     }
     all
-}
-
-/// `out.pcap` -> `out-<cpu>.pcap`.
-fn cpu_file(template: &str, cpu: u32) -> String {
-    let (stem, ext) = template.rsplit_once('.').unwrap();
-    format!("{stem}-{cpu}.{ext}")
 }
 
 // ---------------------------------------------------------------------------
@@ -339,111 +202,32 @@ fn tcpdump_read(ns: Option<&Netns>, path: &str) -> (String, String) {
     (stdout, stderr)
 }
 
+/// `02:00:00:00:00:01` -> its six bytes.
+fn mac_octets(mac: &str) -> Vec<u8> {
+    mac.split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect()
+}
+
 /// The index of `ifname` in `ns`.
 fn ifindex(ns: &Netns, ifname: &str) -> u32 {
     let out = ns.ip(&["-o", "link", "show", "dev", ifname]);
     out.split(':').next().unwrap().trim().parse().unwrap()
 }
 
-/// A running rxtxcpu whose stdout goes where the test says (a pipe to
-/// tcpdump, a pipe the test closes); stderr is collected.
-struct Piped {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Piped {
-    /// `ip netns exec NS rxtxcpu -v ARGS` with stdout `stdout`.
-    fn spawn(ns: &Netns, args: &[&str], stdout: Stdio) -> Piped {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, BIN, "-v"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rxtxcpu");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (mut err, text) = (child.stderr.take().unwrap(), stderr.clone());
-        let reader = thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => text
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n])),
-                }
-            }
-        });
-        Piped {
-            child,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    fn stderr_now(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits for `listening on` (panics if it exits first or takes long).
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.stderr_now().contains("listening on") {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("exited before listening ({status}):\n{}", self.stderr_now());
-            }
-            assert!(Instant::now() < deadline, "not listening");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits up to `timeout` for the process to end by itself.
-    fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "rxtxcpu did not exit within {timeout:?}; stderr:\n{}",
-                    self.stderr_now()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        self.reader.take().unwrap().join().unwrap();
-        (status, self.stderr_now())
-    }
-}
-
-impl Drop for Piped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// stderr of a capture that ended because its stdout reader went away:
-/// the report, and no error, panic or complaint about the pipe.
-fn assert_quiet_end(status: ExitStatus, stderr: &str) {
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let report = stderr
+/// A capture that ended because its stdout reader went away: exit 0, the
+/// report on stderr, and no error, panic or complaint about the pipe.
+fn assert_quiet_end(f: &Finished) {
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let report = f
+        .stderr
         .lines()
         .skip_while(|l| !l.contains("packets captured on cpu"))
         .map(|l| format!("{l}\n"))
         .collect::<String>();
-    Report::parse(&report).unwrap_or_else(|e| panic!("no report on stderr: {e}\n{stderr}"));
+    Report::parse(&report).unwrap_or_else(|e| panic!("no report on stderr: {e}\n{f}"));
     for bad in ["panic", "error", "Error", "Broken pipe", "EPIPE"] {
-        assert!(!stderr.contains(bad), "{bad:?} on stderr:\n{stderr}");
+        assert!(!f.stderr.contains(bad), "{bad:?} on stderr:\n{f}");
     }
 }
 
@@ -464,7 +248,7 @@ fn per_cpu_files_hold_each_cpus_packets() {
     let end = now();
     f.assert_report(&[(0, 6), (1, 4)]);
     assert_eq!(dir.files(), ["out-0.pcap", "out-1.pcap"], "{f}");
-    for (cpu, packets) in assert_files_match_report(&f, &dir, "out.pcap", start, end) {
+    for (cpu, packets) in assert_files_in_window(&f, &out, start, end) {
         let path = dir.path(&format!("out-{cpu}.pcap"));
         // Microsecond pcap, as every reader knows it.
         assert_eq!(magic(&path), 0xa1b2_c3d4, "{path}");
@@ -527,8 +311,10 @@ fn write_to_stdout_with_one_cpu() {
             .ends_with("\n4 packets captured on cpu1.\n4 packets captured total.\n"),
         "{f}"
     );
-    let (header, packets) = parse_pcap(&f.stdout_bytes, true).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(header.datalink, DataLink::ETHERNET);
+    let mut packets = Vec::new();
+    let stream = scan_pcap(f.stdout_bytes.as_slice(), true, |p| packets.push(p))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stream.header.datalink, DataLink::ETHERNET);
     assert_eq!(packets.len(), 4, "{f}");
     assert_udp_packets("stdout", &packets);
     assert_in_window("stdout", &packets, start, end);
@@ -546,7 +332,7 @@ fn packet_buffered_file_shows_packets_while_capturing() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let bytes = std::fs::read(&file).unwrap_or_default();
-        if parse_pcap(&bytes, false).is_ok_and(|(_, p)| p.len() == 4) {
+        if scan_pcap(bytes.as_slice(), false, |_| ()).is_ok_and(|file| file.packets == 4) {
             break;
         }
         assert!(
@@ -600,7 +386,7 @@ fn buffered_output_uses_large_writes_and_is_complete_at_the_end() {
     let f = cap.wait();
     drop(flood);
     let end = now();
-    let packets = assert_files_match_report(&f, &dir, "buf.pcap", start, end);
+    let packets = assert_files_in_window(&f, &out, start, end);
     let captured = packets[0].1.len() as u64;
     assert!(captured > 20_000, "{f}");
     // A few writes of -v lines to stderr, then chunks of at least 64 KiB.
@@ -787,14 +573,9 @@ fn veth_is_ethernet() {
     let (header, packets) = read_pcap(&path);
     assert_eq!(header.datalink, DataLink::ETHERNET);
     assert_udp_packets(&path, &packets);
-    let mac = |m: &str| -> Vec<u8> {
-        m.split(':')
-            .map(|x| u8::from_str_radix(x, 16).unwrap())
-            .collect()
-    };
     for p in &packets {
-        assert_eq!(p.data[0..6], mac(&vb.mac), "destination MAC");
-        assert_eq!(p.data[6..12], mac(&va.mac), "source MAC");
+        assert_eq!(p.data[0..6], mac_octets(&vb.mac), "destination MAC");
+        assert_eq!(p.data[6..12], mac_octets(&va.mac), "source MAC");
         assert_eq!(p.data[26..30], va.addr.octets(), "source IP");
         assert_eq!(p.data[30..34], vb.addr.octets(), "destination IP");
     }
@@ -1027,15 +808,10 @@ fn all_interfaces_capture_is_linux_sll2() {
     let path1 = dir.path("any-1.pcap");
     let (header, packets) = read_pcap(&path1);
     assert_eq!(header.datalink, DataLink::LINUX_SLL2);
-    let mac: Vec<u8> = va
-        .mac
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).unwrap())
-        .collect();
     for p in &packets {
         #[rustfmt::skip]
         assert_eq!(sll2(p), Sll2 { protocol: 0x0800, ifindex: veth, hatype: 1, pkttype: 4,
-                                   addr: mac.clone() });
+                                   addr: mac_octets(&va.mac) });
         assert_eq!(p.data.len(), 20 + 20 + 8 + PAYLOAD.len(), "{p:?}");
         assert_eq!(p.orig_len as usize, p.data.len());
         assert!(p.data.ends_with(PAYLOAD), "{p:?}");
@@ -1123,7 +899,7 @@ fn flood_ended_by(sig: Signal) {
     drop(floods);
     let end = now();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let files = assert_files_match_report(&f, &dir, "flood.pcap", start, end);
+    let files = assert_files_in_window(&f, &out, start, end);
     assert_eq!(files.len(), 2);
     for (cpu, packets) in files {
         assert!(packets.len() > 1000, "cpu{cpu}: {}\n{f}", packets.len());
@@ -1158,7 +934,7 @@ fn count_under_flood_every_packet_is_in_its_file() {
     let end = now();
     assert_eq!(f.status.code(), Some(0), "{f}");
     assert_eq!(f.report().total, 5000, "{f}");
-    assert_files_match_report(&f, &dir, "count.pcap", start, end);
+    assert_files_in_window(&f, &out, start, end);
 }
 
 // ---------------------------------------------------------------------------
@@ -1169,8 +945,8 @@ fn count_under_flood_every_packet_is_in_its_file() {
 #[test]
 fn stdout_piped_into_tcpdump_c_3() {
     let ns = Netns::new();
-    let mut cap = Piped::spawn(&ns, &["-U", "-l0", "-w", "-", "lo"], Stdio::piped());
-    let stdout = cap.child.stdout.take().unwrap();
+    let mut cap = Capture::spawn_with_stdout(&ns, &["-U", "-l0", "-w", "-", "lo"], Stdio::piped());
+    let stdout = cap.take_stdout();
     let mut tcpdump = Command::new("tcpdump")
         .args(["-nn", "-c", "3", "-r", "-"])
         .stdin(Stdio::from(stdout))
@@ -1200,13 +976,13 @@ fn stdout_piped_into_tcpdump_c_3() {
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines.iter().all(|l| l.contains("ICMP echo")), "{text}");
     // No more traffic: rxtxcpu notices the closed pipe by itself.
-    let (status, stderr) = cap.wait(Duration::from_secs(5));
-    assert_quiet_end(status, &stderr);
+    let f = cap.wait_within(Duration::from_secs(5));
+    assert_quiet_end(&f);
     // 4 packets, or 3 if the last came after tcpdump had gone.
     assert!(
-        stderr.contains("4 packets captured on cpu0.\n")
-            || stderr.contains("3 packets captured on cpu0.\n"),
-        "{stderr}"
+        f.stderr.contains("4 packets captured on cpu0.\n")
+            || f.stderr.contains("3 packets captured on cpu0.\n"),
+        "{f}"
     );
 }
 
@@ -1361,25 +1137,24 @@ fn file_system_fills_up_buffered() {
 #[test]
 fn stdout_reader_goes_away_while_idle() {
     let ns = Netns::new();
-    let mut cap = Piped::spawn(&ns, &["-l0", "-w", "-", "lo"], Stdio::piped());
+    let mut cap = Capture::spawn_with_stdout(&ns, &["-l0", "-w", "-", "lo"], Stdio::piped());
     cap.wait_ready();
-    drop(cap.child.stdout.take());
-    let (status, stderr) = cap.wait(Duration::from_secs(3));
-    assert_quiet_end(status, &stderr);
+    drop(cap.take_stdout());
+    assert_quiet_end(&cap.wait_within(Duration::from_secs(3)));
 }
 
 /// The same during a flood, with a full pipe buffer to write out.
 #[test]
 fn stdout_reader_goes_away_during_a_flood() {
     let ns = Netns::new();
-    let mut cap = Piped::spawn(&ns, &["-l0", "-w", "-", "lo"], Stdio::piped());
+    let mut cap = Capture::spawn_with_stdout(&ns, &["-l0", "-w", "-", "lo"], Stdio::piped());
     cap.wait_ready();
     let flood = Flood::start(&ns, 0, LO);
     flood.wait_for_more(20_000);
-    drop(cap.child.stdout.take());
-    let (status, stderr) = cap.wait(Duration::from_secs(5));
+    drop(cap.take_stdout());
+    let f = cap.wait_within(Duration::from_secs(5));
     drop(flood);
-    assert_quiet_end(status, &stderr);
+    assert_quiet_end(&f);
 }
 
 /// The reader is gone before the capture starts (`rxtxcpu -U -w - | true`):
@@ -1392,9 +1167,9 @@ fn stdout_reader_gone_before_start() {
         let flood = flooding.then(|| Flood::start(&ns, 0, LO));
         let (r, w) = nix::unistd::pipe().unwrap();
         drop(r);
-        let cap = Piped::spawn(&ns, &["-U", "-l0", "-w", "-", "lo"], Stdio::from(w));
-        let (status, stderr) = cap.wait(Duration::from_secs(5));
+        let cap = Capture::spawn_with_stdout(&ns, &["-U", "-l0", "-w", "-", "lo"], Stdio::from(w));
+        let f = cap.wait_within(Duration::from_secs(5));
         drop(flood);
-        assert_quiet_end(status, &stderr);
+        assert_quiet_end(&f);
     }
 }

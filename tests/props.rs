@@ -475,9 +475,7 @@ fn usage_errors_of_the_newer_options() {
             format!("Invalid cpu mask '{beyond}'."),
         ),
     ];
-    for (name, args, message) in cases {
-        run(name, args).assert_usage_error(name, message);
-    }
+    check_usage_errors(cases);
 }
 
 #[test]

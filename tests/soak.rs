@@ -13,8 +13,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use rxtxcpu::output::cpu_path;
-
 use common::*;
 
 /// A number from the environment, or `default`.
@@ -95,30 +93,10 @@ fn soak_both_cpus_into_files() {
          end {} KiB\n{f}",
         after[after.len() - 1]
     );
-    assert_eq!(f.status.code(), Some(0), "{f}");
-    let report = f.report();
-    let drops = f.drops();
-    let dropped: u64 = drops.values().sum();
-    assert_eq!(
-        report.total + dropped,
-        reached,
-        "captured {} + dropped {dropped} != {reached} frames on {}\n{f}",
-        report.total,
-        vb.ifname
-    );
-    // Per cpu (when nothing was lost before the taps): the datagrams, a
-    // ping request and its reply.
-    if reached == 2 * 2 + sent.iter().sum::<u64>() {
-        for cpu in [0, 1] {
-            let seen = report.per_cpu[&cpu] + drops.get(&cpu).copied().unwrap_or(0);
-            assert_eq!(seen, sent[cpu as usize] + 2, "cpu{cpu}\n{f}");
-        }
-    }
-    for (&cpu, &n) in &report.per_cpu {
-        let path = cpu_path(&out, cpu);
-        let file = scan_pcap(&path, |_| ()).unwrap_or_else(|e| panic!("{e}\n{f}"));
-        assert_eq!(file.packets, n, "{path}\n{f}");
-    }
+    // Per cpu: the datagrams, a ping request and its reply.
+    let what = format!("soak on {}", vb.ifname);
+    f.assert_accounted_for(&what, reached, sent.map(|n| n + 2));
+    assert_files_match_report(&f, &out, |_, _| ());
     assert!(
         peak <= base + RSS_SLACK_KIB,
         "RSS grew from {base} KiB to {peak} KiB after warm-up; samples (s, KiB): {samples:?}"

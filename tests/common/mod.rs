@@ -1,5 +1,7 @@
 //! Shared harness for the rxtxcpu integration tests: network namespaces,
-//! running the binary, parsing its report and making deterministic traffic.
+//! running the binary, parsing its report, making deterministic traffic,
+//! and reading back the pcap files it writes. Anything two test files need
+//! lives here, once.
 //!
 //! Everything that opens sockets runs in its own network namespace, so tests
 //! can run in parallel and see no traffic but their own (IPv6 is disabled and
@@ -14,7 +16,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -24,9 +26,15 @@ use nix::errno::Errno;
 use nix::sched::{sched_setaffinity, setns, CloneFlags, CpuSet};
 pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader};
+use pcap_file::TsResolution;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rxtxcpu");
-pub const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// The names the binary answers to (its argv[0]); each has its own default
+/// direction.
+pub const NAMES: [&str; 3] = ["rxtxcpu", "rxcpu", "txcpu"];
+/// `lo`'s address, where most tests send their traffic.
+pub const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Port that `UdpSink`s listen on (senders to a local address use their own).
 pub const UDP_PORT: u16 = 9999;
 /// What `udp_send` puts in each datagram.
@@ -42,6 +50,32 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The source tree: Makefile, man page, README.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// How a command ended, for a failure message: `what` ran, its status and
+/// both outputs.
+pub fn show(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `cmd`'s output, or None where its program is not installed: a check
+/// that needs an optional tool is skipped on machines without it.
+pub fn output_if_installed(cmd: &mut Command) -> Option<Output> {
+    match cmd.output() {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("cannot run {cmd:?}: {e}"),
+    }
+}
+
 /// Runs a command to completion, panicking (with its output) unless it succeeds.
 pub fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -49,14 +83,8 @@ pub fn sh(program: &str, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "`{program} {}` failed ({}):\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let what = format!("{program} {}", args.join(" "));
+    assert!(out.status.success(), "{}", show(&what, &out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -427,8 +455,12 @@ struct Collected {
 /// A running rxtxcpu (killed on drop if still running).
 pub struct Capture {
     child: Child,
+    /// Its arguments, for messages.
+    args: String,
     stderr: Arc<(Mutex<Collected>, Condvar)>,
-    threads: Option<(JoinHandle<Vec<u8>>, JoinHandle<()>)>,
+    /// The threads reading stdout (unless it goes elsewhere) and stderr.
+    stdout_reader: Option<JoinHandle<Vec<u8>>>,
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 /// How a run of the binary ended.
@@ -456,6 +488,26 @@ impl Capture {
         program: &Path,
         args: &[&str],
     ) -> Capture {
+        Capture::launch(ns, wrapper, program, args, None)
+    }
+
+    /// Spawns `rxtxcpu -v args` in `ns` with its stdout going to `stdout`
+    /// instead of being collected: a pipe the test hands to another
+    /// program or closes (`Stdio::piped()`, then `take_stdout`). Does not
+    /// wait for anything (`wait_ready` does).
+    pub fn spawn_with_stdout(ns: &Netns, args: &[&str], stdout: Stdio) -> Capture {
+        let mut argv = vec!["-v"];
+        argv.extend_from_slice(args);
+        Capture::launch(Some(ns), &[], Path::new(BIN), &argv, Some(stdout))
+    }
+
+    fn launch(
+        ns: Option<&Netns>,
+        wrapper: &[&str],
+        program: &Path,
+        args: &[&str],
+        stdout: Option<Stdio>,
+    ) -> Capture {
         let mut argv: Vec<&std::ffi::OsStr> = Vec::new();
         if let Some(ns) = ns {
             argv.extend(["netns", "exec", ns.name.as_str()].map(std::ffi::OsStr::new));
@@ -466,24 +518,27 @@ impl Capture {
             Some(_) => Command::new("ip"),
             None => Command::new(argv.remove(0)),
         };
+        let collect_stdout = stdout.is_none();
         let mut child = cmd
             .args(argv)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout.unwrap_or_else(Stdio::piped))
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rxtxcpu");
-        let mut out = child.stdout.take().unwrap();
-        let stdout = thread::spawn(move || {
-            let mut buf = Vec::new();
-            out.read_to_end(&mut buf).unwrap();
-            buf
+        let stdout_reader = collect_stdout.then(|| {
+            let mut out = child.stdout.take().unwrap();
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                out.read_to_end(&mut buf).unwrap();
+                buf
+            })
         });
         let collected = Arc::new((Mutex::new(Collected::default()), Condvar::new()));
         let shared = collected.clone();
         let mut err = BufReader::new(child.stderr.take().unwrap());
-        let stderr = thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut line = Vec::new();
             loop {
                 line.clear();
@@ -500,8 +555,10 @@ impl Capture {
         });
         Capture {
             child,
+            args: format!("{args:?}"),
             stderr: collected,
-            threads: Some((stdout, stderr)),
+            stdout_reader,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -516,11 +573,13 @@ impl Capture {
         let mut argv = vec!["-v"];
         argv.extend_from_slice(args);
         let mut cap = Capture::spawn_via(Some(ns), wrapper, program, &argv);
-        cap.wait_ready(&argv);
+        cap.wait_ready();
         cap
     }
 
-    fn wait_ready(&mut self, argv: &[&str]) {
+    /// Waits for the `listening on` line of `-v` (kills the process and
+    /// panics if it exits first or takes too long).
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         let (lock, cv) = &*self.stderr;
         let mut c = lock.lock().unwrap();
@@ -535,12 +594,21 @@ impl Capture {
                 let _ = self.child.kill();
                 let status = self.child.wait().unwrap();
                 panic!(
-                    "capture {argv:?} {why} before `listening on` ({status}); stderr:\n{}",
+                    "capture {} {why} before `listening on` ({status}); stderr:\n{}",
+                    self.args,
                     self.stderr_now()
                 );
             }
             c = cv.wait_timeout(c, deadline - now).unwrap().0;
         }
+    }
+
+    /// The read end of the stdout pipe (see `spawn_with_stdout`).
+    pub fn take_stdout(&mut self) -> ChildStdout {
+        self.child
+            .stdout
+            .take()
+            .expect("stdout is not a pipe to take")
     }
 
     pub fn pid(&self) -> Pid {
@@ -574,8 +642,13 @@ impl Capture {
 
     /// Waits for the process to end by itself (kills it and panics after a
     /// timeout).
-    pub fn wait(mut self) -> Finished {
-        let deadline = Instant::now() + EXIT_TIMEOUT;
+    pub fn wait(self) -> Finished {
+        self.wait_within(EXIT_TIMEOUT)
+    }
+
+    /// `wait`, for a process that must end by itself within `limit`.
+    pub fn wait_within(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
@@ -584,15 +657,17 @@ impl Capture {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "rxtxcpu did not exit within {EXIT_TIMEOUT:?}; stderr:\n{}",
+                    "rxtxcpu did not exit within {limit:?}; stderr:\n{}",
                     self.stderr_now()
                 );
             }
             thread::sleep(Duration::from_millis(10));
         };
-        let (stdout, stderr) = self.threads.take().unwrap();
-        let stdout_bytes = stdout.join().unwrap();
-        stderr.join().unwrap();
+        let stdout_bytes = self
+            .stdout_reader
+            .take()
+            .map_or_else(Vec::new, |r| r.join().unwrap());
+        self.stderr_reader.take().unwrap().join().unwrap();
         Finished {
             status,
             stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
@@ -650,12 +725,56 @@ impl Finished {
             .collect()
     }
 
+    /// Packets `cpu` saw: those its report line counts plus those its drop
+    /// line says the kernel dropped.
+    pub fn seen_on(&self, cpu: u32) -> u64 {
+        self.report().per_cpu[&cpu] + self.drops().get(&cpu).copied().unwrap_or(0)
+    }
+
+    /// Stderr after the `listening on` line (empty without one): what the
+    /// capture said once it was capturing.
+    pub fn after_ready(&self) -> &str {
+        self.stderr
+            .split_once("listening on")
+            .and_then(|(_, rest)| rest.split_once('\n'))
+            .map_or("", |(_, rest)| rest)
+    }
+
+    /// Exit 0, and nothing lost silently: what the capture counted plus what
+    /// the kernel dropped is exactly `reached`, the frames that reached the
+    /// interface (`Netns::tapped_frames`). When nothing was lost before the
+    /// taps either (`reached` is all that was sent), each cpu saw exactly
+    /// its share, `per_cpu[cpu]`.
+    pub fn assert_accounted_for(&self, what: &str, reached: u64, per_cpu: [u64; 2]) {
+        assert_eq!(self.status.code(), Some(0), "{what}\n{self}");
+        let captured = self.report().total;
+        let dropped: u64 = self.drops().values().sum();
+        assert_eq!(
+            captured + dropped,
+            reached,
+            "{what}: captured {captured} + dropped {dropped} != {reached} frames\n{self}"
+        );
+        if reached == per_cpu.iter().sum::<u64>() {
+            for cpu in [0, 1] {
+                let want = per_cpu[cpu as usize];
+                assert_eq!(self.seen_on(cpu), want, "{what}: cpu{cpu}\n{self}");
+            }
+        }
+    }
+
     /// Exit 0 and exactly these `(cpu, packets)` report lines.
     pub fn assert_report(&self, expected: &[(u32, u64)]) {
         assert_eq!(self.status.code(), Some(0), "exit status\n{self}");
         let report = self.report();
         let expected: BTreeMap<u32, u64> = expected.iter().copied().collect();
         assert_eq!(report.per_cpu, expected, "per-cpu counts\n{self}");
+    }
+
+    /// Exit 1, nothing on stdout, and exactly `message` (one line) on stderr.
+    pub fn assert_runtime_error(&self, message: &str) {
+        assert_eq!(self.status.code(), Some(1), "{self}");
+        assert_eq!(self.stdout, "", "{self}");
+        assert_eq!(self.stderr, format!("{message}\n"), "{self}");
     }
 
     /// Exit 2, empty stdout, and stderr = `<name>: <message>` + the usage.
@@ -668,6 +787,34 @@ impl Finished {
             panic!("usage block: {e}\n{self}");
         }
     }
+}
+
+/// Checks every `(name, args, message)` case with `run(name, args)
+/// .assert_usage_error(name, message)`, then reports all the cases that
+/// failed, not just the first: a table of cases is best fixed whole.
+pub fn check_usage_errors<M: AsRef<str>>(cases: &[(&str, &[&str], M)]) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(name, args, message)| {
+            let (f, message) = (run(name, args), message.as_ref());
+            std::panic::catch_unwind(|| f.assert_usage_error(name, message))
+                .err()
+                .map(|e| {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| format!("{:?}", e.downcast_ref::<&str>()));
+                    format!("`{name} {}`: {why}", args.join(" "))
+                })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// The usage options of the contract, in its order (new options may join).
@@ -805,6 +952,11 @@ impl TempDir {
     pub fn path(&self, name: &str) -> String {
         self.0.join(name).to_str().unwrap().to_owned()
     }
+
+    /// `files_under` the directory.
+    pub fn files(&self) -> Vec<String> {
+        files_under(&self.0)
+    }
 }
 
 impl Drop for TempDir {
@@ -813,32 +965,159 @@ impl Drop for TempDir {
     }
 }
 
-/// What a complete pcap file holds.
+/// A tmpfs of `size` (`64k`) mounted on a fresh directory, for a file
+/// system that fills up; unmounted on drop, lazily: a capture that is still
+/// being killed may hold a file open.
+pub struct Tmpfs {
+    pub dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = TempDir::new();
+        #[rustfmt::skip]
+        sh("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &dir.path("")]);
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir.0)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The files (and symlinks, not followed) under `dir`, as paths relative to
+/// it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                walk(base, &path, out);
+            } else {
+                let rel = path.strip_prefix(base).unwrap();
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The file `-w template` writes for `cpu`: `out.pcap` -> `out-<cpu>.pcap`
+/// (every template here has an extension). Spelled out rather than taken
+/// from `rxtxcpu::output::cpu_path`, so that the tests look where the
+/// contract puts the files, not wherever the code does.
+pub fn cpu_file(template: &str, cpu: u32) -> String {
+    let (stem, ext) = template.rsplit_once('.').expect("template extension");
+    format!("{stem}-{cpu}.{ext}")
+}
+
+/// A packet of a pcap stream.
+#[derive(Debug)]
+pub struct Packet {
+    pub timestamp: Duration,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// A pcap stream but for its packets.
 #[derive(Debug)]
 pub struct PcapFile {
-    pub header: pcap_file::pcap::PcapHeader,
+    pub header: PcapHeader,
     pub packets: u64,
 }
 
-/// Reads a pcap file record by record (it may be large), calling `each`
-/// with every packet's captured bytes. Fails on a bad header or record, a
-/// record longer than the snapshot length or than the packet, or a partial
-/// record at the end (a truncated file).
-pub fn scan_pcap(path: &str, mut each: impl FnMut(&[u8])) -> Result<PcapFile, String> {
-    let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    let mut reader = pcap_file::pcap::PcapReader::new(std::io::BufReader::new(file))
-        .map_err(|e| format!("{path}: pcap header: {e}"))?;
+/// Reads a pcap stream a record at a time (it may be large), checking each,
+/// and hands every packet to `each`. Fails on a bad header or record, a
+/// record longer than the snapshot length or than the packet, a timestamp
+/// fraction out of range, and, if `complete`, a partial record at the end
+/// (else that ends the stream: a file still being written).
+///
+/// Records are read raw and checked here, because pcap-file 2.0's checked
+/// reader wrongly rejects packets longer than the snapshot length (orig_len
+/// > snaplen); every other record must pass the checked reader too.
+pub fn scan_pcap(
+    input: impl Read,
+    complete: bool,
+    mut each: impl FnMut(Packet),
+) -> Result<PcapFile, String> {
+    let mut reader = PcapReader::new(input).map_err(|e| format!("pcap header: {e}"))?;
     let header = reader.header();
+    let (resolution, snaplen) = (header.ts_resolution, header.snaplen);
+    let frac_unit = match resolution {
+        TsResolution::MicroSecond => 1000,
+        TsResolution::NanoSecond => 1,
+    };
     let mut packets = 0;
     while let Some(raw) = reader.next_raw_packet() {
-        let raw = raw.map_err(|e| format!("{path}: after {packets} packets: {e}"))?;
-        if raw.incl_len > header.snaplen || raw.incl_len > raw.orig_len {
-            return Err(format!(
-                "{path}: packet {packets}: incl_len above snaplen or orig_len: {raw:?}"
-            ));
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(e) if complete => return Err(format!("after {packets} packets: {e}")),
+            Err(_) => break,
+        };
+        let bad = |what: &str| format!("packet {packets}: {what}: {raw:?}");
+        if raw.incl_len > snaplen || raw.incl_len > raw.orig_len {
+            return Err(bad("incl_len above snaplen or orig_len"));
         }
-        each(&raw.data);
+        if u64::from(raw.ts_frac) * frac_unit >= 1_000_000_000 {
+            return Err(bad("timestamp fraction out of range"));
+        }
+        let timestamp = Duration::new(raw.ts_sec.into(), raw.ts_frac * frac_unit as u32);
+        if raw.orig_len <= snaplen {
+            let checked = PcapPacket::try_from_raw_packet(raw.clone(), resolution, snaplen)
+                .map_err(|e| bad(&format!("pcap-file rejects it ({e})")))?;
+            if checked.timestamp != timestamp {
+                return Err(bad(&format!("pcap-file reads {:?}", checked.timestamp)));
+            }
+        }
+        each(Packet {
+            timestamp,
+            orig_len: raw.orig_len,
+            data: raw.data.into_owned(),
+        });
         packets += 1;
     }
     Ok(PcapFile { header, packets })
+}
+
+/// The header and packets of the complete pcap file at `path` (panics
+/// unless `scan_pcap` accepts it).
+pub fn read_pcap(path: &str) -> (PcapHeader, Vec<Packet>) {
+    let input = File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut packets = Vec::new();
+    let file =
+        scan_pcap(input, true, |p| packets.push(p)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (file.header, packets)
+}
+
+/// Checks the per-cpu files of a capture run with `-w template` against its
+/// report: one complete, valid pcap file per report line, holding exactly
+/// the packets that line counts. The files are read a packet at a time (a
+/// flood makes large ones), and `each` gets every packet, with its cpu, for
+/// the caller's own checks. Returns the files' headers by cpu.
+pub fn assert_files_match_report(
+    f: &Finished,
+    template: &str,
+    mut each: impl FnMut(u32, Packet),
+) -> BTreeMap<u32, PcapHeader> {
+    let mut headers = BTreeMap::new();
+    for (&cpu, &n) in &f.report().per_cpu {
+        let path = cpu_file(template, cpu);
+        let input = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}\n{f}"));
+        let file =
+            scan_pcap(input, true, |p| each(cpu, p)).unwrap_or_else(|e| panic!("{path}: {e}\n{f}"));
+        assert_eq!(file.packets, n, "{path} against the report\n{f}");
+        headers.insert(cpu, file.header);
+    }
+    headers
 }
