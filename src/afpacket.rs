@@ -14,9 +14,9 @@ use crate::cli::Direction;
 // <linux/if_packet.h>, <linux/filter.h>, <linux/if_arp.h>. Spelled out here
 // rather than taken from libc so that the values the code depends on are in
 // one place, next to the comments that explain them.
-pub const SOL_PACKET: libc::c_int = 263;
+const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
-pub const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_STATISTICS: libc::c_int = 6;
 pub const PACKET_VERSION: libc::c_int = 10;
 const PACKET_FANOUT: libc::c_int = 18;
@@ -69,6 +69,19 @@ struct TpacketStatsV3 {
     tp_packets: u32,
     tp_drops: u32,
     tp_freeze_q_cnt: u32,
+}
+
+/// struct tpacket_req3: the geometry of a TPACKET_V3 ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TpacketReq3 {
+    pub tp_block_size: u32,
+    pub tp_block_nr: u32,
+    pub tp_frame_size: u32,
+    pub tp_frame_nr: u32,
+    pub tp_retire_blk_tov: u32,
+    pub tp_sizeof_priv: u32,
+    pub tp_feature_req_word: u32,
 }
 
 /// `struct fanout_args` (Linux 5.13+): lets a group hold more than
@@ -202,6 +215,12 @@ impl PacketSocket {
 
     pub fn set_version(&self, version: libc::c_int) -> io::Result<()> {
         self.set(SOL_PACKET, PACKET_VERSION, &version)
+    }
+
+    /// Creates the socket's receive ring (PACKET_RX_RING). With TPACKET_V3
+    /// set first, the kernel reads `req` as a struct tpacket_req3.
+    pub fn set_rx_ring(&self, req: &TpacketReq3) -> io::Result<()> {
+        self.set(SOL_PACKET, PACKET_RX_RING, req)
     }
 
     /// Binds to all protocols on `ifindex` (0: every interface). From here

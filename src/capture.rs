@@ -4,7 +4,6 @@
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
-use std::sync::Barrier;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -20,8 +19,9 @@ use crate::ring::{Geometry, Ring};
 use crate::worker::{pin_to, Fault, Shared, Worker};
 
 /// How long the kernel may hold a partly filled block before handing it
-/// over: the latency of a trickle of packets, and a timer that costs
-/// nothing while the interface is idle (an empty block is not handed over).
+/// over: the latency of a trickle of packets. While the interface is idle
+/// the kernel timer still fires, but an empty block is not handed over, so
+/// the worker is never woken.
 const RETIRE_MS: u32 = 20;
 
 /// Room for the longest link-layer header in front of the network header
@@ -85,7 +85,6 @@ struct Group {
     sockets: Vec<PacketSocket>,
     /// Rings of the captured cpus, in cpu order.
     rings: Vec<(u32, Ring)>,
-    id: u16,
 }
 
 /// Builds the group with the setup race closed: every socket drops all
@@ -134,48 +133,37 @@ fn build_group(opts: &Options, target: &Target, geometry: Geometry, v: &Verbose)
         sockets.push(sock);
     }
     v.say(format!("fanout group id {id} (by cpu, {members} members)"));
-    Ok(Group { sockets, rings, id })
+    Ok(Group { sockets, rings })
 }
 
 /// Creates the group with the first socket. The kernel picks a free id
 /// (PACKET_FANOUT_FLAG_UNIQUEID, Linux 4.16+), so a group another program
-/// holds is never joined by mistake; older kernels reject the flag, and
-/// then ids are tried in turn: joining one that exists with other settings
-/// fails with EINVAL.
+/// holds is never joined by mistake, and two captures never share one.
+/// There is no fallback to guessing ids: a guessed id that another program
+/// holds with the same settings would be joined silently.
 fn join_first(sock: &PacketSocket, members: u32) -> Result<u16> {
-    match sock.join_fanout(0, true, members) {
-        Ok(()) => {
-            return sock
-                .fanout_id()
-                .map_err(|e| Error::os("error reading fanout id", e))
-        }
-        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(fanout_error(e, members)),
-        Err(_) => {}
-    }
-    let start = std::process::id() as u16;
-    for k in 0..=u16::MAX {
-        let id = start.wrapping_add(k);
-        match sock.join_fanout(id, false, members) {
-            Ok(()) => return Ok(id),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
-            Err(e) => return Err(fanout_error(e, members)),
-        }
-    }
-    Err(Error::Message(
-        "error joining fanout group: no free group id".into(),
-    ))
+    sock.join_fanout(0, true, members)
+        .map_err(|e| fanout_error(e, members))?;
+    sock.fanout_id()
+        .map_err(|e| Error::os("error reading fanout group id", e))
 }
 
 fn fanout_error(e: io::Error, members: u32) -> Error {
-    if members > PACKET_FANOUT_MAX {
-        Error::Message(format!(
-            "error joining fanout group: {}: this machine has {members} cpus, more than a \
-             fanout group holds on this kernel ({PACKET_FANOUT_MAX}; Linux 5.13+ raises the limit)",
-            Why(e)
-        ))
+    let hint = if members > PACKET_FANOUT_MAX {
+        format!(
+            " (this machine has {members} cpus, more than a fanout group holds on this kernel, \
+             {PACKET_FANOUT_MAX}; Linux 5.13+ raises the limit)"
+        )
     } else {
-        Error::os("error joining fanout group", e)
-    }
+        match e.raw_os_error() {
+            // The socket is not running (its interface went down meanwhile),
+            // or the kernel predates PACKET_FANOUT_FLAG_UNIQUEID.
+            Some(libc::EINVAL) => " (is the interface up? Linux 4.16 or later is needed)".into(),
+            Some(libc::ENOMEM) => " (no free fanout group id)".into(),
+            _ => String::new(),
+        }
+    };
+    Error::Message(format!("error joining fanout group: {}{hint}", Why(e)))
 }
 
 /// Creates every output before the capture starts; on failure removes the
@@ -206,12 +194,30 @@ fn create_outputs(opts: &Options, format: Format) -> Result<Vec<Option<PcapOutpu
 /// read from a signalfd by the main thread, which knows which one came
 /// (only SIGINT gets the newline) and is never interrupted mid-write: a
 /// second Ctrl-C during shutdown cannot cut a file short.
+///
+/// A SIGHUP that was ignored when the program started (`nohup rxtxcpu`)
+/// stays ignored, as tcpdump does: blocking it would make the kernel queue
+/// it instead of discarding it.
 fn stop_signals() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
+    if !inherited_ignore(Signal::SIGHUP) {
+        set.add(Signal::SIGHUP);
+    }
     set
+}
+
+/// Whether `sig` is ignored, from the SigIgn mask in /proc/self/status.
+fn inherited_ignore(sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
 }
 
 /// Runs the capture described by `opts`; returns the exit status. Errors
@@ -241,10 +247,13 @@ pub fn run(opts: &Options) -> Result<i32> {
     for cpu in opts.offline.iter() {
         v.say(format!("cpu{cpu} is offline; not capturing on it"));
     }
-    for cpu in opts.unconfigured.iter() {
-        v.say(format!(
-            "cpu{cpu} does not exist on this machine; ignoring it"
-        ));
+    if !opts.unconfigured.is_empty() {
+        // Not only with -v: a cpu list written for a bigger machine should
+        // not silently capture less than it says.
+        eprintln!(
+            "{}: warning: ignoring cpus {}: this machine has cpus {all}",
+            opts.name, opts.unconfigured
+        );
     }
     v.say(format!("direction {}", opts.direction.as_str()));
     v.say(format!(
@@ -297,7 +306,7 @@ pub fn run(opts: &Options) -> Result<i32> {
 
     // Files last, so that no setup failure leaves any behind; still before
     // a single packet is let in.
-    let mut outputs = create_outputs(opts, format)?;
+    let outputs = create_outputs(opts, format)?;
 
     // The group is complete: let packets in on the captured cpus.
     let filter = Filter::direction(opts.direction, kernel_snaplen);
@@ -308,68 +317,17 @@ pub fn run(opts: &Options) -> Result<i32> {
         }
     }
 
-    let started = Barrier::new(group.rings.len() + 1);
     let cpus: Vec<u32> = group.rings.iter().map(|(c, _)| *c).collect();
-    let mut panicked = Vec::new();
-
-    std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for (slot, ((cpu, ring), output)) in
-            group.rings.into_iter().zip(outputs.drain(..)).enumerate()
-        {
-            let worker = Worker::new(
-                cpu,
-                slot,
-                &group.sockets[cpu as usize],
-                ring,
-                output,
-                &shared,
-            );
-            let started = &started;
-            let v = &v;
-            let h = std::thread::Builder::new()
-                .name(format!("cpu{cpu}"))
-                .spawn_scoped(s, move || {
-                    match pin_to(cpu) {
-                        Ok(()) => v.say(format!("worker for cpu{cpu} running on cpu{cpu}")),
-                        Err(e) => v.say(format!("worker for cpu{cpu} not pinned: {}", Why(e))),
-                    }
-                    started.wait();
-                    worker.run();
-                });
-            match h {
-                Ok(h) => handles.push((cpu, h)),
-                Err(e) => {
-                    eprintln!(
-                        "{}: error starting worker for cpu{cpu}: {}",
-                        opts.name,
-                        Why(e)
-                    );
-                    shared.stop();
-                    panicked.push(cpu);
-                }
-            }
-        }
-        // Threads that failed to start never reach the barrier.
-        if panicked.is_empty() {
-            started.wait();
-            v.say(format!(
-                "listening on {}, link-type {}, snapshot length {} bytes",
-                target.label,
-                target.link.describe(),
-                opts.snaplen
-            ));
-        }
-
-        wait_for_stop(&shared, &sigfd);
-        shared.stop();
-        for (cpu, h) in handles {
-            if h.join().is_err() {
-                panicked.push(cpu);
-            }
-        }
-    });
-    let _ = group.id;
+    let failed = run_workers(
+        opts,
+        &v,
+        &target,
+        &group.sockets,
+        group.rings,
+        outputs,
+        &shared,
+        &sigfd,
+    );
 
     let counts: Vec<CpuCount> = cpus
         .iter()
@@ -381,9 +339,104 @@ pub fn run(opts: &Options) -> Result<i32> {
             unread: shared.unread[slot].load(Ordering::Relaxed),
         })
         .collect();
+    let mut status = report_faults(opts, &v, &target, &shared, &failed);
+    eprint!("{}", report::drops(&counts));
+    let text = report::counts(&counts);
+    if opts.write.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        let mut out = io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            status = 1;
+        }
+    }
+    Ok(status)
+}
 
+/// Runs one pinned worker per captured cpu until the capture stops (a
+/// signal, the count, a fault). Returns the cpus whose worker could not
+/// start or panicked.
+#[allow(clippy::too_many_arguments)]
+fn run_workers(
+    opts: &Options,
+    v: &Verbose,
+    target: &Target,
+    sockets: &[PacketSocket],
+    rings: Vec<(u32, Ring)>,
+    outputs: Vec<Option<PcapOutput>>,
+    shared: &Shared,
+    sigfd: &SignalFd,
+) -> Vec<u32> {
+    let mut failed = Vec::new();
+    std::thread::scope(|s| {
+        // Each worker says when it is pinned, so that the ready line comes
+        // last; a worker that never starts or dies drops its sender, which
+        // also counts, so this can never wait for a thread that is gone.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let mut handles = Vec::new();
+        for (slot, ((cpu, ring), output)) in rings.into_iter().zip(outputs).enumerate() {
+            let worker = Worker::new(cpu, slot, &sockets[cpu as usize], ring, output, shared);
+            let ready = ready_tx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("cpu{cpu}"))
+                .spawn_scoped(s, move || {
+                    match pin_to(cpu) {
+                        Ok(()) => v.say(format!("worker for cpu{cpu} running on cpu{cpu}")),
+                        Err(e) => v.say(format!("worker for cpu{cpu} not pinned: {}", Why(e))),
+                    }
+                    drop(ready);
+                    worker.run();
+                });
+            match h {
+                Ok(h) => handles.push((cpu, h)),
+                Err(e) => {
+                    eprintln!(
+                        "{}: error starting worker for cpu{cpu}: {}",
+                        opts.name,
+                        Why(e)
+                    );
+                    shared.stop();
+                    failed.push(cpu);
+                }
+            }
+        }
+        drop(ready_tx);
+        // Returns once every sender is gone.
+        let _ = ready_rx.recv();
+        if failed.is_empty() {
+            v.say(format!(
+                "listening on {}, link-type {}, snapshot length {} bytes",
+                target.label,
+                target.link.describe(),
+                opts.snaplen
+            ));
+        }
+        wait_for_stop(shared, sigfd);
+        shared.stop();
+        for (cpu, h) in handles {
+            if h.join().is_err() {
+                failed.push(cpu);
+            }
+        }
+    });
+    failed.sort_unstable();
+    failed
+}
+
+/// Prints what ended the capture early; returns the exit status.
+fn report_faults(
+    opts: &Options,
+    v: &Verbose,
+    target: &Target,
+    shared: &Shared,
+    failed: &[u32],
+) -> i32 {
     let mut status = 0;
-    for cpu in &panicked {
+    for cpu in failed {
         eprintln!(
             "{}: worker for cpu{cpu} failed; its count may be short",
             opts.name
@@ -391,11 +444,14 @@ pub fn run(opts: &Options) -> Result<i32> {
         status = 1;
     }
     let faults = std::mem::take(&mut *shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut reported_socket = false;
-    for (cpu, fault) in faults {
+    // Every captured cpu's socket reports the same interface event: say it
+    // once.
+    let mut interface_reported = false;
+    for fault in faults {
         match fault {
-            Fault::Socket(e) if !reported_socket => {
-                reported_socket = true;
+            Fault::Socket(_) if interface_reported => {}
+            Fault::Socket(e) => {
+                interface_reported = true;
                 let gone =
                     afpacket::ifname(target.ifindex).as_deref() != Some(target.label.as_str());
                 let what = if gone { "disappeared" } else { "went down" };
@@ -407,36 +463,24 @@ pub fn run(opts: &Options) -> Result<i32> {
                 );
                 status = 1;
             }
-            Fault::Socket(_) => {}
+            Fault::Poll(e) => {
+                eprintln!("{}: error waiting for packets: {}", opts.name, Why(e));
+                status = 1;
+            }
             Fault::Write { path, error }
                 if path == "-" && error.kind() == io::ErrorKind::BrokenPipe =>
             {
+                // The reader of `-w -` went away (`| tcpdump -c 3 -r -`):
+                // an ordinary end.
                 v.say("stdout closed; stopping");
             }
             Fault::Write { path, error } => {
-                let _ = cpu;
                 eprintln!("{}: error writing {path}: {}", opts.name, Why(error));
                 status = 1;
             }
         }
     }
-
-    let drops = report::drops(&counts);
-    eprint!("{drops}");
-    let text = report::counts(&counts);
-    if opts.write.as_deref() == Some("-") {
-        eprint!("{text}");
-    } else {
-        let mut out = io::stdout().lock();
-        if out
-            .write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .is_err()
-        {
-            status = status.max(1);
-        }
-    }
-    Ok(status)
+    status
 }
 
 /// Refuses rings that would take more than half the memory available: the

@@ -353,6 +353,24 @@ pub fn usage(name: &str) -> String {
 /// Parses the arguments after argv[0] and checks them against this machine's
 /// cpus.
 pub fn parse(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
+    // Messages quote what the user typed; a control character in it (a
+    // newline in an interface name) must not break the one-line message.
+    parse_args(name, args).map_err(|UsageError(m)| UsageError(escape_controls(&m)))
+}
+
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     let m = command(name)
         .try_get_matches_from(args)
         .map_err(|e| translate(e, args))?;
@@ -516,7 +534,9 @@ fn translate(e: clap::Error, args: &[OsString]) -> UsageError {
                 .next()
                 .unwrap_or("")
                 .trim_start_matches("error: ");
-            UsageError(format!("{}{}.", line[..1].to_uppercase(), &line[1..]))
+            let mut chars = line.chars();
+            let first = chars.next().map(|c| c.to_uppercase().to_string());
+            UsageError(format!("{}{}.", first.unwrap_or_default(), chars.as_str()))
         }
     }
 }
@@ -665,6 +685,10 @@ mod tests {
             "Only one interface argument is allowed (got [ 'lo', 'lo2' ])."
         );
         assert_eq!(err(&["-s", "262145"]), "Invalid snapshot length '262145'.");
+        assert_eq!(
+            err(&["a\nb", ""]),
+            "Only one interface argument is allowed (got [ 'a\\nb', '' ])."
+        );
         assert_eq!(err(&["-B", "0"]), "Invalid buffer size '0'.");
         assert_eq!(
             err(&["--time-stamp-precision=milli"]),

@@ -147,20 +147,30 @@ impl FromIterator<u32> for CpuSet {
 
 /// The number of configured cpus: every cpu the kernel knows, online or not.
 /// The fanout group needs one member per configured cpu so that member `i`
-/// is cpu `i` (the kernel picks `smp_processor_id() % num_members`).
+/// is cpu `i` (the kernel picks `smp_processor_id() % num_members`): fewer
+/// members would silently fold cpus onto each other. sysconf's answer is
+/// therefore never taken below the highest online cpu + 1 (some C
+/// libraries count only the cpus the process may run on).
 pub fn configured_count() -> u32 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    u32::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
+    let n = u32::try_from(n).unwrap_or(0);
+    let highest = read_online()
+        .and_then(|s| s.iter().last())
+        .map_or(0, |c| c + 1);
+    n.max(highest).max(1)
+}
+
+fn read_online() -> Option<CpuSet> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| CpuSet::parse_list(&s))
 }
 
 /// The cpus online now, from sysfs. A machine without the file (very old
 /// kernels, odd containers) is taken to have every configured cpu online.
 pub fn online() -> CpuSet {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|s| CpuSet::parse_list(&s))
-        .unwrap_or_else(|| CpuSet::first(configured_count()))
+    read_online().unwrap_or_else(|| CpuSet::first(configured_count()))
 }
 
 #[cfg(test)]

@@ -210,7 +210,9 @@ impl PcapOutput {
         self.check_failed()?;
         let frac = if self.nano { p.nsec } else { p.nsec / 1000 };
         match self.link {
-            LinkType::Ethernet if p.vlan.is_some() && p.data.len() >= 12 => {
+            // Below 16 bytes there is no room for the addresses and a tag:
+            // such records stay as the kernel gave them.
+            LinkType::Ethernet if p.vlan.is_some() && p.data.len() >= 12 && self.snaplen >= 16 => {
                 // The device took the VLAN tag off the frame; put it back
                 // after the MAC addresses, as libpcap does, so the file
                 // shows the frame as it was on the wire.
@@ -362,8 +364,10 @@ impl PcapOutput {
         }
         self.written += whole as u64;
         self.records += records;
-        if whole < done {
-            // Fails on a pipe, where nothing can be taken back.
+        if whole < done && self.path != "-" {
+            // Only our own file: stdout may be a pipe, where nothing can be
+            // taken back, or a file opened for appending, whose earlier
+            // content is not ours to cut.
             let _ = self.file.set_len(self.written);
         }
         self.buf = Vec::new();
@@ -501,6 +505,29 @@ mod tests {
         assert_eq!(&data[16..], &frame[12..]);
         drop(out);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn vlan_tag_with_any_snap_length() {
+        let frame: Vec<u8> = (0u8..60).collect();
+        for snaplen in 1..=70 {
+            let path = temp_file(&format!("vlan-snap-{snaplen}"));
+            let mut f = format(false);
+            f.snaplen = snaplen;
+            let mut out = PcapOutput::create(&path, f).unwrap();
+            let data = &frame[..frame.len().min(snaplen as usize)];
+            let mut p = packet(data);
+            p.len = 60;
+            p.vlan = Some((0x8100, 5));
+            out.write(&p).unwrap();
+            out.flush().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let caplen = u32::from_ne_bytes(bytes[32..36].try_into().unwrap());
+            assert!(caplen <= snaplen, "snaplen {snaplen}: caplen {caplen}");
+            assert_eq!(bytes.len(), 24 + 16 + caplen as usize);
+            drop(out);
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     #[test]

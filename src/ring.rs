@@ -8,12 +8,13 @@
 //! it back. The kernel touches no other byte of a block user space owns.
 
 use std::io;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::os::fd::AsRawFd;
 
-use crate::afpacket::{PacketSocket, PACKET_RX_RING, SOL_PACKET, TPACKET_V3};
+use crate::afpacket::{PacketSocket, TpacketReq3, TPACKET_V3};
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -27,6 +28,12 @@ const ETH_P_8021Q: u16 = 0x8100;
 /// sizeof(struct tpacket_block_desc) rounded to 8: where the kernel may put
 /// the first packet at the earliest (BLK_PLUS_PRIV with no private area).
 const BLOCK_HEADER: usize = 48;
+/// The most blocks a ring may have: the kernel walks the ring with
+/// `tpacket_kbdq_core.kactive_blk_num`, an unsigned short, yet
+/// packet_set_ring() does not limit tp_block_nr. With more blocks the
+/// kernel cycles through the first 65536 only, while the reader waits at
+/// block 65536 forever and poll() keeps reporting POLLIN.
+const MAX_BLOCKS: usize = 65_535;
 /// Worst-case offset of a packet's data from its header: TPACKET3_HDRLEN
 /// (68) plus the alignment and 16-byte minimum the kernel adds before the
 /// link header (`netoff` in tpacket_rcv), rounded up generously.
@@ -65,10 +72,15 @@ impl Geometry {
     /// Blocks big enough that a packet of `snaplen` bytes is never cut by
     /// the block size (the kernel truncates a packet to what fits in one
     /// block), and as many as fit in `ring_bytes`, but at least two so the
-    /// kernel can fill one while user space reads the other.
+    /// kernel can fill one while user space reads the other. A ring that
+    /// would need more than [`MAX_BLOCKS`] blocks gets bigger blocks
+    /// instead (still a power of two).
     pub fn new(snaplen: u32, ring_bytes: usize, retire_ms: u32) -> Geometry {
         let need = BLOCK_HEADER + PACKET_OVERHEAD + snaplen as usize;
-        let block_size = need.next_power_of_two().max(128 * 1024);
+        let mut block_size = need.next_power_of_two().max(128 * 1024);
+        while ring_bytes / block_size > MAX_BLOCKS {
+            block_size *= 2;
+        }
         let blocks = (ring_bytes / block_size).max(2);
         Geometry {
             block_size,
@@ -82,16 +94,18 @@ impl Geometry {
     }
 }
 
-/// struct tpacket_req3.
-#[repr(C)]
-struct TpacketReq3 {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-    tp_retire_blk_tov: u32,
-    tp_sizeof_priv: u32,
-    tp_feature_req_word: u32,
+/// The `block_status` word of the block starting at `block`.
+///
+/// # Safety
+///
+/// `block` must be the start of a block (so the word is 4-byte aligned)
+/// whose first BLOCK_HEADER bytes stay mapped and writable for `'b`, and no
+/// Rust reference that user space writes through may cover the word
+/// meanwhile. The kernel accesses the word only as a whole u32.
+unsafe fn block_status<'b>(block: NonNull<u8>) -> &'b AtomicU32 {
+    // SAFETY: the caller guarantees alignment, validity for 'b and that no
+    // conflicting Rust access exists; AtomicU32::from_ptr asks no more.
+    unsafe { AtomicU32::from_ptr(block.as_ptr().add(BD_BLOCK_STATUS).cast()) }
 }
 
 /// A mapped TPACKET_V3 ring.
@@ -123,19 +137,7 @@ impl Ring {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        // SAFETY: req is a live tpacket_req3 and the length is its size.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_RX_RING,
-                (&req as *const TpacketReq3).cast(),
-                std::mem::size_of::<TpacketReq3>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sock.set_rx_ring(&req)?;
         // SAFETY: one shared mapping of the whole ring at offset 0 is what
         // the kernel expects of a packet socket with a ring; the result is
         // checked before use.
@@ -163,17 +165,22 @@ impl Ring {
         self.geometry
     }
 
+    /// The start of block `index` (< blocks).
+    fn block_start(&self, index: usize) -> NonNull<u8> {
+        debug_assert!(index < self.geometry.blocks);
+        // SAFETY: index < blocks, so the offset lies inside the mapping,
+        // which is one allocation of blocks * block_size bytes.
+        unsafe { self.base.add(index * self.geometry.block_size) }
+    }
+
     fn status_word(&self, index: usize) -> &AtomicU32 {
-        // SAFETY: index < blocks, so the word lies inside the mapping; it is
-        // 4-byte aligned (blocks are page aligned) and the kernel accesses
-        // it only as a whole u32, so treating it as an atomic is sound.
-        unsafe {
-            &*(self
-                .base
-                .as_ptr()
-                .add(index * self.geometry.block_size + BD_BLOCK_STATUS)
-                as *const AtomicU32)
-        }
+        // SAFETY: the block start is page aligned (mmap) plus a multiple of
+        // the page-sized block size, and the mapping outlives &self (only
+        // Drop unmaps it). The kernel reads and writes block_status only as
+        // a whole u32, and no Block exists for this block while &self is
+        // borrowed here: next_block() takes &mut self and calls this
+        // before it makes one, and a Block borrows the Ring mutably.
+        unsafe { block_status(self.block_start(index)) }
     }
 
     /// The next block, if the kernel has handed it over.
@@ -183,20 +190,12 @@ impl Ring {
         if self.status_word(self.next).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
             return None;
         }
-        let index = self.next;
+        let start = self.block_start(self.next);
         self.next = (self.next + 1) % self.geometry.blocks;
-        // SAFETY: the block is inside the mapping and owned by user space
-        // until Block::drop gives it back, so the kernel does not write it
-        // while this shared slice exists.
-        let data = unsafe {
-            std::slice::from_raw_parts(
-                self.base.as_ptr().add(index * self.geometry.block_size),
-                self.geometry.block_size,
-            )
-        };
         Some(Block {
-            data,
-            status: self.status_word(index),
+            start,
+            len: self.geometry.block_size,
+            _ring: PhantomData,
         })
     }
 }
@@ -212,9 +211,19 @@ impl Drop for Ring {
 }
 
 /// A block owned by user space; dropping it returns it to the kernel.
+///
+/// It holds a raw pointer rather than a slice: Drop writes the block's
+/// status word, and a `&[u8]` over the block alive during that write (as
+/// a field would be, for as long as the Block is) would be aliased by it.
+/// Slices are made by the methods below and borrow the Block, so none is
+/// left when Drop runs.
 pub struct Block<'a> {
-    data: &'a [u8],
-    status: &'a AtomicU32,
+    /// The block's first byte (its struct tpacket_block_desc).
+    start: NonNull<u8>,
+    len: usize,
+    /// Borrows the ring mutably: no other Block, and no unmapping, while
+    /// this one lives.
+    _ring: PhantomData<&'a mut Ring>,
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -230,15 +239,43 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 }
 
 impl<'a> Block<'a> {
+    /// A Block over a buffer laid out like a ring block, for tests.
+    #[cfg(test)]
+    fn from_buffer(buf: &'a mut [u8]) -> Block<'a> {
+        assert!(buf.len() >= BLOCK_HEADER);
+        assert_eq!(
+            buf.as_ptr().align_offset(std::mem::align_of::<AtomicU32>()),
+            0
+        );
+        Block {
+            len: buf.len(),
+            start: NonNull::from(buf).cast(),
+            _ring: PhantomData,
+        }
+    }
+
+    /// The whole block, for as long as `self` is borrowed.
+    fn data(&self) -> &[u8] {
+        // SAFETY: start..start+len is one block of the mapping (or the test
+        // buffer), kept alive by the Ring borrow in 'a. User space owns the
+        // block since the kernel set TP_STATUS_USER (observed with Acquire
+        // in next_block), and the kernel writes no byte of a user-owned
+        // block, its status word included (it only reads that word to see
+        // whether the block is free). The only write from user space is
+        // Drop's, which needs &mut self and so cannot overlap this borrow.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+
     pub fn num_packets(&self) -> usize {
-        u32_at(self.data, BD_NUM_PKTS) as usize
+        u32_at(self.data(), BD_NUM_PKTS) as usize
     }
 
     /// The block's packets, in arrival order.
     pub fn packets(&self) -> Packets<'_> {
+        let block = self.data();
         Packets {
-            block: self.data,
-            offset: u32_at(self.data, BD_OFFSET_TO_FIRST_PKT) as usize,
+            block,
+            offset: u32_at(block, BD_OFFSET_TO_FIRST_PKT) as usize,
             left: self.num_packets(),
         }
     }
@@ -246,9 +283,18 @@ impl<'a> Block<'a> {
 
 impl Drop for Block<'_> {
     fn drop(&mut self) {
+        // SAFETY: start is a block start, so the status word is 4-byte
+        // aligned (page aligned in the ring; checked in from_buffer), and
+        // the memory stays mapped for this call (the Ring is borrowed for
+        // 'a). No slice of the block is alive: every one made by data()
+        // borrowed &self, which has ended now that we have &mut self. The
+        // kernel reads this word concurrently (to see whether the block is
+        // free) and writes it only once it reads TP_STATUS_KERNEL, i.e.
+        // after this store; it accesses it only as a whole u32.
+        let status = unsafe { block_status(self.start) };
         // Release: our reads of the block happen before the kernel may
         // reuse it (the kernel reads this word from the receiving cpu).
-        self.status.store(TP_STATUS_KERNEL, Ordering::Release);
+        status.store(TP_STATUS_KERNEL, Ordering::Release);
     }
 }
 
@@ -351,11 +397,38 @@ mod tests {
     }
 
     #[test]
+    fn geometry_keeps_the_kernel_block_walk_in_range() {
+        // -s 64 -B 9437184 (KiB): 73728 blocks of 128 KiB would wrap the
+        // kernel's 16-bit block index; blocks of 256 KiB do not.
+        let g = Geometry::new(64, 9_437_184 * 1024, 20);
+        assert_eq!(g.block_size, 256 * 1024);
+        assert_eq!(g.blocks, 36_864);
+        // Exactly MAX_BLOCKS blocks stay as they are; one more doubles.
+        let g = Geometry::new(64, MAX_BLOCKS * 128 * 1024, 20);
+        assert_eq!((g.block_size, g.blocks), (128 * 1024, MAX_BLOCKS));
+        let g = Geometry::new(64, (MAX_BLOCKS + 1) * 128 * 1024, 20);
+        assert_eq!(g.block_size, 256 * 1024);
+        assert_eq!(g.blocks, 32_768);
+        for (snaplen, bytes) in [(64, 1usize << 40), (262_144, 1 << 40), (1500, 3 << 33)] {
+            let g = Geometry::new(snaplen, bytes, 20);
+            assert!(g.blocks <= MAX_BLOCKS, "{g:?}");
+            assert!(g.block_size.is_power_of_two(), "{g:?}");
+            assert!(g.block_size >= BLOCK_HEADER + PACKET_OVERHEAD + snaplen as usize);
+            assert!(g.block_size <= u32::MAX as usize, "{g:?}");
+        }
+    }
+
+    #[test]
     fn walks_packets_of_a_synthetic_block() {
-        let mut b = vec![0u8; 4096];
+        // Aligned like a ring block, so the status word can be atomic.
+        #[repr(C, align(4096))]
+        struct Aligned([u8; 4096]);
+        let mut buf = Box::new(Aligned([0; 4096]));
+        let b = &mut buf.0;
+        b[BD_BLOCK_STATUS..BD_BLOCK_STATUS + 4].copy_from_slice(&TP_STATUS_USER.to_ne_bytes());
         b[BD_NUM_PKTS..BD_NUM_PKTS + 4].copy_from_slice(&2u32.to_ne_bytes());
         b[BD_OFFSET_TO_FIRST_PKT..BD_OFFSET_TO_FIRST_PKT + 4].copy_from_slice(&48u32.to_ne_bytes());
-        let put = |b: &mut Vec<u8>, h: usize, next: u32, len: u32, byte: u8| {
+        let put = |b: &mut [u8], h: usize, next: u32, len: u32, byte: u8| {
             b[h..h + 4].copy_from_slice(&next.to_ne_bytes());
             b[h + H_SEC..h + H_SEC + 4].copy_from_slice(&7u32.to_ne_bytes());
             b[h + H_SNAPLEN..h + H_SNAPLEN + 4].copy_from_slice(&3u32.to_ne_bytes());
@@ -364,13 +437,10 @@ mod tests {
             b[h + H_NET..h + H_NET + 2].copy_from_slice(&96u16.to_ne_bytes());
             b[h + 82..h + 85].fill(byte);
         };
-        put(&mut b, 48, 160, 60, 0xaa);
-        put(&mut b, 208, 0, 1500, 0xbb);
-        let status = AtomicU32::new(TP_STATUS_USER);
-        let block = Block {
-            data: &b,
-            status: &status,
-        };
+        put(b, 48, 160, 60, 0xaa);
+        put(b, 208, 0, 1500, 0xbb);
+        let block = Block::from_buffer(b);
+        assert_eq!(block.num_packets(), 2);
         let p: Vec<Packet> = block.packets().collect();
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].sec, p[0].len, p[0].data), (7, 60, &[0xaa; 3][..]));
@@ -379,6 +449,6 @@ mod tests {
             (1500, &[0xbb; 3][..], 14)
         );
         drop(block);
-        assert_eq!(status.load(Ordering::Relaxed), TP_STATUS_KERNEL);
+        assert_eq!(u32_at(&buf.0, BD_BLOCK_STATUS), TP_STATUS_KERNEL);
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::afpacket::{PacketSocket, Stats};
+use crate::afpacket::{Filter, PacketSocket, Stats};
 use crate::output::PcapOutput;
 use crate::ring::Ring;
 
@@ -20,6 +20,8 @@ use crate::ring::Ring;
 pub enum Fault {
     /// The socket reported an error: the interface went down or away.
     Socket(io::Error),
+    /// poll() itself failed.
+    Poll(io::Error),
     /// Writing the pcap output failed.
     Write { path: String, error: io::Error },
 }
@@ -38,8 +40,8 @@ pub struct Shared {
     pub drops: Vec<AtomicU64>,
     /// Packets the kernel accepted before a stop but never handed over.
     pub unread: Vec<AtomicU64>,
-    /// The first fault, for the exit status.
-    pub faults: Mutex<Vec<(u32, Fault)>>,
+    /// Faults of all workers, in the order they happened.
+    pub faults: Mutex<Vec<Fault>>,
 }
 
 impl Shared {
@@ -105,11 +107,11 @@ impl Shared {
             .is_some_and(|b| b.load(Ordering::Relaxed) == 0)
     }
 
-    fn fault(&self, cpu: u32, f: Fault) {
+    fn fault(&self, f: Fault) {
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((cpu, f));
+            .push(f);
         self.stop();
     }
 }
@@ -141,6 +143,9 @@ pub struct Worker<'a> {
     seen: u64,
     /// Kernel counters read so far (reading resets them).
     stats: Stats,
+    /// The counters were read at the stop: drops after it are not this
+    /// capture's.
+    drained: bool,
 }
 
 /// How far `read_blocks` goes.
@@ -180,6 +185,7 @@ impl<'a> Worker<'a> {
             failed: false,
             seen: 0,
             stats: Stats::default(),
+            drained: false,
         }
     }
 
@@ -195,28 +201,15 @@ impl<'a> Worker<'a> {
                 self.drain();
                 break;
             }
-            let mut fds = vec![
-                PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.shared.stop_fd().as_fd(), PollFlags::POLLIN),
-            ];
-            if let Some(fd) = self.output.as_ref().and_then(|o| o.watch_fd()) {
-                fds.push(PollFd::new(fd, PollFlags::empty()));
-            }
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
+            let (sock, reader_gone) = match self.wait() {
+                Ok(events) => events,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    self.shared.fault(self.cpu, Fault::Socket(e.into()));
+                    self.shared.fault(Fault::Poll(e.into()));
                     break;
                 }
-            }
+            };
             self.keep_pinned();
-            let ev = fds[0].revents().unwrap_or(PollFlags::empty());
-            let reader_gone = fds
-                .get(2)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
-            drop(fds);
             if reader_gone {
                 let path = self
                     .output
@@ -226,21 +219,14 @@ impl<'a> Worker<'a> {
                 self.write_failed(path, io::Error::from_raw_os_error(libc::EPIPE));
                 break;
             }
-            if ev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
-                // Reading SO_ERROR clears it, so poll() waits again; then
-                // keep what the kernel accepted before the interface went
-                // (its ring's retire timer still hands the last block over).
-                let e = match self.sock.take_error() {
-                    Ok(Some(e)) => e,
-                    Ok(None) => io::Error::from_raw_os_error(libc::ENETDOWN),
-                    Err(e) => e,
-                };
-                self.drain();
-                self.shared.fault(self.cpu, Fault::Socket(e));
+            if sock.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
+                self.interface_fault();
                 break;
             }
         }
-        self.read_stats();
+        if !self.drained {
+            self.read_stats();
+        }
         self.shared.drops[self.slot].store(self.stats.drops, Ordering::Relaxed);
         if let Some(out) = &mut self.output {
             if let Err(error) = out.flush() {
@@ -250,23 +236,66 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Sleeps until a block is ready, a stop is signalled or the socket
+    /// reports an error. Returns the socket's events and whether the reader
+    /// of a `-w -` pipe has gone.
+    fn wait(&self) -> nix::Result<(PollFlags, bool)> {
+        let stop = self.shared.stop_fd().as_fd();
+        let watch = self.output.as_ref().and_then(|o| o.watch_fd());
+        let mut fds = [
+            PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop, PollFlags::POLLIN),
+            // Polled only with -w - (then with no events: POLLERR comes
+            // regardless).
+            PollFd::new(watch.unwrap_or(stop), PollFlags::empty()),
+        ];
+        let n = if watch.is_some() { 3 } else { 2 };
+        poll(&mut fds[..n], PollTimeout::NONE)?;
+        let sock = fds[0].revents().unwrap_or(PollFlags::empty());
+        let reader_gone = n == 3
+            && fds[2]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        Ok((sock, reader_gone))
+    }
+
+    /// The interface went down or away: every member socket bound to it got
+    /// ENETDOWN and left the group. If it comes back up the kernel re-adds
+    /// them in another order, so cpu i no longer maps to member i: shut this
+    /// socket's filter first, then keep what was accepted before the fault
+    /// (the ring's retire timer still hands the last block over).
+    fn interface_fault(&mut self) {
+        let _ = self.sock.attach_filter(&Filter::drop_all());
+        // Reading SO_ERROR also clears it, so poll() can wait in drain().
+        let e = match self.sock.take_error() {
+            Ok(Some(e)) => e,
+            Ok(None) => io::Error::from_raw_os_error(libc::ENETDOWN),
+            Err(e) => e,
+        };
+        self.drain();
+        self.shared.fault(Fault::Socket(e));
+    }
+
     /// Handles the blocks the kernel has handed over, up to `until`: a
     /// ring that refills as fast as it is read must not hold off a stop.
     fn read_blocks(&mut self, until: Until) -> Flow {
         loop {
-            let enough = match until {
-                Until::Stop => self.shared.stopping(),
-                Until::Seen(target) => self.seen >= target,
+            // How many more packets may be recorded.
+            let room = match until {
+                Until::Stop if self.shared.stopping() => return Flow::More,
+                Until::Stop => u64::MAX,
+                Until::Seen(target) if self.seen >= target => return Flow::More,
+                Until::Seen(target) => target - self.seen,
             };
-            if enough {
-                return Flow::More;
-            }
             let Some(block) = self.ring.next_block() else {
                 return Flow::More;
             };
             let n = block.num_packets() as u64;
             self.seen += n;
-            let take = self.shared.claim(n);
+            // After a stop, the block that crosses the target also holds
+            // packets that came after the stop: those are not recorded.
+            let want = n.min(room);
+            let take = self.shared.claim(want);
             test_hooks::maybe_panic(self.cpu);
             let mut done = 0u64;
             let mut failed = None;
@@ -293,7 +322,7 @@ impl<'a> Worker<'a> {
                 self.write_failed(path, error);
                 return Flow::Done;
             }
-            if take < n || self.shared.budget_spent() {
+            if take < want || self.shared.budget_spent() {
                 return Flow::Done;
             }
         }
@@ -308,7 +337,7 @@ impl<'a> Worker<'a> {
             self.shared.captured[self.slot].store(out.records(), Ordering::Relaxed);
         }
         self.failed = true;
-        self.shared.fault(self.cpu, Fault::Write { path, error });
+        self.shared.fault(Fault::Write { path, error });
     }
 
     /// Pins the thread again if it runs elsewhere: when its cpu goes
@@ -342,6 +371,7 @@ impl<'a> Worker<'a> {
         let period = Duration::from_millis(u64::from(self.ring.geometry().retire_ms));
         let patience = (period * 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         self.read_stats();
+        self.drained = true;
         // tp_packets counts drops too.
         let target = self.stats.packets.saturating_sub(self.stats.drops);
         let mut progress = Instant::now();
