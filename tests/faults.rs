@@ -461,6 +461,22 @@ fn cap_net_raw_is_enough_to_capture() {
     assert_files_match_report(&f, &out, |_, _| ());
 }
 
+/// A worker thread that cannot be started (here: nobody's process limit
+/// reached) ends the capture at once with a message and the report, and
+/// never leaves the other workers waiting for it.
+#[test]
+fn worker_that_cannot_start_ends_the_capture() {
+    let ns = Netns::new();
+    let user = Unprivileged::new(Some("cap_net_raw=ep"));
+    // Main thread + one worker: the second worker cannot be created.
+    let mut via = vec!["prlimit", "--nproc=2"];
+    via.extend_from_slice(&Unprivileged::AS_NOBODY);
+    let f = Capture::spawn_via(Some(&ns), &via, &user.binary, &["-l0,1", "lo"]).wait();
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert!(f.stderr.contains("error starting worker for cpu"), "{f}");
+    f.report();
+}
+
 /// Promiscuous mode is a packet-socket membership (PACKET_MR_PROMISC),
 /// which the kernel grants to whoever may open the socket: CAP_NET_RAW is
 /// enough for -p too.
