@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -327,8 +328,16 @@ pub fn run(opts: &Options) -> Result<i32> {
         outputs,
         &shared,
         &sigfd,
+        &cpus,
     );
 
+    let status = report_faults(opts, &v, &target, &shared, &failed);
+    Ok(print_report(opts, &cpus, &shared).max(status))
+}
+
+/// Prints the drop lines and the report; returns 1 if the report could
+/// not be written.
+fn print_report(opts: &Options, cpus: &[u32], shared: &Shared) -> i32 {
     let counts: Vec<CpuCount> = cpus
         .iter()
         .enumerate()
@@ -339,22 +348,17 @@ pub fn run(opts: &Options) -> Result<i32> {
             unread: shared.unread[slot].load(Ordering::Relaxed),
         })
         .collect();
-    let mut status = report_faults(opts, &v, &target, &shared, &failed);
     eprint!("{}", report::drops(&counts));
     let text = report::counts(&counts);
     if opts.write.as_deref() == Some("-") {
         eprint!("{text}");
-    } else {
-        let mut out = io::stdout().lock();
-        if out
-            .write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .is_err()
-        {
-            status = 1;
-        }
+        return 0;
     }
-    Ok(status)
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
 }
 
 /// Runs one pinned worker per captured cpu until the capture stops (a
@@ -370,6 +374,7 @@ fn run_workers(
     outputs: Vec<Option<PcapOutput>>,
     shared: &Shared,
     sigfd: &SignalFd,
+    cpus: &[u32],
 ) -> Vec<u32> {
     let mut failed = Vec::new();
     std::thread::scope(|s| {
@@ -417,6 +422,7 @@ fn run_workers(
         }
         wait_for_stop(shared, sigfd);
         shared.stop();
+        wait_for_workers(opts, &handles, shared, sigfd, cpus);
         for (cpu, h) in handles {
             if h.join().is_err() {
                 failed.push(cpu);
@@ -425,6 +431,46 @@ fn run_workers(
     });
     failed.sort_unstable();
     failed
+}
+
+/// How long workers may take to finish after a stop before a second
+/// signal may end the program without them.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Waits for the workers to finish after a stop. Normally they finish
+/// within a retire period or two, and further signals are ignored so that
+/// no file is cut short. A worker can only be stuck for good in a write
+/// that never completes (a `-w -` reader that stopped reading): then a
+/// signal after the grace period prints the report and exits, because
+/// Ctrl-C must always end the program.
+fn wait_for_workers<T>(
+    opts: &Options,
+    handles: &[(u32, std::thread::ScopedJoinHandle<'_, T>)],
+    shared: &Shared,
+    sigfd: &SignalFd,
+    cpus: &[u32],
+) {
+    let stopped = Instant::now();
+    while !handles.iter().all(|(_, h)| h.is_finished()) {
+        let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        if let Ok(Some(_)) = sigfd.read_signal() {
+            if stopped.elapsed() >= GRACE {
+                let busy: Vec<String> = handles
+                    .iter()
+                    .filter(|(_, h)| !h.is_finished())
+                    .map(|(cpu, _)| format!("cpu{cpu}"))
+                    .collect();
+                eprintln!(
+                    "{}: not waiting for the worker for {} (stuck writing); its output is incomplete",
+                    opts.name,
+                    busy.join(", ")
+                );
+                print_report(opts, cpus, shared);
+                std::process::exit(1);
+            }
+        }
+    }
 }
 
 /// Prints what ended the capture early; returns the exit status.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
@@ -212,6 +213,43 @@ fn sigint_stops_a_flooded_capture_with_a_slow_output() {
     let file = scan_pcap(stream.as_slice(), true, |_| ())
         .unwrap_or_else(|e| panic!("the stream: {e}\n{f}"));
     assert_eq!(file.packets, f.report().per_cpu[&0], "{f}");
+}
+
+/// A worker stuck for good in a write (`-w -` into a reader that stopped
+/// reading): signals during the grace period are ignored, so a normal
+/// shutdown never cuts a file short, but a signal after it ends the program
+/// with a message and the report. Ctrl-C always works.
+#[test]
+fn signal_after_grace_ends_a_capture_stuck_writing() {
+    let ns = Netns::new();
+    let mut cap = Capture::spawn_with_stdout(&ns, &["-l0", "-w", "-", "lo"], Stdio::piped());
+    cap.wait_ready();
+    // Held open and never read: once the pipe is full, write() blocks.
+    let _stalled = cap.take_stdout();
+    let flood = Flood::start(&ns, 0, LO);
+    flood.wait_for_more(50_000);
+    flood.stop();
+    cap.signal(Signal::SIGINT);
+    assert!(
+        !cap.exited_within(Duration::from_millis(500)),
+        "exited while stuck writing"
+    );
+    cap.signal(Signal::SIGINT);
+    assert!(
+        !cap.exited_within(Duration::from_millis(500)),
+        "a second signal within the grace period ended it"
+    );
+    thread::sleep(Duration::from_secs(2));
+    cap.signal(Signal::SIGINT);
+    let f = cap.wait_within(Duration::from_secs(3));
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert!(
+        f.stderr
+            .contains("rxtxcpu: not waiting for the worker for cpu0 (stuck writing)"),
+        "{f}"
+    );
+    // The report goes to stderr with -w -, and still adds up.
+    Report::parse(f.stderr.split_once("incomplete\n").unwrap().1).unwrap();
 }
 
 // ---------------------------------------------------------------------------
