@@ -331,6 +331,15 @@ pub fn run(opts: &Options) -> Result<i32> {
         &cpus,
     );
 
+    // A worker that panicked never stored its drops; its socket is still
+    // open here, and the kernel kept counting.
+    for (slot, &cpu) in cpus.iter().enumerate() {
+        if failed.contains(&cpu) {
+            if let Ok(stats) = group.sockets[cpu as usize].take_stats() {
+                shared.drops[slot].fetch_add(stats.drops, Ordering::Relaxed);
+            }
+        }
+    }
     let status = report_faults(opts, &v, &target, &shared, &failed);
     Ok(print_report(opts, &cpus, &shared).max(status))
 }
