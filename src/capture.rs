@@ -17,7 +17,7 @@ use crate::error::{Error, Result, Why};
 use crate::output::{cpu_path, Format, LinkType, PcapOutput};
 use crate::report::{self, CpuCount};
 use crate::ring::{Geometry, Ring};
-use crate::worker::{pin_to, Fault, Shared, Worker};
+use crate::worker::{pin_to, Fault, PanicGuard, Shared, Worker};
 
 /// How long the kernel may hold a partly filled block before handing it
 /// over: the latency of a trickle of packets. While the interface is idle
@@ -39,7 +39,7 @@ struct Verbose<'a> {
 impl Verbose<'_> {
     fn say(&self, msg: impl AsRef<str>) {
         if self.on {
-            eprintln!("{}: {}", self.name, msg.as_ref());
+            errln!("{}: {}", self.name, msg.as_ref());
         }
     }
 }
@@ -251,9 +251,10 @@ pub fn run(opts: &Options) -> Result<i32> {
     if !opts.unconfigured.is_empty() {
         // Not only with -v: a cpu list written for a bigger machine should
         // not silently capture less than it says.
-        eprintln!(
+        errln!(
             "{}: warning: ignoring cpus {}: this machine has cpus {all}",
-            opts.name, opts.unconfigured
+            opts.name,
+            opts.unconfigured
         );
     }
     v.say(format!("direction {}", opts.direction.as_str()));
@@ -331,15 +332,6 @@ pub fn run(opts: &Options) -> Result<i32> {
         &cpus,
     );
 
-    // A worker that panicked never stored its drops; its socket is still
-    // open here, and the kernel kept counting.
-    for (slot, &cpu) in cpus.iter().enumerate() {
-        if failed.contains(&cpu) {
-            if let Ok(stats) = group.sockets[cpu as usize].take_stats() {
-                shared.drops[slot].fetch_add(stats.drops, Ordering::Relaxed);
-            }
-        }
-    }
     let status = report_faults(opts, &v, &target, &shared, &failed);
     Ok(print_report(opts, &cpus, &shared).max(status))
 }
@@ -357,10 +349,10 @@ fn print_report(opts: &Options, cpus: &[u32], shared: &Shared) -> i32 {
             unread: shared.unread[slot].load(Ordering::Relaxed),
         })
         .collect();
-    eprint!("{}", report::drops(&counts));
+    err!("{}", report::drops(&counts));
     let text = report::counts(&counts);
     if opts.write.as_deref() == Some("-") {
-        eprint!("{text}");
+        err!("{text}");
         return 0;
     }
     let mut out = io::stdout().lock();
@@ -387,6 +379,7 @@ fn run_workers(
 ) -> Vec<u32> {
     let mut failed = Vec::new();
     std::thread::scope(|s| {
+        let _guard = PanicGuard::main(shared);
         // Each worker says when it is pinned, so that the ready line comes
         // last; a worker that never starts or dies drops its sender, which
         // also counts, so this can never wait for a thread that is gone.
@@ -398,6 +391,7 @@ fn run_workers(
             let h = std::thread::Builder::new()
                 .name(format!("cpu{cpu}"))
                 .spawn_scoped(s, move || {
+                    let _guard = PanicGuard::worker(shared, &sockets[cpu as usize], slot);
                     match pin_to(cpu) {
                         Ok(()) => v.say(format!("worker for cpu{cpu} running on cpu{cpu}")),
                         Err(e) => v.say(format!("worker for cpu{cpu} not pinned: {}", Why(e))),
@@ -408,7 +402,7 @@ fn run_workers(
             match h {
                 Ok(h) => handles.push((cpu, h)),
                 Err(e) => {
-                    eprintln!(
+                    errln!(
                         "{}: error starting worker for cpu{cpu}: {}",
                         opts.name,
                         Why(e)
@@ -470,7 +464,7 @@ fn wait_for_workers<T>(
                     .filter(|(_, h)| !h.is_finished())
                     .map(|(cpu, _)| format!("cpu{cpu}"))
                     .collect();
-                eprintln!(
+                errln!(
                     "{}: not waiting for the worker for {} (stuck writing); its output is incomplete",
                     opts.name,
                     busy.join(", ")
@@ -492,7 +486,7 @@ fn report_faults(
 ) -> i32 {
     let mut status = 0;
     for cpu in failed {
-        eprintln!(
+        errln!(
             "{}: worker for cpu{cpu} failed; its count may be short",
             opts.name
         );
@@ -510,7 +504,7 @@ fn report_faults(
                 let gone =
                     afpacket::ifname(target.ifindex).as_deref() != Some(target.label.as_str());
                 let what = if gone { "disappeared" } else { "went down" };
-                eprintln!(
+                errln!(
                     "{}: interface '{}' {what}: {}",
                     opts.name,
                     target.label,
@@ -519,7 +513,7 @@ fn report_faults(
                 status = 1;
             }
             Fault::Poll(e) => {
-                eprintln!("{}: error waiting for packets: {}", opts.name, Why(e));
+                errln!("{}: error waiting for packets: {}", opts.name, Why(e));
                 status = 1;
             }
             Fault::Write { path, error }
@@ -530,7 +524,7 @@ fn report_faults(
                 v.say("stdout closed; stopping");
             }
             Fault::Write { path, error } => {
-                eprintln!("{}: error writing {path}: {}", opts.name, Why(error));
+                errln!("{}: error writing {path}: {}", opts.name, Why(error));
                 status = 1;
             }
         }
@@ -587,7 +581,7 @@ fn wait_for_stop(shared: &Shared, sigfd: &SignalFd) {
         if let Ok(Some(info)) = sigfd.read_signal() {
             // The report must not start on the terminal's `^C` line.
             if info.ssi_signo == libc::SIGINT as u32 {
-                eprintln!();
+                errln!();
             }
             return;
         }

@@ -12,6 +12,24 @@
 //! - [`output`]: pcap files and naming
 //! - [`report`]: the end-of-capture report
 
+/// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
+/// with the same Ctrl-C that stops the capture (`2>&1 | tee log`), and a
+/// panic on the main thread then would leave workers nobody stops.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that cannot panic; see `errln!`.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod afpacket;
 pub mod capture;
 pub mod cli;
@@ -31,8 +49,8 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let rest = args.get(1..).unwrap_or(&[]);
     match cli::parse(&name, rest) {
         Err(cli::UsageError(msg)) => {
-            eprintln!("{name}: {msg}");
-            eprint!("{}", cli::usage(&name));
+            errln!("{name}: {msg}");
+            err!("{}", cli::usage(&name));
             2
         }
         Ok(cli::Invocation::Print(text)) => {
@@ -44,7 +62,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Ok(cli::Invocation::Run(opts)) => match capture::run(&opts) {
             Ok(status) => status,
             Err(e) => {
-                eprintln!("{name}: {e}");
+                errln!("{name}: {e}");
                 1
             }
         },

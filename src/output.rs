@@ -347,8 +347,11 @@ impl PcapOutput {
         let mut records = 0;
         if self.header_in_buf {
             if done < FILE_HEADER_LEN {
-                // Not even the file header: leave the file empty.
-                let _ = self.file.set_len(0);
+                // Not even the file header: leave our file empty (stdout
+                // is not ours to cut, see below).
+                if self.path != "-" {
+                    let _ = self.file.set_len(0);
+                }
                 return;
             }
             whole = FILE_HEADER_LEN;

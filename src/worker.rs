@@ -116,14 +116,45 @@ impl Shared {
     }
 }
 
-/// Stops the others if this worker unwinds.
-struct StopOnPanic<'a>(&'a Shared);
+/// Held by every thread of a capture: if the thread unwinds, the others
+/// are told to stop (a panic must never leave workers running that nobody
+/// will stop). For a worker, its socket is also shut, and the drops the
+/// kernel counted up to then are kept for the report.
+pub struct PanicGuard<'a> {
+    shared: &'a Shared,
+    worker: Option<(&'a PacketSocket, usize)>,
+}
 
-impl Drop for StopOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.stop();
+impl<'a> PanicGuard<'a> {
+    /// For the main thread.
+    pub fn main(shared: &'a Shared) -> PanicGuard<'a> {
+        PanicGuard {
+            shared,
+            worker: None,
         }
+    }
+
+    /// For the worker whose socket is `sock` and counters `slot`.
+    pub fn worker(shared: &'a Shared, sock: &'a PacketSocket, slot: usize) -> PanicGuard<'a> {
+        PanicGuard {
+            shared,
+            worker: Some((sock, slot)),
+        }
+    }
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some((sock, slot)) = self.worker {
+            let _ = sock.attach_filter(&Filter::drop_all());
+            if let Ok(stats) = sock.take_stats() {
+                self.shared.drops[slot].fetch_add(stats.drops, Ordering::Relaxed);
+            }
+        }
+        self.shared.stop();
     }
 }
 
@@ -192,7 +223,6 @@ impl<'a> Worker<'a> {
     /// Reads until stopped. On a stop that is not the count, drains what the
     /// kernel already accepted, so a packet seen before Ctrl-C is reported.
     pub fn run(mut self) {
-        let _guard = StopOnPanic(self.shared);
         loop {
             if let Flow::Done = self.read_blocks(Until::Stop) {
                 break;
@@ -227,7 +257,7 @@ impl<'a> Worker<'a> {
         if !self.drained {
             self.read_stats();
         }
-        self.shared.drops[self.slot].store(self.stats.drops, Ordering::Relaxed);
+        self.shared.drops[self.slot].fetch_add(self.stats.drops, Ordering::Relaxed);
         if let Some(out) = &mut self.output {
             if let Err(error) = out.flush() {
                 let path = out.path.clone();

@@ -252,6 +252,31 @@ fn signal_after_grace_ends_a_capture_stuck_writing() {
     Report::parse(f.stderr.split_once("incomplete\n").unwrap().1).unwrap();
 }
 
+/// Stderr that cannot be written (here /dev/full; in life `2>&1 | tee log`
+/// whose reader died with the same Ctrl-C) must not keep the capture from
+/// stopping: SIGINT still ends it with the report on stdout.
+#[test]
+fn broken_stderr_does_not_prevent_stopping() {
+    let ns = Netns::new();
+    let wrapper = ["sh", "-c", "exec \"$0\" \"$@\" 2>/dev/full"];
+    let mut cap = Capture::spawn_via(Some(&ns), &wrapper, Path::new(BIN), &["-v", "lo"]);
+    // No `listening on` to wait for: ready once both worker threads run.
+    let tasks = format!("/proc/{}/task", cap.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&tasks).map_or(0, |d| d.count()) < 3 {
+        assert!(cap.is_running(), "exited before it was ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started its workers"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    cap.signal(Signal::SIGINT);
+    let f = cap.wait_within(Duration::from_secs(5));
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    f.assert_report(&[(0, 0), (1, 0)]);
+}
+
 // ---------------------------------------------------------------------------
 // A worker panics
 
