@@ -5,12 +5,12 @@
 #     sudo make uninstall       # remove exactly the files install put there
 #     make lint                 # mandoc -T lint on the man page
 #
-# Installed (PREFIX=/usr/local by default):
-#     sbin/rxtxcpu, sbin/rxcpu -> rxtxcpu, sbin/txcpu -> rxtxcpu
-#     share/man/man8/rxtxcpu.8, rxcpu.8 -> rxtxcpu.8, txcpu.8 -> rxtxcpu.8
-#     share/bash-completion/completions/{rxtxcpu,rxcpu,txcpu}
-#     share/zsh/site-functions/{_rxtxcpu,_rxcpu,_txcpu}
-#     share/fish/vendor_completions.d/{rxtxcpu,rxcpu,txcpu}.fish
+# Installed (PREFIX=/usr/local by default), for each NAME of NAMES below:
+#     sbin/rxtxcpu, sbin/NAME -> rxtxcpu
+#     share/man/man8/rxtxcpu.8, NAME.8 -> rxtxcpu.8
+#     share/bash-completion/completions/NAME
+#     share/zsh/site-functions/_NAME
+#     share/fish/vendor_completions.d/NAME.fish
 #
 # `make install` builds what is missing or older than the sources, so
 # `make && sudo make install` runs cargo only as the building user. Cargo's
@@ -29,9 +29,10 @@ CARGOFLAGS ?= --locked
 CARGO_TARGET_DIR ?= target
 INSTALL ?= install
 
-# The program answers to three names; the direction defaults by name.
-NAMES := rxtxcpu rxcpu txcpu
-LINKS := rxcpu txcpu
+# The program answers to nine names: the name picks the streams (per cpu,
+# queue or numa node) and the default direction.
+NAMES := rxtxcpu rxcpu txcpu rxtxqueue rxqueue txqueue rxtxnuma rxnuma txnuma
+LINKS := $(filter-out rxtxcpu,$(NAMES))
 
 RELEASE := $(CARGO_TARGET_DIR)/release
 BIN := $(RELEASE)/rxtxcpu

@@ -7,8 +7,9 @@
 //!     cargo run --release --example completions -- fish txcpu
 //!
 //! SHELL is bash, zsh, fish, elvish or powershell. NAME (default rxtxcpu) is
-//! the command the script completes: rxcpu and txcpu are the same program
-//! under other names, and every shell loads completions by command name
+//! the command the script completes: rxcpu, txcpu, rxqueue, rxtxnuma and
+//! the rest are the same program under other names (each with its own
+//! list and mask options), and every shell loads completions by command name
 //! (bash-completion's completions/NAME, zsh's _NAME, fish's NAME.fish), so
 //! `make install` generates one script per shell and name.
 //!
@@ -21,13 +22,16 @@ use clap::builder::PossibleValuesParser;
 use clap::ValueHint;
 use clap_complete::Shell;
 
-const NAMES: &[&str] = &["rxtxcpu", "rxcpu", "txcpu"];
+/// Every name the program answers to.
+fn names() -> Vec<&'static str> {
+    rxtxcpu::vantage::NAMES.iter().map(|(n, _, _)| *n).collect()
+}
 
 fn usage(msg: &str) -> ! {
     eprintln!("completions: {msg}");
     eprintln!("Usage: completions SHELL [NAME]");
     eprintln!("  SHELL: bash, zsh, fish, elvish or powershell");
-    eprintln!("  NAME:  {} (default rxtxcpu)", NAMES.join(", "));
+    eprintln!("  NAME:  {} (default rxtxcpu)", names().join(", "));
     process::exit(2);
 }
 
@@ -47,14 +51,15 @@ fn main() {
     let shell: Shell = shell
         .parse()
         .unwrap_or_else(|_| usage(&format!("unknown shell '{shell}'")));
-    if !NAMES.contains(&name) {
+    if !names().contains(&name) {
         usage(&format!("unknown name '{name}'"));
     }
 
     // Only the completion scripts get the value lists and hints: the
     // program itself validates these values with the original's messages,
     // which a clap value parser would replace.
-    let mut cmd = rxtxcpu::cli::command(name)
+    let vantage = rxtxcpu::vantage::Vantage::for_name(name);
+    let mut cmd = rxtxcpu::cli::command(name, vantage)
         .mut_arg("direction", |a| {
             a.value_parser(PossibleValuesParser::new(["rx", "tx", "rxtx"]))
         })
@@ -63,8 +68,11 @@ fn main() {
         })
         .mut_arg("write", |a| a.value_hint(ValueHint::FilePath))
         .mut_arg("count", |a| a.value_hint(ValueHint::Other))
-        .mut_arg("cpu-list", |a| a.value_hint(ValueHint::Other))
-        .mut_arg("cpu-mask", |a| a.value_hint(ValueHint::Other))
+        .mut_arg("vantage", |a| {
+            a.value_parser(PossibleValuesParser::new(["cpu", "queue", "numa"]))
+        })
+        .mut_arg("list", |a| a.value_hint(ValueHint::Other))
+        .mut_arg("mask", |a| a.value_hint(ValueHint::Other))
         .mut_arg("buffer-size", |a| a.value_hint(ValueHint::Other))
         .mut_arg("snapshot-length", |a| a.value_hint(ValueHint::Other))
         .mut_arg("interface", |a| a.value_hint(ValueHint::Other));

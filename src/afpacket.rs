@@ -22,7 +22,9 @@ pub const PACKET_VERSION: libc::c_int = 10;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 pub const TPACKET_V3: libc::c_int = 2;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_FANOUT_CPU: u16 = 2;
+const PACKET_FANOUT_EBPF: u16 = 7;
 const PACKET_FANOUT_FLAG_UNIQUEID: u16 = 0x2000;
 /// The member limit of a fanout group created without `fanout_args`.
 pub const PACKET_FANOUT_MAX: u32 = 256;
@@ -121,6 +123,15 @@ impl Filter {
             Direction::Tx => vec![load, (BPF_JMP_JEQ_K, 0, 1, outgoing), keep, drop],
         })
     }
+}
+
+/// How a fanout group picks the member for a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanoutMode {
+    /// PACKET_FANOUT_CPU: `smp_processor_id() % members`.
+    Cpu,
+    /// PACKET_FANOUT_EBPF: an eBPF program's return value `% members`.
+    Ebpf,
 }
 
 /// Kernel statistics of one socket since the last read.
@@ -246,11 +257,20 @@ impl PacketSocket {
         }
     }
 
-    /// Joins fanout group `id` by cpu. `unique` asks the kernel to choose a
-    /// free id (only with id 0, for the group's first member); `max_members`
-    /// above PACKET_FANOUT_MAX needs the `fanout_args` form.
-    pub fn join_fanout(&self, id: u16, unique: bool, max_members: u32) -> io::Result<()> {
-        let mut type_flags = PACKET_FANOUT_CPU;
+    /// Joins fanout group `id` of `mode`. `unique` asks the kernel to choose
+    /// a free id (only with id 0, for the group's first member);
+    /// `max_members` above PACKET_FANOUT_MAX needs the `fanout_args` form.
+    pub fn join_fanout(
+        &self,
+        id: u16,
+        mode: FanoutMode,
+        unique: bool,
+        max_members: u32,
+    ) -> io::Result<()> {
+        let mut type_flags = match mode {
+            FanoutMode::Cpu => PACKET_FANOUT_CPU,
+            FanoutMode::Ebpf => PACKET_FANOUT_EBPF,
+        };
         if unique {
             type_flags |= PACKET_FANOUT_FLAG_UNIQUEID;
         }
@@ -265,6 +285,14 @@ impl PacketSocket {
             let v: u32 = u32::from(id) | (u32::from(type_flags) << 16);
             self.set(SOL_PACKET, PACKET_FANOUT, &v)
         }
+    }
+
+    /// Gives a PACKET_FANOUT_EBPF group its program. It applies to the whole
+    /// group (any member may set it); until it is set the kernel sends every
+    /// packet to member 0.
+    pub fn set_fanout_program(&self, prog: &crate::bpf::Program) -> io::Result<()> {
+        let fd: u32 = prog.as_raw_fd() as u32;
+        self.set(SOL_PACKET, PACKET_FANOUT_DATA, &fd)
     }
 
     /// The id of the fanout group this socket is in.

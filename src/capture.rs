@@ -1,5 +1,5 @@
 //! A whole capture: the fanout group, the workers, the stop signals, the
-//! report.
+//! report. What the streams are comes from the [`Plan`] of the vantage.
 
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -10,13 +10,15 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::afpacket::{self, Filter, PacketSocket, PACKET_FANOUT_MAX};
+use crate::afpacket::{self, FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
+use crate::bpf::Program;
 use crate::cli::Options;
-use crate::cpuset::CpuSet;
 use crate::error::{Error, Result, Why};
-use crate::output::{cpu_path, Format, LinkType, PcapOutput};
-use crate::report::{self, CpuCount};
+use crate::fanout;
+use crate::output::{stream_path, Format, LinkType, PcapOutput};
+use crate::report::{self, StreamCount};
 use crate::ring::{Geometry, Ring};
+use crate::vantage::{Plan, Route, Stream};
 use crate::worker::{pin_to, Fault, PanicGuard, Shared, Worker};
 
 /// How long the kernel may hold a partly filled block before handing it
@@ -81,40 +83,50 @@ fn target(opts: &Options) -> Result<Target> {
     })
 }
 
-/// One socket per configured cpu, in one fanout group, member i = cpu i.
+/// One socket per possible stream, in one fanout group, member i =
+/// stream i (cpu i, queue i, node i).
 struct Group {
     sockets: Vec<PacketSocket>,
-    /// Rings of the captured cpus, in cpu order.
-    rings: Vec<(u32, Ring)>,
+    /// Rings of the captured streams, in the plan's order.
+    rings: Vec<Ring>,
+    /// The eBPF fanout program, if the route has one. The group holds its
+    /// own reference once it is set; this one only lives as long.
+    _program: Option<Program>,
 }
 
 /// Builds the group with the setup race closed: every socket drops all
 /// packets from before bind() until the group is complete, so nothing that
 /// arrived while `cpu % members` still pointed at the wrong member is ever
-/// seen. Only then do the captured cpus get their real filter.
-fn build_group(opts: &Options, target: &Target, geometry: Geometry, v: &Verbose) -> Result<Group> {
-    let members = opts.configured;
+/// seen. Only then do the captured streams get their real filter.
+fn build_group(plan: &Plan, target: &Target, geometry: Geometry, v: &Verbose) -> Result<Group> {
+    let members = plan.members;
+    let program = fanout::program(plan.route)?;
+    let mode = match plan.route {
+        Route::Cpu => FanoutMode::Cpu,
+        Route::Queue { .. } | Route::Numa => FanoutMode::Ebpf,
+    };
     let mut sockets = Vec::with_capacity(members as usize);
-    let mut rings = Vec::new();
+    let mut rings: Vec<Option<Ring>> = plan.streams.iter().map(|_| None).collect();
     let mut id = 0u16;
-    for cpu in 0..members {
+    for member in 0..members {
         let sock = PacketSocket::new().map_err(|e| Error::os("error creating packet socket", e))?;
         sock.attach_filter(&Filter::drop_all())
             .map_err(|e| Error::os("error attaching filter", e))?;
-        if opts.cpus.contains(cpu) {
-            // Cpus that are not captured need no ring: their member only
-            // holds cpu i's place in the group and drops everything.
+        if let Some(slot) = plan.streams.iter().position(|s| s.member == member) {
+            // Streams that are not captured need no ring: their member only
+            // holds stream i's place in the group and drops everything.
             let ring = Ring::new(&sock, geometry).map_err(|e| {
                 Error::os(
                     format!(
-                        "error setting up the ring for cpu{cpu} ({} blocks of {} KiB)",
+                        "error setting up the ring for {} ({} blocks of {} KiB)",
+                        plan.streams[slot].label(),
                         geometry.blocks,
                         geometry.block_size / 1024
                     ),
                     e,
                 )
             })?;
-            rings.push((cpu, ring));
+            rings[slot] = Some(ring);
         }
         sock.bind(target.ifindex)
             .map_err(|e| match e.raw_os_error() {
@@ -125,16 +137,29 @@ fn build_group(opts: &Options, target: &Target, geometry: Geometry, v: &Verbose)
                 },
                 _ => Error::os(format!("error binding to {}", target.label), e),
             })?;
-        if cpu == 0 {
-            id = join_first(&sock, members)?;
+        if member == 0 {
+            id = join_first(&sock, mode, members)?;
+            if let Some(p) = &program {
+                sock.set_fanout_program(p)
+                    .map_err(|e| Error::os("error setting the eBPF fanout program", e))?;
+            }
         } else {
-            sock.join_fanout(id, false, members)
+            sock.join_fanout(id, mode, false, members)
                 .map_err(|e| fanout_error(e, members))?;
         }
         sockets.push(sock);
     }
-    v.say(format!("fanout group id {id} (by cpu, {members} members)"));
-    Ok(Group { sockets, rings })
+    let by = match plan.route {
+        Route::Cpu => "by cpu",
+        Route::Queue { .. } => "by queue, eBPF",
+        Route::Numa => "by numa node, eBPF",
+    };
+    v.say(format!("fanout group id {id} ({by}, {members} members)"));
+    Ok(Group {
+        sockets,
+        rings: rings.into_iter().flatten().collect(),
+        _program: program,
+    })
 }
 
 /// Creates the group with the first socket. The kernel picks a free id
@@ -142,8 +167,8 @@ fn build_group(opts: &Options, target: &Target, geometry: Geometry, v: &Verbose)
 /// holds is never joined by mistake, and two captures never share one.
 /// There is no fallback to guessing ids: a guessed id that another program
 /// holds with the same settings would be joined silently.
-fn join_first(sock: &PacketSocket, members: u32) -> Result<u16> {
-    sock.join_fanout(0, true, members)
+fn join_first(sock: &PacketSocket, mode: FanoutMode, members: u32) -> Result<u16> {
+    sock.join_fanout(0, mode, true, members)
         .map_err(|e| fanout_error(e, members))?;
     sock.fanout_id()
         .map_err(|e| Error::os("error reading fanout group id", e))
@@ -152,8 +177,8 @@ fn join_first(sock: &PacketSocket, members: u32) -> Result<u16> {
 fn fanout_error(e: io::Error, members: u32) -> Error {
     let hint = if members > PACKET_FANOUT_MAX {
         format!(
-            " (this machine has {members} cpus, more than a fanout group holds on this kernel, \
-             {PACKET_FANOUT_MAX}; Linux 5.13+ raises the limit)"
+            " (this capture needs {members} fanout members, more than a group holds on this \
+             kernel, {PACKET_FANOUT_MAX}; Linux 5.13+ raises the limit)"
         )
     } else {
         match e.raw_os_error() {
@@ -169,16 +194,20 @@ fn fanout_error(e: io::Error, members: u32) -> Error {
 
 /// Creates every output before the capture starts; on failure removes the
 /// files already created, so a bad path leaves nothing behind.
-fn create_outputs(opts: &Options, format: Format) -> Result<Vec<Option<PcapOutput>>> {
+fn create_outputs(
+    opts: &Options,
+    streams: &[Stream],
+    format: Format,
+) -> Result<Vec<Option<PcapOutput>>> {
     let Some(template) = &opts.write else {
-        return Ok(opts.cpus.iter().map(|_| None).collect());
+        return Ok(streams.iter().map(|_| None).collect());
     };
     let mut outs = Vec::new();
-    for cpu in opts.cpus.iter() {
+    for stream in streams {
         let path = if template == "-" {
             "-".to_string()
         } else {
-            cpu_path(template, cpu)
+            stream_path(template, stream.file_suffix())
         };
         match PcapOutput::create(&path, format) {
             Ok(o) => outs.push(Some(o)),
@@ -224,7 +253,7 @@ fn inherited_ignore(sig: Signal) -> bool {
 /// Runs the capture described by `opts`; returns the exit status. Errors
 /// before the capture starts are returned; after that, faults are printed
 /// and the report still comes.
-pub fn run(opts: &Options) -> Result<i32> {
+pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     let v = Verbose {
         name: &opts.name,
         on: opts.verbose,
@@ -240,22 +269,11 @@ pub fn run(opts: &Options) -> Result<i32> {
         .map_err(|e| Error::os("error creating signalfd", e.into()))?;
 
     let target = target(opts)?;
-    let all = CpuSet::first(opts.configured);
-    v.say(format!(
-        "{} configured cpus ({}), capturing on cpus {}",
-        opts.configured, all, opts.cpus
-    ));
-    for cpu in opts.offline.iter() {
-        v.say(format!("cpu{cpu} is offline; not capturing on it"));
+    for note in &plan.notes {
+        v.say(note);
     }
-    if !opts.unconfigured.is_empty() {
-        // Not only with -v: a cpu list written for a bigger machine should
-        // not silently capture less than it says.
-        errln!(
-            "{}: warning: ignoring cpus {}: this machine has cpus {all}",
-            opts.name,
-            opts.unconfigured
-        );
+    for warning in &plan.warnings {
+        errln!("{}: {warning}", opts.name);
     }
     v.say(format!("direction {}", opts.direction.as_str()));
     v.say(format!(
@@ -273,14 +291,15 @@ pub fn run(opts: &Options) -> Result<i32> {
     };
     let geometry = Geometry::new(kernel_snaplen, opts.buffer_bytes, RETIRE_MS);
     v.say(format!(
-        "ring per cpu: {} blocks of {} KiB ({} KiB), block timeout {} ms",
+        "ring per {}: {} blocks of {} KiB ({} KiB), block timeout {} ms",
+        plan.vantage.subject(),
         geometry.blocks,
         geometry.block_size / 1024,
         geometry.bytes() / 1024,
         geometry.retire_ms
     ));
 
-    check_memory(geometry, opts.cpus.len())?;
+    check_memory(geometry, plan)?;
 
     let format = Format {
         link: target.link,
@@ -288,7 +307,7 @@ pub fn run(opts: &Options) -> Result<i32> {
         precision: opts.precision,
         packet_buffered: opts.packet_buffered,
     };
-    let group = build_group(opts, &target, geometry, &v)?;
+    let group = build_group(plan, &target, geometry, &v)?;
 
     if opts.promiscuous {
         if target.ifindex == 0 {
@@ -308,18 +327,17 @@ pub fn run(opts: &Options) -> Result<i32> {
 
     // Files last, so that no setup failure leaves any behind; still before
     // a single packet is let in.
-    let outputs = create_outputs(opts, format)?;
+    let outputs = create_outputs(opts, &plan.streams, format)?;
 
-    // The group is complete: let packets in on the captured cpus.
+    // The group is complete: let packets in on the captured streams.
     let filter = Filter::direction(opts.direction, kernel_snaplen);
-    for (cpu, _) in &group.rings {
-        if let Err(e) = group.sockets[*cpu as usize].attach_filter(&filter) {
+    for stream in &plan.streams {
+        if let Err(e) = group.sockets[stream.member as usize].attach_filter(&filter) {
             remove_files(&outputs);
             return Err(Error::os("error attaching filter", e));
         }
     }
 
-    let cpus: Vec<u32> = group.rings.iter().map(|(c, _)| *c).collect();
     let failed = run_workers(
         opts,
         &v,
@@ -329,21 +347,21 @@ pub fn run(opts: &Options) -> Result<i32> {
         outputs,
         &shared,
         &sigfd,
-        &cpus,
+        &plan.streams,
     );
 
-    let status = report_faults(opts, &v, &target, &shared, &failed);
-    Ok(print_report(opts, &cpus, &shared).max(status))
+    let status = report_faults(opts, &v, &target, &shared, &failed, &plan.streams);
+    Ok(print_report(opts, &plan.streams, &shared).max(status))
 }
 
 /// Prints the drop lines and the report; returns 1 if the report could
 /// not be written.
-fn print_report(opts: &Options, cpus: &[u32], shared: &Shared) -> i32 {
-    let counts: Vec<CpuCount> = cpus
+fn print_report(opts: &Options, streams: &[Stream], shared: &Shared) -> i32 {
+    let counts: Vec<StreamCount> = streams
         .iter()
         .enumerate()
-        .map(|(slot, &cpu)| CpuCount {
-            cpu,
+        .map(|(slot, stream)| StreamCount {
+            place: stream.place(),
             packets: shared.captured[slot].load(Ordering::Relaxed),
             drops: shared.drops[slot].load(Ordering::Relaxed),
             unread: shared.unread[slot].load(Ordering::Relaxed),
@@ -362,21 +380,21 @@ fn print_report(opts: &Options, cpus: &[u32], shared: &Shared) -> i32 {
     }
 }
 
-/// Runs one pinned worker per captured cpu until the capture stops (a
-/// signal, the count, a fault). Returns the cpus whose worker could not
-/// start or panicked.
+/// Runs one worker per captured stream until the capture stops (a signal,
+/// the count, a fault). Returns the streams (by slot) whose worker could
+/// not start or panicked.
 #[allow(clippy::too_many_arguments)]
 fn run_workers(
     opts: &Options,
     v: &Verbose,
     target: &Target,
     sockets: &[PacketSocket],
-    rings: Vec<(u32, Ring)>,
+    rings: Vec<Ring>,
     outputs: Vec<Option<PcapOutput>>,
     shared: &Shared,
     sigfd: &SignalFd,
-    cpus: &[u32],
-) -> Vec<u32> {
+    streams: &[Stream],
+) -> Vec<usize> {
     let mut failed = Vec::new();
     std::thread::scope(|s| {
         let _guard = PanicGuard::main(shared);
@@ -385,30 +403,47 @@ fn run_workers(
         // also counts, so this can never wait for a thread that is gone.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let mut handles = Vec::new();
-        for (slot, ((cpu, ring), output)) in rings.into_iter().zip(outputs).enumerate() {
-            let worker = Worker::new(cpu, slot, &sockets[cpu as usize], ring, output, shared);
+        for (slot, ((stream, ring), output)) in streams.iter().zip(rings).zip(outputs).enumerate() {
+            let sock = &sockets[stream.member as usize];
+            let worker = Worker::new(
+                stream.member,
+                stream.pin.clone(),
+                slot,
+                sock,
+                ring,
+                output,
+                shared,
+            );
             let ready = ready_tx.clone();
+            let label = stream.label();
             let h = std::thread::Builder::new()
-                .name(format!("cpu{cpu}"))
+                .name(label.clone())
                 .spawn_scoped(s, move || {
-                    let _guard = PanicGuard::worker(shared, &sockets[cpu as usize], slot);
-                    match pin_to(cpu) {
-                        Ok(()) => v.say(format!("worker for cpu{cpu} running on cpu{cpu}")),
-                        Err(e) => v.say(format!("worker for cpu{cpu} not pinned: {}", Why(e))),
+                    let _guard = PanicGuard::worker(shared, sock, slot);
+                    match &stream.pin {
+                        None => v.say(format!("worker for {label} not pinned")),
+                        Some(cpus) => match pin_to(cpus) {
+                            Ok(()) if cpus.len() == 1 => {
+                                v.say(format!("worker for {label} running on cpu{cpus}"))
+                            }
+                            Ok(()) => v.say(format!("worker for {label} running on cpus {cpus}")),
+                            Err(e) => v.say(format!("worker for {label} not pinned: {}", Why(e))),
+                        },
                     }
                     drop(ready);
                     worker.run();
                 });
             match h {
-                Ok(h) => handles.push((cpu, h)),
+                Ok(h) => handles.push((slot, h)),
                 Err(e) => {
                     errln!(
-                        "{}: error starting worker for cpu{cpu}: {}",
+                        "{}: error starting worker for {}: {}",
                         opts.name,
+                        stream.label(),
                         Why(e)
                     );
                     shared.stop();
-                    failed.push(cpu);
+                    failed.push(slot);
                 }
             }
         }
@@ -425,10 +460,10 @@ fn run_workers(
         }
         wait_for_stop(shared, sigfd);
         shared.stop();
-        wait_for_workers(opts, &handles, shared, sigfd, cpus);
-        for (cpu, h) in handles {
+        wait_for_workers(opts, &handles, shared, sigfd, streams);
+        for (slot, h) in handles {
             if h.join().is_err() {
-                failed.push(cpu);
+                failed.push(slot);
             }
         }
     });
@@ -448,10 +483,10 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Ctrl-C must always end the program.
 fn wait_for_workers<T>(
     opts: &Options,
-    handles: &[(u32, std::thread::ScopedJoinHandle<'_, T>)],
+    handles: &[(usize, std::thread::ScopedJoinHandle<'_, T>)],
     shared: &Shared,
     sigfd: &SignalFd,
-    cpus: &[u32],
+    streams: &[Stream],
 ) {
     let stopped = Instant::now();
     while !handles.iter().all(|(_, h)| h.is_finished()) {
@@ -462,14 +497,14 @@ fn wait_for_workers<T>(
                 let busy: Vec<String> = handles
                     .iter()
                     .filter(|(_, h)| !h.is_finished())
-                    .map(|(cpu, _)| format!("cpu{cpu}"))
+                    .map(|(slot, _)| streams[*slot].label())
                     .collect();
                 errln!(
                     "{}: not waiting for the worker for {} (stuck writing); its output is incomplete",
                     opts.name,
                     busy.join(", ")
                 );
-                print_report(opts, cpus, shared);
+                print_report(opts, streams, shared);
                 std::process::exit(1);
             }
         }
@@ -482,19 +517,21 @@ fn report_faults(
     v: &Verbose,
     target: &Target,
     shared: &Shared,
-    failed: &[u32],
+    failed: &[usize],
+    streams: &[Stream],
 ) -> i32 {
     let mut status = 0;
-    for cpu in failed {
+    for slot in failed {
         errln!(
-            "{}: worker for cpu{cpu} failed; its count may be short",
-            opts.name
+            "{}: worker for {} failed; its count may be short",
+            opts.name,
+            streams[*slot].label()
         );
         status = 1;
     }
     let faults = std::mem::take(&mut *shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
-    // Every captured cpu's socket reports the same interface event: say it
-    // once.
+    // Every captured stream's socket reports the same interface event: say
+    // it once.
     let mut interface_reported = false;
     for fault in faults {
         match fault {
@@ -535,17 +572,19 @@ fn report_faults(
 /// Refuses rings that would take more than half the memory available: the
 /// kernel allocates ring blocks in ways that wake the OOM killer rather
 /// than fail, and on a production machine it may kill something else.
-fn check_memory(geometry: Geometry, cpus: usize) -> Result<()> {
-    let need = geometry.bytes() as u64 * cpus as u64;
+fn check_memory(geometry: Geometry, plan: &Plan) -> Result<()> {
+    let streams = plan.streams.len();
+    let need = geometry.bytes() as u64 * streams as u64;
     let Some(available) = mem_available() else {
         return Ok(());
     };
     if need > available / 2 {
         return Err(Error::Message(format!(
-            "error setting up rings: {cpus} x {} MiB is more than half of the available memory \
-             ({} MiB); use a smaller -B or fewer cpus (-l)",
+            "error setting up rings: {streams} x {} MiB is more than half of the available memory \
+             ({} MiB); use a smaller -B or fewer {} (-l)",
             geometry.bytes() >> 20,
-            available >> 20
+            available >> 20,
+            plan.vantage.plural()
         )));
     }
     Ok(())

@@ -12,7 +12,8 @@ use std::path::Path;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command};
 
-use crate::cpuset::{self, CpuSet};
+use crate::cpuset::CpuSet;
+use crate::vantage::{self, Vantage};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -39,14 +40,14 @@ impl Direction {
         }
     }
 
-    /// The default the program's name implies: `rxcpu` captures receive,
-    /// `txcpu` transmit, any other name both.
+    /// The default the program's name implies: `rxcpu`, `rxqueue` and
+    /// `rxnuma` capture receive, `txcpu`, `txqueue` and `txnuma` transmit,
+    /// any other name both.
     pub fn for_name(name: &str) -> Direction {
-        match name {
-            "rxcpu" => Direction::Rx,
-            "txcpu" => Direction::Tx,
-            _ => Direction::RxTx,
-        }
+        vantage::NAMES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map_or(Direction::RxTx, |(_, _, d)| *d)
     }
 }
 
@@ -57,28 +58,47 @@ pub enum Precision {
     Nano,
 }
 
-/// A validated command line.
+/// How `-l`/`-m` were given: the messages name the option's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectionKind {
+    List,
+    Mask,
+}
+
+impl SelectionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectionKind::List => "list",
+            SelectionKind::Mask => "mask",
+        }
+    }
+}
+
+/// The streams named by `-l` or `-m` (cpus, queues or numa nodes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub set: CpuSet,
+    pub kind: SelectionKind,
+}
+
+/// A validated command line. What it means on this machine (which
+/// streams exist) is worked out by [`crate::vantage::plan`].
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Basename of argv[0]; starts every message.
     pub name: String,
+    pub vantage: Vantage,
     /// Stop after this many packets in total; 0 means no limit.
     pub count: u64,
     pub direction: Direction,
-    /// The cpus to capture on: selected (or all) and online.
-    pub cpus: CpuSet,
-    /// Selected cpus that are configured but offline (skipped).
-    pub offline: CpuSet,
-    /// Selected cpus above the machine's configured count (ignored).
-    pub unconfigured: CpuSet,
-    /// Configured cpus: the fanout group has one member per cpu.
-    pub configured: u32,
+    /// `-l`/`-m`; None: every stream.
+    pub selection: Option<Selection>,
     pub promiscuous: bool,
     pub packet_buffered: bool,
     pub verbose: bool,
     /// `-w FILE`; `-` is stdout.
     pub write: Option<String>,
-    /// Per-cpu ring size in bytes.
+    /// Per-stream ring size in bytes.
     pub buffer_bytes: usize,
     pub snaplen: u32,
     pub precision: Precision,
@@ -112,10 +132,13 @@ struct OptSpec {
     id: &'static str,
     /// None for a long-only option (tcpdump's style for rare ones).
     short: Option<char>,
+    /// `{list}` stands for the vantage's list word (`cpu`, `queue`,
+    /// `numa`).
     long: &'static str,
-    /// Value name; None for a flag.
+    /// Value name; None for a flag. `{LIST}` is the list word in capitals.
     value: Option<&'static str>,
-    /// Help lines; the first is the summary.
+    /// Help lines; the first is the summary. See [`expand`] for the
+    /// placeholders.
     help: &'static [&'static str],
 }
 
@@ -148,18 +171,18 @@ const OPTIONS: &[OptSpec] = &[
         help: &["Display this help and exit."],
     },
     OptSpec {
-        id: "cpu-list",
+        id: "list",
         short: Some('l'),
-        long: "cpu-list",
-        value: Some("CPULIST"),
-        help: &["Capture only on cpus in CPULIST.", "  Ex. 0,2-4,6"],
+        long: "{list}-list",
+        value: Some("{LIST}LIST"),
+        help: &["Capture only on {plural} in {LIST}LIST.", "  Ex. 0,2-4,6"],
     },
     OptSpec {
-        id: "cpu-mask",
+        id: "mask",
         short: Some('m'),
-        long: "cpu-mask",
-        value: Some("CPUMASK"),
-        help: &["Capture only on cpus in CPUMASK.", "  Ex. 5d"],
+        long: "{list}-mask",
+        value: Some("{LIST}MASK"),
+        help: &["Capture only on {plural} in {LIST}MASK.", "  Ex. 5d"],
     },
     OptSpec {
         id: "promiscuous",
@@ -195,10 +218,10 @@ const OPTIONS: &[OptSpec] = &[
         long: "write",
         value: Some("FILE"),
         help: &[
-            "Write per-cpu pcap files named after FILE.",
+            "Write {per} pcap files named after FILE.",
             "  Ex. packets.pcap -> packets-0.pcap, ...",
-            "  FILE - writes the one captured cpu to",
-            "  stdout.",
+            "  FILE - writes the one captured {subject}",
+            "  to stdout.",
         ],
     },
     OptSpec {
@@ -207,7 +230,7 @@ const OPTIONS: &[OptSpec] = &[
         long: "buffer-size",
         value: Some("KIB"),
         help: &[
-            "Give each captured cpu a ring of KIB KiB.",
+            "Ring size per captured {subject}, in KiB.",
             "  Default: 8192",
         ],
     },
@@ -232,19 +255,50 @@ const OPTIONS: &[OptSpec] = &[
             "  Default: micro",
         ],
     },
+    OptSpec {
+        id: "vantage",
+        short: None,
+        long: "vantage",
+        value: Some("VANTAGE"),
+        help: &[
+            "Split packets into streams by VANTAGE.",
+            "  VANTAGE can be cpu, queue, or numa.",
+            "  Default: {vantage}",
+        ],
+    },
 ];
 
-/// (short, long, takes a value) for every option: for the man-page check and
-/// shell completions.
-pub fn option_names() -> Vec<(Option<char>, &'static str, bool)> {
+/// Fills in a help line or option name for `vantage` under `name`:
+/// `{list}`/`{LIST}` the list word, `{subject}`/`{plural}` a stream and
+/// streams, `{per}` the adjective (`per-cpu`), `{direction}` and
+/// `{vantage}` the defaults of the name.
+fn expand(text: &str, name: &str, vantage: Vantage) -> String {
+    let per = match vantage {
+        Vantage::Cpu => "per-cpu",
+        Vantage::Queue => "per-queue",
+        Vantage::Numa => "per-node",
+    };
+    text.replace("{list}", vantage.list_word())
+        .replace("{LIST}", &vantage.list_word().to_uppercase())
+        .replace("{subject}", vantage.subject())
+        .replace("{plural}", vantage.plural())
+        .replace("{per}", per)
+        .replace("{direction}", Direction::for_name(name).as_str())
+        .replace("{vantage}", Vantage::for_name(name).as_str())
+}
+
+/// (short, long, takes a value) for every option under `vantage`: for the
+/// man-page check and shell completions.
+pub fn option_names(vantage: Vantage) -> Vec<(Option<char>, String, bool)> {
     OPTIONS
         .iter()
-        .map(|o| (o.short, o.long, o.value.is_some()))
+        .map(|o| (o.short, expand(o.long, "", vantage), o.value.is_some()))
         .collect()
 }
 
-/// The clap definition of the command line.
-pub fn command(name: &str) -> Command {
+/// The clap definition of the command line for `name` with `vantage`'s
+/// list and mask options.
+pub fn command(name: &str, vantage: Vantage) -> Command {
     let mut cmd = Command::new(name.to_string())
         .no_binary_name(true)
         .disable_help_flag(true)
@@ -252,15 +306,17 @@ pub fn command(name: &str) -> Command {
         .infer_long_args(true)
         .args_override_self(true)
         .version(VERSION)
-        .about("Capture packets in per-cpu streams");
+        .about("Capture packets in per-cpu, per-queue or per-node streams");
     for o in OPTIONS {
-        let mut arg = Arg::new(o.id).long(o.long).help(o.help[0]);
+        let mut arg = Arg::new(o.id)
+            .long(expand(o.long, name, vantage))
+            .help(expand(o.help[0], name, vantage));
         if let Some(c) = o.short {
             arg = arg.short(c);
         }
         let arg = match o.value {
             Some(v) => arg
-                .value_name(v)
+                .value_name(expand(v, name, vantage))
                 .num_args(1)
                 .allow_hyphen_values(true)
                 .action(ArgAction::Set),
@@ -280,14 +336,14 @@ pub fn command(name: &str) -> Command {
 const HELP_COLUMN: usize = 33;
 
 /// `--help` text for stdout.
-pub fn help(name: &str) -> String {
-    let direction = Direction::for_name(name).as_str();
+pub fn help(name: &str, vantage: Vantage) -> String {
     let mut out = format!("Usage:\n  {name} [OPTIONS] [INTERFACE]\n\nOptions:\n");
     for o in OPTIONS {
         let short = o.short.map(|c| format!("-{c},")).unwrap_or_default();
+        let long = expand(o.long, name, vantage);
         let left = match o.value {
-            Some(v) => format!("  {short:<3} [--{}={}]", o.long, v),
-            None => format!("  {short:<3} [--{}]", o.long),
+            Some(v) => format!("  {short:<3} [--{long}={}]", expand(v, name, vantage)),
+            None => format!("  {short:<3} [--{long}]"),
         };
         // The original's layout: descriptions in a column at 33; a longer
         // option gets a line of its own.
@@ -297,38 +353,52 @@ pub fn help(name: &str) -> String {
             l = "";
         }
         for line in o.help {
-            let line = line.replace("{direction}", direction);
+            let line = expand(line, name, vantage);
             out.push_str(&format!("{l:<HELP_COLUMN$}# {line}\n"));
             l = "";
         }
     }
-    out.push_str(
-        "\nWith no INTERFACE, capture on every interface of the network namespace.\n\
-         Per-cpu counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n",
-    );
+    let trailer = match vantage {
+        Vantage::Queue => {
+            "\nINTERFACE is required: its queues are the streams.\n\
+             Per-queue counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n"
+        }
+        Vantage::Numa => {
+            "\nWith no INTERFACE, capture on every interface of the network namespace.\n\
+             Per-node counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n"
+        }
+        Vantage::Cpu => {
+            "\nWith no INTERFACE, capture on every interface of the network namespace.\n\
+             Per-cpu counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n"
+        }
+    };
+    out.push_str(trailer);
     out
 }
 
 /// The short usage printed after a usage error, wrapped at 79 columns with
 /// continuation lines under the first bracket.
-pub fn usage(name: &str) -> String {
-    let mut items = vec!["[--help]".to_string()];
+pub fn usage(name: &str, vantage: Vantage) -> String {
+    // (sort key, item): the original's order is help, then the rest by
+    // long name, the list option where rxtxcpu has --cpu-list (the siblings
+    // only substitute the subject).
+    let mut items = vec![(String::new(), "[--help]".to_string())];
     for o in OPTIONS {
-        match o.id {
-            "help" | "cpu-mask" => continue,
-            "cpu-list" => {
-                items.push("[--cpu-list=CPULIST|--cpu-mask=CPUMASK]".to_string());
-                continue;
+        let long = expand(o.long, name, vantage);
+        let item = match (o.id, o.value) {
+            ("help" | "mask", _) => continue,
+            ("list", _) => {
+                let w = vantage.list_word();
+                let c = w.to_uppercase();
+                format!("[--{w}-list={c}LIST|--{w}-mask={c}MASK]")
             }
-            _ => {}
-        }
-        items.push(match o.value {
-            Some(v) => format!("[--{}={}]", o.long, v),
-            None => format!("[--{}]", o.long),
-        });
+            (_, Some(v)) => format!("[--{long}={}]", expand(v, name, vantage)),
+            (_, None) => format!("[--{long}]"),
+        };
+        items.push((expand(o.long, name, Vantage::Cpu), item));
     }
-    // The original's order: help, then the rest by long name.
-    items[1..].sort_by(|a, b| a.trim_start_matches("[--").cmp(b.trim_start_matches("[--")));
+    items[1..].sort();
+    let items = items.into_iter().map(|(_, item)| item);
     let prefix = format!("Usage: {name} ");
     let indent = " ".repeat(prefix.len());
     let mut out = String::new();
@@ -350,15 +420,43 @@ pub fn usage(name: &str) -> String {
     out
 }
 
-/// Parses the arguments after argv[0] and checks them against this machine's
-/// cpus.
+/// The vantage a command line asks for: `--vantage` if it has a valid one,
+/// else the name's. Decides which option names the real parse accepts, and
+/// which usage follows a usage error.
+pub fn vantage_of(name: &str, args: &[OsString]) -> Vantage {
+    let default = Vantage::for_name(name);
+    // A first, lenient pass that knows every vantage's list and mask
+    // names (so `--queue-list` with `--vantage=queue` under the name
+    // rxtxcpu gets this far), only to find --vantage.
+    let mut cmd = command(name, default);
+    let aliases: Vec<String> = [Vantage::Cpu, Vantage::Queue, Vantage::Numa]
+        .iter()
+        .filter(|v| **v != default)
+        .map(|v| v.list_word().to_string())
+        .collect();
+    for (id, what) in [("list", "list"), ("mask", "mask")] {
+        let names: Vec<String> = aliases.iter().map(|w| format!("{w}-{what}")).collect();
+        cmd = cmd.mut_arg(id, |a| a.aliases(names));
+    }
+    match cmd.try_get_matches_from(args) {
+        Ok(m) => m
+            .get_one::<String>("vantage")
+            .and_then(|v| Vantage::parse(v))
+            .unwrap_or(default),
+        Err(_) => default,
+    }
+}
+
+/// Parses the arguments after argv[0].
 pub fn parse(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     // Messages quote what the user typed; a control character in it (a
     // newline in an interface name) must not break the one-line message.
     parse_args(name, args).map_err(|UsageError(m)| UsageError(escape_controls(&m)))
 }
 
-fn escape_controls(s: &str) -> String {
+/// Escapes control characters, so that text the user typed stays on one
+/// line in a message.
+pub fn escape_controls(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() {
@@ -371,14 +469,15 @@ fn escape_controls(s: &str) -> String {
 }
 
 fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
-    let m = command(name)
+    let vantage = vantage_of(name, args);
+    let m = command(name, vantage)
         .try_get_matches_from(args)
-        .map_err(|e| translate(e, args))?;
+        .map_err(|e| translate(e, args, vantage))?;
 
     // getopt acts on -h and -V as soon as it sees them; whatever else the
     // line holds does not matter then.
     if m.get_flag("help") {
-        return Ok(Invocation::Print(help(name)));
+        return Ok(Invocation::Print(help(name, vantage)));
     }
     if m.get_flag("version") {
         return Ok(Invocation::Print(format!("{name} version {VERSION}\n")));
@@ -398,11 +497,17 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         Some(v) => return Err(invalid("direction", v)),
         None => Direction::for_name(name),
     };
-    let list = value("cpu-list")
-        .map(|v| CpuSet::parse_list(v).ok_or_else(|| invalid("cpu list", v)))
+    if let Some(v) = value("vantage") {
+        if Vantage::parse(v).is_none() {
+            return Err(invalid("vantage", v));
+        }
+    }
+    let word = vantage.list_word();
+    let list = value("list")
+        .map(|v| CpuSet::parse_list(v).ok_or_else(|| invalid(&format!("{word} list"), v)))
         .transpose()?;
-    let mask = value("cpu-mask")
-        .map(|v| CpuSet::parse_mask(v).ok_or_else(|| invalid("cpu mask", v)))
+    let mask = value("mask")
+        .map(|v| CpuSet::parse_mask(v).ok_or_else(|| invalid(&format!("{word} mask"), v)))
         .transpose()?;
     let buffer_kib = match value("buffer-size") {
         Some(v) => parse_decimal(v)
@@ -437,55 +542,33 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         )));
     }
 
-    let (selected, kind) = match (list, mask) {
+    let selection = match (list, mask) {
         (Some(_), Some(_)) => {
-            return Err(UsageError(
-                "-l [--cpu-list] and -m [--cpu-mask] are mutually exclusive.".into(),
-            ))
+            return Err(UsageError(format!(
+                "-l [--{word}-list] and -m [--{word}-mask] are mutually exclusive."
+            )))
         }
-        (Some(l), None) => (Some(l), "list"),
-        (None, Some(m)) => (Some(m), "mask"),
-        (None, None) => (None, ""),
+        (Some(set), None) => Some(Selection {
+            set,
+            kind: SelectionKind::List,
+        }),
+        (None, Some(set)) => Some(Selection {
+            set,
+            kind: SelectionKind::Mask,
+        }),
+        (None, None) => None,
     };
-    let configured = cpuset::configured_count();
-    let all = CpuSet::first(configured);
-    let online = cpuset::online().intersection(&all);
-    let (cpus, offline, unconfigured) = match selected {
-        None => (online.clone(), all.difference(&online), CpuSet::new()),
-        Some(sel) => {
-            let present = sel.intersection(&all);
-            if present.is_empty() {
-                return Err(UsageError(format!(
-                    "No configured cpus present in cpu {kind}."
-                )));
-            }
-            let cpus = present.intersection(&online);
-            if cpus.is_empty() {
-                return Err(UsageError(format!("No online cpus present in cpu {kind}.")));
-            }
-            (cpus, present.difference(&online), sel.difference(&all))
-        }
-    };
-
-    let write = value("write").map(str::to_string);
-    if write.as_deref() == Some("-") && cpus.len() > 1 {
-        return Err(UsageError(
-            "Write file '-' (stdout) is only permitted when capturing on a single cpu.".into(),
-        ));
-    }
 
     Ok(Invocation::Run(Options {
         name: name.to_string(),
+        vantage,
         count,
         direction,
-        cpus,
-        offline,
-        unconfigured,
-        configured,
+        selection,
         promiscuous: m.get_flag("promiscuous"),
         packet_buffered: m.get_flag("packet-buffered"),
         verbose: m.get_flag("verbose"),
-        write,
+        write: value("write").map(str::to_string),
         buffer_bytes: buffer_kib as usize * 1024,
         snaplen,
         precision,
@@ -502,7 +585,7 @@ pub fn parse_decimal(s: &str) -> Option<u64> {
 }
 
 /// Turns a clap error into the original's message.
-fn translate(e: clap::Error, args: &[OsString]) -> UsageError {
+fn translate(e: clap::Error, args: &[OsString], vantage: Vantage) -> UsageError {
     let invalid_arg = || match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => s.clone(),
         _ => String::new(),
@@ -518,7 +601,7 @@ fn translate(e: clap::Error, args: &[OsString]) -> UsageError {
         ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues => {
             UsageError(format!(
                 "Option '{}' requires an argument.",
-                as_typed(&invalid_arg(), args)
+                as_typed(&invalid_arg(), args, vantage)
             ))
         }
         ErrorKind::TooManyValues => {
@@ -543,13 +626,13 @@ fn translate(e: clap::Error, args: &[OsString]) -> UsageError {
 
 /// The option the user typed for clap's `--write <FILE>`: `-w` or the long
 /// form (possibly abbreviated) as it appears on the command line.
-fn as_typed(clap_arg: &str, args: &[OsString]) -> String {
+fn as_typed(clap_arg: &str, args: &[OsString], vantage: Vantage) -> String {
     let long = clap_arg
         .split_whitespace()
         .next()
         .unwrap_or("")
         .trim_start_matches("--");
-    let spec = OPTIONS.iter().find(|o| o.long == long);
+    let spec = OPTIONS.iter().find(|o| expand(o.long, "", vantage) == long);
     let Some(spec) = spec else {
         return clap_arg.to_string();
     };
@@ -557,7 +640,7 @@ fn as_typed(clap_arg: &str, args: &[OsString]) -> String {
         let a = a.to_string_lossy();
         if let Some(l) = a.strip_prefix("--") {
             let l = l.split('=').next().unwrap_or("");
-            if !l.is_empty() && spec.long.starts_with(l) {
+            if !l.is_empty() && expand(spec.long, "", vantage).starts_with(l) {
                 return format!("--{l}");
             }
         } else if let Some(c) = spec.short {
@@ -568,7 +651,7 @@ fn as_typed(clap_arg: &str, args: &[OsString]) -> String {
     }
     match spec.short {
         Some(c) => format!("-{c}"),
-        None => format!("--{}", spec.long),
+        None => format!("--{}", expand(spec.long, "", vantage)),
     }
 }
 
@@ -598,30 +681,47 @@ mod tests {
     #[test]
     fn usage_matches_contract() {
         assert_eq!(
-            usage("rxtxcpu"),
+            usage("rxtxcpu", Vantage::Cpu),
             "Usage: rxtxcpu [--help] [--buffer-size=KIB] [--count=N]\n               \
              [--cpu-list=CPULIST|--cpu-mask=CPUMASK] [--direction=DIRECTION]\n               \
              [--packet-buffered] [--promiscuous] [--snapshot-length=SNAPLEN]\n               \
-             [--time-stamp-precision=PRECISION] [--verbose] [--version]\n               \
-             [--write=FILE]\n"
+             [--time-stamp-precision=PRECISION] [--vantage=VANTAGE]\n               \
+             [--verbose] [--version] [--write=FILE]\n"
         );
-        for line in usage("rxtxcpu").lines() {
-            assert!(line.len() <= 79, "{line}");
+        assert!(usage("rxqueue", Vantage::Queue)
+            .contains("[--queue-list=QUEUELIST|--queue-mask=QUEUEMASK]"));
+        assert!(usage("rxtxnuma", Vantage::Numa)
+            .contains("[--numa-list=NUMALIST|--numa-mask=NUMAMASK]"));
+        for (name, v, _) in vantage::NAMES {
+            for line in usage(name, *v).lines() {
+                assert!(line.len() <= 79, "{line}");
+            }
         }
     }
 
     #[test]
     fn help_layout() {
-        let h = help("rxtxcpu");
+        let h = help("rxtxcpu", Vantage::Cpu);
         assert!(
             h.starts_with("Usage:\n  rxtxcpu [OPTIONS] [INTERFACE]\n\nOptions:\n  -c, [--count=N]")
         );
         assert!(h.contains("  -c, [--count=N]                # Exit after receiving N packets.\n"));
-        assert!(help("rxcpu").contains("#   Default: rx\n"));
-        for line in h.lines() {
-            assert!(line.len() <= 79, "{line}");
+        assert!(help("rxcpu", Vantage::Cpu).contains("#   Default: rx\n"));
+        assert!(help("txcpu", Vantage::Cpu).contains("#   Default: tx\n"));
+        let q = help("rxqueue", Vantage::Queue);
+        assert!(
+            q.contains("  -l, [--queue-list=QUEUELIST]   # Capture only on queues in QUEUELIST.\n")
+        );
+        assert!(q.contains("#   Default: queue\n"));
+        let n = help("txnuma", Vantage::Numa);
+        assert!(n.contains(
+            "  -m, [--numa-mask=NUMAMASK]     # Capture only on numa nodes in NUMAMASK.\n"
+        ));
+        for (name, v, _) in vantage::NAMES {
+            for line in help(name, *v).lines() {
+                assert!(line.len() <= 79, "{line}");
+            }
         }
-        assert!(help("txcpu").contains("#   Default: tx\n"));
     }
 
     #[test]
@@ -630,7 +730,11 @@ mod tests {
         assert_eq!(o.count, 6);
         assert!(o.promiscuous && o.packet_buffered);
         assert_eq!(o.direction, Direction::Rx);
-        assert_eq!(o.cpus.to_string(), "0");
+        let sel = o.selection.unwrap();
+        assert_eq!(
+            (sel.set.to_string(), sel.kind),
+            ("0".into(), SelectionKind::List)
+        );
         assert_eq!(o.interface.as_deref(), Some("lo"));
         let o = opts(&["--count", "7", "--verb", "-d", "tx"]);
         assert_eq!(o.count, 7);
@@ -646,6 +750,16 @@ mod tests {
             Precision::Nano
         );
         assert_eq!(opts(&["-l0", "-w", "-"]).write.as_deref(), Some("-"));
+        assert_eq!(opts(&[]).vantage, Vantage::Cpu);
+        let o = opts(&["--vantage=queue", "--queue-list=1", "eth0"]);
+        assert_eq!(
+            (o.vantage, o.selection.unwrap().set.to_string()),
+            (Vantage::Queue, "1".into())
+        );
+        assert_eq!(
+            opts(&["--vant", "numa", "--numa-m", "1"]).vantage,
+            Vantage::Numa
+        );
     }
 
     #[test]
@@ -676,11 +790,6 @@ mod tests {
             "-l [--cpu-list] and -m [--cpu-mask] are mutually exclusive."
         );
         assert_eq!(
-            err(&["-l", "60000"]),
-            "No configured cpus present in cpu list."
-        );
-        assert_eq!(err(&["-m", "0"]), "No configured cpus present in cpu mask.");
-        assert_eq!(
             err(&["lo", "lo2"]),
             "Only one interface argument is allowed (got [ 'lo', 'lo2' ])."
         );
@@ -693,6 +802,19 @@ mod tests {
         assert_eq!(
             err(&["--time-stamp-precision=milli"]),
             "Invalid time stamp precision 'milli'."
+        );
+        assert_eq!(err(&["--vantage=core"]), "Invalid vantage 'core'.");
+        assert_eq!(
+            err(&["--queue-list=1"]),
+            "Unrecognized option '--queue-list'."
+        );
+        assert_eq!(
+            err(&["--vantage=queue", "-l1", "-m1"]),
+            "-l [--queue-list] and -m [--queue-mask] are mutually exclusive."
+        );
+        assert_eq!(
+            err(&["--vantage=numa", "-l", "x"]),
+            "Invalid numa list 'x'."
         );
     }
 

@@ -1,4 +1,6 @@
-//! Runtime errors (exit status 1). Usage errors are [`crate::cli::UsageError`].
+//! Runtime errors (exit status 1), and the usage errors that only show
+//! once the command line meets the machine (exit status 2; those of the
+//! command line itself are [`crate::cli::UsageError`]).
 
 use std::fmt;
 use std::io;
@@ -40,6 +42,10 @@ pub enum Error {
     },
     #[error("{0}")]
     Message(String),
+    /// A usage error found when the options meet the machine (a cpu list
+    /// naming no cpu it has): exit 2 with the short usage.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {

@@ -1,14 +1,22 @@
-//! rxtxcpu: capture packets in per-cpu streams.
+//! rxtxcpu: capture packets in per-cpu (per-queue, per-node) streams.
 //!
-//! One AF_PACKET socket per cpu in a PACKET_FANOUT_CPU group, each captured
-//! cpu read from a TPACKET_V3 ring by a worker thread pinned to it.
+//! One AF_PACKET socket per possible stream in a fanout group (by cpu, or
+//! by an eBPF program for queues and numa nodes), each captured stream read
+//! from a TPACKET_V3 ring by a worker thread.
+//!
+//! The data flows one way: command line -> options -> vantage -> source ->
+//! one worker per stream -> its consumers -> the report.
 //!
 //! - [`cli`]: command line, invocation name, help and usage
-//! - [`cpuset`]: cpu lists, masks, configured and online cpus
+//! - [`vantage`]: what the streams are (cpus, queues, numa nodes) and how
+//!   the kernel routes packets to them
+//! - [`cpuset`]: cpu lists, masks, configured and online cpus, numa nodes
 //! - [`afpacket`], [`ring`]: the kernel interface (sockets, filters,
 //!   fanout, the mmap ring)
+//! - [`bpf`], [`ebpf`], [`fanout`]: loading eBPF programs, writing them,
+//!   the fanout programs
 //! - [`capture`]: the fanout group, workers and signals of one capture
-//! - [`worker`]: reading one cpu's ring
+//! - [`worker`]: reading one stream's ring
 //! - [`output`]: pcap files and naming
 //! - [`report`]: the end-of-capture report
 
@@ -31,13 +39,17 @@ macro_rules! err {
 }
 
 pub mod afpacket;
+pub mod bpf;
 pub mod capture;
 pub mod cli;
 pub mod cpuset;
+pub mod ebpf;
 pub mod error;
+pub mod fanout;
 pub mod output;
 pub mod report;
 pub mod ring;
+pub mod vantage;
 pub mod worker;
 
 use std::ffi::OsString;
@@ -47,24 +59,28 @@ use std::io::Write;
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let name = cli::invoked_name(args.first());
     let rest = args.get(1..).unwrap_or(&[]);
+    let usage_error = |msg: &str| {
+        errln!("{name}: {msg}");
+        err!("{}", cli::usage(&name, cli::vantage_of(&name, rest)));
+        2
+    };
     match cli::parse(&name, rest) {
-        Err(cli::UsageError(msg)) => {
-            errln!("{name}: {msg}");
-            err!("{}", cli::usage(&name));
-            2
-        }
+        Err(cli::UsageError(msg)) => usage_error(&msg),
         Ok(cli::Invocation::Print(text)) => {
             let mut out = std::io::stdout().lock();
             // A closed pipe (`rxtxcpu --help | head -1`) is not an error.
             let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
             0
         }
-        Ok(cli::Invocation::Run(opts)) => match capture::run(&opts) {
-            Ok(status) => status,
-            Err(e) => {
-                errln!("{name}: {e}");
-                1
+        Ok(cli::Invocation::Run(opts)) => {
+            match vantage::plan(&opts).and_then(|plan| capture::run(&opts, &plan)) {
+                Ok(status) => status,
+                Err(error::Error::Usage(msg)) => usage_error(&cli::escape_controls(&msg)),
+                Err(e) => {
+                    errln!("{name}: {e}");
+                    1
+                }
             }
-        },
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Pcap output: per-cpu file names, link types and records.
+//! Pcap output: per-stream file names, link types and records.
 
 use pcap_file::pcap::PcapHeader;
 use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
@@ -77,23 +77,23 @@ impl LinkType {
     }
 }
 
-/// The file for `cpu`: the cpu number goes before the extension
-/// (`out.pcap` -> `out-0.pcap`, `out` -> `out-0`). A leading dot does not
-/// start an extension (`.cap` -> `.cap-0`), and dots in directory names do
-/// not count (`/tmp/x.y/out` -> `/tmp/x.y/out-0`).
-pub fn cpu_path(template: &str, cpu: u32) -> String {
+/// The file of a stream: its suffix (the cpu, queue or node number) goes
+/// before the extension (`out.pcap` -> `out-0.pcap`, `out` -> `out-0`). A
+/// leading dot does not start an extension (`.cap` -> `.cap-0`), and dots
+/// in directory names do not count (`/tmp/x.y/out` -> `/tmp/x.y/out-0`).
+pub fn stream_path(template: &str, suffix: impl std::fmt::Display) -> String {
     let base_start = template.rfind('/').map_or(0, |i| i + 1);
     let base = &template[base_start..];
     match base.rfind('.').filter(|&i| i > 0) {
         Some(dot) => {
             let dot = base_start + dot;
-            format!("{}-{cpu}{}", &template[..dot], &template[dot..])
+            format!("{}-{suffix}{}", &template[..dot], &template[dot..])
         }
-        None => format!("{template}-{cpu}"),
+        None => format!("{template}-{suffix}"),
     }
 }
 
-/// Where one cpu's pcap stream goes.
+/// Where one stream's pcap goes.
 ///
 /// Records are collected in a buffer of whole records and written with one
 /// write(2) per buffer (or per batch with -U), never one per packet. The
@@ -394,14 +394,14 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(cpu_path("out.pcap", 0), "out-0.pcap");
-        assert_eq!(cpu_path("out", 1), "out-1");
-        assert_eq!(cpu_path(".cap", 2), ".cap-2");
-        assert_eq!(cpu_path("/tmp/x.y/out", 0), "/tmp/x.y/out-0");
-        assert_eq!(cpu_path("/tmp/x.y/out.pcap", 3), "/tmp/x.y/out-3.pcap");
-        assert_eq!(cpu_path("a.b.pcap", 0), "a.b-0.pcap");
-        assert_eq!(cpu_path("dir/.hidden.pcap", 0), "dir/.hidden-0.pcap");
-        assert_eq!(cpu_path("out.", 0), "out-0.");
+        assert_eq!(stream_path("out.pcap", 0), "out-0.pcap");
+        assert_eq!(stream_path("out", 1), "out-1");
+        assert_eq!(stream_path(".cap", 2), ".cap-2");
+        assert_eq!(stream_path("/tmp/x.y/out", 0), "/tmp/x.y/out-0");
+        assert_eq!(stream_path("/tmp/x.y/out.pcap", 3), "/tmp/x.y/out-3.pcap");
+        assert_eq!(stream_path("a.b.pcap", 0), "a.b-0.pcap");
+        assert_eq!(stream_path("dir/.hidden.pcap", 0), "dir/.hidden-0.pcap");
+        assert_eq!(stream_path("out.", 0), "out-0.");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The per-cpu worker: reads one cpu's ring block by block, counts and
-//! writes its packets, and stops when told to, when the count is reached or
-//! on a fault.
+//! The per-stream worker: reads one stream's ring block by block, counts
+//! and writes its packets, and stops when told to, when the count is
+//! reached or on a fault.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -12,6 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::afpacket::{Filter, PacketSocket, Stats};
+use crate::cpuset::CpuSet;
 use crate::output::PcapOutput;
 use crate::ring::Ring;
 
@@ -158,9 +159,12 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-/// One cpu's capture.
+/// One stream's capture.
 pub struct Worker<'a> {
-    cpu: u32,
+    /// The stream's fanout member (its cpu in the cpu vantage).
+    member: u32,
+    /// The cpus the worker stays on, if pinned.
+    pin: Option<CpuSet>,
     /// Position in Shared's per-worker counters.
     slot: usize,
     sock: &'a PacketSocket,
@@ -199,7 +203,8 @@ enum Flow {
 
 impl<'a> Worker<'a> {
     pub fn new(
-        cpu: u32,
+        member: u32,
+        pin: Option<CpuSet>,
         slot: usize,
         sock: &'a PacketSocket,
         ring: Ring,
@@ -207,7 +212,8 @@ impl<'a> Worker<'a> {
         shared: &'a Shared,
     ) -> Worker<'a> {
         Worker {
-            cpu,
+            member,
+            pin,
             slot,
             sock,
             ring,
@@ -326,7 +332,7 @@ impl<'a> Worker<'a> {
             // packets that came after the stop: those are not recorded.
             let want = n.min(room);
             let take = self.shared.claim(want);
-            test_hooks::maybe_panic(self.cpu);
+            test_hooks::maybe_panic(self.member);
             let mut done = 0u64;
             let mut failed = None;
             match &mut self.output {
@@ -376,8 +382,12 @@ impl<'a> Worker<'a> {
     /// (sched_getcpu is a vDSO call); while the cpu is offline the pin
     /// fails and is simply tried at the next wakeup.
     fn keep_pinned(&self) {
-        if nix::sched::sched_getcpu().ok() != Some(self.cpu as usize) {
-            let _ = pin_to(self.cpu);
+        let Some(pin) = &self.pin else {
+            return;
+        };
+        let on = nix::sched::sched_getcpu().ok();
+        if !on.is_some_and(|c| pin.contains(c as u32)) {
+            let _ = pin_to(pin);
         }
     }
 
@@ -431,17 +441,20 @@ impl<'a> Worker<'a> {
     }
 }
 
-/// Pins the calling thread to `cpu`: the worker then reads its ring where
-/// the kernel wrote it, from that cpu's cache.
-pub fn pin_to(cpu: u32) -> io::Result<()> {
+/// Pins the calling thread to `cpus`: the worker then reads its ring where
+/// the kernel wrote it, from that cpu's cache (or its node's memory).
+pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
-    set.set(cpu as usize).map_err(io::Error::from)?;
+    for cpu in cpus.iter() {
+        set.set(cpu as usize).map_err(io::Error::from)?;
+    }
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
 }
 
 /// Fault injection for the test suite, compiled into debug builds only (the
 /// binary the integration tests run): `RXTXCPU_TEST_PANIC_CPU=N` makes cpu
-/// N's worker panic at its first block, to prove a crashing worker still
+/// N's worker (the stream whose fanout member is N: cpu N, queue N, node
+/// N) panic at its first block, to prove a crashing worker still
 /// stops the others, keeps files valid and exits non-zero.
 mod test_hooks {
     #[cfg(debug_assertions)]

@@ -579,3 +579,36 @@ fn unwritable_file_is_not_blamed_on_capabilities() {
         "blames capabilities for a file permission\n{f}"
     );
 }
+
+/// The per-queue and per-node vantages load an eBPF fanout program, which
+/// takes CAP_BPF where unprivileged eBPF is off (the usual setting): with
+/// CAP_NET_RAW alone the message names what is missing; with both the
+/// capture works.
+#[test]
+fn ebpf_vantages_need_cap_bpf() {
+    let ns = Netns::new();
+    let unprivileged_bpf = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+        .is_ok_and(|s| s.trim() == "0");
+    let raw_only = Unprivileged::new(Some("cap_net_raw=ep"));
+    for vantage in ["--vantage=queue", "--vantage=numa"] {
+        let f = raw_only.run(&ns, &[vantage, "-c1", "lo"]);
+        if unprivileged_bpf {
+            eprintln!("unprivileged eBPF is allowed here; only the capture is checked");
+            continue;
+        }
+        f.assert_runtime_error(
+            "rxtxcpu: error loading the eBPF fanout program: Operation not permitted \
+             (the per-queue and per-node captures load an eBPF program: they need root, \
+             or CAP_BPF with CAP_NET_RAW)",
+        );
+    }
+    let both = Unprivileged::new(Some("cap_net_raw,cap_bpf=ep"));
+    let cap = both.start(&ns, &["--vantage=queue", "lo"]);
+    udp_send(&ns, 1, LO, LO, 2);
+    cap.signal(Signal::SIGINT);
+    cap.wait().assert_queue_report(&[(0, 2)], Some(2));
+    let cap = both.start(&ns, &["--vantage=numa", "lo"]);
+    udp_send(&ns, 0, LO, LO, 1);
+    cap.signal(Signal::SIGINT);
+    cap.wait().assert_node_report(&[(0, 2)]);
+}

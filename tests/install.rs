@@ -20,7 +20,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{files_under, output_if_installed, root, show, NAMES};
+use common::{files_under, list_word, output_if_installed, root, show, NAMES};
 
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-target")
@@ -222,10 +222,10 @@ fn make_install_then_uninstall() {
         "man page mode"
     );
 
-    // rxcpu and txcpu: relative symlinks beside rxtxcpu (so the tree can
+    // Every other name: relative symlinks beside rxtxcpu (so the tree can
     // move, e.g. from DESTDIR into place), likewise their man pages.
     for (dir, target) in [(&sbin, "rxtxcpu"), (&man8, "rxtxcpu.8")] {
-        for n in ["rxcpu", "txcpu"] {
+        for n in NAMES.iter().filter(|n| **n != "rxtxcpu") {
             let link = if target.ends_with(".8") {
                 dir.join(format!("{n}.8"))
             } else {
@@ -246,15 +246,23 @@ fn make_install_then_uninstall() {
         }
     }
 
-    // The name sets the direction default, through the symlinks.
+    // The name sets the direction default and the streams, through the
+    // symlinks.
     let version = env!("CARGO_PKG_VERSION");
-    for (name, default) in [("rxtxcpu", "rxtx"), ("rxcpu", "rx"), ("txcpu", "tx")] {
+    for name in NAMES {
+        let default = &name[..name.len() - list_word(name).len()];
+        let list = format!("[--{}-list=", list_word(name));
         let out = run(&sbin.join(name), &["--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.status.success() && help.contains(&format!("Default: {default}\n")),
+            out.status.success()
+                && help.contains(&format!("Default: {default}\n"))
+                && help.contains(&list),
             "{}",
-            show(&format!("{name} --help (want Default: {default})"), &out)
+            show(
+                &format!("{name} --help (want Default: {default}, {list})"),
+                &out
+            )
         );
         assert!(
             help.starts_with(&format!("Usage:\n  {name} [OPTIONS]")),
@@ -271,7 +279,9 @@ fn make_install_then_uninstall() {
     let text = render_man(&["-l", page.to_str().unwrap()]);
     assert!(text.contains("RXTXCPU(8)"), "man -l output:\n{text}");
     assert!(
-        text.contains("rxtxcpu, rxcpu, txcpu"),
+        text.split_whitespace().collect::<Vec<_>>().join(" ").contains(
+            "rxtxcpu, rxcpu, txcpu, rxtxqueue, rxqueue, txqueue, rxtxnuma, rxnuma, txnuma -"
+        ),
         "man -l output:\n{text}"
     );
     let manpath = destdir.join("usr/share/man");
@@ -299,7 +309,8 @@ fn make_install_then_uninstall() {
             "bash: {n} --time-stamp-precision <TAB>"
         );
         let all = bash_complete(&script, &[n, "-"]);
-        for (short, long, _) in rxtxcpu::cli::option_names() {
+        let vantage = rxtxcpu::vantage::Vantage::for_name(n);
+        for (short, long, _) in rxtxcpu::cli::option_names(vantage) {
             assert!(
                 all.contains(&format!("--{long}")),
                 "bash: {n} offers --{long}"

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use rxtxcpu::cli;
+use rxtxcpu::vantage::Vantage;
 
 use common::{output_if_installed, root, NAMES};
 
@@ -80,10 +81,12 @@ impl std::fmt::Display for Opt {
     }
 }
 
-/// The options of the command line: `cli::option_names()` with clap's value
-/// names (what `--help` shows after `=`).
-fn program_options() -> BTreeSet<Opt> {
-    let cmd = cli::command("rxtxcpu");
+const VANTAGES: [Vantage; 3] = [Vantage::Cpu, Vantage::Queue, Vantage::Numa];
+
+/// The options of the command line under `vantage`: `cli::option_names()`
+/// with clap's value names (what `--help` shows after `=`).
+fn vantage_options(vantage: Vantage) -> BTreeSet<Opt> {
+    let cmd = cli::command("rxtxcpu", vantage);
     let value_names: BTreeMap<String, String> = cmd
         .get_arguments()
         .filter_map(|a| {
@@ -92,19 +95,30 @@ fn program_options() -> BTreeSet<Opt> {
             Some((long.to_string(), v.to_string()))
         })
         .collect();
-    cli::option_names()
+    cli::option_names(vantage)
         .into_iter()
         .map(|(short, long, takes_value)| Opt {
             short,
-            long: long.to_string(),
             value: takes_value.then(|| {
                 value_names
-                    .get(long)
+                    .get(&long)
                     .cloned()
                     .unwrap_or_else(|| panic!("--{long} takes a value but clap names none"))
             }),
+            long,
         })
         .collect()
+}
+
+/// Every option of every vantage (`-l` is `--cpu-list`, `--queue-list`
+/// and `--numa-list`).
+fn program_options() -> BTreeSet<Opt> {
+    VANTAGES.iter().flat_map(|v| vantage_options(*v)).collect()
+}
+
+/// All long option names of every vantage.
+fn all_longs() -> Vec<String> {
+    program_options().into_iter().map(|o| o.long).collect()
 }
 
 /// `count=N` -> (`count`, Some(`N`)); `verbose` -> (`verbose`, None).
@@ -235,13 +249,13 @@ fn synopsis_lists_every_option() {
         .find("rxtxcpu [")
         .expect("SYNOPSIS starts with rxtxcpu [");
     let line = &synopsis[start..];
-    let line = &line[..line.find(" rxcpu ").unwrap_or(line.len())];
+    let line = &line[..line.find(" rxtxqueue ").unwrap_or(line.len())];
     let words: Vec<&str> = line
         .split(|c: char| c.is_whitespace() || "[]|".contains(c))
         .filter(|w| !w.is_empty())
         .collect();
 
-    let program = program_options();
+    let program = vantage_options(Vantage::Cpu);
     // What the synopsis shows: -x VALUE, bundled flags -xyz, --long=VALUE.
     let mut shown: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (i, w) in words.iter().enumerate() {
@@ -289,7 +303,8 @@ fn synopsis_lists_every_option() {
 #[test]
 fn page_mentions_no_unknown_long_option() {
     let text = rendered();
-    let longs: Vec<&str> = cli::option_names().into_iter().map(|(_, l, _)| l).collect();
+    let longs = all_longs();
+    let longs: Vec<&str> = longs.iter().map(String::as_str).collect();
     // `--option=value`: the page's name for "any long option".
     let placeholders = ["option"];
     let mut unknown = BTreeSet::new();
@@ -323,7 +338,7 @@ fn defaults_match_help() {
         .collect();
     let mut problems = Vec::new();
     for name in NAMES {
-        let help = cli::help(name);
+        let help = cli::help(name, Vantage::for_name(name));
         let mut current: Option<String> = None;
         for line in help.lines() {
             if let Some(start) = line.find("[--") {
@@ -357,12 +372,14 @@ fn defaults_match_help() {
                     "{name} --help says --{long} defaults to {value}; the man page: {body}"
                 ));
             }
-            if name != "rxtxcpu"
-                && long == "direction"
-                && !body.contains(&format!("{value} for {name}"))
-            {
+            let named_default = match long.as_str() {
+                "direction" => name != "rxtxcpu" && !name.starts_with("rxtx"),
+                "vantage" => !name.ends_with("cpu"),
+                _ => false,
+            };
+            if named_default && !body.contains(&format!("{value} for {name}")) {
                 problems.push(format!(
-                    "--direction: the man page does not say `{value} for {name}`"
+                    "--{long}: the man page does not say `{value} for {name}`"
                 ));
             }
         }
@@ -388,7 +405,7 @@ fn defaults_match_help() {
 /// what the program prints and creates.
 #[test]
 fn output_examples_match_the_code() {
-    use rxtxcpu::report::{self, CpuCount};
+    use rxtxcpu::report::{self, StreamCount};
     let text = rendered();
     let output = section(&text, "OUTPUT");
     let body: Vec<&str> = output.iter().map(|l| l.trim()).collect();
@@ -398,14 +415,14 @@ fn output_examples_match_the_code() {
     };
 
     let counts = [
-        CpuCount {
-            cpu: 0,
+        StreamCount {
+            place: "on cpu0".into(),
             packets: 12,
             drops: 0,
             unread: 0,
         },
-        CpuCount {
-            cpu: 1,
+        StreamCount {
+            place: "on cpu1".into(),
             packets: 0,
             drops: 1532,
             unread: 0,
@@ -427,8 +444,8 @@ fn output_examples_match_the_code() {
             .iter()
             .find(|l| l.split_whitespace().take(2).eq(["-w", template]))
             .unwrap_or_else(|| panic!("OUTPUT has no file-name row for -w {template}"));
-        let first = rxtxcpu::output::cpu_path(template, 0);
-        let second = rxtxcpu::output::cpu_path(template, 1);
+        let first = rxtxcpu::output::stream_path(template, 0);
+        let second = rxtxcpu::output::stream_path(template, 1);
         assert!(
             row.contains(&format!("{first}, {second}")),
             "-w {template} makes {first}, {second}; the man page says `{row}`"
@@ -457,9 +474,10 @@ fn page_has_the_expected_sections() {
         );
     }
     let name = section(&text, "NAME").join(" ");
+    let names = NAMES.join(", ");
     assert!(
-        name.contains("rxtxcpu, rxcpu, txcpu - "),
-        "NAME names the three commands: {name}"
+        name.contains(&format!("{names} - ")),
+        "NAME names every command ({names}): {name}"
     );
     let see_also = section(&text, "SEE ALSO").join(" ");
     for page in ["tcpdump(8)", "packet(7)", "pcap-savefile(5)"] {
@@ -496,7 +514,7 @@ fn page_version_is_the_crate_version() {
 fn readme_mentions_every_option() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let mut missing = Vec::new();
-    for (short, long, _) in cli::option_names() {
+    for (short, long, _) in VANTAGES.iter().flat_map(|v| cli::option_names(*v)) {
         if !readme.contains(&format!("--{long}")) {
             missing.push(format!("--{long}"));
         }

@@ -11,7 +11,9 @@ use std::os::unix::ffi::OsStringExt;
 use proptest::prelude::*;
 use rxtxcpu::cli::{self, Invocation, UsageError};
 use rxtxcpu::cpuset::{self, CpuSet, MAX_CPU};
-use rxtxcpu::output::cpu_path;
+use rxtxcpu::error::Error;
+use rxtxcpu::output::stream_path;
+use rxtxcpu::vantage;
 
 use common::*;
 
@@ -129,11 +131,22 @@ fn expected_selection(set: &CpuSet, kind: &str) -> Result<CpuSet, String> {
     Ok(cpus)
 }
 
+/// The cpus a command line captures on (its plan's streams), or the
+/// usage error.
 fn selection(args: &[String]) -> Result<CpuSet, String> {
     match parse(args) {
-        Ok(Invocation::Run(o)) => Ok(o.cpus),
+        Ok(Invocation::Run(o)) => planned(&o),
         Ok(Invocation::Print(p)) => panic!("{args:?} printed {p:?}"),
         Err(UsageError(m)) => Err(m),
+    }
+}
+
+/// The ids of the streams `o` plans on this machine, or its usage error.
+fn planned(o: &cli::Options) -> Result<CpuSet, String> {
+    match vantage::plan(o) {
+        Ok(plan) => Ok(plan.streams.iter().filter_map(|s| s.id()).collect()),
+        Err(Error::Usage(m)) => Err(m),
+        Err(e) => panic!("{o:?}: {e}"),
     }
 }
 
@@ -314,7 +327,7 @@ proptest! {
         "[a-zé.]{0,4}(/[a-zé.]{0,4}){0,3}",
         any::<String>(),
     ], cpu in prop_oneof![0u32..4, any::<u32>()]) {
-        let path = cpu_path(&template, cpu);
+        let path = stream_path(&template, cpu);
         let tag = format!("-{cpu}");
         // The template with `-N` put in at one place...
         prop_assert_eq!(path.len(), template.len() + tag.len(), "{}", path);
@@ -347,14 +360,23 @@ proptest! {
                     "{:?}: {:?}", words, m);
             }
             Ok(Invocation::Print(text)) => prop_assert!(text.ends_with('\n')),
-            Ok(Invocation::Run(o)) => {
-                let (_, online) = machine();
-                prop_assert!(!o.cpus.is_empty(), "{:?}", words);
-                prop_assert_eq!(o.cpus.intersection(&online), o.cpus.clone(), "{:?}", words);
-                if o.write.as_deref() == Some("-") {
-                    prop_assert_eq!(o.cpus.len(), 1, "{:?}", words);
+            Ok(Invocation::Run(o)) => match vantage::plan(&o) {
+                Ok(plan) => {
+                    let (_, online) = machine();
+                    let cpus: CpuSet = plan.streams.iter().filter_map(|s| s.id()).collect();
+                    prop_assert!(!cpus.is_empty(), "{:?}", words);
+                    prop_assert_eq!(cpus.intersection(&online), cpus.clone(), "{:?}", words);
+                    if o.write.as_deref() == Some("-") {
+                        prop_assert_eq!(cpus.len(), 1, "{:?}", words);
+                    }
                 }
-            }
+                Err(Error::Usage(m)) => {
+                    prop_assert!(!m.is_empty() && m.ends_with('.') && !m.contains('\n'),
+                        "{:?}: {:?}", words, m);
+                }
+                // Only the per-queue vantage looks at the interface here.
+                Err(e) => prop_assert_eq!(o.vantage, rxtxcpu::vantage::Vantage::Queue, "{}", e),
+            },
         }
     }
 }

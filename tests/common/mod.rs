@@ -31,8 +31,31 @@ use pcap_file::TsResolution;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rxtxcpu");
 /// The names the binary answers to (its argv[0]); each has its own default
-/// direction.
-pub const NAMES: [&str; 3] = ["rxtxcpu", "rxcpu", "txcpu"];
+/// direction, and the name says what the streams are: cpus, queues or numa
+/// nodes.
+pub const NAMES: [&str; 9] = [
+    "rxtxcpu",
+    "rxcpu",
+    "txcpu",
+    "rxtxqueue",
+    "rxqueue",
+    "txqueue",
+    "rxtxnuma",
+    "rxnuma",
+    "txnuma",
+];
+
+/// What a name's streams are, as its options name them: `cpu`, `queue`,
+/// `numa` (`--cpu-list`, `--queue-list`, `--numa-list`).
+pub fn list_word(name: &str) -> &'static str {
+    if name.ends_with("queue") {
+        "queue"
+    } else if name.ends_with("numa") {
+        "numa"
+    } else {
+        "cpu"
+    }
+}
 /// `lo`'s address, where most tests send their traffic.
 pub const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Port that `UdpSink`s listen on (senders to a local address use their own).
@@ -179,15 +202,22 @@ pub struct Veth {
 /// 192.0.2.2/24), both up, each with a permanent neighbour entry for the
 /// other, so no ARP is ever sent.
 pub fn veth_pair(a: &Netns, b: &Netns) -> (Veth, Veth) {
+    veth_pair_with_queues(a, b, 1)
+}
+
+/// `veth_pair` whose ends have `queues` receive and transmit queues each.
+pub fn veth_pair_with_queues(a: &Netns, b: &Netns, queues: u32) -> (Veth, Veth) {
     let end = |i: u8| Veth {
         ifname: format!("vtest{i}"),
         addr: Ipv4Addr::new(192, 0, 2, i + 1),
         mac: format!("02:00:00:00:00:{:02x}", i + 1),
     };
     let (va, vb) = (end(0), end(1));
+    let q = queues.to_string();
     #[rustfmt::skip]
-    a.ip(&["link", "add", &va.ifname, "address", &va.mac, "type", "veth",
-           "peer", "name", &vb.ifname, "address", &vb.mac, "netns", &b.name]);
+    a.ip(&["link", "add", &va.ifname, "address", &va.mac, "numtxqueues", &q, "numrxqueues", &q,
+           "type", "veth", "peer", "name", &vb.ifname, "address", &vb.mac,
+           "numtxqueues", &q, "numrxqueues", &q, "netns", &b.name]);
     for (ns, me, peer) in [(a, &va, &vb), (b, &vb, &va)] {
         ns.ip(&["addr", "add", &format!("{}/24", me.addr), "dev", &me.ifname]);
         ns.ip(&["link", "set", &me.ifname, "up"]);
@@ -196,6 +226,145 @@ pub fn veth_pair(a: &Netns, b: &Netns) -> (Veth, Veth) {
                 "dev", &me.ifname, "nud", "permanent"]);
     }
     (va, vb)
+}
+
+/// Writes `value` to /sys/class/net/IF/`file` in namespace `ns` (e.g.
+/// `queues/tx-0/xps_cpus`).
+pub fn set_sysfs(ns: &Netns, ifname: &str, file: &str, value: &str) {
+    let path = format!("/sys/class/net/{ifname}/{file}");
+    ns.exec(&["sh", "-c", &format!("echo {value} > {path}")]);
+}
+
+/// A multi-queue tun device (`mqtun0`, 10.9.0.1/24, up) with one fd per
+/// queue: a packet written to the fd of queue q is received on queue q
+/// (tun records it with skb_record_rx_queue), on the writing thread's cpu.
+/// A deterministic receive-queue generator.
+pub struct MqTun {
+    pub ifname: String,
+    /// The device's address.
+    pub addr: Ipv4Addr,
+    /// The (virtual) peer the written packets come from.
+    pub peer: Ipv4Addr,
+    fds: Vec<std::os::fd::OwnedFd>,
+}
+
+impl MqTun {
+    pub fn new(ns: &Netns, queues: usize) -> MqTun {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        let ifname = "mqtun0".to_string();
+        let name = ifname.clone();
+        let fds: Vec<OwnedFd> = in_netns(ns, move || {
+            (0..queues)
+                .map(|_| {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/net/tun")
+                        .expect("open /dev/net/tun");
+                    let fd = OwnedFd::from(f);
+                    const IFF_TUN: libc::c_short = 0x0001;
+                    const IFF_NO_PI: libc::c_short = 0x1000;
+                    const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+                    const TUNSETIFF: libc::c_ulong = 0x400454ca;
+                    #[repr(C)]
+                    struct IfReq {
+                        name: [u8; 16],
+                        flags: libc::c_short,
+                        pad: [u8; 22],
+                    }
+                    let mut req = IfReq {
+                        name: [0; 16],
+                        flags: IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE,
+                        pad: [0; 22],
+                    };
+                    req.name[..name.len()].copy_from_slice(name.as_bytes());
+                    // SAFETY: TUNSETIFF reads a struct ifreq, which IfReq
+                    // lays out (name, then the flags of the union).
+                    let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) };
+                    assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+                    fd
+                })
+                .collect()
+        });
+        let tun = MqTun {
+            ifname,
+            addr: Ipv4Addr::new(10, 9, 0, 1),
+            peer: Ipv4Addr::new(10, 9, 0, 2),
+            fds,
+        };
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", tun.addr),
+            "dev",
+            &tun.ifname,
+        ]);
+        ns.ip(&["link", "set", &tun.ifname, "up"]);
+        tun
+    }
+
+    /// Writes `count` UDP datagrams from `peer:sport` to `addr:UDP_PORT`
+    /// into queue `queue`, from a thread pinned to `cpu`.
+    pub fn write_udp(&self, queue: usize, cpu: usize, sport: u16, count: usize) {
+        use std::os::fd::AsRawFd;
+        let packet = ipv4_udp(self.peer, sport, self.addr, UDP_PORT, PAYLOAD);
+        let fd = self.fds[queue].as_raw_fd();
+        thread::scope(|s| {
+            s.spawn(|| {
+                pin_to_cpu(cpu);
+                for _ in 0..count {
+                    // SAFETY: fd is an open tun queue; packet is a live
+                    // buffer of its length.
+                    let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
+                    assert_eq!(
+                        n,
+                        packet.len() as isize,
+                        "tun write: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+            });
+        });
+    }
+}
+
+/// An IPv4 packet (header checksum set; UDP checksum 0, i.e. none) carrying
+/// a UDP datagram.
+pub fn ipv4_udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut p = Vec::with_capacity(total);
+    p.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let mut sum: u32 = p
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let csum = !(sum as u16);
+    p[10..12].copy_from_slice(&csum.to_be_bytes());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
 }
 
 // ---------------------------------------------------------------------------
@@ -716,11 +885,22 @@ impl Finished {
     /// The kernel drop lines on stderr (`N packets dropped by kernel on
     /// cpuX.`), by cpu; cpus without drops have no line.
     pub fn drops(&self) -> BTreeMap<u32, u64> {
+        self.drops_by_place()
+            .into_iter()
+            .filter_map(|(p, n)| match p {
+                Place::Cpu(c) => Some((c, n)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The kernel drop lines on stderr, by stream, whatever the vantage.
+    pub fn drops_by_place(&self) -> BTreeMap<Place, u64> {
         self.stderr
             .lines()
             .filter_map(|l| {
-                let (n, cpu) = l.split_once(" packets dropped by kernel on cpu")?;
-                Some((cpu.strip_suffix('.')?.parse().ok()?, n.parse().ok()?))
+                let (n, place) = l.split_once(" packets dropped by kernel ")?;
+                Some((Place::parse(place.strip_suffix('.')?)?, n.parse().ok()?))
             })
             .collect()
     }
@@ -770,6 +950,24 @@ impl Finished {
         assert_eq!(report.per_cpu, expected, "per-cpu counts\n{self}");
     }
 
+    /// Exit 0 and exactly these `(queue, packets)` report lines, and the
+    /// no-queue line if `no_queue` is Some.
+    pub fn assert_queue_report(&self, expected: &[(u32, u64)], no_queue: Option<u64>) {
+        assert_eq!(self.status.code(), Some(0), "exit status\n{self}");
+        let report = self.report();
+        let expected: BTreeMap<u32, u64> = expected.iter().copied().collect();
+        assert_eq!(report.per_queue, expected, "per-queue counts\n{self}");
+        assert_eq!(report.no_queue, no_queue, "no-queue line\n{self}");
+    }
+
+    /// Exit 0 and exactly these `(node, packets)` report lines.
+    pub fn assert_node_report(&self, expected: &[(u32, u64)]) {
+        assert_eq!(self.status.code(), Some(0), "exit status\n{self}");
+        let report = self.report();
+        let expected: BTreeMap<u32, u64> = expected.iter().copied().collect();
+        assert_eq!(report.per_node, expected, "per-node counts\n{self}");
+    }
+
     /// Exit 1, nothing on stdout, and exactly `message` (one line) on stderr.
     pub fn assert_runtime_error(&self, message: &str) {
         assert_eq!(self.status.code(), Some(1), "{self}");
@@ -817,18 +1015,22 @@ pub fn check_usage_errors<M: AsRef<str>>(cases: &[(&str, &[&str], M)]) {
     );
 }
 
-/// The usage options of the contract, in its order (new options may join).
-pub const USAGE_OPTIONS: [&str; 9] = [
-    "[--help]",
-    "[--count=N]",
-    "[--cpu-list=CPULIST|--cpu-mask=CPUMASK]",
-    "[--direction=DIRECTION]",
-    "[--packet-buffered]",
-    "[--promiscuous]",
-    "[--verbose]",
-    "[--version]",
-    "[--write=FILE]",
-];
+/// The usage options of the contract, in its order (new options may join),
+/// for a name whose list word is `word` (`cpu`, `queue`, `numa`).
+pub fn usage_options(word: &str) -> [String; 9] {
+    let up = word.to_uppercase();
+    [
+        "[--help]".to_string(),
+        "[--count=N]".to_string(),
+        format!("[--{word}-list={up}LIST|--{word}-mask={up}MASK]"),
+        "[--direction=DIRECTION]".to_string(),
+        "[--packet-buffered]".to_string(),
+        "[--promiscuous]".to_string(),
+        "[--verbose]".to_string(),
+        "[--version]".to_string(),
+        "[--write=FILE]".to_string(),
+    ]
+}
 
 /// Checks a usage block: `Usage: NAME [--help] ...`, greedily wrapped at 79
 /// columns with continuation lines indented under the first bracket, naming
@@ -871,7 +1073,7 @@ pub fn check_usage(name: &str, usage: &str) -> Result<(), String> {
         return Err(format!("token {t:?} is not `[--option...]`"));
     }
     let mut rest = tokens.iter();
-    for want in USAGE_OPTIONS {
+    for want in usage_options(list_word(name)) {
         if !rest.any(|t| *t == want) {
             return Err(format!("{want} missing or out of order in {tokens:?}"));
         }
@@ -885,16 +1087,57 @@ pub fn check_usage(name: &str, usage: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // The report
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// `N packets captured on cpuK.` lines.
     pub per_cpu: BTreeMap<u32, u64>,
+    /// `N packets captured on queue K.` lines.
+    pub per_queue: BTreeMap<u32, u64>,
+    /// `N packets captured on numa node K.` lines.
+    pub per_node: BTreeMap<u32, u64>,
+    /// The `N packets captured with no receive queue recorded.` line.
+    pub no_queue: Option<u64>,
     pub total: u64,
 }
 
+/// The stream a report, drop or file line names: `cpu3`, `queue 2`,
+/// `numa node 0`, or the no-queue stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    Cpu(u32),
+    Queue(u32),
+    Node(u32),
+    NoQueue,
+}
+
+impl Place {
+    /// Parses what follows `captured ` / `dropped by kernel ` in a line,
+    /// without the final dot: `on cpu3`, `on queue 2`, `on numa node 0`,
+    /// `with no receive queue recorded`. Exact: no other spelling passes.
+    pub fn parse(s: &str) -> Option<Place> {
+        let num = |p: &str| -> Option<u32> {
+            let n: u32 = p.parse().ok()?;
+            (n.to_string() == p).then_some(n)
+        };
+        if s == "with no receive queue recorded" {
+            return Some(Place::NoQueue);
+        }
+        let s = s.strip_prefix("on ")?;
+        if let Some(n) = s.strip_prefix("numa node ") {
+            return num(n).map(Place::Node);
+        }
+        if let Some(n) = s.strip_prefix("queue ") {
+            return num(n).map(Place::Queue);
+        }
+        num(s.strip_prefix("cpu")?).map(Place::Cpu)
+    }
+}
+
 impl Report {
-    /// Parses `N packets captured on cpuX.` lines (ascending cpus) followed
-    /// by `N packets captured total.`, which must be their sum, and nothing
-    /// else.
+    /// Parses `N packets captured on cpuX.` lines (or `on queue X`, `on
+    /// numa node X`, in ascending order, one kind only, the no-queue line
+    /// last) followed by `N packets captured total.`, which must be their
+    /// sum, and nothing else.
     pub fn parse(text: &str) -> Result<Report, String> {
         let body = text.strip_suffix('\n').ok_or("no final newline")?;
         let mut lines: Vec<&str> = body.split('\n').collect();
@@ -904,27 +1147,43 @@ impl Report {
             .and_then(|n| n.parse().ok())
             .filter(|n: &u64| format!("{n} packets captured total.") == last)
             .ok_or(format!("bad total line {last:?}"))?;
-        let mut per_cpu = BTreeMap::new();
+        let mut report = Report {
+            total,
+            ..Report::default()
+        };
+        let mut prev: Option<Place> = None;
+        let mut sum = 0;
         for line in lines {
-            let parsed = line
-                .split_once(" packets captured on cpu")
-                .and_then(|(n, rest)| {
-                    let cpu: u32 = rest.strip_suffix('.')?.parse().ok()?;
-                    Some((cpu, n.parse::<u64>().ok()?))
-                });
-            let (cpu, n) = parsed
-                .filter(|(c, n)| format!("{n} packets captured on cpu{c}.") == line)
-                .ok_or(format!("bad cpu line {line:?}"))?;
-            if per_cpu.keys().next_back().is_some_and(|&prev| prev >= cpu) {
-                return Err(format!("cpu lines not ascending at {line:?}"));
+            let parsed = line.split_once(" packets captured ").and_then(|(n, rest)| {
+                let n: u64 = n.parse().ok().filter(|v: &u64| v.to_string() == n)?;
+                Some((Place::parse(rest.strip_suffix('.')?)?, n))
+            });
+            let (place, n) = parsed.ok_or(format!("bad stream line {line:?}"))?;
+            let same_kind =
+                |a: Place, b: Place| std::mem::discriminant(&a) == std::mem::discriminant(&b);
+            if let Some(p) = prev {
+                let ok = match (p, place) {
+                    (Place::Queue(_), Place::NoQueue) => true,
+                    (Place::NoQueue, _) => false,
+                    (a, b) => same_kind(a, b) && a < b,
+                };
+                if !ok {
+                    return Err(format!("stream lines out of order at {line:?}"));
+                }
             }
-            per_cpu.insert(cpu, n);
+            prev = Some(place);
+            sum += n;
+            match place {
+                Place::Cpu(c) => report.per_cpu.insert(c, n),
+                Place::Queue(q) => report.per_queue.insert(q, n),
+                Place::Node(k) => report.per_node.insert(k, n),
+                Place::NoQueue => report.no_queue.replace(n),
+            };
         }
-        let sum: u64 = per_cpu.values().sum();
         if sum != total {
-            return Err(format!("cpu lines add up to {sum}, total says {total}"));
+            return Err(format!("stream lines add up to {sum}, total says {total}"));
         }
-        Ok(Report { per_cpu, total })
+        Ok(report)
     }
 }
 

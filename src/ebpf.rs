@@ -1,0 +1,266 @@
+//! eBPF instructions, assembled in Rust: the project's programs are a
+//! handful of instructions each, so they are written here as instruction
+//! arrays (as the original rxtxqueue's are) and need no BPF toolchain to
+//! build. Loading them is [`crate::bpf`]'s job.
+
+/// One eBPF instruction (`struct bpf_insn`): opcode, destination and
+/// source registers packed into one byte, a signed offset, an immediate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u8,
+    /// dst_reg in the low nibble, src_reg in the high one.
+    pub regs: u8,
+    pub off: i16,
+    pub imm: i32,
+}
+
+/// eBPF registers: r0 return value, r1-r5 arguments (r1 the context on
+/// entry), r6-r9 callee saved, r10 the frame pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reg {
+    R0 = 0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
+    R8,
+    R9,
+    R10,
+}
+
+// Instruction classes and fields, <linux/bpf_common.h> and <linux/bpf.h>.
+const BPF_LDX: u8 = 0x01;
+const BPF_STX: u8 = 0x03;
+const BPF_ST: u8 = 0x02;
+const BPF_LD: u8 = 0x00;
+const BPF_ALU: u8 = 0x04;
+const BPF_JMP: u8 = 0x05;
+const BPF_ALU64: u8 = 0x07;
+const BPF_W: u8 = 0x00;
+const BPF_H: u8 = 0x08;
+const BPF_B: u8 = 0x10;
+const BPF_DW: u8 = 0x18;
+const BPF_IMM: u8 = 0x00;
+const BPF_MEM: u8 = 0x60;
+const BPF_K: u8 = 0x00;
+const BPF_X: u8 = 0x08;
+const BPF_ADD: u8 = 0x00;
+const BPF_SUB: u8 = 0x10;
+const BPF_AND: u8 = 0x50;
+const BPF_LSH: u8 = 0x60;
+const BPF_RSH: u8 = 0x70;
+const BPF_MOV: u8 = 0xb0;
+const BPF_JA: u8 = 0x00;
+const BPF_JEQ: u8 = 0x10;
+const BPF_JGT: u8 = 0x20;
+const BPF_JGE: u8 = 0x30;
+const BPF_JNE: u8 = 0x50;
+const BPF_CALL: u8 = 0x80;
+const BPF_EXIT: u8 = 0x90;
+/// src_reg of a 64-bit immediate load that names a map by its fd.
+pub const BPF_PSEUDO_MAP_FD: u8 = 1;
+
+/// Memory access sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    B,
+    H,
+    W,
+    DW,
+}
+
+impl Size {
+    fn bits(self) -> u8 {
+        match self {
+            Size::B => BPF_B,
+            Size::H => BPF_H,
+            Size::W => BPF_W,
+            Size::DW => BPF_DW,
+        }
+    }
+}
+
+/// Jump conditions (unsigned comparisons).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cond {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+}
+
+impl Cond {
+    fn bits(self) -> u8 {
+        match self {
+            Cond::Eq => BPF_JEQ,
+            Cond::Ne => BPF_JNE,
+            Cond::Gt => BPF_JGT,
+            Cond::Ge => BPF_JGE,
+        }
+    }
+}
+
+fn insn(code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: (dst as u8) | ((src as u8) << 4),
+        off,
+        imm,
+    }
+}
+
+/// `dst = imm` (64-bit).
+pub fn mov_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_MOV | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst = src` (64-bit).
+pub fn mov(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU64 | BPF_MOV | BPF_X, dst, src, 0, 0)
+}
+
+/// `dst += imm` (64-bit).
+pub fn add_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_ADD | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst += src` (64-bit).
+pub fn add(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU64 | BPF_ADD | BPF_X, dst, src, 0, 0)
+}
+
+/// `dst -= src` (64-bit).
+pub fn sub(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU64 | BPF_SUB | BPF_X, dst, src, 0, 0)
+}
+
+/// `dst &= imm` (64-bit).
+pub fn and_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_AND | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst <<= imm` (64-bit).
+pub fn lsh_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_LSH | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst >>= imm` (64-bit, logical).
+pub fn rsh_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst = (u32) src` (32-bit move: clears the upper half).
+pub fn mov32(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0)
+}
+
+/// `dst = *(size *)(src + off)`.
+pub fn load(size: Size, dst: Reg, src: Reg, off: i16) -> Insn {
+    insn(BPF_LDX | BPF_MEM | size.bits(), dst, src, off, 0)
+}
+
+/// `*(size *)(dst + off) = src`.
+pub fn store(size: Size, dst: Reg, off: i16, src: Reg) -> Insn {
+    insn(BPF_STX | BPF_MEM | size.bits(), dst, src, off, 0)
+}
+
+/// `*(size *)(dst + off) = imm`.
+pub fn store_imm(size: Size, dst: Reg, off: i16, imm: i32) -> Insn {
+    insn(BPF_ST | BPF_MEM | size.bits(), dst, Reg::R0, off, imm)
+}
+
+/// `if dst <cond> imm goto +off` (off counts from the next instruction).
+pub fn jump_imm(cond: Cond, dst: Reg, imm: i32, off: i16) -> Insn {
+    insn(BPF_JMP | cond.bits() | BPF_K, dst, Reg::R0, off, imm)
+}
+
+/// `if dst <cond> src goto +off`.
+pub fn jump(cond: Cond, dst: Reg, src: Reg, off: i16) -> Insn {
+    insn(BPF_JMP | cond.bits() | BPF_X, dst, src, off, 0)
+}
+
+/// `goto +off`.
+pub fn ja(off: i16) -> Insn {
+    insn(BPF_JMP | BPF_JA, Reg::R0, Reg::R0, off, 0)
+}
+
+/// Calls helper `id` (arguments in r1-r5, result in r0).
+pub fn call(id: i32) -> Insn {
+    insn(BPF_JMP | BPF_CALL, Reg::R0, Reg::R0, 0, id)
+}
+
+pub fn exit() -> Insn {
+    insn(BPF_JMP | BPF_EXIT, Reg::R0, Reg::R0, 0, 0)
+}
+
+/// `dst = map` by file descriptor: a 64-bit immediate load, two
+/// instruction slots, that the verifier turns into the map's address.
+pub fn load_map_fd(dst: Reg, fd: i32) -> [Insn; 2] {
+    [
+        insn(
+            BPF_LD | BPF_DW | BPF_IMM,
+            dst,
+            reg(BPF_PSEUDO_MAP_FD),
+            0,
+            fd,
+        ),
+        insn(0, Reg::R0, Reg::R0, 0, 0),
+    ]
+}
+
+fn reg(n: u8) -> Reg {
+    match n {
+        0 => Reg::R0,
+        1 => Reg::R1,
+        2 => Reg::R2,
+        3 => Reg::R3,
+        4 => Reg::R4,
+        5 => Reg::R5,
+        6 => Reg::R6,
+        7 => Reg::R7,
+        8 => Reg::R8,
+        9 => Reg::R9,
+        _ => Reg::R10,
+    }
+}
+
+/// Helper function ids (<linux/bpf.h>, `enum bpf_func_id`).
+pub mod helper {
+    pub const MAP_LOOKUP_ELEM: i32 = 1;
+    pub const KTIME_GET_NS: i32 = 5;
+    pub const GET_SMP_PROCESSOR_ID: i32 = 8;
+    pub const PERF_EVENT_OUTPUT: i32 = 25;
+    pub const GET_NUMA_NODE_ID: i32 = 42;
+}
+
+/// Offsets in `struct __sk_buff`, the context of socket filter programs
+/// (the kernel rewrites these loads into loads from the real sk_buff).
+pub mod skb {
+    pub const PKT_TYPE: i16 = 4;
+    pub const QUEUE_MAPPING: i16 = 12;
+    pub const HASH: i16 = 68;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_match_the_kernel_uapi() {
+        // r0 = *(u32 *)(r1 + 12): BPF_LDX|BPF_MEM|BPF_W = 0x61, dst 0, src 1.
+        let i = load(Size::W, Reg::R0, Reg::R1, skb::QUEUE_MAPPING);
+        assert_eq!((i.code, i.regs, i.off, i.imm), (0x61, 0x10, 12, 0));
+        assert_eq!(exit().code, 0x95);
+        assert_eq!(call(42).code, 0x85);
+        assert_eq!(mov_imm(Reg::R0, 7).code, 0xb7);
+        assert_eq!(jump_imm(Cond::Ge, Reg::R0, 4, 1).code, 0x35);
+        let [a, b] = load_map_fd(Reg::R1, 9);
+        assert_eq!((a.code, a.regs, a.imm, b.code), (0x18, 0x11, 9, 0));
+        assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+}
