@@ -10,6 +10,7 @@
 //! - [`capture`]: the fanout group, workers and signals of one capture
 //! - [`worker`]: reading one cpu's ring
 //! - [`output`]: pcap files and naming
+//! - [`pcapfilter`]: tcpdump filter expressions (libpcap, loaded at run time)
 //! - [`report`]: the end-of-capture report
 
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod cpuset;
 pub mod error;
 pub mod output;
+pub mod pcapfilter;
 pub mod report;
 pub mod ring;
 pub mod worker;
