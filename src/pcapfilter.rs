@@ -1488,4 +1488,392 @@ mod tests {
             }
         }
     }
+
+    // -- The kernel program, attached ------------------------------------------
+
+    /// Tests against the real kernel: each in a network namespace of its
+    /// own, with packet sockets created inside it; traffic is generated
+    /// before the sockets are read, and each step waits for the packet to
+    /// have passed the packet taps (a UDP receiver got it, or the device's
+    /// receive path is synchronous), so a drain finds exactly what the
+    /// filter let through.
+    mod kernel {
+        use super::*;
+        use crate::afpacket::{Filter, PacketSocket};
+        use std::net::{Ipv4Addr, UdpSocket};
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::time::Duration;
+
+        fn sh(program: &str, args: &[&str]) {
+            let out = Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{program} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        /// A network namespace with `lo` up and IPv6 off (no router or
+        /// MLD traffic); deleted on drop.
+        struct Ns(String);
+
+        impl Ns {
+            fn new() -> Ns {
+                static N: AtomicU32 = AtomicU32::new(0);
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let ns = Ns(format!("rxtxcpu-f-{}-{n}", std::process::id()));
+                sh("ip", &["netns", "add", &ns.0]);
+                #[rustfmt::skip]
+                sh("ip", &["netns", "exec", &ns.0, "sysctl", "-q", "-w",
+                           "net.ipv6.conf.all.disable_ipv6=1",
+                           "net.ipv6.conf.default.disable_ipv6=1"]);
+                ns.ip(&["link", "set", "lo", "up"]);
+                ns
+            }
+
+            fn ip(&self, args: &[&str]) {
+                let mut argv = vec!["-n", &self.0];
+                argv.extend_from_slice(args);
+                sh("ip", &argv);
+            }
+
+            /// Runs `f` on a thread inside the namespace: sockets and
+            /// devices it creates belong to the namespace.
+            fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+                let path = format!("/var/run/netns/{}", self.0);
+                std::thread::spawn(move || {
+                    let file = std::fs::File::open(&path).unwrap();
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    f()
+                })
+                .join()
+                .unwrap()
+            }
+
+            fn ifindex(&self, name: &'static str) -> u32 {
+                self.run(move || crate::afpacket::ifindex(name).unwrap())
+            }
+        }
+
+        impl Drop for Ns {
+            fn drop(&mut self) {
+                let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            }
+        }
+
+        /// A packet socket on `ifindex` (0: all) with the kernel program
+        /// for `expr`.
+        fn socket(
+            ns: &Ns,
+            ifindex: u32,
+            link: LinkType,
+            dir: Direction,
+            expr: &str,
+            snap: u32,
+        ) -> PacketSocket {
+            let user = compile(expr, link, snap).unwrap();
+            let kernel_snap = if link == LinkType::LinuxSll2 {
+                snap + 64
+            } else {
+                snap
+            };
+            let prog = for_kernel(&user, link, dir, kernel_snap).unwrap();
+            ns.run(move || {
+                let s = PacketSocket::new().unwrap();
+                s.attach_filter(&Filter::from_insns(prog)).unwrap();
+                s.bind(ifindex).unwrap();
+                s
+            })
+        }
+
+        /// What a socket got: (ifindex, pkttype, captured bytes).
+        fn drain(s: &PacketSocket) -> Vec<(u32, u8, Vec<u8>)> {
+            let mut got = Vec::new();
+            loop {
+                let mut buf = vec![0u8; 65536];
+                // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+                let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                // SAFETY: buf and sll are live and writable for the sizes
+                // passed; recvfrom writes at most that much.
+                let n = unsafe {
+                    libc::recvfrom(
+                        s.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                        (&mut sll as *mut libc::sockaddr_ll).cast(),
+                        &mut len,
+                    )
+                };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+                    return got;
+                }
+                buf.truncate(n as usize);
+                got.push((sll.sll_ifindex as u32, sll.sll_pkttype, buf));
+            }
+        }
+
+        /// Destination port of a captured IPv4/UDP packet that starts
+        /// `at` bytes in.
+        fn dport(data: &[u8], at: usize) -> u16 {
+            let ihl = usize::from(data[at] & 0xf) * 4;
+            u16::from_be_bytes([data[at + ihl + 2], data[at + ihl + 3]])
+        }
+
+        /// A tun device (IFF_TUN, no packet information) in the calling
+        /// thread's namespace; packets written to it are received by it.
+        fn open_tun(name: &str) -> OwnedFd {
+            let path = c"/dev/net/tun";
+            // SAFETY: open() with a NUL-terminated path; the result is checked.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            assert!(fd >= 0, "{}", io::Error::last_os_error());
+            // SAFETY: fd is fresh and owned by nothing else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: ifreq is plain old data; all-zero is valid.
+            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+                *d = s as libc::c_char;
+            }
+            req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+            // SAFETY: TUNSETIFF reads the name and flags from the live ifreq.
+            let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+            assert!(r == 0, "TUNSETIFF: {}", io::Error::last_os_error());
+            fd
+        }
+
+        fn write_tun(fd: &OwnedFd, packet: &[u8]) {
+            // SAFETY: packet is live for its length.
+            let n = unsafe { libc::write(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+            assert_eq!(n, packet.len() as isize, "{}", io::Error::last_os_error());
+        }
+
+        fn receiver(addr: Ipv4Addr, port: u16) -> UdpSocket {
+            let r = UdpSocket::bind((addr, port)).unwrap();
+            // A guard against a hang, not a timed assertion.
+            r.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            r
+        }
+
+        /// Sends `payload` from `tx` to `rx` and waits until `rx` has it.
+        fn exchange(tx: &UdpSocket, rx: &UdpSocket, payload: &[u8]) {
+            tx.send_to(payload, rx.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 64];
+            let n = rx.recv(&mut buf).expect("the datagram was not delivered");
+            assert_eq!(&buf[..n], payload);
+        }
+
+        /// A socket, what it must get (one item per packet) and, if
+        /// checked, each packet's captured length.
+        type Case<'a, T> = (&'a str, PacketSocket, Vec<T>, Option<usize>);
+
+        const LO: u32 = 1;
+        const RX: u8 = 0; // PACKET_HOST
+        const TX: u8 = 4; // PACKET_OUTGOING
+
+        #[test]
+        fn loopback_tun_and_all_interfaces() {
+            let ns = Ns::new();
+            let tun = ns.run(|| open_tun("rxtun0"));
+            ns.ip(&["link", "set", "rxtun0", "up"]);
+            let t = ns.ifindex("rxtun0");
+            let (eth, raw, any) = (LinkType::Ethernet, LinkType::Raw, LinkType::LinuxSll2);
+            let (both, rx, tx) = (Direction::RxTx, Direction::Rx, Direction::Tx);
+            let by_ifindex = format!("udp port 9 and ifindex {t}");
+            // (socket, what it must get: (ifindex, pkttype) per packet, all
+            // port 9), captured length)
+            #[rustfmt::skip]
+            let cases: Vec<Case<(u32, u8)>> = vec![
+                ("lo udp port 9", socket(&ns, LO, eth, both, "udp port 9", SNAPLEN),
+                 vec![(LO, TX), (LO, RX), (LO, TX), (LO, RX)], Some(47)),
+                ("lo rx", socket(&ns, LO, eth, rx, "udp port 9", SNAPLEN),
+                 vec![(LO, RX), (LO, RX)], Some(47)),
+                ("lo tx -s 30", socket(&ns, LO, eth, tx, "udp port 9", 30),
+                 vec![(LO, TX), (LO, TX)], Some(30)),
+                ("lo len", socket(&ns, LO, eth, both, "len == 47", SNAPLEN),
+                 vec![(LO, TX), (LO, RX), (LO, TX), (LO, RX)], None),
+                ("tun udp port 9", socket(&ns, t, raw, both, "udp port 9", SNAPLEN),
+                 vec![(t, RX), (t, RX)], Some(33)),
+                ("tun payload", socket(&ns, t, raw, both, "udp[8:4] == 0x6e696e65", SNAPLEN),
+                 vec![(t, RX), (t, RX)], None),
+                ("any udp port 9", socket(&ns, 0, any, both, "udp port 9", SNAPLEN),
+                 vec![(LO, TX), (LO, RX), (LO, TX), (LO, RX), (t, RX), (t, RX)], None),
+                ("any ifindex", socket(&ns, 0, any, both, &by_ifindex, SNAPLEN),
+                 vec![(t, RX), (t, RX)], None),
+                ("any len", socket(&ns, 0, any, both, "len == 53", SNAPLEN),
+                 vec![(LO, TX), (LO, RX), (LO, TX), (LO, RX), (t, RX), (t, RX)], None),
+                ("any inbound", socket(&ns, 0, any, both, "inbound and udp dst port 9", SNAPLEN),
+                 vec![(LO, RX), (LO, RX), (t, RX), (t, RX)], None),
+                ("any hatype", socket(&ns, 0, any, both, "link[8:2] == 772 and udp port 9", SNAPLEN),
+                 vec![(LO, TX), (LO, RX), (LO, TX), (LO, RX)], None),
+                ("any payload", socket(&ns, 0, any, both, "udp[8:4] == 0x6e696e65", SNAPLEN),
+                 vec![(LO, TX), (LO, RX), (LO, TX), (LO, RX), (t, RX), (t, RX)], None),
+                ("any tx", socket(&ns, 0, any, tx, "udp port 9", SNAPLEN),
+                 vec![(LO, TX), (LO, TX)], None),
+            ];
+            // -s 30 on the all-interfaces capture: the kernel keeps the
+            // record's 10 payload bytes past each device's link header.
+            let any_snap = socket(&ns, 0, any, both, "udp port 9", 30);
+
+            ns.run(move || {
+                let local = Ipv4Addr::LOCALHOST;
+                let (r9, r10, tx) = (receiver(local, 9), receiver(local, 10), receiver(local, 0));
+                for _ in 0..2 {
+                    exchange(&tx, &r10, b"ten-bytes");
+                    exchange(&tx, &r9, b"nine!");
+                }
+            });
+            // tun's receive path (netif_receive_skb) runs in write().
+            for packet in [
+                ipv4_udp(10, b"ten-bytes"),
+                ipv4_udp(9, b"nine!"),
+                ipv4_udp(9, b"nine!"),
+            ] {
+                write_tun(&tun, &packet);
+            }
+
+            for (what, sock, want, caplen) in &cases {
+                let got = drain(sock);
+                let seen: Vec<(u32, u8)> = got.iter().map(|g| (g.0, g.1)).collect();
+                assert_eq!(&seen, want, "{what}");
+                for (ifindex, _, data) in &got {
+                    if let Some(n) = caplen {
+                        assert_eq!(data.len(), *n, "{what}");
+                    }
+                    let at = if *ifindex == LO { 14 } else { 0 };
+                    if data.len() >= at + 28 {
+                        let _ = at;
+                        let at = if *ifindex == LO { 14 } else { 0 };
+                        assert_eq!(dport(data, at), 9, "{what}");
+                    }
+                }
+            }
+            let lens: Vec<(u32, usize)> =
+                drain(&any_snap).iter().map(|g| (g.0, g.2.len())).collect();
+            assert_eq!(
+                lens,
+                [(LO, 24), (LO, 24), (LO, 24), (LO, 24), (t, 10), (t, 10)]
+            );
+        }
+
+        /// Sends `frame` out of `ifindex` through a packet socket of the
+        /// calling thread's namespace.
+        fn send_frame(ifindex: u32, frame: &[u8]) {
+            // SAFETY: socket() takes no pointers; the result is checked and
+            // owned by OwnedFd.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            assert!(fd >= 0, "{}", io::Error::last_os_error());
+            // SAFETY: fd is fresh and owned by nothing else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = ifindex as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            // SAFETY: frame and sll are live for the lengths passed.
+            let n = unsafe {
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(n, frame.len() as isize, "{}", io::Error::last_os_error());
+        }
+
+        /// A frame from va to vb with an 802.1Q/802.1ad tag in it.
+        fn tagged(tpid: u16, vid: u16, net: &[u8]) -> Vec<u8> {
+            let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&vid.to_be_bytes());
+            f.extend_from_slice(&0x800u16.to_be_bytes());
+            f.extend_from_slice(net);
+            f
+        }
+
+        #[test]
+        fn stripped_vlan_tags_are_matched_as_written() {
+            // The receive path moves the outer tag of a tagged frame into
+            // skb metadata (skb_vlan_untag, before the packet taps; no 8021q
+            // needed), and rxtxcpu writes it back: the program must match
+            // the frame with its tag.
+            let (a, b) = (Ns::new(), Ns::new());
+            #[rustfmt::skip]
+            a.ip(&["link", "add", "va", "address", "02:00:00:00:00:01", "type", "veth",
+                   "peer", "name", "vb", "address", "02:00:00:00:00:02", "netns", &b.0]);
+            for (ns, me, addr) in [(&a, "va", "1"), (&b, "vb", "2")] {
+                ns.ip(&["addr", "add", &format!("198.51.100.{addr}/24"), "dev", me]);
+                ns.ip(&["link", "set", me, "up"]);
+            }
+            #[rustfmt::skip]
+            a.ip(&["neigh", "replace", "198.51.100.2", "lladdr", "02:00:00:00:00:02",
+                   "dev", "va", "nud", "permanent"]);
+            let (va, vb) = (a.ifindex("va"), b.ifindex("vb"));
+            let eth = LinkType::Ethernet;
+            let both = Direction::RxTx;
+            let (t10, t9, ad9, plain9) = ((true, 10), (true, 9), (true, 9), (false, 9));
+            // What each must get: (tagged, port) per packet.
+            #[rustfmt::skip]
+            let cases: Vec<Case<(bool, u16)>> = vec![
+                ("vlan 10 and udp port 9", vec![t9]),
+                ("udp port 9", vec![plain9]),
+                ("vlan", vec![t10, t9, ad9]),
+                ("udp and not vlan", vec![plain9]),
+                ("ether[12:4] == 0x8100000a", vec![t10, t9]),
+                ("ether[12:2] == 0x88a8 and vlan 20 and udp port 9", vec![ad9]),
+                ("vlan 11", vec![]),
+            ]
+            .into_iter()
+            .map(|(expr, want)| (expr, socket(&b, vb, eth, both, expr, SNAPLEN), want, None))
+            .collect();
+            let marker = b.run(|| receiver(Ipv4Addr::new(198, 51, 100, 2), 9));
+            let marker_addr = marker.local_addr().unwrap();
+            a.run(move || {
+                // One cpu: veth hands frames to the peer's backlog on the
+                // sending cpu, in order, so once the marker datagram is
+                // delivered the frames before it have passed the taps.
+                let mut cpus = nix::sched::CpuSet::new();
+                cpus.set(0).unwrap();
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).unwrap();
+                send_frame(va, &tagged(0x8100, 10, &ipv4_udp(10, b"ten-bytes")));
+                send_frame(va, &tagged(0x8100, 10, &ipv4_udp(9, b"nine!")));
+                send_frame(va, &tagged(0x88a8, 20, &ipv4_udp(9, b"nine!")));
+                let tx = receiver(Ipv4Addr::UNSPECIFIED, 0);
+                tx.send_to(b"nine!", marker_addr).unwrap();
+            });
+            let mut buf = [0u8; 16];
+            marker
+                .recv(&mut buf)
+                .expect("the marker datagram was not delivered");
+
+            for (what, sock, want, _) in &cases {
+                let got: Vec<(bool, u16)> = drain(sock)
+                    .iter()
+                    .map(|(ifindex, pkttype, data)| {
+                        assert_eq!((*ifindex, *pkttype), (vb, RX), "{what}");
+                        // A tag the kernel had left in the frame would be
+                        // there in the socket's data too.
+                        let tpid = u16::from_be_bytes([data[12], data[13]]);
+                        assert_ne!(tpid, 0x8100, "{what}: tag not stripped");
+                        assert_ne!(tpid, 0x88a8, "{what}: tag not stripped");
+                        (data[14 + 12] == 192, dport(data, 14))
+                    })
+                    .collect();
+                assert_eq!(&got, want, "{what}");
+            }
+        }
+    }
 }
