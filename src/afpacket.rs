@@ -106,6 +106,12 @@ impl Filter {
         Filter(vec![(BPF_RET_K, 0, 0, 0)])
     }
 
+    /// A program built elsewhere (the user's filter, see
+    /// [`crate::pcapfilter::for_kernel`]).
+    pub fn from_insns(insns: Vec<(u16, u8, u8, u32)>) -> Filter {
+        Filter(insns)
+    }
+
     /// Accepts packets of `direction`, cut to `snaplen` bytes: the filter's
     /// return value is the number of bytes the kernel copies to the ring, so
     /// snapping costs nothing. Direction is the skb's packet type, loaded as

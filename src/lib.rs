@@ -18,6 +18,7 @@
 //! - [`capture`]: the fanout group, workers and signals of one capture
 //! - [`worker`]: reading one stream's ring
 //! - [`output`]: pcap files and naming
+//! - [`pcapfilter`]: tcpdump filter expressions (libpcap, loaded at run time)
 //! - [`report`]: the end-of-capture report
 
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
@@ -47,6 +48,7 @@ pub mod ebpf;
 pub mod error;
 pub mod fanout;
 pub mod output;
+pub mod pcapfilter;
 pub mod report;
 pub mod ring;
 pub mod vantage;
