@@ -67,6 +67,8 @@ fn main() {
             a.value_parser(PossibleValuesParser::new(["micro", "nano"]))
         })
         .mut_arg("write", |a| a.value_hint(ValueHint::FilePath))
+        .mut_arg("filter-file", |a| a.value_hint(ValueHint::FilePath))
+        .mut_arg("filter", |a| a.value_hint(ValueHint::Other))
         .mut_arg("count", |a| a.value_hint(ValueHint::Other))
         .mut_arg("vantage", |a| {
             a.value_parser(PossibleValuesParser::new(["cpu", "queue", "numa"]))

@@ -16,6 +16,7 @@ use crate::cli::Options;
 use crate::error::{Error, Result, Why};
 use crate::fanout;
 use crate::output::{stream_path, Format, LinkType, PcapOutput};
+use crate::pcapfilter;
 use crate::report::{self, StreamCount};
 use crate::ring::{Geometry, Ring};
 use crate::vantage::{Plan, Route, Stream};
@@ -300,6 +301,18 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     ));
 
     check_memory(geometry, plan)?;
+    // Compiled before anything is created, so that a bad expression
+    // leaves nothing behind.
+    let (filter, said) = pcapfilter::capture_filter(
+        opts.filter.as_ref(),
+        target.link,
+        opts.direction,
+        target.link.snaplen(opts.snaplen),
+        kernel_snaplen,
+    )?;
+    if let Some(said) = said {
+        v.say(said);
+    }
 
     let format = Format {
         link: target.link,
@@ -330,7 +343,6 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     let outputs = create_outputs(opts, &plan.streams, format)?;
 
     // The group is complete: let packets in on the captured streams.
-    let filter = Filter::direction(opts.direction, kernel_snaplen);
     for stream in &plan.streams {
         if let Err(e) = group.sockets[stream.member as usize].attach_filter(&filter) {
             remove_files(&outputs);

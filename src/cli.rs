@@ -104,6 +104,16 @@ pub struct Options {
     pub precision: Precision,
     /// None: every interface of the namespace.
     pub interface: Option<String>,
+    /// A filter expression (`--filter`), or the file to read it from
+    /// (`-F`); compiled once the link type is known.
+    pub filter: Option<FilterSource>,
+}
+
+/// Where the filter expression comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterSource {
+    Expression(String),
+    File(String),
 }
 
 /// What the command line asks for.
@@ -254,6 +264,23 @@ const OPTIONS: &[OptSpec] = &[
             "  PRECISION can be micro or nano.",
             "  Default: micro",
         ],
+    },
+    OptSpec {
+        id: "filter",
+        short: None,
+        long: "filter",
+        value: Some("EXPRESSION"),
+        help: &[
+            "Capture only packets matching EXPRESSION,",
+            "  a tcpdump filter (pcap-filter(7)).",
+        ],
+    },
+    OptSpec {
+        id: "filter-file",
+        short: Some('F'),
+        long: "filter-file",
+        value: Some("FILE"),
+        help: &["Read the filter expression from FILE."],
     },
     OptSpec {
         id: "vantage",
@@ -542,6 +569,20 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         )));
     }
 
+    let filter = match (value("filter"), value("filter-file")) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "--filter and -F [--filter-file] are mutually exclusive.".into(),
+            ))
+        }
+        // tcpdump takes an empty expression as "everything"; here it is
+        // more likely a script's unset variable.
+        (Some(e), None) if e.trim().is_empty() => return Err(invalid("filter expression", e)),
+        (Some(e), None) => Some(FilterSource::Expression(e.to_string())),
+        (None, Some(f)) => Some(FilterSource::File(f.to_string())),
+        (None, None) => None,
+    };
+
     let selection = match (list, mask) {
         (Some(_), Some(_)) => {
             return Err(UsageError(format!(
@@ -573,6 +614,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         snaplen,
         precision,
         interface: interfaces.first().map(|s| s.to_string()),
+        filter,
     }))
 }
 
@@ -684,7 +726,8 @@ mod tests {
             usage("rxtxcpu", Vantage::Cpu),
             "Usage: rxtxcpu [--help] [--buffer-size=KIB] [--count=N]\n               \
              [--cpu-list=CPULIST|--cpu-mask=CPUMASK] [--direction=DIRECTION]\n               \
-             [--packet-buffered] [--promiscuous] [--snapshot-length=SNAPLEN]\n               \
+             [--filter=EXPRESSION] [--filter-file=FILE] [--packet-buffered]\n               \
+             [--promiscuous] [--snapshot-length=SNAPLEN]\n               \
              [--time-stamp-precision=PRECISION] [--vantage=VANTAGE]\n               \
              [--verbose] [--version] [--write=FILE]\n"
         );

@@ -46,6 +46,10 @@ pub enum Error {
     /// naming no cpu it has): exit 2 with the short usage.
     #[error("{0}")]
     Usage(String),
+    /// Input that is wrong in itself but only shows when it is used (a
+    /// filter expression libpcap rejects): exit 2, the one line only.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Error {

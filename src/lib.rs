@@ -17,6 +17,8 @@
 //!   the fanout programs
 //! - [`capture`]: the fanout group, workers and signals of one capture
 //! - [`worker`]: reading one stream's ring
+//! - [`pcapfilter`]: tcpdump filter expressions, compiled by libpcap
+//!   (loaded at run time) and rewritten for the kernel
 //! - [`output`]: pcap files and naming
 //! - [`pcapfilter`]: tcpdump filter expressions (libpcap, loaded at run time)
 //! - [`report`]: the end-of-capture report
@@ -78,6 +80,10 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             match vantage::plan(&opts).and_then(|plan| capture::run(&opts, &plan)) {
                 Ok(status) => status,
                 Err(error::Error::Usage(msg)) => usage_error(&cli::escape_controls(&msg)),
+                Err(error::Error::Invalid(msg)) => {
+                    errln!("{name}: {}", cli::escape_controls(&msg));
+                    2
+                }
                 Err(e) => {
                     errln!("{name}: {e}");
                     1

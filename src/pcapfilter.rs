@@ -292,6 +292,55 @@ pub fn read_filter_file(path: &Path) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))
 }
 
+/// The capture's kernel filter for `source` (or, without one, the plain
+/// direction filter): the expression read and compiled for `link` at the
+/// file's snap length `snaplen`, behind the direction check, accepting at
+/// most `kernel_snaplen` bytes. Also returns the `-v` line. Only a capture
+/// with a filter loads libpcap.
+pub fn capture_filter(
+    source: Option<&crate::cli::FilterSource>,
+    link: LinkType,
+    direction: Direction,
+    snaplen: u32,
+    kernel_snaplen: u32,
+) -> std::result::Result<(crate::afpacket::Filter, Option<String>), crate::error::Error> {
+    use crate::cli::FilterSource;
+    use crate::error::{Error, Why};
+    let Some(source) = source else {
+        return Ok((
+            crate::afpacket::Filter::direction(direction, kernel_snaplen),
+            None,
+        ));
+    };
+    let expr = match source {
+        FilterSource::Expression(e) => e.clone(),
+        FilterSource::File(path) => {
+            let e = read_filter_file(Path::new(path)).map_err(|e| {
+                Error::Message(format!("error reading filter file '{path}': {}", Why(e)))
+            })?;
+            if e.trim().is_empty() {
+                return Err(Error::Invalid(format!(
+                    "filter file '{path}' holds no filter expression"
+                )));
+            }
+            e
+        }
+    };
+    let as_error = |e: FilterError| match e {
+        FilterError::Invalid { .. } => Error::Invalid(e.to_string()),
+        other => Error::Message(other.to_string()),
+    };
+    let user = compile(&expr, link, snaplen).map_err(as_error)?;
+    let kernel = for_kernel(&user, link, direction, kernel_snaplen).map_err(as_error)?;
+    let said = format!(
+        "filter '{}': {} instructions compiled ({} in the kernel with the direction check)",
+        expr.split_whitespace().collect::<Vec<_>>().join(" "),
+        user.len(),
+        kernel.len()
+    );
+    Ok((crate::afpacket::Filter::from_insns(kernel), Some(said)))
+}
+
 // ---------------------------------------------------------------------------
 // Classic BPF, <linux/filter.h> and <linux/bpf_common.h>
 

@@ -279,9 +279,12 @@ fn make_install_then_uninstall() {
     let text = render_man(&["-l", page.to_str().unwrap()]);
     assert!(text.contains("RXTXCPU(8)"), "man -l output:\n{text}");
     assert!(
-        text.split_whitespace().collect::<Vec<_>>().join(" ").contains(
-            "rxtxcpu, rxcpu, txcpu, rxtxqueue, rxqueue, txqueue, rxtxnuma, rxnuma, txnuma -"
-        ),
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(
+                "rxtxcpu, rxcpu, txcpu, rxtxqueue, rxqueue, txqueue, rxtxnuma, rxnuma, txnuma -"
+            ),
         "man -l output:\n{text}"
     );
     let manpath = destdir.join("usr/share/man");

@@ -444,6 +444,31 @@ pub fn spawn_udp_send(
     })
 }
 
+/// Sends `count` UDP datagrams from `src` (any port) to `dst:port` in
+/// namespace `ns`, from a thread pinned to `cpu`; returns when all are sent.
+/// Pair with a `UdpSink` (or `UdpSink::bind_port`) that takes them.
+pub fn udp_send_port(
+    ns: &Netns,
+    cpu: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+    count: usize,
+) {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        pin_to_cpu(cpu);
+        enter_netns(&name);
+        let sock = UdpSocket::bind((src, 0)).unwrap();
+        for i in 0..count {
+            sock.send_to(PAYLOAD, (dst, port))
+                .unwrap_or_else(|e| panic!("send {i} from {src} to {dst}:{port}: {e}"));
+        }
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
 /// `spawn_udp_send` and wait for it.
 pub fn udp_send(ns: &Netns, cpu: usize, src: Ipv4Addr, dst: Ipv4Addr, count: usize) {
     spawn_udp_send(ns, cpu, src, dst, count)
@@ -456,9 +481,12 @@ pub struct UdpSink(UdpSocket);
 
 impl UdpSink {
     pub fn bind(ns: &Netns, addr: Ipv4Addr) -> UdpSink {
-        UdpSink(in_netns(ns, move || {
-            UdpSocket::bind((addr, UDP_PORT)).unwrap()
-        }))
+        UdpSink::bind_port(ns, addr, UDP_PORT)
+    }
+
+    /// A sink on `addr:port`.
+    pub fn bind_port(ns: &Netns, addr: Ipv4Addr, port: u16) -> UdpSink {
+        UdpSink(in_netns(ns, move || UdpSocket::bind((addr, port)).unwrap()))
     }
 
     /// Receives exactly `count` datagrams (so they have been through the
