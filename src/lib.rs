@@ -38,6 +38,7 @@ pub mod error;
 pub mod output;
 pub mod report;
 pub mod ring;
+pub mod rss;
 pub mod worker;
 
 use std::ffi::OsString;
