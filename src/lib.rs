@@ -35,6 +35,7 @@ pub mod capture;
 pub mod cli;
 pub mod cpuset;
 pub mod error;
+pub mod ethtool;
 pub mod output;
 pub mod report;
 pub mod ring;
