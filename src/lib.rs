@@ -40,6 +40,7 @@ pub mod output;
 pub mod report;
 pub mod ring;
 pub mod rss;
+pub mod steering;
 pub mod worker;
 
 use std::ffi::OsString;
