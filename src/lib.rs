@@ -48,11 +48,14 @@ pub mod cli;
 pub mod cpuset;
 pub mod ebpf;
 pub mod error;
+pub mod ethtool;
 pub mod fanout;
 pub mod output;
 pub mod pcapfilter;
 pub mod report;
 pub mod ring;
+pub mod rss;
+pub mod steering;
 pub mod vantage;
 pub mod worker;
 
