@@ -11,6 +11,7 @@
 //! - [`worker`]: reading one cpu's ring
 //! - [`output`]: pcap files and naming
 //! - [`report`]: the end-of-capture report
+//! - [`live`]: the `--live` view (table, plain and JSON lines)
 
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
 /// with the same Ctrl-C that stops the capture (`2>&1 | tee log`), and a
@@ -35,6 +36,7 @@ pub mod capture;
 pub mod cli;
 pub mod cpuset;
 pub mod error;
+pub mod live;
 pub mod output;
 pub mod report;
 pub mod ring;
