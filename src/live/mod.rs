@@ -380,10 +380,10 @@ impl LiveView {
                 if screen.is_none() {
                     *screen = Some(term::Screen::enter()?);
                 }
-                let width = self.size.0;
+                let size = self.size;
                 let drawn = screen
                     .as_ref()
-                    .map_or(Ok(false), |s| s.draw(&lines, width))?;
+                    .map_or(Ok(false), |s| s.draw(&lines, size))?;
                 if !drawn {
                     // Restored from elsewhere (a panic hook, an exit path):
                     // stay off the user's screen.
@@ -396,7 +396,7 @@ impl LiveView {
                     out.write_all(term::ENTER.as_bytes())?;
                     *entered = true;
                 }
-                out.write_all(term::frame(&lines, self.size.0).as_bytes())?;
+                out.write_all(term::frame(&lines, self.size.0, self.size.1).as_bytes())?;
                 out.flush()
             }
         }

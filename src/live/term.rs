@@ -66,13 +66,14 @@ pub fn size() -> Option<(usize, usize)> {
     (r == 0 && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col as usize, ws.ws_row as usize))
 }
 
-/// One full frame for `lines` on a screen `width` columns wide: from the
-/// top-left corner, each line cleared to its end, the screen cleared below
-/// the last. No newline after the last line, so a frame as tall as the
-/// screen does not scroll it. A line that fills the width is not cleared:
-/// after writing the last column the cursor stays on it (auto-wrap is
-/// off), and erase-to-end-of-line would erase that column's character.
-pub fn frame(lines: &[String], width: usize) -> String {
+/// One full frame for `lines` on a screen of `width` x `height`: from the
+/// top-left corner, each line cleared to its end, the screen cleared
+/// below the last. Auto-wrap is off, so after a line that fills the width
+/// the cursor stays on its last column, where erasing (to the end of the
+/// line or of the screen) would take that column's character too: a full
+/// line is not cleared, and the clearing below starts on the next line.
+/// No newline after a frame as tall as the screen, so it never scrolls.
+pub fn frame(lines: &[String], width: usize, height: usize) -> String {
     let mut s = String::with_capacity(lines.iter().map(|l| l.len() + 5).sum::<usize>() + 8);
     s.push_str("\x1b[H");
     for (i, l) in lines.iter().enumerate() {
@@ -84,7 +85,11 @@ pub fn frame(lines: &[String], width: usize) -> String {
             s.push_str("\x1b[K");
         }
     }
-    s.push_str("\x1b[J");
+    if lines.is_empty() {
+        s.push_str("\x1b[J");
+    } else if lines.len() < height {
+        s.push_str("\r\n\x1b[J");
+    }
     s
 }
 
@@ -148,11 +153,12 @@ impl Screen {
         Ok(Screen(()))
     }
 
-    /// Draws `lines` as one frame. `Ok(false)` when the terminal was
+    /// Draws `lines` as one frame on a screen of `size` (columns, rows).
+    /// `Ok(false)` when the terminal was
     /// restored from elsewhere (a panic hook, [`restore`]): then nothing is
     /// drawn, so the user's screen is not written over.
-    pub fn draw(&self, lines: &[String], width: usize) -> io::Result<bool> {
-        let f = frame(lines, width);
+    pub fn draw(&self, lines: &[String], size: (usize, usize)) -> io::Result<bool> {
+        let f = frame(lines, size.0, size.1);
         let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
         if !ACTIVE.load(Ordering::SeqCst) {
             return Ok(false);
@@ -245,12 +251,18 @@ mod tests {
 
     #[test]
     fn frame_clears_each_line_and_below() {
-        let f = frame(&["ab".into(), "c".into()], 3);
-        assert_eq!(f, "\x1b[Hab\x1b[K\r\nc\x1b[K\x1b[J");
-        assert_eq!(frame(&[], 3), "\x1b[H\x1b[J");
+        let f = frame(&["ab".into(), "c".into()], 3, 5);
+        assert_eq!(f, "\x1b[Hab\x1b[K\r\nc\x1b[K\r\n\x1b[J");
+        assert_eq!(frame(&[], 3, 5), "\x1b[H\x1b[J");
         // A full-width line is not cleared (that would erase its last
-        // character).
-        assert_eq!(frame(&["abc".into()], 3), "\x1b[Habc\x1b[J");
+        // character), and the clearing below starts on the next line.
+        assert_eq!(frame(&["abc".into()], 3, 5), "\x1b[Habc\r\n\x1b[J");
+        // As tall as the screen: nothing below to clear, no newline that
+        // would scroll.
+        assert_eq!(
+            frame(&["ab".into(), "abc".into()], 3, 2),
+            "\x1b[Hab\x1b[K\r\nabc"
+        );
     }
 
     #[test]

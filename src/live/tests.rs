@@ -136,7 +136,7 @@ fn table_enters_draws_and_leaves() {
     assert!(first.starts_with(term::ENTER), "{first:?}");
     let body = &first[term::ENTER.len()..];
     let lines = crate::live::render::render_table(&header(Vantage::Cpu), None, &a, 60, 10);
-    assert_eq!(body, term::frame(&lines, 60));
+    assert_eq!(body, term::frame(&lines, 60, 10));
     v.update(b.clone()).unwrap();
     let second = buf.take();
     // A frame, no second ENTER.
@@ -146,7 +146,7 @@ fn table_enters_draws_and_leaves() {
     v.set_size((40, 6)).unwrap();
     let third = buf.take();
     let lines = crate::live::render::render_table(&header(Vantage::Cpu), Some(&a), &b, 40, 6);
-    assert_eq!(third, term::frame(&lines, 40));
+    assert_eq!(third, term::frame(&lines, 40, 6));
     v.finish(None).unwrap();
     assert_eq!(buf.take(), term::LEAVE);
 }
@@ -160,7 +160,7 @@ fn table_notes_show_under_the_table_then_on_the_screen() {
     v.note("rxtxcpu: cpu1 went offline").unwrap();
     let frame = buf.take();
     assert!(
-        frame.contains("rxtxcpu: cpu1 went offline\x1b[K\x1b[J"),
+        frame.contains("rxtxcpu: cpu1 went offline\x1b[K\r\n\x1b[J"),
         "{frame:?}"
     );
     v.stopping();
