@@ -22,6 +22,7 @@
 //! - [`output`]: pcap files and naming
 //! - [`pcapfilter`]: tcpdump filter expressions (libpcap, loaded at run time)
 //! - [`report`]: the end-of-capture report
+//! - [`live`]: the `--live` view (table, plain and JSON lines)
 
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
 /// with the same Ctrl-C that stops the capture (`2>&1 | tee log`), and a
@@ -50,6 +51,7 @@ pub mod ebpf;
 pub mod error;
 pub mod ethtool;
 pub mod fanout;
+pub mod live;
 pub mod output;
 pub mod pcapfilter;
 pub mod report;
