@@ -10,6 +10,8 @@
 //! - [`capture`]: the fanout group, workers and signals of one capture
 //! - [`worker`]: reading one cpu's ring
 //! - [`output`]: pcap files and naming
+//! - [`pcapng`], [`merge`]: the merged pcapng file and its timeline
+//! - [`rotate`]: tcpdump's -C/-G/-W file rotation
 //! - [`report`]: the end-of-capture report
 
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
@@ -35,9 +37,12 @@ pub mod capture;
 pub mod cli;
 pub mod cpuset;
 pub mod error;
+pub mod merge;
 pub mod output;
+pub mod pcapng;
 pub mod report;
 pub mod ring;
+pub mod rotate;
 pub mod worker;
 
 use std::ffi::OsString;
