@@ -19,6 +19,12 @@
 //!   high 32 bits first, then the low 32 bits, each in section byte order.
 //!
 //! Blocks are in native byte order, as libpcap and dumpcap write them.
+//!
+//! The pieces: [`Section`] (what starts every file), [`Frame`] (a packet's
+//! record bytes, the same as the pcap record's), [`encode_epb`] and
+//! [`EpbBatch`] (workers encode their packets' blocks), [`PcapngOutput`]
+//! (the buffered file that always ends on a whole block) and
+//! [`MergedFile`] (the merger thread's sink, with rotation).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -307,6 +313,21 @@ pub struct PacketInfo {
 }
 
 impl PacketInfo {
+    /// For `p` on interface `interface`: its timestamp and direction; the
+    /// hash and the queue are the caller's to fill in (the ring gives the
+    /// hash in tpacket3_hdr.hv1.tp_rxhash, at offset 28, once the ring is
+    /// made with tp_feature_req_word = TP_FT_REQ_FILL_RXHASH).
+    pub fn new(interface: u32, p: &Packet) -> PacketInfo {
+        PacketInfo {
+            interface,
+            sec: p.sec,
+            nsec: p.nsec,
+            flags: epb_flags(p.pkttype),
+            hash: None,
+            queue: None,
+        }
+    }
+
     /// The timestamp in nanoseconds since the epoch, for ordering.
     pub fn timestamp_ns(&self) -> u64 {
         self.sec as u64 * 1_000_000_000 + self.nsec as u64
@@ -613,7 +634,7 @@ impl PcapngOutput {
         self.check_failed()?;
         debug_assert!(stats.len() <= self.interfaces as usize);
         for (i, s) in stats.iter().enumerate() {
-            self.reserve(80)?;
+            self.reserve(88)?;
             encode_isb(&mut self.buf, self.precision, i as u32, s);
         }
         self.flush()
@@ -823,6 +844,12 @@ impl MergedFile {
         self.out.as_ref().and_then(|o| o.watch_fd())
     }
 
+    fn not_written(&mut self, interface: usize) {
+        if let Some(n) = self.summary.not_written.get_mut(interface) {
+            *n += 1;
+        }
+    }
+
     /// Stops writing: after an error (kept for the report) or at the file
     /// limit.
     fn end(&mut self, error: Option<crate::error::Error>) {
@@ -893,10 +920,10 @@ fn name_error(e: crate::rotate::NameError) -> io::Error {
 }
 
 impl merge::Sink<EpbBatch> for MergedFile {
+    /// Producer i is stream i, interface i of the file.
     fn emit(&mut self, producer: usize, batch: &EpbBatch, index: usize) {
-        let interface = producer.min(self.summary.not_written.len().saturating_sub(1));
         if self.ended {
-            self.summary.not_written[interface] += 1;
+            self.not_written(producer);
             return;
         }
         if let (Some(r), Some(out)) = (&mut self.rotator, &self.out) {
@@ -904,20 +931,20 @@ impl merge::Sink<EpbBatch> for MergedFile {
                 Ok(crate::rotate::Decision::Keep) => {}
                 Ok(crate::rotate::Decision::Rotate { name }) => {
                     if !self.rotate(&name) {
-                        self.summary.not_written[interface] += 1;
+                        self.not_written(producer);
                         return;
                     }
                 }
                 Ok(crate::rotate::Decision::Stop) => {
                     self.summary.limit_reached = true;
                     self.end(None);
-                    self.summary.not_written[interface] += 1;
+                    self.not_written(producer);
                     return;
                 }
                 Err(e) => {
                     let path = r.current().to_string();
                     self.fail(&path, name_error(e));
-                    self.summary.not_written[interface] += 1;
+                    self.not_written(producer);
                     return;
                 }
             }
@@ -1067,6 +1094,12 @@ mod tests {
         assert_eq!(epb_flags(4), OUTBOUND);
         assert_eq!(epb_flags(5), INBOUND);
         assert_eq!(epb_flags(6), 0);
+        let data = [0u8; 20];
+        let mut p = packet(&data);
+        p.pkttype = 4;
+        let info = PacketInfo::new(1, &p);
+        assert_eq!((info.interface, info.flags, info.hash), (1, OUTBOUND, None));
+        assert_eq!(info.timestamp_ns(), 1_700_000_000_123_456_789);
     }
 
     #[test]
@@ -1571,6 +1604,141 @@ mod tests {
         }
         assert_eq!(total, 2 * per as u64);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    static NOW: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+    /// -G 1 -W 2 on the merged file: the second rotation ends the writing,
+    /// says so once, and counts what was not written; with -U every round
+    /// is on disk at once.
+    #[test]
+    fn merged_file_limit_and_packet_buffering() {
+        use crate::merge::{Limits, Merger, Sink};
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let dir = temp_file("merged-limit");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = format!("{dir}/g-%s.pcapng");
+        let s = section(Precision::Micro);
+        let rotation = crate::rotate::Rotation {
+            seconds: Some(1),
+            count: Some(2),
+            ..Default::default()
+        };
+        static ENDS: AtomicU32 = AtomicU32::new(0);
+        NOW.store(100, Ordering::SeqCst);
+        let mut file = MergedFile::with_clock(
+            &path,
+            s.clone(),
+            true,
+            Some(rotation),
+            Box::new(|| {
+                ENDS.fetch_add(1, Ordering::SeqCst);
+            }),
+            || NOW.load(Ordering::SeqCst),
+        )
+        .unwrap();
+        let first = format!("{dir}/g-100.pcapng");
+        let header = std::fs::metadata(&first).unwrap().len();
+        let mut merger = Merger::new(3, Limits::for_retire_ms(20));
+        let data = [1u8; 60];
+        let batch_at = |t: u32| {
+            let mut b = EpbBatch::new();
+            let mut p = packet(&data);
+            p.nsec = t;
+            b.push(
+                s.precision,
+                &PacketInfo::new(1, &p),
+                &Frame::new(LinkType::Ethernet, 65_535, &p),
+            );
+            b
+        };
+        for p in [0, 2] {
+            merger.end(p);
+        }
+        merger.push(1, batch_at(1000));
+        merger.release(0, &mut file);
+        file.round();
+        // -U: on disk after the round.
+        assert!(std::fs::metadata(&first).unwrap().len() > header);
+        NOW.store(101, Ordering::SeqCst);
+        merger.push(1, batch_at(2000));
+        merger.release(0, &mut file);
+        assert!(std::fs::metadata(format!("{dir}/g-101.pcapng")).is_ok());
+        NOW.store(102, Ordering::SeqCst);
+        merger.push(1, batch_at(3000));
+        merger.push(1, batch_at(4000));
+        merger.end(1);
+        merger.release(0, &mut file);
+        file.round();
+        assert_eq!(ENDS.load(Ordering::SeqCst), 1);
+        let summary = file.finish(&[InterfaceStats::default(); 3]);
+        assert!(summary.limit_reached);
+        assert!(summary.error.is_none());
+        assert_eq!(summary.files, 2);
+        assert_eq!(summary.records, 2);
+        assert_eq!(summary.not_written, [0, 2, 0]);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["g-100.pcapng", "g-101.pcapng"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file that cannot be created at a rotation ends the writing with
+    /// that error; the files so far stay whole.
+    #[test]
+    fn merged_file_rotation_failure() {
+        use crate::merge::{Limits, Merger};
+        let dir = temp_file("merged-fail");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = format!("{dir}/m.pcapng");
+        let s = section(Precision::Micro);
+        let rotation = crate::rotate::Rotation {
+            size: Some(1_000_000),
+            ..Default::default()
+        };
+        let mut file = MergedFile::with_clock(
+            &path,
+            s.clone(),
+            false,
+            Some(rotation),
+            Box::new(|| {}),
+            || 0,
+        )
+        .unwrap();
+        let data = [1u8; 1000];
+        let mut b = EpbBatch::new();
+        for i in 0..1500 {
+            let mut p = packet(&data);
+            p.nsec = i;
+            b.push(
+                s.precision,
+                &PacketInfo::new(0, &p),
+                &Frame::new(LinkType::Ethernet, 65_535, &p),
+            );
+        }
+        let mut merger = Merger::new(1, Limits::for_retire_ms(20));
+        merger.push(0, b);
+        merger.end(0);
+        // The directory goes away under the capture: m.pcapng1 cannot be
+        // made.
+        std::fs::remove_dir_all(&dir).unwrap();
+        merger.release(0, &mut file);
+        let summary = file.finish(&[]);
+        let e = summary.error.expect("an error");
+        assert_eq!(
+            e.to_string(),
+            format!("{dir}/m.pcapng1: No such file or directory")
+        );
+        assert_eq!(summary.files, 1);
+        assert_eq!(summary.records + summary.not_written[0], 1500);
+        assert!(
+            summary.records > 900 && summary.records < 1000,
+            "{}",
+            summary.records
+        );
     }
 
     #[test]
