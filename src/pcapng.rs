@@ -766,7 +766,7 @@ pub struct MergedSummary {
 /// again, so it stands alone). On the first failure it stops writing and
 /// calls `on_end` (to stop the capture); so it does when the -G -W file
 /// limit is reached.
-pub struct MergedFile {
+pub struct MergedFile<'a> {
     section: Section,
     packet_buffered: bool,
     out: Option<PcapngOutput>,
@@ -775,7 +775,7 @@ pub struct MergedFile {
     closed_records: u64,
     ended: bool,
     summary: MergedSummary,
-    on_end: Option<Box<dyn FnMut() + Send>>,
+    on_end: Option<Box<dyn FnMut() + Send + 'a>>,
     /// Seconds since the epoch, for -G (tcpdump's time(NULL)).
     clock: fn() -> i64,
 }
@@ -784,15 +784,15 @@ fn unix_seconds() -> i64 {
     (merge::realtime_ns() / 1_000_000_000) as i64
 }
 
-impl MergedFile {
+impl<'a> MergedFile<'a> {
     /// Creates the first file: `path`, or with rotation its first name.
     pub fn create(
         path: &str,
         section: Section,
         packet_buffered: bool,
         rotation: Option<crate::rotate::Rotation>,
-        on_end: Box<dyn FnMut() + Send>,
-    ) -> crate::error::Result<MergedFile> {
+        on_end: Box<dyn FnMut() + Send + 'a>,
+    ) -> crate::error::Result<MergedFile<'a>> {
         MergedFile::with_clock(
             path,
             section,
@@ -808,9 +808,9 @@ impl MergedFile {
         section: Section,
         packet_buffered: bool,
         rotation: Option<crate::rotate::Rotation>,
-        on_end: Box<dyn FnMut() + Send>,
+        on_end: Box<dyn FnMut() + Send + 'a>,
         clock: fn() -> i64,
-    ) -> crate::error::Result<MergedFile> {
+    ) -> crate::error::Result<MergedFile<'a>> {
         let rotator = match rotation.filter(|r| r.is_on()) {
             Some(r) => Some(
                 crate::rotate::Rotator::new(path, r, clock())
@@ -919,7 +919,7 @@ fn name_error(e: crate::rotate::NameError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
-impl merge::Sink<EpbBatch> for MergedFile {
+impl merge::Sink<EpbBatch> for MergedFile<'_> {
     /// Producer i is stream i, interface i of the file.
     fn emit(&mut self, producer: usize, batch: &EpbBatch, index: usize) {
         if self.ended {
@@ -1739,6 +1739,15 @@ mod tests {
             "{}",
             summary.records
         );
+    }
+
+    #[test]
+    fn the_merger_thread_can_own_its_parts() {
+        fn send<T: Send>() {}
+        send::<MergedFile<'static>>();
+        send::<merge::Inbox<EpbBatch>>();
+        send::<merge::Feed<EpbBatch>>();
+        send::<merge::Merger<EpbBatch>>();
     }
 
     #[test]
