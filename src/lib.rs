@@ -21,6 +21,8 @@
 //!   (loaded at run time) and rewritten for the kernel
 //! - [`output`]: pcap files and naming
 //! - [`pcapfilter`]: tcpdump filter expressions (libpcap, loaded at run time)
+//! - [`pcapng`], [`merge`]: the merged pcapng file and its timeline
+//! - [`rotate`]: tcpdump's -C/-G/-W file rotation
 //! - [`report`]: the end-of-capture report
 //! - [`live`]: the `--live` view (table, plain and JSON lines)
 
@@ -52,10 +54,13 @@ pub mod error;
 pub mod ethtool;
 pub mod fanout;
 pub mod live;
+pub mod merge;
 pub mod output;
 pub mod pcapfilter;
+pub mod pcapng;
 pub mod report;
 pub mod ring;
+pub mod rotate;
 pub mod rss;
 pub mod steering;
 pub mod vantage;
