@@ -53,6 +53,7 @@ pub mod ebpf;
 pub mod error;
 pub mod ethtool;
 pub mod fanout;
+pub mod flows;
 pub mod live;
 pub mod merge;
 pub mod output;

@@ -1,0 +1,35 @@
+//! Flow tracking for `--flows`: which flows landed on which stream.
+//!
+//! Each worker owns a [`FlowTable`] for its stream and calls
+//! [`FlowTable::record`] for every packet it counts (no locks; no
+//! allocation but when a new flow grows the table); the size of all
+//! tables together is bounded by one shared [`FlowBudget`] (`--flows-max`,
+//! [`DEFAULT_MAX_FLOWS`], [`MAX_BYTES_PER_FLOW`]). At the end the tables
+//! go back to the main thread, [`merge`] turns them into [`Flows`], and
+//! [`text::table`] prints them after the report or [`json::Report`]
+//! carries them in the `--json` object.
+//!
+//! Streams are known here by a number the caller picks (its fanout member
+//! index, say); the outputs name them through the caller's functions
+//! (label for the text, id for JSON).
+//!
+//! - [`key`]: what a flow is, read from a packet
+//! - [`table`]: per-stream tables, the budget, the merge
+//! - [`text`]: the flow table on stdout
+//! - [`json`]: the `--json` report
+
+pub mod json;
+pub mod key;
+pub mod table;
+pub mod text;
+
+pub use key::{Endpoint, FlowKey, Proto};
+pub use table::{
+    merge, FlowBudget, FlowRecord, FlowTable, Flows, StreamFlows, DEFAULT_MAX_FLOWS,
+    MAX_BYTES_PER_FLOW,
+};
+
+#[cfg(test)]
+mod kernel_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,357 @@
+//! Per-stream flow tables, the shared bound on their size, and the merge
+//! of all streams' tables into one list of flows.
+
+use std::collections::hash_map::Entry as MapEntry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use std::collections::HashMap;
+
+use super::key::BuildKeyHasher;
+
+use super::key::FlowKey;
+use crate::output::LinkType;
+use crate::ring::Packet;
+use crate::steering::Expectation;
+
+/// The default of `--flows-max`.
+pub const DEFAULT_MAX_FLOWS: u64 = 1_000_000;
+
+/// Memory one tracked flow costs at most, in bytes, for documenting
+/// `--flows-max`. A table slot is 80 bytes (key and counters) plus a
+/// control byte, in a table between 7/16 and 7/8 full, and while a table
+/// doubles the old and new slot arrays exist together: up to about 280
+/// bytes per flow. The merge at the end needs about 240 per flow (sorted
+/// entries, then records), the tables being freed as it goes. Measured
+/// (the ignored test `million_flows_memory`): 1,000,000 flows over two
+/// streams peaked at 212 bytes per flow during the capture, 239 with the
+/// merge. So 1,000,000 flows (the default) cost up to about 300 MB.
+pub const MAX_BYTES_PER_FLOW: u64 = 300;
+
+/// How many new flows the tables of one capture may still start: one
+/// budget is shared by all workers' tables, so `--flows-max` bounds the
+/// capture, not each stream. Claimed once per new flow, never per packet.
+#[derive(Debug)]
+pub struct FlowBudget {
+    max: u64,
+    left: AtomicU64,
+}
+
+impl FlowBudget {
+    /// A budget of `max` flows (0 tracks none).
+    pub fn new(max: u64) -> Arc<FlowBudget> {
+        Arc::new(FlowBudget {
+            max,
+            left: AtomicU64::new(max),
+        })
+    }
+
+    /// The limit it was made with.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Takes one slot; false once all are taken.
+    fn claim(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// What one stream saw of one flow.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Counts {
+    packets: u64,
+    bytes: u64,
+    /// Time of the first packet (sec, nsec): which stream's hash came
+    /// first when a flow's hash changed.
+    first: (u32, u32),
+    /// The flow hash of the first packet that had one; 0 for none yet.
+    hash: u32,
+    /// A later packet had another (non-zero) hash.
+    hash_changed: bool,
+}
+
+/// The flows of one stream. Owned by that stream's worker: no locks on the
+/// per-packet path; handed to [`merge`] at the end.
+#[derive(Debug)]
+pub struct FlowTable {
+    stream: u32,
+    link: LinkType,
+    map: HashMap<FlowKey, Counts, BuildKeyHasher>,
+    budget: Arc<FlowBudget>,
+    /// The budget ran out: no more atomic operations for new flows.
+    full: bool,
+    packets: u64,
+    untracked_packets: u64,
+    untracked_bytes: u64,
+}
+
+impl FlowTable {
+    /// The table of stream `stream` of a capture of link type `link`, new
+    /// flows taken from `budget`. Stream numbers are the caller's (the
+    /// stream's fanout member index, say): the outputs name them through
+    /// the caller's label and id functions.
+    pub fn new(stream: u32, link: LinkType, budget: Arc<FlowBudget>) -> FlowTable {
+        FlowTable {
+            stream,
+            link,
+            map: HashMap::default(),
+            budget,
+            full: false,
+            packets: 0,
+            untracked_packets: 0,
+            untracked_bytes: 0,
+        }
+    }
+
+    /// Counts `p`, whose flow hash is `hash` (tp_rxhash; 0 when the kernel
+    /// gave none: skb_get_hash() never yields 0 for a hashed packet, the
+    /// flow dissector maps a 0 hash to 1).
+    #[inline]
+    pub fn record(&mut self, p: &Packet<'_>, hash: u32) {
+        let key = FlowKey::of_packet(self.link, p);
+        self.record_key(key, p.len, hash, (p.sec, p.nsec));
+    }
+
+    /// Counts one packet of `key`, `len` bytes on the wire, at time `ts`
+    /// (sec, nsec).
+    #[inline]
+    pub fn record_key(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32)) {
+        self.packets += 1;
+        match self.map.entry(key) {
+            MapEntry::Occupied(mut e) => {
+                let c = e.get_mut();
+                c.packets += 1;
+                c.bytes += u64::from(len);
+                if hash != c.hash && hash != 0 {
+                    if c.hash == 0 {
+                        c.hash = hash;
+                    } else {
+                        c.hash_changed = true;
+                    }
+                }
+            }
+            MapEntry::Vacant(e) => {
+                if !self.full && self.budget.claim() {
+                    e.insert(Counts {
+                        packets: 1,
+                        bytes: u64::from(len),
+                        first: ts,
+                        hash,
+                        hash_changed: false,
+                    });
+                } else {
+                    self.full = true;
+                    self.untracked_packets += 1;
+                    self.untracked_bytes += u64::from(len);
+                }
+            }
+        }
+    }
+
+    /// The stream this table counts.
+    pub fn stream(&self) -> u32 {
+        self.stream
+    }
+
+    /// Distinct flows tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Packets recorded, tracked or not.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Packets of flows that found the budget spent.
+    pub fn untracked_packets(&self) -> u64 {
+        self.untracked_packets
+    }
+}
+
+/// One flow over all streams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    pub packets: u64,
+    pub bytes: u64,
+    /// (stream, packets) for each stream that saw the flow, in the order
+    /// the tables were merged (stream order).
+    pub streams: Vec<(u32, u64)>,
+    /// The flow hash of its earliest packet that had one.
+    pub hash: Option<u32>,
+    /// Packets of the flow had different hashes.
+    pub hash_changed: bool,
+    /// Where it was expected to land (from [`crate::steering`]); None
+    /// until the caller predicts it. The outputs show it when present.
+    pub expected: Option<Expectation>,
+    /// Time of the first packet (sec, nsec).
+    pub first: (u32, u32),
+}
+
+impl FlowRecord {
+    /// Seen on more than one stream.
+    pub fn split(&self) -> bool {
+        self.streams.len() > 1
+    }
+
+    /// Some packets landed off the expected stream.
+    pub fn unexpected(&self) -> bool {
+        match self.expected {
+            Some(Expectation {
+                stream: Some(s), ..
+            }) => self.streams.iter().any(|&(id, _)| id != s),
+            _ => false,
+        }
+    }
+}
+
+/// What one stream carried, for the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamFlows {
+    pub stream: u32,
+    /// Distinct flows tracked on it.
+    pub flows: u64,
+    /// Packets recorded on it, tracked or not.
+    pub packets: u64,
+    /// Of those, packets of flows past the limit.
+    pub untracked_packets: u64,
+}
+
+/// All streams' flows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flows {
+    /// In no particular order; [`Flows::rows`] gives display order.
+    pub records: Vec<FlowRecord>,
+    /// In the order the tables were merged.
+    pub streams: Vec<StreamFlows>,
+    pub untracked_packets: u64,
+    pub untracked_bytes: u64,
+    /// The `--flows-max` in force.
+    pub max_flows: u64,
+}
+
+/// Merges the tables of all streams, given in stream order.
+///
+/// By sorting rather than through another hash map: the tables' entries
+/// go into one vector (each table freed once it is emptied), sorted by
+/// key and table, and each run of one key becomes a record. At the peak
+/// that is a vector entry (88 bytes) and a record (120 bytes and its
+/// stream list) per flow, less than an index map on top of the records.
+pub fn merge(tables: Vec<FlowTable>) -> Flows {
+    let mut flows = Flows {
+        records: Vec::new(),
+        streams: Vec::with_capacity(tables.len()),
+        untracked_packets: 0,
+        untracked_bytes: 0,
+        max_flows: tables.first().map_or(0, |t| t.budget.max()),
+    };
+    let most: usize = tables.iter().map(|t| t.map.len()).sum();
+    let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);
+    for (i, t) in tables.into_iter().enumerate() {
+        flows.streams.push(StreamFlows {
+            stream: t.stream,
+            flows: t.map.len() as u64,
+            packets: t.packets,
+            untracked_packets: t.untracked_packets,
+        });
+        flows.untracked_packets += t.untracked_packets;
+        flows.untracked_bytes += t.untracked_bytes;
+        entries.extend(t.map.into_iter().map(|(k, c)| (k, i as u32, c)));
+    }
+    // Table position breaks ties: a record lists its streams in order.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let split = entries.windows(2).filter(|w| w[0].0 == w[1].0).count();
+    flows.records.reserve_exact(entries.len() - split);
+    for (key, i, c) in entries {
+        let stream = flows.streams[i as usize].stream;
+        let hash = (c.hash != 0).then_some(c.hash);
+        match flows.records.last_mut() {
+            Some(r) if r.key == key => {
+                r.packets += c.packets;
+                r.bytes += c.bytes;
+                r.streams.push((stream, c.packets));
+                r.hash_changed |= c.hash_changed;
+                match (r.hash, hash) {
+                    (Some(a), Some(b)) if a != b => {
+                        r.hash_changed = true;
+                        if c.first < r.first {
+                            r.hash = hash;
+                        }
+                    }
+                    (None, Some(_)) => r.hash = hash,
+                    _ => {}
+                }
+                r.first = r.first.min(c.first);
+            }
+            _ => {
+                flows.records.push(FlowRecord {
+                    key,
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    streams: vec![(stream, c.packets)],
+                    hash,
+                    hash_changed: c.hash_changed,
+                    expected: None,
+                    first: c.first,
+                });
+            }
+        }
+    }
+    flows
+}
+
+impl Flows {
+    /// Flows seen on more than one stream.
+    pub fn split_count(&self) -> usize {
+        self.records.iter().filter(|r| r.split()).count()
+    }
+
+    /// Flows whose hash changed.
+    pub fn hash_changed_count(&self) -> usize {
+        self.records.iter().filter(|r| r.hash_changed).count()
+    }
+
+    /// Flows that landed off their expected stream.
+    pub fn unexpected_count(&self) -> usize {
+        self.records.iter().filter(|r| r.unexpected()).count()
+    }
+
+    /// Packets recorded on all streams.
+    pub fn packets(&self) -> u64 {
+        self.streams.iter().map(|s| s.packets).sum()
+    }
+
+    /// The flows to list, in display order: unexpected ones, then split
+    /// ones (all of both, whatever `limit` is), then the others, each
+    /// group biggest first (packets, then bytes, then key, so the order is
+    /// deterministic); at most `limit` rows unless the flagged ones alone
+    /// are more; `limit` 0 lists all.
+    pub fn rows(&self, limit: usize) -> Vec<&FlowRecord> {
+        // 0 unexpected, 1 split, 2 the others.
+        let group = |r: &FlowRecord| match (r.unexpected(), r.split()) {
+            (true, _) => 0u8,
+            (false, true) => 1,
+            (false, false) => 2,
+        };
+        let mut rows: Vec<(u8, &FlowRecord)> = self.records.iter().map(|r| (group(r), r)).collect();
+        rows.sort_unstable_by(|(ga, a), (gb, b)| {
+            ga.cmp(gb)
+                .then(b.packets.cmp(&a.packets))
+                .then(b.bytes.cmp(&a.bytes))
+                .then(a.key.cmp(&b.key))
+        });
+        if limit > 0 {
+            let flagged = rows.iter().take_while(|(g, _)| *g < 2).count();
+            rows.truncate(limit.max(flagged));
+        }
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+}
