@@ -1,8 +1,9 @@
-//! A whole capture: the fanout group, the workers, the stop signals, the
-//! report. What the streams are comes from the [`Plan`] of the vantage.
+//! A whole capture: the source (the fanout group), the outputs, one worker
+//! per stream and its consumers, the stop signals, the report. What the
+//! streams are comes from the [`Plan`] of the vantage.
 
-use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -10,28 +11,27 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::afpacket::{self, FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
-use crate::bpf::Program;
+use crate::afpacket::{self, PacketSocket};
 use crate::cli::Options;
+use crate::consumers::{Consumers, MergedStream};
 use crate::error::{Error, Result, Why};
-use crate::fanout;
-use crate::output::{stream_path, Format, LinkType, PcapOutput};
+use crate::flows::{FlowBudget, FlowTable};
+use crate::merge;
+use crate::merged::{self, Merged};
+use crate::output::{stream_path, Format, StreamFile};
 use crate::pcapfilter;
-use crate::report::{self, StreamCount};
+use crate::pcapng::InterfaceStats;
+use crate::report::{self, Report, StreamCount};
 use crate::ring::{Geometry, Ring};
-use crate::vantage::{Plan, Route, Stream};
-use crate::worker::{pin_to, Fault, PanicGuard, Shared, Worker};
+use crate::source::{self, Target};
+use crate::vantage::{Plan, StreamKind};
+use crate::worker::{pin_to, Fault, Leftovers, PanicGuard, Shared, Worker};
 
 /// How long the kernel may hold a partly filled block before handing it
 /// over: the latency of a trickle of packets. While the interface is idle
 /// the kernel timer still fires, but an empty block is not handed over, so
 /// the worker is never woken.
 const RETIRE_MS: u32 = 20;
-
-/// Room for the longest link-layer header in front of the network header
-/// (Ethernet with two VLAN tags is 22 bytes; radiotap and friends are not
-/// captured cooked in practice).
-const MAX_LINK_HEADER: u32 = 64;
 
 /// Prints `-v` detail to stderr.
 struct Verbose<'a> {
@@ -47,178 +47,81 @@ impl Verbose<'_> {
     }
 }
 
-/// The interface to capture on.
-struct Target {
-    /// 0: every interface.
-    ifindex: u32,
-    /// For messages: the interface name, or `any`.
-    label: String,
-    link: LinkType,
+/// Everything a capture writes, created before the first packet is let
+/// in: the per-stream pcap files, or the merged pcapng file.
+struct Outputs<'a> {
+    files: Vec<Option<StreamFile>>,
+    merged: Option<Merged<'a>>,
 }
 
-fn target(opts: &Options) -> Result<Target> {
-    let Some(name) = &opts.interface else {
-        return Ok(Target {
-            ifindex: 0,
-            label: "any".into(),
-            link: LinkType::LinuxSll2,
-        });
-    };
-    let bad = |e: io::Error, hint: String| Error::Interface {
-        name: name.clone(),
-        why: Why(e),
-        hint,
-    };
-    let ifindex = afpacket::ifindex(name).map_err(|e| bad(e, String::new()))?;
-    let hatype = afpacket::hardware_type(name).map_err(|e| bad(e, String::new()))?;
-    if !afpacket::is_up(name) {
-        return Err(bad(
-            io::Error::from_raw_os_error(libc::ENETDOWN),
-            format!(" (bring it up first: ip link set dev {name} up)"),
-        ));
-    }
-    Ok(Target {
-        ifindex,
-        label: name.clone(),
-        link: LinkType::for_hatype(hatype),
-    })
-}
-
-/// One socket per possible stream, in one fanout group, member i =
-/// stream i (cpu i, queue i, node i).
-struct Group {
-    sockets: Vec<PacketSocket>,
-    /// Rings of the captured streams, in the plan's order.
-    rings: Vec<Ring>,
-    /// The eBPF fanout program, if the route has one. The group holds its
-    /// own reference once it is set; this one only lives as long.
-    _program: Option<Program>,
-}
-
-/// Builds the group with the setup race closed: every socket drops all
-/// packets from before bind() until the group is complete, so nothing that
-/// arrived while `cpu % members` still pointed at the wrong member is ever
-/// seen. Only then do the captured streams get their real filter.
-fn build_group(plan: &Plan, target: &Target, geometry: Geometry, v: &Verbose) -> Result<Group> {
-    let members = plan.members;
-    let program = fanout::program(plan.route)?;
-    let mode = match plan.route {
-        Route::Cpu => FanoutMode::Cpu,
-        Route::Queue { .. } | Route::Numa => FanoutMode::Ebpf,
-    };
-    let mut sockets = Vec::with_capacity(members as usize);
-    let mut rings: Vec<Option<Ring>> = plan.streams.iter().map(|_| None).collect();
-    let mut id = 0u16;
-    for member in 0..members {
-        let sock = PacketSocket::new().map_err(|e| Error::os("error creating packet socket", e))?;
-        sock.attach_filter(&Filter::drop_all())
-            .map_err(|e| Error::os("error attaching filter", e))?;
-        if let Some(slot) = plan.streams.iter().position(|s| s.member == member) {
-            // Streams that are not captured need no ring: their member only
-            // holds stream i's place in the group and drops everything.
-            let ring = Ring::new(&sock, geometry).map_err(|e| {
-                Error::os(
-                    format!(
-                        "error setting up the ring for {} ({} blocks of {} KiB)",
-                        plan.streams[slot].label(),
-                        geometry.blocks,
-                        geometry.block_size / 1024
-                    ),
-                    e,
-                )
-            })?;
-            rings[slot] = Some(ring);
-        }
-        sock.bind(target.ifindex)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENODEV) | Some(libc::ENXIO) => Error::Interface {
-                    name: target.label.clone(),
-                    why: Why(e),
-                    hint: String::new(),
-                },
-                _ => Error::os(format!("error binding to {}", target.label), e),
-            })?;
-        if member == 0 {
-            id = join_first(&sock, mode, members)?;
-            if let Some(p) = &program {
-                sock.set_fanout_program(p)
-                    .map_err(|e| Error::os("error setting the eBPF fanout program", e))?;
-            }
-        } else {
-            sock.join_fanout(id, mode, false, members)
-                .map_err(|e| fanout_error(e, members))?;
-        }
-        sockets.push(sock);
-    }
-    let by = match plan.route {
-        Route::Cpu => "by cpu",
-        Route::Queue { .. } => "by queue, eBPF",
-        Route::Numa => "by numa node, eBPF",
-    };
-    v.say(format!("fanout group id {id} ({by}, {members} members)"));
-    Ok(Group {
-        sockets,
-        rings: rings.into_iter().flatten().collect(),
-        _program: program,
-    })
-}
-
-/// Creates the group with the first socket. The kernel picks a free id
-/// (PACKET_FANOUT_FLAG_UNIQUEID, Linux 4.16+), so a group another program
-/// holds is never joined by mistake, and two captures never share one.
-/// There is no fallback to guessing ids: a guessed id that another program
-/// holds with the same settings would be joined silently.
-fn join_first(sock: &PacketSocket, mode: FanoutMode, members: u32) -> Result<u16> {
-    sock.join_fanout(0, mode, true, members)
-        .map_err(|e| fanout_error(e, members))?;
-    sock.fanout_id()
-        .map_err(|e| Error::os("error reading fanout group id", e))
-}
-
-fn fanout_error(e: io::Error, members: u32) -> Error {
-    let hint = if members > PACKET_FANOUT_MAX {
-        format!(
-            " (this capture needs {members} fanout members, more than a group holds on this \
-             kernel, {PACKET_FANOUT_MAX}; Linux 5.13+ raises the limit)"
-        )
-    } else {
-        match e.raw_os_error() {
-            // The socket is not running (its interface went down meanwhile),
-            // or the kernel predates PACKET_FANOUT_FLAG_UNIQUEID.
-            Some(libc::EINVAL) => " (is the interface up? Linux 4.16 or later is needed)".into(),
-            Some(libc::ENOMEM) => " (no free fanout group id)".into(),
-            _ => String::new(),
-        }
-    };
-    Error::Message(format!("error joining fanout group: {}{hint}", Why(e)))
-}
-
-/// Creates every output before the capture starts; on failure removes the
-/// files already created, so a bad path leaves nothing behind.
-fn create_outputs(
-    opts: &Options,
-    streams: &[Stream],
-    format: Format,
-) -> Result<Vec<Option<PcapOutput>>> {
-    let Some(template) = &opts.write else {
-        return Ok(streams.iter().map(|_| None).collect());
-    };
-    let mut outs = Vec::new();
-    for stream in streams {
-        let path = if template == "-" {
-            "-".to_string()
-        } else {
-            stream_path(template, stream.file_suffix())
+impl<'a> Outputs<'a> {
+    /// Creates every output; on failure removes what was already created,
+    /// so a bad path leaves nothing behind.
+    fn create(
+        opts: &Options,
+        plan: &Plan,
+        target: &Target,
+        format: Format,
+        shared: &'a Shared,
+    ) -> Result<Outputs<'a>> {
+        let none = || plan.streams.iter().map(|_| None).collect();
+        let Some(template) = &opts.write else {
+            return Ok(Outputs {
+                files: none(),
+                merged: None,
+            });
         };
-        match PcapOutput::create(&path, format) {
-            Ok(o) => outs.push(Some(o)),
-            Err(e) => {
-                remove_files(&outs);
-                return Err(Error::file(&path, e));
+        if opts.pcapng {
+            let merged = Merged::create(
+                opts,
+                template,
+                &plan.streams,
+                &target.label,
+                target.link,
+                RETIRE_MS,
+                Box::new(|| shared.stop()),
+            )?;
+            return Ok(Outputs {
+                files: none(),
+                merged: Some(merged),
+            });
+        }
+        let mut files = Vec::new();
+        for stream in &plan.streams {
+            let path = if template == "-" {
+                "-".to_string()
+            } else {
+                stream_path(template, stream.file_suffix())
+            };
+            match StreamFile::create(&path, format, opts.rotation) {
+                Ok(f) => files.push(Some(f)),
+                Err(e) => {
+                    let made = Outputs {
+                        files,
+                        merged: None,
+                    };
+                    made.remove();
+                    return Err(Error::file(&path, e));
+                }
             }
         }
+        Ok(Outputs {
+            files,
+            merged: None,
+        })
     }
-    Ok(outs)
+
+    /// Removes the files again (the capture could not start).
+    fn remove(&self) {
+        for f in self.files.iter().flatten() {
+            if f.path() != "-" {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        if let Some(m) = &self.merged {
+            m.remove();
+        }
+    }
 }
 
 /// The signals that end a capture. They are blocked in every thread and
@@ -251,6 +154,16 @@ fn inherited_ignore(sig: Signal) -> bool {
         .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
 }
 
+/// What one capture is working with, for the functions that run it.
+struct Capture<'a> {
+    opts: &'a Options,
+    plan: &'a Plan,
+    target: Target,
+    v: Verbose<'a>,
+    shared: &'a Shared,
+    sigfd: &'a SignalFd,
+}
+
 /// Runs the capture described by `opts`; returns the exit status. Errors
 /// before the capture starts are returned; after that, faults are printed
 /// and the report still comes.
@@ -269,7 +182,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::os("error creating signalfd", e.into()))?;
 
-    let target = target(opts)?;
+    let target = source::target(opts)?;
     for note in &plan.notes {
         v.say(note);
     }
@@ -282,15 +195,10 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         target.label, target.ifindex
     ));
 
-    // The kernel's snap length counts from the link-layer header. A cooked
-    // record replaces that header with its own, so the kernel must keep
-    // enough beyond the snap length for the longest link header; the
-    // output then cuts the payload to the snap length.
-    let kernel_snaplen = match target.link {
-        LinkType::LinuxSll2 => opts.snaplen.saturating_add(MAX_LINK_HEADER),
-        LinkType::Ethernet | LinkType::Raw => opts.snaplen,
-    };
-    let geometry = Geometry::new(kernel_snaplen, opts.buffer_bytes, RETIRE_MS);
+    let kernel_snaplen = target.kernel_snaplen(opts.snaplen);
+    // The kernel computes a flow hash per packet only for what uses it.
+    let want_hash = opts.pcapng && opts.write.is_some() || opts.flows.is_some();
+    let geometry = Geometry::new(kernel_snaplen, opts.buffer_bytes, RETIRE_MS).with_hash(want_hash);
     v.say(format!(
         "ring per {}: {} blocks of {} KiB ({} KiB), block timeout {} ms",
         plan.vantage.subject(),
@@ -300,7 +208,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         geometry.retire_ms
     ));
 
-    check_memory(geometry, plan)?;
+    source::check_memory(geometry, plan)?;
     // Compiled before anything is created, so that a bad expression
     // leaves nothing behind.
     let (filter, said) = pcapfilter::capture_filter(
@@ -320,7 +228,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         precision: opts.precision,
         packet_buffered: opts.packet_buffered,
     };
-    let group = build_group(plan, &target, geometry, &v)?;
+    let group = source::build_group(plan, &target, geometry, &|s| v.say(s))?;
 
     if opts.promiscuous {
         if target.ifindex == 0 {
@@ -340,94 +248,102 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
 
     // Files last, so that no setup failure leaves any behind; still before
     // a single packet is let in.
-    let outputs = create_outputs(opts, &plan.streams, format)?;
+    let outputs = Outputs::create(opts, plan, &target, format, &shared)?;
 
     // The group is complete: let packets in on the captured streams.
     for stream in &plan.streams {
         if let Err(e) = group.sockets[stream.member as usize].attach_filter(&filter) {
-            remove_files(&outputs);
+            outputs.remove();
             return Err(Error::os("error attaching filter", e));
         }
     }
 
-    let failed = run_workers(
+    let capture = Capture {
         opts,
-        &v,
-        &target,
-        &group.sockets,
-        group.rings,
-        outputs,
-        &shared,
-        &sigfd,
-        &plan.streams,
-    );
-
-    let status = report_faults(opts, &v, &target, &shared, &failed, &plan.streams);
-    Ok(print_report(opts, &plan.streams, &shared).max(status))
+        plan,
+        target,
+        v,
+        shared: &shared,
+        sigfd: &sigfd,
+    };
+    let ended = run_workers(&capture, &group.sockets, group.rings, outputs);
+    let mut status = report_faults(&capture, &ended.failed);
+    let report = finish(&capture, ended, &mut status);
+    Ok(report::print(opts, plan, &report).max(status))
 }
 
-/// Prints the drop lines and the report; returns 1 if the report could
-/// not be written.
-fn print_report(opts: &Options, streams: &[Stream], shared: &Shared) -> i32 {
-    let counts: Vec<StreamCount> = streams
-        .iter()
-        .enumerate()
-        .map(|(slot, stream)| StreamCount {
-            place: stream.place(),
-            packets: shared.captured[slot].load(Ordering::Relaxed),
-            drops: shared.drops[slot].load(Ordering::Relaxed),
-            unread: shared.unread[slot].load(Ordering::Relaxed),
-        })
-        .collect();
-    err!("{}", report::drops(&counts));
-    let text = report::counts(&counts);
-    if opts.write.as_deref() == Some("-") {
-        err!("{text}");
-        return 0;
-    }
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+/// How the workers ended.
+struct Ended<'a> {
+    /// Streams (by slot) whose worker could not start or panicked.
+    failed: Vec<usize>,
+    /// What each worker left (None where it panicked).
+    leftovers: Vec<Option<Leftovers>>,
+    /// The merged file, once its merger is done, and the capture's
+    /// start and end (ns since the epoch).
+    merged: Option<(merged::Written<'a>, u64, u64)>,
 }
 
-/// Runs one worker per captured stream until the capture stops (a signal,
-/// the count, a fault). Returns the streams (by slot) whose worker could
-/// not start or panicked.
-#[allow(clippy::too_many_arguments)]
-fn run_workers(
-    opts: &Options,
-    v: &Verbose,
-    target: &Target,
+/// Runs one worker per captured stream (and the merger thread, with
+/// `--pcapng`) until the capture stops: a signal, the count, a fault.
+fn run_workers<'a>(
+    c: &Capture<'a>,
     sockets: &[PacketSocket],
     rings: Vec<Ring>,
-    outputs: Vec<Option<PcapOutput>>,
-    shared: &Shared,
-    sigfd: &SignalFd,
-    streams: &[Stream],
-) -> Vec<usize> {
+    mut outputs: Outputs<'a>,
+) -> Ended<'a> {
+    let (opts, shared, streams) = (c.opts, c.shared, &c.plan.streams);
     let mut failed = Vec::new();
+    let mut feeds: Vec<Option<_>> = match &mut outputs.merged {
+        Some(m) => m.take_feeds().into_iter().map(Some).collect(),
+        None => streams.iter().map(|_| None).collect(),
+    };
+    let watch = outputs.merged.as_ref().and_then(|m| m.watch_fd());
+    let budget = opts.flows.map(|_| FlowBudget::new(opts.flows_max));
+    let file_snaplen = c.target.link.snaplen(opts.snaplen);
+    let merged_path = opts.write.clone().unwrap_or_default();
     std::thread::scope(|s| {
         let _guard = PanicGuard::main(shared);
+        let merger = outputs.merged.take().map(|m| s.spawn(move || m.run()));
         // Each worker says when it is pinned, so that the ready line comes
         // last; a worker that never starts or dies drops its sender, which
         // also counts, so this can never wait for a thread that is gone.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let mut handles = Vec::new();
-        for (slot, ((stream, ring), output)) in streams.iter().zip(rings).zip(outputs).enumerate() {
+        for (slot, (stream, ring)) in streams.iter().zip(rings).enumerate() {
             let sock = &sockets[stream.member as usize];
+            let queue = match stream.kind {
+                StreamKind::Queue(q) => Some(q),
+                _ => None,
+            };
+            let consumers = Consumers {
+                file: outputs.files[slot].take(),
+                merged: feeds[slot].take().map(|feed| {
+                    MergedStream::new(
+                        feed,
+                        queue,
+                        c.target.link,
+                        file_snaplen,
+                        opts.precision,
+                        &merged_path,
+                    )
+                }),
+                flows: budget
+                    .as_ref()
+                    .map(|b| FlowTable::new(slot as u32, c.target.link, b.clone())),
+                bytes: None,
+            };
             let worker = Worker::new(
                 stream.member,
                 stream.pin.clone(),
                 slot,
                 sock,
                 ring,
-                output,
+                consumers,
                 shared,
             );
             let ready = ready_tx.clone();
             let label = stream.label();
+            let v = &c.v;
             let h = std::thread::Builder::new()
                 .name(label.clone())
                 .spawn_scoped(s, move || {
@@ -443,7 +359,7 @@ fn run_workers(
                         },
                     }
                     drop(ready);
-                    worker.run();
+                    worker.run()
                 });
             match h {
                 Ok(h) => handles.push((slot, h)),
@@ -460,27 +376,40 @@ fn run_workers(
             }
         }
         drop(ready_tx);
+        // A worker that never started ends its merger feed here.
+        drop(feeds);
         // Returns once every sender is gone.
         let _ = ready_rx.recv();
+        let started = merge::realtime_ns();
         if failed.is_empty() {
-            v.say(format!(
+            c.v.say(format!(
                 "listening on {}, link-type {}, snapshot length {} bytes",
-                target.label,
-                target.link.describe(),
+                c.target.label,
+                c.target.link.describe(),
                 opts.snaplen
             ));
         }
-        wait_for_stop(shared, sigfd);
+        wait_for_stop(c, watch);
         shared.stop();
-        wait_for_workers(opts, &handles, shared, sigfd, streams);
+        let stopped = merge::realtime_ns();
+        wait_for_workers(c, &handles);
+        let mut leftovers: Vec<Option<Leftovers>> = streams.iter().map(|_| None).collect();
         for (slot, h) in handles {
-            if h.join().is_err() {
-                failed.push(slot);
+            match h.join() {
+                Ok(l) => leftovers[slot] = Some(l),
+                Err(_) => failed.push(slot),
             }
         }
-    });
-    failed.sort_unstable();
-    failed
+        failed.sort_unstable();
+        let merged = merger
+            .and_then(|m| m.join().ok())
+            .map(|w| (w, started, stopped));
+        Ended {
+            failed,
+            leftovers,
+            merged,
+        }
+    })
 }
 
 /// How long workers may take to finish after a stop before a second
@@ -493,55 +422,134 @@ const GRACE: Duration = Duration::from_secs(2);
 /// that never completes (a `-w -` reader that stopped reading): then a
 /// signal after the grace period prints the report and exits, because
 /// Ctrl-C must always end the program.
-fn wait_for_workers<T>(
-    opts: &Options,
-    handles: &[(usize, std::thread::ScopedJoinHandle<'_, T>)],
-    shared: &Shared,
-    sigfd: &SignalFd,
-    streams: &[Stream],
-) {
+fn wait_for_workers<T>(c: &Capture, handles: &[(usize, std::thread::ScopedJoinHandle<'_, T>)]) {
     let stopped = Instant::now();
     while !handles.iter().all(|(_, h)| h.is_finished()) {
-        let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(c.sigfd.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(100u16));
-        if let Ok(Some(_)) = sigfd.read_signal() {
+        if let Ok(Some(_)) = c.sigfd.read_signal() {
             if stopped.elapsed() >= GRACE {
                 let busy: Vec<String> = handles
                     .iter()
                     .filter(|(_, h)| !h.is_finished())
-                    .map(|(slot, _)| streams[*slot].label())
+                    .map(|(slot, _)| c.plan.streams[*slot].label())
                     .collect();
                 errln!(
                     "{}: not waiting for the worker for {} (stuck writing); its output is incomplete",
-                    opts.name,
+                    c.opts.name,
                     busy.join(", ")
                 );
-                print_report(opts, streams, shared);
+                let report = Report {
+                    streams: counts(c),
+                    ..Report::default()
+                };
+                report::print(c.opts, c.plan, &report);
                 std::process::exit(1);
             }
         }
     }
 }
 
+/// The report's counts, as the workers left them.
+fn counts(c: &Capture) -> Vec<StreamCount> {
+    let shared = c.shared;
+    c.plan
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(slot, stream)| StreamCount {
+            place: stream.place(),
+            packets: shared.captured[slot].load(Ordering::Relaxed),
+            drops: shared.drops[slot].load(Ordering::Relaxed),
+            unread: shared.unread[slot].load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
+/// Puts the report together once every thread is done: closes the
+/// merged file with its statistics, merges the flow tables.
+fn finish(c: &Capture, ended: Ended, status: &mut i32) -> Report {
+    let opts = c.opts;
+    let mut report = Report {
+        streams: counts(c),
+        ..Report::default()
+    };
+    let mut tables = Vec::new();
+    for (slot, l) in ended.leftovers.into_iter().enumerate() {
+        let Some(l) = l else { continue };
+        let (files, records) = l.rotated_away;
+        if files > 0 {
+            report.notes.push(format!(
+                "{records} packets in {files} files rotated away {}.",
+                c.plan.streams[slot].place()
+            ));
+        }
+        if l.file_limit {
+            report.file_limit = true;
+        }
+        tables.extend(l.flows);
+    }
+    if let Some((written, start_ns, end_ns)) = ended.merged {
+        let not_written = written.not_written();
+        let stats: Vec<InterfaceStats> = report
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| InterfaceStats {
+                start_ns,
+                end_ns,
+                ifrecv: s.packets + s.drops,
+                ifdrop: s.drops,
+                osdrop: not_written.get(i).copied().unwrap_or(0),
+            })
+            .collect();
+        let summary = written.finish(&stats);
+        if summary.rotated_away > 0 {
+            report.notes.push(format!(
+                "{} packets in {} files rotated away.",
+                summary.records_lost, summary.rotated_away
+            ));
+        }
+        report.file_limit |= summary.limit_reached;
+        let lost: u64 = not_written.iter().sum();
+        match summary.error {
+            Some(Error::Os { what, why, .. })
+                if what == "-" && why.0.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                c.v.say("stdout closed; stopping");
+            }
+            Some(e) => {
+                errln!("{}: error writing {e}", opts.name);
+                if lost > 0 {
+                    errln!(
+                        "{}: {lost} packets captured after that are not in the file",
+                        opts.name
+                    );
+                }
+                *status = 1;
+            }
+            None => {}
+        }
+    }
+    if opts.flows.is_some() && !tables.is_empty() {
+        report.flows = Some(crate::flows::merge(tables));
+    }
+    report
+}
+
 /// Prints what ended the capture early; returns the exit status.
-fn report_faults(
-    opts: &Options,
-    v: &Verbose,
-    target: &Target,
-    shared: &Shared,
-    failed: &[usize],
-    streams: &[Stream],
-) -> i32 {
+fn report_faults(c: &Capture, failed: &[usize]) -> i32 {
+    let (opts, target) = (c.opts, &c.target);
     let mut status = 0;
     for slot in failed {
         errln!(
             "{}: worker for {} failed; its count may be short",
             opts.name,
-            streams[*slot].label()
+            c.plan.streams[*slot].label()
         );
         status = 1;
     }
-    let faults = std::mem::take(&mut *shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
+    let faults = std::mem::take(&mut *c.shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
     // Every captured stream's socket reports the same interface event: say
     // it once.
     let mut interface_reported = false;
@@ -570,7 +578,7 @@ fn report_faults(
             {
                 // The reader of `-w -` went away (`| tcpdump -c 3 -r -`):
                 // an ordinary end.
-                v.say("stdout closed; stopping");
+                c.v.say("stdout closed; stopping");
             }
             Fault::Write { path, error } => {
                 errln!("{}: error writing {path}: {}", opts.name, Why(error));
@@ -581,62 +589,39 @@ fn report_faults(
     status
 }
 
-/// Refuses rings that would take more than half the memory available: the
-/// kernel allocates ring blocks in ways that wake the OOM killer rather
-/// than fail, and on a production machine it may kill something else.
-fn check_memory(geometry: Geometry, plan: &Plan) -> Result<()> {
-    let streams = plan.streams.len();
-    let need = geometry.bytes() as u64 * streams as u64;
-    let Some(available) = mem_available() else {
-        return Ok(());
-    };
-    if need > available / 2 {
-        return Err(Error::Message(format!(
-            "error setting up rings: {streams} x {} MiB is more than half of the available memory \
-             ({} MiB); use a smaller -B or fewer {} (-l)",
-            geometry.bytes() >> 20,
-            available >> 20,
-            plan.vantage.plural()
-        )));
-    }
-    Ok(())
-}
-
-/// MemAvailable from /proc/meminfo, in bytes.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-fn remove_files(outputs: &[Option<PcapOutput>]) {
-    for o in outputs.iter().flatten() {
-        if o.path != "-" {
-            let _ = std::fs::remove_file(&o.path);
-        }
-    }
-}
-
-/// Waits for a stop signal or for the workers to stop by themselves.
-fn wait_for_stop(shared: &Shared, sigfd: &SignalFd) {
+/// Waits for a stop signal, for the workers to stop by themselves, or
+/// (`--pcapng -w -`) for the reader of stdout to go away.
+fn wait_for_stop(c: &Capture, watch: Option<OwnedFd>) {
     loop {
-        let mut fds = [
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(shared.stop_fd().as_fd(), PollFlags::POLLIN),
+        let mut fds = vec![
+            PollFd::new(c.sigfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(c.shared.stop_fd().as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(w) = &watch {
+            // No events asked for: POLLERR comes regardless once the pipe's
+            // reader has gone.
+            fds.push(PollFd::new(w.as_fd(), PollFlags::empty()));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return,
         }
-        if let Ok(Some(info)) = sigfd.read_signal() {
+        let reader_gone = fds
+            .get(2)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        if let Ok(Some(info)) = c.sigfd.read_signal() {
             // The report must not start on the terminal's `^C` line.
             if info.ssi_signo == libc::SIGINT as u32 {
                 errln!();
             }
             return;
         }
-        if shared.stopping() {
+        if reader_gone {
+            c.v.say("stdout closed; stopping");
+            return;
+        }
+        if c.shared.stopping() {
             return;
         }
     }

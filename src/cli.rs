@@ -13,12 +13,16 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command};
 
 use crate::cpuset::CpuSet;
+use crate::rotate::{self, Rotation};
 use crate::vantage::{self, Vantage};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// tcpdump's default and largest snapshot length.
 pub const DEFAULT_SNAPLEN: u32 = 262_144;
+
+/// Rows of the `--flows` table by default.
+pub const DEFAULT_FLOW_ROWS: usize = 20;
 
 /// Default per-cpu ring size in KiB (see README, "Memory").
 pub const DEFAULT_BUFFER_KIB: u32 = 8 * 1024;
@@ -107,6 +111,16 @@ pub struct Options {
     /// A filter expression (`--filter`), or the file to read it from
     /// (`-F`); compiled once the link type is known.
     pub filter: Option<FilterSource>,
+    /// `--pcapng`: one merged pcapng file instead of per-stream pcap.
+    pub pcapng: bool,
+    /// -C, -G, -W.
+    pub rotation: Rotation,
+    /// `--flows[=N]`: the flow table's rows (0: all); None: no flows.
+    pub flows: Option<usize>,
+    /// `--flows-max`.
+    pub flows_max: u64,
+    /// `--json`.
+    pub json: bool,
 }
 
 /// Where the filter expression comes from.
@@ -119,7 +133,7 @@ pub enum FilterSource {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
-    Run(Options),
+    Run(Box<Options>),
     /// Text for stdout, then exit 0.
     Print(String),
 }
@@ -146,6 +160,8 @@ struct OptSpec {
     /// `numa`).
     long: &'static str,
     /// Value name; None for a flag. `{LIST}` is the list word in capitals.
+    /// A name ending in `?` is an optional value, given only as
+    /// `--opt=value` (`--flows[=N]`).
     value: Option<&'static str>,
     /// Help lines; the first is the summary. See [`expand`] for the
     /// placeholders.
@@ -283,6 +299,72 @@ const OPTIONS: &[OptSpec] = &[
         help: &["Read the filter expression from FILE."],
     },
     OptSpec {
+        id: "pcapng",
+        short: None,
+        long: "pcapng",
+        value: None,
+        help: &[
+            "With -w, write one pcapng file holding",
+            "  every stream (FILE itself; - for",
+            "  stdout, any number of streams).",
+        ],
+    },
+    OptSpec {
+        id: "file-size",
+        short: Some('C'),
+        long: "file-size",
+        value: Some("FILE_SIZE"),
+        help: &[
+            "Start a new file when one has more than",
+            "  FILE_SIZE million bytes (tcpdump -C).",
+        ],
+    },
+    OptSpec {
+        id: "rotate-seconds",
+        short: Some('G'),
+        long: "rotate-seconds",
+        value: Some("ROTATE_SECONDS"),
+        help: &[
+            "Start a new file every ROTATE_SECONDS,",
+            "  FILE through strftime (tcpdump -G).",
+        ],
+    },
+    OptSpec {
+        id: "file-count",
+        short: Some('W'),
+        long: "file-count",
+        value: Some("FILECOUNT"),
+        help: &[
+            "With -C keep FILECOUNT files (a ring);",
+            "  with -G stop after FILECOUNT files.",
+        ],
+    },
+    OptSpec {
+        id: "flows",
+        short: None,
+        long: "flows",
+        value: Some("N?"),
+        help: &[
+            "After the report, list the biggest flows",
+            "  (N rows, 0 all) and their {plural}.",
+            "  Default: 20",
+        ],
+    },
+    OptSpec {
+        id: "flows-max",
+        short: None,
+        long: "flows-max",
+        value: Some("N"),
+        help: &["Track at most N flows.", "  Default: 1000000"],
+    },
+    OptSpec {
+        id: "json",
+        short: None,
+        long: "json",
+        value: None,
+        help: &["Print the report as one JSON object."],
+    },
+    OptSpec {
         id: "vantage",
         short: None,
         long: "vantage",
@@ -342,6 +424,12 @@ pub fn command(name: &str, vantage: Vantage) -> Command {
             arg = arg.short(c);
         }
         let arg = match o.value {
+            Some(v) if v.ends_with('?') => arg
+                .value_name(v.trim_end_matches('?'))
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("")
+                .action(ArgAction::Set),
             Some(v) => arg
                 .value_name(expand(v, name, vantage))
                 .num_args(1)
@@ -369,6 +457,9 @@ pub fn help(name: &str, vantage: Vantage) -> String {
         let short = o.short.map(|c| format!("-{c},")).unwrap_or_default();
         let long = expand(o.long, name, vantage);
         let left = match o.value {
+            Some(v) if v.ends_with('?') => {
+                format!("  {short:<3} [--{long}[={}]]", v.trim_end_matches('?'))
+            }
             Some(v) => format!("  {short:<3} [--{long}={}]", expand(v, name, vantage)),
             None => format!("  {short:<3} [--{long}]"),
         };
@@ -418,6 +509,9 @@ pub fn usage(name: &str, vantage: Vantage) -> String {
                 let w = vantage.list_word();
                 let c = w.to_uppercase();
                 format!("[--{w}-list={c}LIST|--{w}-mask={c}MASK]")
+            }
+            (_, Some(v)) if v.ends_with('?') => {
+                format!("[--{long}[={}]]", v.trim_end_matches('?'))
             }
             (_, Some(v)) => format!("[--{long}={}]", expand(v, name, vantage)),
             (_, None) => format!("[--{long}]"),
@@ -583,6 +677,43 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         (None, None) => None,
     };
 
+    let pcapng = m.get_flag("pcapng");
+    let write = value("write").map(str::to_string);
+    if pcapng && write.is_none() {
+        return Err(UsageError("--pcapng needs -w [--write].".into()));
+    }
+    let rotation = Rotation {
+        size: value("file-size")
+            .map(rotate::parse_file_size)
+            .transpose()
+            .map_err(UsageError)?,
+        seconds: value("rotate-seconds")
+            .map(rotate::parse_rotate_seconds)
+            .transpose()
+            .map_err(UsageError)?,
+        count: value("file-count")
+            .map(rotate::parse_file_count)
+            .transpose()
+            .map_err(UsageError)?,
+    };
+    rotate::check(&rotation, write.as_deref()).map_err(UsageError)?;
+    let flows = match value("flows") {
+        None => None,
+        Some("") => Some(DEFAULT_FLOW_ROWS),
+        Some(v) => Some(
+            parse_decimal(v)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| invalid("flow count", v))?,
+        ),
+    };
+    let flows_max = match value("flows-max") {
+        None => crate::flows::DEFAULT_MAX_FLOWS,
+        Some(_) if flows.is_none() => return Err(UsageError("--flows-max needs --flows.".into())),
+        Some(v) => parse_decimal(v)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| invalid("flow limit", v))?,
+    };
+
     let selection = match (list, mask) {
         (Some(_), Some(_)) => {
             return Err(UsageError(format!(
@@ -600,7 +731,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         (None, None) => None,
     };
 
-    Ok(Invocation::Run(Options {
+    Ok(Invocation::Run(Box::new(Options {
         name: name.to_string(),
         vantage,
         count,
@@ -609,13 +740,18 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         promiscuous: m.get_flag("promiscuous"),
         packet_buffered: m.get_flag("packet-buffered"),
         verbose: m.get_flag("verbose"),
-        write: value("write").map(str::to_string),
+        write,
         buffer_bytes: buffer_kib as usize * 1024,
         snaplen,
         precision,
         interface: interfaces.first().map(|s| s.to_string()),
         filter,
-    }))
+        pcapng,
+        rotation,
+        flows,
+        flows_max,
+        json: m.get_flag("json"),
+    })))
 }
 
 /// A plain decimal number: digits only, no sign, no overflow.
@@ -715,7 +851,7 @@ mod tests {
 
     fn opts(args: &[&str]) -> Options {
         match run(args) {
-            Ok(Invocation::Run(o)) => o,
+            Ok(Invocation::Run(o)) => *o,
             other => panic!("{args:?}: {other:?}"),
         }
     }
@@ -726,10 +862,12 @@ mod tests {
             usage("rxtxcpu", Vantage::Cpu),
             "Usage: rxtxcpu [--help] [--buffer-size=KIB] [--count=N]\n               \
              [--cpu-list=CPULIST|--cpu-mask=CPUMASK] [--direction=DIRECTION]\n               \
-             [--filter=EXPRESSION] [--filter-file=FILE] [--packet-buffered]\n               \
-             [--promiscuous] [--snapshot-length=SNAPLEN]\n               \
-             [--time-stamp-precision=PRECISION] [--vantage=VANTAGE]\n               \
-             [--verbose] [--version] [--write=FILE]\n"
+             [--file-count=FILECOUNT] [--file-size=FILE_SIZE]\n               \
+             [--filter=EXPRESSION] [--filter-file=FILE] [--flows[=N]]\n               \
+             [--flows-max=N] [--json] [--packet-buffered] [--pcapng]\n               \
+             [--promiscuous] [--rotate-seconds=ROTATE_SECONDS]\n               \
+             [--snapshot-length=SNAPLEN] [--time-stamp-precision=PRECISION]\n               \
+             [--vantage=VANTAGE] [--verbose] [--version] [--write=FILE]\n"
         );
         assert!(usage("rxqueue", Vantage::Queue)
             .contains("[--queue-list=QUEUELIST|--queue-mask=QUEUEMASK]"));

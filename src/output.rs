@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::afpacket::{ARPHRD_ETHER, ARPHRD_LOOPBACK};
 use crate::cli::Precision;
 use crate::ring::Packet;
+use crate::rotate::{Decision, Rotation, Rotator};
 
 /// Bytes buffered per output before a write(2): large writes, none per
 /// packet.
@@ -301,6 +302,18 @@ impl PcapOutput {
         self.records
     }
 
+    /// Records the file holds once what is buffered is written: what a
+    /// rotation closes it with.
+    pub fn held(&self) -> u64 {
+        self.records + self.buffered
+    }
+
+    /// The file's size with what is buffered: what tcpdump's -C compares
+    /// (its ftell()).
+    pub fn size(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
     /// Writes out everything buffered. On failure the file is cut back to
     /// its last whole record and nothing more is written to it.
     pub fn flush(&mut self) -> io::Result<()> {
@@ -378,6 +391,121 @@ impl PcapOutput {
     }
 }
 
+/// One stream's pcap files: a [`PcapOutput`], and with -C/-G/-W the next
+/// one when [`Rotator`] says so (tcpdump's rules and names, after the
+/// stream suffix: `out-0.pcap`, `out-0.pcap1`, ...). Every file is
+/// complete on its own: the old one is flushed before the next is made.
+pub struct StreamFile {
+    out: PcapOutput,
+    format: Format,
+    rotator: Option<Rotator>,
+    /// Records in the files closed by rotation (overwritten ones too).
+    closed: u64,
+    /// The time for rotation decisions, in seconds since the epoch: set
+    /// once per ring block, as tcpdump reads time(NULL) per packet.
+    now: i64,
+}
+
+/// What [`StreamFile::write`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Yes,
+    /// -G with -W: the last file is done; the packet was not written and
+    /// the capture ends (tcpdump: "Maximum file limit reached").
+    Limit,
+}
+
+impl StreamFile {
+    /// Creates the stream's first file: `path`, or its first rotated name.
+    pub fn create(path: &str, format: Format, rotation: Rotation) -> io::Result<StreamFile> {
+        let now = unix_now();
+        let rotator = if rotation.is_on() && path != "-" {
+            Some(Rotator::new(path, rotation, now).map_err(name_error)?)
+        } else {
+            None
+        };
+        let first = rotator.as_ref().map_or(path, |r| r.current());
+        Ok(StreamFile {
+            out: PcapOutput::create(first, format)?,
+            format,
+            rotator,
+            closed: 0,
+            now,
+        })
+    }
+
+    /// The file being written (for messages).
+    pub fn path(&self) -> &str {
+        &self.out.path
+    }
+
+    /// Reads the clock for the rotation decisions of the next packets.
+    pub fn tick(&mut self) {
+        if self.rotator.is_some() {
+            self.now = unix_now();
+        }
+    }
+
+    /// Writes one packet, to the next file if it is time to rotate. An
+    /// error names the file it is about.
+    pub fn write(&mut self, p: &Packet) -> Result<Written, (String, io::Error)> {
+        let at = |path: &str, e| (path.to_string(), e);
+        if let Some(r) = &mut self.rotator {
+            match r.before_packet(self.out.size(), self.out.held(), self.now) {
+                Ok(Decision::Keep) => {}
+                Ok(Decision::Stop) => return Ok(Written::Limit),
+                Err(e) => return Err(at(r.current(), name_error(e))),
+                Ok(Decision::Rotate { name }) => {
+                    self.out.flush().map_err(|e| at(&self.out.path, e))?;
+                    let next = PcapOutput::create(&name, self.format).map_err(|e| at(&name, e))?;
+                    self.closed += self.out.records();
+                    self.out = next;
+                }
+            }
+        }
+        self.out
+            .write(p)
+            .map(|()| Written::Yes)
+            .map_err(|e| at(&self.out.path, e))
+    }
+
+    pub fn batch_done(&mut self) -> io::Result<()> {
+        self.out.batch_done()
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.out.watch_fd()
+    }
+
+    /// Records written to this stream's files, those in files the -W ring
+    /// overwrote included (see [`StreamFile::rotated_away`]).
+    pub fn records(&self) -> u64 {
+        self.closed + self.out.records()
+    }
+
+    /// Files the -W ring (or a -G name that came round again) overwrote,
+    /// and the records they held.
+    pub fn rotated_away(&self) -> (u64, u64) {
+        self.rotator
+            .as_ref()
+            .map_or((0, 0), |r| (r.rotated_away(), r.records_lost()))
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn name_error(e: crate::rotate::NameError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
 impl Drop for PcapOutput {
     /// Writes out what is still buffered (a worker that unwinds drops its
     /// output without flushing); errors cannot be reported here.
@@ -426,6 +554,7 @@ mod tests {
             halen: 6,
             addr: [0; 8],
             vlan: None,
+            hash: 0,
         }
     }
 

@@ -654,6 +654,12 @@ impl PcapngOutput {
         self.records
     }
 
+    /// Records the file holds once what is buffered is written: what a
+    /// rotation closes it with.
+    pub fn held(&self) -> u64 {
+        self.records + self.buffered
+    }
+
     /// The file's size counting what is buffered: what tcpdump's -C
     /// compares (it asks ftell(), which counts stdio's buffer).
     pub fn size(&self) -> u64 {
@@ -844,6 +850,16 @@ impl<'a> MergedFile<'a> {
         self.out.as_ref().and_then(|o| o.watch_fd())
     }
 
+    /// The file being written (`-` for stdout).
+    pub fn path(&self) -> Option<&str> {
+        self.out.as_ref().map(|o| o.path.as_str())
+    }
+
+    /// Per interface: blocks handed in after writing had ended.
+    pub fn unwritten(&self) -> &[u64] {
+        &self.summary.not_written
+    }
+
     fn not_written(&mut self, interface: usize) {
         if let Some(n) = self.summary.not_written.get_mut(interface) {
             *n += 1;
@@ -927,7 +943,7 @@ impl merge::Sink<EpbBatch> for MergedFile<'_> {
             return;
         }
         if let (Some(r), Some(out)) = (&mut self.rotator, &self.out) {
-            match r.before_packet(out.size(), out.records(), (self.clock)()) {
+            match r.before_packet(out.size(), out.held(), (self.clock)()) {
                 Ok(crate::rotate::Decision::Keep) => {}
                 Ok(crate::rotate::Decision::Rotate { name }) => {
                     if !self.rotate(&name) {
@@ -1022,6 +1038,7 @@ mod tests {
             halen: 6,
             addr: [1, 2, 3, 4, 5, 6, 0, 0],
             vlan: None,
+            hash: 0,
         }
     }
 

@@ -1,6 +1,87 @@
-//! The end-of-capture report.
+//! The end-of-capture report: the contract's lines (or one JSON object
+//! with `--json`), the flow table with `--flows`, and on stderr the lines
+//! about packets that are not in it (kernel drops, files rotated away).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+
+use crate::cli::Options;
+use crate::flows::{self, Flows};
+use crate::vantage::Plan;
+
+/// Everything the report says.
+#[derive(Default)]
+pub struct Report {
+    /// Per captured stream, in order.
+    pub streams: Vec<StreamCount>,
+    /// Lines for stderr before the report (files rotated away).
+    pub notes: Vec<String>,
+    /// The -G -W file limit ended the capture.
+    pub file_limit: bool,
+    /// With `--flows`.
+    pub flows: Option<Flows>,
+}
+
+/// Prints the report: stderr lines first, then the report on stdout (on
+/// stderr with `-w -`, where stdout carries the packets). Returns 1 if it
+/// could not be written.
+pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
+    let mut lines = drops(&report.streams);
+    for note in &report.notes {
+        let _ = writeln!(lines, "{note}");
+    }
+    if report.file_limit {
+        let files = opts.rotation.count.unwrap_or(0);
+        let _ = writeln!(lines, "{}: maximum file limit reached: {files}", opts.name);
+    }
+    err!("{lines}");
+    let label = |slot: u32| {
+        plan.streams
+            .get(slot as usize)
+            .map_or_else(|| slot.to_string(), |s| s.short_label())
+    };
+    let id = |slot: u32| plan.streams.get(slot as usize).and_then(|s| s.id());
+    let rows = opts.flows.unwrap_or(0);
+    let text = if opts.json {
+        let total = report.streams.iter().map(|s| s.packets).sum();
+        let streams = report
+            .streams
+            .iter()
+            .zip(&plan.streams)
+            .map(|(c, s)| flows::json::StreamJson {
+                id: s.id(),
+                captured: c.packets,
+                dropped: c.drops,
+            })
+            .collect();
+        let mut json = flows::json::Report::new(
+            plan.vantage.as_str(),
+            opts.interface.as_deref(),
+            opts.direction.as_str(),
+            streams,
+            total,
+        );
+        if let Some(f) = &report.flows {
+            json = json.with_flows(f, rows, &id);
+        }
+        json.to_json()
+    } else {
+        let mut text = counts(&report.streams);
+        if let Some(f) = &report.flows {
+            text.push_str(&flows::text::table(f, rows, &label));
+        }
+        text
+    };
+    if opts.write.as_deref() == Some("-") {
+        err!("{text}");
+        return 0;
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
 
 /// What one stream's worker saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

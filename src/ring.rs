@@ -52,11 +52,21 @@ const H_NSEC: usize = 8;
 const H_SNAPLEN: usize = 12;
 const H_LEN: usize = 16;
 const H_STATUS: usize = 20;
+/// hv1.tp_rxhash: the skb's flow hash, filled when asked for with
+/// TP_FT_REQ_FILL_RXHASH.
+const H_RXHASH: usize = 28;
 const H_VLAN_TCI: usize = 32;
 const H_VLAN_TPID: usize = 36;
 const H_MAC: usize = 24;
 const H_NET: usize = 26;
 const H_SLL: usize = 48;
+
+/// tpacket_req3.tp_feature_req_word: have the kernel put each packet's
+/// flow hash (skb_get_hash(): the NIC's RSS hash where the driver reported
+/// one, else the flow dissector's, the hash RPS and RFS steer by) in
+/// tp_rxhash. Computing it costs the kernel a flow dissection per packet
+/// that has none, so it is only asked for when something uses it.
+const TP_FT_REQ_FILL_RXHASH: u32 = 0x1;
 
 /// Ring geometry for one socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +76,8 @@ pub struct Geometry {
     /// Milliseconds after which the kernel hands over a block that is not
     /// full, so a slow trickle of packets still arrives promptly.
     pub retire_ms: u32,
+    /// Whether the kernel fills in each packet's flow hash.
+    pub want_hash: bool,
 }
 
 impl Geometry {
@@ -86,7 +98,13 @@ impl Geometry {
             block_size,
             blocks,
             retire_ms,
+            want_hash: false,
         }
+    }
+
+    /// The same geometry, with the kernel filling in flow hashes.
+    pub fn with_hash(self, want_hash: bool) -> Geometry {
+        Geometry { want_hash, ..self }
     }
 
     pub fn bytes(&self) -> usize {
@@ -135,7 +153,11 @@ impl Ring {
             tp_frame_nr: geometry.blocks as u32,
             tp_retire_blk_tov: geometry.retire_ms,
             tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+            tp_feature_req_word: if geometry.want_hash {
+                TP_FT_REQ_FILL_RXHASH
+            } else {
+                0
+            },
         };
         sock.set_rx_ring(&req)?;
         // SAFETY: one shared mapping of the whole ring at offset 0 is what
@@ -318,6 +340,10 @@ pub struct Packet<'a> {
     pub addr: [u8; 8],
     /// (TPID, TCI) of a VLAN tag the device stripped from the frame.
     pub vlan: Option<(u16, u16)>,
+    /// The kernel's flow hash; 0 when not asked for (see
+    /// [`Geometry::with_hash`]) or when the kernel has none (its own hash
+    /// is never 0).
+    pub hash: u32,
 }
 
 /// Walks `num_pkts` packets through `tp_next_offset`.
@@ -369,6 +395,7 @@ impl<'a> Iterator for Packets<'a> {
             halen: sll[11],
             addr,
             vlan,
+            hash: u32_at(hdr, H_RXHASH),
         };
         let next = u32_at(hdr, H_NEXT_OFFSET) as usize;
         if next == 0 {

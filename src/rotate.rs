@@ -80,13 +80,19 @@ pub fn parse_file_count(s: &str) -> Result<u32, String> {
 /// `-w FILE` (not stdout).
 pub fn check(rotation: &Rotation, write: Option<&str>) -> Result<(), String> {
     if rotation.count.is_some() && !rotation.is_on() {
-        return Err("-W needs -C or -G.".into());
+        return Err("-W [--file-count] needs -C [--file-size] or -G [--rotate-seconds].".into());
     }
+    let what = if rotation.seconds.is_some() {
+        "-G [--rotate-seconds]"
+    } else {
+        "-C [--file-size]"
+    };
     match write {
         _ if !rotation.is_on() => Ok(()),
-        None if rotation.seconds.is_some() => Err("-G needs -w.".into()),
-        None => Err("-C needs -w.".into()),
-        Some("-") => Err("-C and -G need a file to write: not '-' (stdout).".into()),
+        None => Err(format!("{what} needs -w [--write].")),
+        Some("-") => Err(format!(
+            "{what} needs a file to write: '-' (stdout) cannot be rotated."
+        )),
         Some(_) => Ok(()),
     }
 }
@@ -377,9 +383,22 @@ mod tests {
         assert_eq!(w(Rotation::default(), None), Ok(()));
         assert_eq!(w(Rotation::default(), Some("-")), Ok(()));
         assert_eq!(w(size, Some("out.pcap")), Ok(()));
-        assert_eq!(w(count, Some("out.pcap")), Err("-W needs -C or -G.".into()));
-        assert_eq!(w(secs, None), Err("-G needs -w.".into()));
-        assert_eq!(w(size, None), Err("-C needs -w.".into()));
+        assert_eq!(
+            w(count, Some("out.pcap")),
+            Err("-W [--file-count] needs -C [--file-size] or -G [--rotate-seconds].".into())
+        );
+        assert_eq!(
+            w(secs, None),
+            Err("-G [--rotate-seconds] needs -w [--write].".into())
+        );
+        assert_eq!(
+            w(size, None),
+            Err("-C [--file-size] needs -w [--write].".into())
+        );
+        assert_eq!(
+            w(size, Some("-")),
+            Err("-C [--file-size] needs a file to write: '-' (stdout) cannot be rotated.".into())
+        );
         assert!(w(size, Some("-")).is_err());
         assert!(w(secs, Some("-")).is_err());
         assert_eq!(

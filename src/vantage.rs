@@ -135,6 +135,17 @@ impl Stream {
         }
     }
 
+    /// Its name in tables, without spaces: `cpu3`, `queue2`, `node0`,
+    /// `noqueue`.
+    pub fn short_label(&self) -> String {
+        match self.kind {
+            StreamKind::Cpu(c) => format!("cpu{c}"),
+            StreamKind::Queue(q) => format!("queue{q}"),
+            StreamKind::NoQueue => "noqueue".to_string(),
+            StreamKind::Numa(n) => format!("node{n}"),
+        }
+    }
+
     /// What goes into its file name: `out.pcap` -> `out-<suffix>.pcap`.
     pub fn file_suffix(&self) -> String {
         match self.kind {
@@ -188,7 +199,7 @@ pub fn plan(opts: &Options) -> Result<Plan> {
         Vantage::Queue => queue_plan(opts)?,
         Vantage::Numa => numa_plan(opts)?,
     };
-    if opts.write.as_deref() == Some("-") && plan.streams.len() > 1 {
+    if opts.write.as_deref() == Some("-") && !opts.pcapng && plan.streams.len() > 1 {
         return Err(Error::Usage(format!(
             "Write file '-' (stdout) is only permitted when capturing on a single {}.",
             opts.vantage.subject()

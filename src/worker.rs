@@ -12,8 +12,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::afpacket::{Filter, PacketSocket, Stats};
+pub use crate::consumers::Leftovers;
+use crate::consumers::{Consumers, Outcome};
 use crate::cpuset::CpuSet;
-use crate::output::PcapOutput;
 use crate::ring::Ring;
 
 /// Why a worker ended early.
@@ -169,10 +170,13 @@ pub struct Worker<'a> {
     slot: usize,
     sock: &'a PacketSocket,
     ring: Ring,
-    output: Option<PcapOutput>,
+    consumers: Consumers<'a>,
     shared: &'a Shared,
-    /// Writing the output failed; nothing more is read.
+    /// Writing the output failed (or its -G -W file limit came); nothing
+    /// more is read.
     failed: bool,
+    /// The -G -W file limit ended this stream's files.
+    file_limit: bool,
     /// Packets seen in blocks (claimed or not), to know when the ring is
     /// drained.
     seen: u64,
@@ -208,7 +212,7 @@ impl<'a> Worker<'a> {
         slot: usize,
         sock: &'a PacketSocket,
         ring: Ring,
-        output: Option<PcapOutput>,
+        consumers: Consumers<'a>,
         shared: &'a Shared,
     ) -> Worker<'a> {
         Worker {
@@ -217,9 +221,10 @@ impl<'a> Worker<'a> {
             slot,
             sock,
             ring,
-            output,
+            consumers,
             shared,
             failed: false,
+            file_limit: false,
             seen: 0,
             stats: Stats::default(),
             drained: false,
@@ -228,7 +233,8 @@ impl<'a> Worker<'a> {
 
     /// Reads until stopped. On a stop that is not the count, drains what the
     /// kernel already accepted, so a packet seen before Ctrl-C is reported.
-    pub fn run(mut self) {
+    /// Returns what the consumers leave for the report.
+    pub fn run(mut self) -> Leftovers {
         loop {
             if let Flow::Done = self.read_blocks(Until::Stop) {
                 break;
@@ -247,11 +253,7 @@ impl<'a> Worker<'a> {
             };
             self.keep_pinned();
             if reader_gone {
-                let path = self
-                    .output
-                    .as_ref()
-                    .map(|o| o.path.clone())
-                    .unwrap_or_default();
+                let path = self.consumers.path().unwrap_or_default().to_string();
                 self.write_failed(path, io::Error::from_raw_os_error(libc::EPIPE));
                 break;
             }
@@ -264,12 +266,14 @@ impl<'a> Worker<'a> {
             self.read_stats();
         }
         self.shared.drops[self.slot].fetch_add(self.stats.drops, Ordering::Relaxed);
-        if let Some(out) = &mut self.output {
-            if let Err(error) = out.flush() {
-                let path = out.path.clone();
+        if !self.failed {
+            if let Err((path, error)) = self.consumers.flush() {
                 self.write_failed(path, error);
             }
         }
+        let mut left = self.consumers.finish();
+        left.file_limit = self.file_limit;
+        left
     }
 
     /// Sleeps until a block is ready, a stop is signalled or the socket
@@ -277,7 +281,7 @@ impl<'a> Worker<'a> {
     /// of a `-w -` pipe has gone.
     fn wait(&self) -> nix::Result<(PollFlags, bool)> {
         let stop = self.shared.stop_fd().as_fd();
-        let watch = self.output.as_ref().and_then(|o| o.watch_fd());
+        let watch = self.consumers.watch_fd();
         let mut fds = [
             PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop, PollFlags::POLLIN),
@@ -324,6 +328,7 @@ impl<'a> Worker<'a> {
                 Until::Seen(target) => target - self.seen,
             };
             let Some(block) = self.ring.next_block() else {
+                self.consumers.idle(self.ring.geometry().retire_ms);
                 return Flow::More;
             };
             let n = block.num_packets() as u64;
@@ -333,30 +338,26 @@ impl<'a> Worker<'a> {
             let want = n.min(room);
             let take = self.shared.claim(want);
             test_hooks::maybe_panic(self.member);
-            let mut done = 0u64;
-            let mut failed = None;
-            match &mut self.output {
-                None => done = take,
-                Some(out) => {
-                    for p in block.packets().take(take as usize) {
-                        if let Err(e) = out.write(&p) {
-                            failed = Some((out.path.clone(), e));
-                            break;
-                        }
-                        done += 1;
-                    }
-                    if failed.is_none() {
-                        if let Err(e) = out.batch_done() {
-                            failed = Some((out.path.clone(), e));
-                        }
-                    }
-                }
-            }
+            let (done, outcome) = if self.consumers.per_packet() {
+                self.consumers.take(block.packets().take(take as usize))
+            } else {
+                (take, Outcome::Taken)
+            };
             drop(block);
             self.shared.captured[self.slot].fetch_add(done, Ordering::Relaxed);
-            if let Some((path, error)) = failed {
-                self.write_failed(path, error);
-                return Flow::Done;
+            match outcome {
+                Outcome::Taken => {}
+                Outcome::FileLimit => {
+                    // Nothing more is written: the files are done.
+                    self.failed = true;
+                    self.file_limit = true;
+                    self.shared.stop();
+                    return Flow::Done;
+                }
+                Outcome::Failed { path, error } => {
+                    self.write_failed(path, error);
+                    return Flow::Done;
+                }
             }
             if take < want || self.shared.budget_spent() {
                 return Flow::Done;
@@ -369,9 +370,10 @@ impl<'a> Worker<'a> {
         // pipe or full disk is not written again at exit. The count is
         // what the file holds: packets still buffered when the write
         // failed never got there.
-        if let Some(out) = self.output.take() {
-            self.shared.captured[self.slot].store(out.records(), Ordering::Relaxed);
+        if let Some(records) = self.consumers.records() {
+            self.shared.captured[self.slot].store(records, Ordering::Relaxed);
         }
+        self.consumers.file = None;
         self.failed = true;
         self.shared.fault(Fault::Write { path, error });
     }

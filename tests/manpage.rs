@@ -121,10 +121,14 @@ fn all_longs() -> Vec<String> {
     program_options().into_iter().map(|o| o.long).collect()
 }
 
-/// `count=N` -> (`count`, Some(`N`)); `verbose` -> (`verbose`, None).
+/// `count=N` -> (`count`, Some(`N`)); `verbose` -> (`verbose`, None);
+/// an optional value, `flows[=N]` -> (`flows`, Some(`N`)).
 fn name_and_value(long: &str) -> (&str, Option<String>) {
     match long.split_once('=') {
-        Some((n, v)) => (n, Some(v.to_string())),
+        Some((n, v)) => (
+            n.trim_end_matches('['),
+            Some(v.trim_end_matches(']').to_string()),
+        ),
         None => (long, None),
     }
 }
@@ -260,7 +264,11 @@ fn synopsis_lists_every_option() {
     let mut shown: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (i, w) in words.iter().enumerate() {
         if let Some(long) = w.strip_prefix("--") {
-            let (name, value) = name_and_value(long);
+            let (name, mut value) = name_and_value(long);
+            // `[--flows[=N]]` splits into `--flows` and `=N`.
+            if let Some(v) = words.get(i + 1).and_then(|n| n.strip_prefix('=')) {
+                value = Some(v.to_string());
+            }
             shown.insert(format!("--{name}"), value);
         } else if let Some(shorts) = w.strip_prefix('-') {
             let next = words.get(i + 1).filter(|n| !n.starts_with('-'));
@@ -343,7 +351,7 @@ fn defaults_match_help() {
         for line in help.lines() {
             if let Some(start) = line.find("[--") {
                 let long = &line[start + 3..];
-                let end = long.find(['=', ']']).unwrap_or(long.len());
+                let end = long.find(['=', ']', '[']).unwrap_or(long.len());
                 current = Some(long[..end].to_string());
             }
             let Some(pos) = line.find("Default") else {

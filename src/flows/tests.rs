@@ -151,6 +151,7 @@ fn pkt(
         halen: 6,
         addr: [2, 0, 0, 0, 0, 0x0a, 0, 0],
         vlan: vlan.map(|tci| (0x8100, tci)),
+        hash: 0,
     }
 }
 

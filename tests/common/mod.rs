@@ -455,15 +455,182 @@ pub fn udp_send_port(
     port: u16,
     count: usize,
 ) {
+    send_datagrams(ns, cpu, src, dst, port, PAYLOAD.to_vec(), count);
+}
+
+/// `udp_send_port` from `dst` to itself with `payload` in each datagram.
+pub fn udp_send_port_with(
+    ns: &Netns,
+    cpu: usize,
+    dst: Ipv4Addr,
+    port: u16,
+    payload: &[u8],
+    count: usize,
+) {
+    send_datagrams(ns, cpu, dst, dst, port, payload.to_vec(), count);
+}
+
+fn send_datagrams(
+    ns: &Netns,
+    cpu: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    port: u16,
+    payload: Vec<u8>,
+    count: usize,
+) {
     let name = ns.name.clone();
     thread::spawn(move || {
         pin_to_cpu(cpu);
         enter_netns(&name);
         let sock = UdpSocket::bind((src, 0)).unwrap();
         for i in 0..count {
-            sock.send_to(PAYLOAD, (dst, port))
+            sock.send_to(&payload, (dst, port))
                 .unwrap_or_else(|e| panic!("send {i} from {src} to {dst}:{port}: {e}"));
         }
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// Sends `count` datagrams of one flow, `src:sport` -> `dst:dport`, from a
+/// socket bound to `src:sport` on a thread pinned to `cpu`; returns when
+/// all are sent (and the socket is closed, so the port is free again).
+pub fn udp_flow(
+    ns: &Netns,
+    cpu: usize,
+    (src, sport): (std::net::IpAddr, u16),
+    (dst, dport): (std::net::IpAddr, u16),
+    count: usize,
+) {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        pin_to_cpu(cpu);
+        enter_netns(&name);
+        let sock = socket2_bind_reuse((src, sport));
+        for i in 0..count {
+            sock.send_to(PAYLOAD, (dst, dport))
+                .unwrap_or_else(|e| panic!("send {i} from {src}:{sport} to {dst}:{dport}: {e}"));
+        }
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+}
+
+/// A UDP socket bound to `addr` with SO_REUSEADDR, so that one flow's
+/// source port can be taken again right after.
+fn socket2_bind_reuse(addr: (std::net::IpAddr, u16)) -> UdpSocket {
+    use std::os::fd::FromRawFd;
+    let family = if addr.0.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: socket() takes no pointers; the fd is checked and then owned.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is fresh and owned by nothing else.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: a c_int option of its size on a live socket.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let sa = std::net::SocketAddr::from(addr);
+    let (storage, len) = sockaddr(&sa);
+    // SAFETY: storage holds a sockaddr of length len.
+    let r = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    assert_eq!(r, 0, "bind {sa}: {}", std::io::Error::last_os_error());
+    sock
+}
+
+fn sockaddr(sa: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match sa {
+        std::net::SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as u16,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// Sends raw link-layer `frames` out of interface `ifname` of `ns` (an
+/// AF_PACKET socket: what is written is what goes on the wire), from a
+/// thread pinned to `cpu`.
+pub fn send_frames(ns: &Netns, cpu: usize, ifname: &str, frames: Vec<Vec<u8>>) {
+    let (name, ifname) = (ns.name.clone(), ifname.to_string());
+    thread::spawn(move || {
+        pin_to_cpu(cpu);
+        enter_netns(&name);
+        // SAFETY: socket() takes no pointers; checked below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let cname = std::ffi::CString::new(ifname.clone()).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        assert!(ifindex > 0, "no interface {ifname}");
+        for frame in &frames {
+            // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = ifindex as i32;
+            sll.sll_halen = 6;
+            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+            // SAFETY: frame and sll are live for the call, of the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                n,
+                frame.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -905,9 +1072,40 @@ impl fmt::Display for Finished {
 }
 
 impl Finished {
-    /// The report on stdout (panics, with everything, if malformed).
+    /// The report on stdout (panics, with everything, if malformed): all
+    /// of stdout, or with --flows what comes before the flow table.
     pub fn report(&self) -> Report {
-        Report::parse(&self.stdout).unwrap_or_else(|e| panic!("bad report: {e}\n{self}"))
+        let end = self
+            .stdout
+            .find(" packets captured total.\n")
+            .map_or(self.stdout.len(), |i| {
+                i + " packets captured total.\n".len()
+            });
+        let (report, rest) = self.stdout.split_at(end);
+        assert!(
+            rest.is_empty()
+                || rest.starts_with("PROTO ")
+                || rest.ends_with(" flows seen, 0 on more than one stream (SPLIT).\n")
+                || rest.contains("flow"),
+            "stdout after the report is not a flow table:\n{self}"
+        );
+        Report::parse(report).unwrap_or_else(|e| panic!("bad report: {e}\n{self}"))
+    }
+
+    /// The report where `-w -` puts it: at the end of stderr.
+    pub fn report_from_stderr(&self) -> Report {
+        let start = self
+            .stderr
+            .lines()
+            .position(|l| l.contains(" packets captured "))
+            .unwrap_or_else(|| panic!("no report on stderr\n{self}"));
+        let text: String = self
+            .stderr
+            .lines()
+            .skip(start)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Report::parse(&text).unwrap_or_else(|e| panic!("bad report on stderr: {e}\n{self}"))
     }
 
     /// The kernel drop lines on stderr (`N packets dropped by kernel on
@@ -1407,4 +1605,100 @@ pub fn assert_files_match_report(
         headers.insert(cpu, file.header);
     }
     headers
+}
+
+// ---------------------------------------------------------------------------
+// pcapng files, and tshark
+
+/// What a pcapng file holds, read with pcap-file (which checks every
+/// block).
+#[derive(Debug, Default)]
+pub struct PcapNg {
+    /// (if_name, if_description) of each interface, in order.
+    pub interfaces: Vec<(String, String)>,
+    /// (interface, timestamp, epb_flags, data) of each packet.
+    pub packets: Vec<(u32, Duration, Option<u32>, Vec<u8>)>,
+    /// (interface, isb_ifrecv, isb_ifdrop, isb_osdrop) of each statistics
+    /// block.
+    pub stats: Vec<IsbCounts>,
+}
+
+/// (interface, isb_ifrecv, isb_ifdrop, isb_osdrop) of a statistics block.
+pub type IsbCounts = (u32, Option<u64>, Option<u64>, Option<u64>);
+
+/// Reads the whole pcapng stream `input` (panics on anything invalid).
+pub fn read_pcapng(input: impl Read) -> PcapNg {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut reader = PcapNgReader::new(input).expect("pcapng section header");
+    let mut file = PcapNg::default();
+    while let Some(block) = reader.next_block() {
+        match block.expect("a valid pcapng block") {
+            Block::InterfaceDescription(idb) => {
+                let (mut name, mut desc) = (String::new(), String::new());
+                for o in &idb.options {
+                    match o {
+                        InterfaceDescriptionOption::IfName(n) => name = n.to_string(),
+                        InterfaceDescriptionOption::IfDescription(d) => desc = d.to_string(),
+                        _ => {}
+                    }
+                }
+                file.interfaces.push((name, desc));
+            }
+            Block::EnhancedPacket(epb) => {
+                let flags = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Flags(f) => Some(*f),
+                    _ => None,
+                });
+                file.packets.push((
+                    epb.interface_id,
+                    epb.timestamp,
+                    flags,
+                    epb.data.into_owned(),
+                ));
+            }
+            Block::InterfaceStatistics(isb) => {
+                let get = |want: fn(&InterfaceStatisticsOption) -> Option<u64>| {
+                    isb.options.iter().find_map(want)
+                };
+                file.stats.push((
+                    isb.interface_id,
+                    get(|o| match o {
+                        InterfaceStatisticsOption::IsbIfRecv(n) => Some(*n),
+                        _ => None,
+                    }),
+                    get(|o| match o {
+                        InterfaceStatisticsOption::IsbIfDrop(n) => Some(*n),
+                        _ => None,
+                    }),
+                    get(|o| match o {
+                        InterfaceStatisticsOption::IsbOsDrop(n) => Some(*n),
+                        _ => None,
+                    }),
+                ));
+            }
+            _ => {}
+        }
+    }
+    file
+}
+
+/// `tshark -r FILE -T fields -e F...` (FILE `-` reads `stdin`): one row of
+/// field values per packet. None where tshark is not installed.
+pub fn tshark_fields(file: &str, fields: &[&str]) -> Option<Vec<Vec<String>>> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r", file, "-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = output_if_installed(&mut cmd)?;
+    assert!(out.status.success(), "{}", show("tshark", &out));
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect(),
+    )
 }

@@ -1,0 +1,224 @@
+//! What a worker does with the packets it takes from its ring. Each
+//! consumer is switched on by an option: the stream's pcap files (`-w`),
+//! its share of the merged pcapng file (`--pcapng -w`), its flow table
+//! (`--flows`), its byte counter (`--live`). A worker whose consumers are
+//! all off only counts whole blocks and never looks at a packet.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cli::Precision;
+use crate::flows::FlowTable;
+use crate::merge::{self, Feed};
+use crate::output::{LinkType, StreamFile, Written};
+use crate::pcapng::{EpbBatch, Frame, PacketInfo};
+use crate::ring::Packet;
+
+/// One stream's consumers.
+#[derive(Default)]
+pub struct Consumers<'a> {
+    /// `-w FILE`: the stream's own pcap files.
+    pub file: Option<StreamFile>,
+    /// `--pcapng -w FILE`: the stream's packets, for the merged file.
+    pub merged: Option<MergedStream>,
+    /// `--flows`: the flows of this stream.
+    pub flows: Option<FlowTable>,
+    /// `--live`: the bytes (wire lengths) of the packets taken.
+    pub bytes: Option<&'a AtomicU64>,
+}
+
+/// How taking a block's packets ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// All taken.
+    Taken,
+    /// The -G -W file limit: the capture ends, the rest is not taken.
+    FileLimit,
+    /// Writing failed: nothing more can be taken.
+    Failed { path: String, error: io::Error },
+}
+
+impl Consumers<'_> {
+    /// Whether any consumer looks at packets (else blocks are only
+    /// counted).
+    pub fn per_packet(&self) -> bool {
+        self.file.is_some() || self.merged.is_some() || self.flows.is_some() || self.bytes.is_some()
+    }
+
+    /// Whether a consumer uses the kernel's flow hash of each packet.
+    pub fn want_hash(&self) -> bool {
+        self.merged.is_some() || self.flows.is_some()
+    }
+
+    /// Takes the claimed packets of one ring block; returns how many were
+    /// taken, and how it ended.
+    pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {
+        if let Some(f) = &mut self.file {
+            f.tick();
+        }
+        let (mut taken, mut bytes) = (0u64, 0u64);
+        let mut outcome = Outcome::Taken;
+        for p in packets {
+            if let Some(f) = &mut self.file {
+                match f.write(&p) {
+                    Ok(Written::Yes) => {}
+                    Ok(Written::Limit) => {
+                        outcome = Outcome::FileLimit;
+                        break;
+                    }
+                    Err((path, error)) => {
+                        outcome = Outcome::Failed { path, error };
+                        break;
+                    }
+                }
+            }
+            if let Some(m) = &mut self.merged {
+                m.push(&p);
+            }
+            if let Some(t) = &mut self.flows {
+                t.record(&p, p.hash);
+            }
+            bytes += u64::from(p.len);
+            taken += 1;
+        }
+        if let Some(b) = self.bytes {
+            b.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let (Some(f), Outcome::Taken) = (&mut self.file, &outcome) {
+            if let Err(error) = f.batch_done() {
+                let path = f.path().to_string();
+                outcome = Outcome::Failed { path, error };
+            }
+        }
+        if let Some(m) = &mut self.merged {
+            if !m.send() {
+                outcome = Outcome::Failed {
+                    path: m.path.clone(),
+                    error: io::Error::other("the merged file's writer has stopped"),
+                };
+            }
+        }
+        (taken, outcome)
+    }
+
+    /// The ring had nothing more: the merger may write what came before.
+    pub fn idle(&self, retire_ms: u32) {
+        if let Some(m) = &self.merged {
+            m.feed
+                .complete_until(merge::complete_until(merge::realtime_ns(), retire_ms));
+        }
+    }
+
+    /// Writes out what the files still buffer; an error names the file.
+    pub fn flush(&mut self) -> Result<(), (String, io::Error)> {
+        match &mut self.file {
+            Some(f) => f.flush().map_err(|e| (f.path().to_string(), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// For a pipe on stdout: the descriptor whose POLLERR says the reader
+    /// has gone.
+    pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().and_then(|f| f.watch_fd())
+    }
+
+    /// The stream's file, if any, for messages.
+    pub fn path(&self) -> Option<&str> {
+        self.file.as_ref().map(|f| f.path())
+    }
+
+    /// Records the stream's files got (after a failed write: what they
+    /// still hold), if it has files.
+    pub fn records(&self) -> Option<u64> {
+        self.file.as_ref().map(|f| f.records())
+    }
+}
+
+/// What a stream's consumers leave for the report.
+#[derive(Default)]
+pub struct Leftovers {
+    /// The stream's flow table.
+    pub flows: Option<FlowTable>,
+    /// Files of the stream's -W ring that were overwritten, and the
+    /// packets they held.
+    pub rotated_away: (u64, u64),
+    /// The -G -W file limit ended the stream's files.
+    pub file_limit: bool,
+}
+
+impl Consumers<'_> {
+    /// At the end of the stream (the files already flushed).
+    pub fn finish(self) -> Leftovers {
+        Leftovers {
+            rotated_away: self.file.as_ref().map_or((0, 0), |f| f.rotated_away()),
+            flows: self.flows,
+            file_limit: false,
+        }
+    }
+}
+
+/// A stream's side of the merged pcapng file: its packets encoded as
+/// enhanced packet blocks, a ring block at a time, handed to the merger
+/// thread (see [`crate::merge`]).
+pub struct MergedStream {
+    feed: Feed<EpbBatch>,
+    batch: EpbBatch,
+    /// The stream's interface in the file.
+    interface: u32,
+    /// epb_queue, in the queue vantage.
+    queue: Option<u32>,
+    link: LinkType,
+    /// The file's snapshot length (raised as the link type needs).
+    snaplen: u32,
+    precision: Precision,
+    /// The merged file, for messages.
+    path: String,
+}
+
+impl MergedStream {
+    pub fn new(
+        feed: Feed<EpbBatch>,
+        queue: Option<u32>,
+        link: LinkType,
+        snaplen: u32,
+        precision: Precision,
+        path: &str,
+    ) -> MergedStream {
+        MergedStream {
+            interface: feed.producer() as u32,
+            feed,
+            batch: EpbBatch::new(),
+            queue,
+            link,
+            snaplen,
+            precision,
+            path: path.to_string(),
+        }
+    }
+
+    fn push(&mut self, p: &Packet) {
+        let info = PacketInfo {
+            hash: (p.hash != 0).then_some(p.hash),
+            queue: self.queue,
+            ..PacketInfo::new(self.interface, p)
+        };
+        self.batch.push(
+            self.precision,
+            &info,
+            &Frame::new(self.link, self.snaplen, p),
+        );
+    }
+
+    /// Hands the block's packets to the merger; false if it has gone.
+    fn send(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let mut next = self.feed.spare().unwrap_or_default();
+        next.clear();
+        let full = std::mem::replace(&mut self.batch, next);
+        self.feed.send(full)
+    }
+}

@@ -1,0 +1,124 @@
+//! `--pcapng -w FILE`: one pcapng file with every stream of the capture,
+//! each stream an interface of its own, written in timestamp order by a
+//! merger thread. Workers encode their packets ([`crate::consumers`]) and
+//! hand them over a ring block at a time; the merger ([`crate::merge`])
+//! orders them through a bounded reorder window; [`MergedFile`] writes
+//! (and rotates) the file.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use crate::cli::Options;
+use crate::error::Result;
+use crate::merge::{self, Feed, Inbox, Limits, MergeStats, Merger};
+use crate::output::LinkType;
+use crate::pcapng::{EpbBatch, Interface, InterfaceStats, MergedFile, MergedSummary, Section};
+use crate::vantage::Stream;
+
+/// Messages the channel to the merger holds per stream: a few ring blocks
+/// in flight each; when the writer falls behind, workers wait and the
+/// backlog stays in their rings (where it shows as kernel drops).
+const CHANNEL_PER_STREAM: usize = 8;
+
+/// The merged output of a capture, before the merger thread starts.
+pub struct Merged<'a> {
+    file: MergedFile<'a>,
+    inbox: Inbox<EpbBatch>,
+    feeds: Vec<Feed<EpbBatch>>,
+    streams: usize,
+    retire_ms: u32,
+}
+
+impl<'a> Merged<'a> {
+    /// Creates the file (`-` for stdout) with one interface per stream of
+    /// `streams`, named after the interface captured on (`label`, `any`
+    /// for all) and described by the stream (`eth0 cpu3`). `on_end` is
+    /// called when writing stops early (a failure, the -G -W file limit),
+    /// to end the capture.
+    pub fn create(
+        opts: &Options,
+        path: &str,
+        streams: &[Stream],
+        label: &str,
+        link: LinkType,
+        retire_ms: u32,
+        on_end: Box<dyn FnMut() + Send + 'a>,
+    ) -> Result<Merged<'a>> {
+        let interfaces = streams
+            .iter()
+            .map(|s| Interface {
+                name: label.to_string(),
+                description: format!("{label} {}", s.label()),
+                link,
+                snaplen: link.snaplen(opts.snaplen),
+            })
+            .collect();
+        let section = Section::new(interfaces, opts.precision);
+        let rotation = Some(opts.rotation).filter(|r| r.is_on());
+        let file = MergedFile::create(path, section, opts.packet_buffered, rotation, on_end)?;
+        let (feeds, inbox) = merge::channel(streams.len(), CHANNEL_PER_STREAM * streams.len());
+        Ok(Merged {
+            file,
+            inbox,
+            feeds,
+            streams: streams.len(),
+            retire_ms,
+        })
+    }
+
+    /// Removes the file again, when the capture could not start.
+    pub fn remove(&self) {
+        if let Some(path) = self.file.path().filter(|p| *p != "-") {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The workers' ends of the channel, one per stream in order.
+    pub fn take_feeds(&mut self) -> Vec<Feed<EpbBatch>> {
+        std::mem::take(&mut self.feeds)
+    }
+
+    /// For `-w -`: a descriptor of stdout to watch for a reader that has
+    /// gone (the main thread polls it while the merger writes).
+    pub fn watch_fd(&self) -> Option<OwnedFd> {
+        self.file
+            .watch_fd()
+            .and_then(|fd| fd.as_fd().try_clone_to_owned().ok())
+    }
+
+    /// The merger thread's work: merges until every worker has ended, then
+    /// writes the rest. Returns the file, still open for its statistics.
+    pub fn run(self) -> Written<'a> {
+        let Merged {
+            mut file,
+            inbox,
+            feeds,
+            streams,
+            retire_ms,
+        } = self;
+        drop(feeds);
+        let mut merger = Merger::new(streams, Limits::for_retire_ms(retire_ms));
+        let tick = Duration::from_millis(u64::from(retire_ms.max(1)));
+        let stats = merge::run(inbox, &mut merger, &mut file, tick, merge::realtime_ns);
+        Written { file, stats }
+    }
+}
+
+/// The merged file once the merger is done.
+pub struct Written<'a> {
+    file: MergedFile<'a>,
+    pub stats: MergeStats,
+}
+
+impl Written<'_> {
+    /// Per stream: packets handed to the merger after writing had ended
+    /// (never written).
+    pub fn not_written(&self) -> Vec<u64> {
+        self.file.unwritten().to_vec()
+    }
+
+    /// Writes the interface statistics and closes the file.
+    pub fn finish(self, stats: &[InterfaceStats]) -> MergedSummary {
+        self.file.finish(stats)
+    }
+}

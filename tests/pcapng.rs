@@ -1,0 +1,523 @@
+//! The merged pcapng file (--pcapng) and tcpdump-style rotation (-C, -G,
+//! -W): read back with pcap-file and with tshark/capinfos, counts against
+//! the report, on every kind of end.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn interrupt(cap: Capture) -> Finished {
+    cap.signal(Signal::SIGINT);
+    cap.wait()
+}
+
+/// Pings from cpu0 and datagrams from cpu1 on lo: 8 packets on cpu0 (4 tx,
+/// 4 rx), 6 on cpu1 (3 tx, 3 rx).
+fn traffic(ns: &Netns) {
+    ping(ns, 0, LO, 2);
+    udp_send(ns, 1, LO, LO, 3);
+}
+
+fn by_interface(file: &PcapNg) -> BTreeMap<u32, u64> {
+    let mut n = BTreeMap::new();
+    for p in &file.packets {
+        *n.entry(p.0).or_default() += 1;
+    }
+    n
+}
+
+#[test]
+fn merged_file_has_one_interface_per_stream() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let path = dir.path("all.pcapng");
+    let cap = Capture::start(&ns, "rxtxcpu", &["--pcapng", "-w", &path, "lo"]);
+    traffic(&ns);
+    let f = interrupt(cap);
+    f.assert_report(&[(0, 8), (1, 6)]);
+    // Exactly FILE, no stream suffix.
+    assert_eq!(dir.files(), ["all.pcapng"], "{f}");
+    let file = read_pcapng(std::fs::File::open(&path).unwrap());
+    assert_eq!(
+        file.interfaces,
+        [
+            ("lo".to_string(), "lo cpu0".to_string()),
+            ("lo".to_string(), "lo cpu1".to_string())
+        ]
+    );
+    assert_eq!(by_interface(&file), [(0, 8), (1, 6)].into(), "{f}");
+    // One timeline.
+    for w in file.packets.windows(2) {
+        assert!(
+            w[0].1 <= w[1].1,
+            "timestamps go back: {:?} then {:?}",
+            w[0].1,
+            w[1].1
+        );
+    }
+    // Statistics per stream: what it received, nothing dropped.
+    let stats: Vec<_> = file.stats.iter().map(|s| (s.0, s.1, s.2, s.3)).collect();
+    assert_eq!(
+        stats,
+        [(0, Some(8), Some(0), None), (1, Some(6), Some(0), None)],
+        "{f}"
+    );
+
+    // tshark agrees, and sees the direction and the stream of each packet.
+    let Some(rows) = tshark_fields(
+        &path,
+        &[
+            "frame.interface_name",
+            "frame.interface_description",
+            "frame.packet_flags_direction",
+        ],
+    ) else {
+        eprintln!("tshark not installed; skipping its checks");
+        return;
+    };
+    let mut per: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for r in &rows {
+        *per.entry((r[1].clone(), r[2].clone())).or_default() += 1;
+        assert_eq!(r[0], "lo");
+    }
+    // 0x1 inbound, 0x2 outbound: half of each stream's packets each way.
+    assert_eq!(
+        per,
+        [
+            (("lo cpu0".into(), "0x00000001".into()), 4),
+            (("lo cpu0".into(), "0x00000002".into()), 4),
+            (("lo cpu1".into(), "0x00000001".into()), 3),
+            (("lo cpu1".into(), "0x00000002".into()), 3),
+        ]
+        .into(),
+        "{rows:?}"
+    );
+    let caps = Command::new("capinfos").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&caps.stdout);
+    assert!(text.contains("Number of interfaces in file: 2"), "{text}");
+    assert!(text.contains("Capture application: rxtxcpu "), "{text}");
+    assert!(text.contains("Strict time order:   True"), "{text}");
+}
+
+#[test]
+fn direction_flags_follow_the_direction() {
+    for (args, flag) in [
+        (&["-d", "rx"][..], "0x00000001"),
+        (&["-d", "tx"], "0x00000002"),
+    ] {
+        let ns = Netns::new();
+        let dir = TempDir::new();
+        let path = dir.path("d.pcapng");
+        let mut argv = args.to_vec();
+        argv.extend(["--pcapng", "-w", &path, "lo"]);
+        let cap = Capture::start(&ns, "rxtxcpu", &argv);
+        traffic(&ns);
+        interrupt(cap).assert_report(&[(0, 4), (1, 3)]);
+        if let Some(rows) = tshark_fields(&path, &["frame.packet_flags_direction"]) {
+            assert_eq!(rows.len(), 7);
+            assert!(rows.iter().all(|r| r[0] == flag), "{args:?}: {rows:?}");
+        }
+    }
+}
+
+#[test]
+fn queue_vantage_sets_the_queue() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let path = dir.path("q.pcapng");
+    let tun = MqTun::new(&ns, 3);
+    let cap = Capture::start(&ns, "rxqueue", &["--pcapng", "-w", &path, &tun.ifname]);
+    let sink = UdpSink::bind(&ns, tun.addr);
+    for q in 0..3 {
+        tun.write_udp(q, q % 2, 1000 + q as u16, q + 1);
+    }
+    sink.expect(6);
+    let f = interrupt(cap);
+    f.assert_queue_report(&[(0, 1), (1, 2), (2, 3)], Some(0));
+    let file = read_pcapng(std::fs::File::open(&path).unwrap());
+    let descs: Vec<&str> = file.interfaces.iter().map(|i| i.1.as_str()).collect();
+    assert_eq!(
+        descs,
+        [
+            "mqtun0 queue 0",
+            "mqtun0 queue 1",
+            "mqtun0 queue 2",
+            "mqtun0 no queue"
+        ]
+    );
+    if let Some(rows) = tshark_fields(
+        &path,
+        &[
+            "frame.interface_description",
+            "frame.interface_queue",
+            "udp.srcport",
+        ],
+    ) {
+        assert_eq!(rows.len(), 6);
+        for r in rows {
+            let q: u16 = r[1].parse().unwrap_or_else(|_| panic!("no queue in {r:?}"));
+            assert_eq!(r[0], format!("mqtun0 queue {q}"));
+            assert_eq!(r[2], (1000 + q).to_string());
+        }
+    }
+}
+
+#[test]
+fn nanosecond_merged_file() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let path = dir.path("n.pcapng");
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["--pcapng", "--time-stamp-precision=nano", "-w", &path, "lo"],
+    );
+    traffic(&ns);
+    interrupt(cap).assert_report(&[(0, 8), (1, 6)]);
+    let file = read_pcapng(std::fs::File::open(&path).unwrap());
+    assert_eq!(file.packets.len(), 14);
+    assert!(file.packets.iter().any(|p| p.1.subsec_nanos() % 1000 != 0));
+}
+
+/// Under a flood from both cpus, with rings small enough to overflow: one
+/// timeline, and the statistics blocks' drops are the report's drop lines.
+#[test]
+fn flood_timeline_and_drops() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let path = dir.path("flood.pcapng");
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["--pcapng", "-B", "1", "-s", "64", "-w", &path, "lo"],
+    );
+    let opts = FloodOptions {
+        per_sec: Some(50_000),
+        limit: Duration::from_secs(20),
+        ..FloodOptions::default()
+    };
+    let floods = [0, 1].map(|cpu| Flood::start_with(&ns, cpu, LO, opts));
+    for f in &floods {
+        f.wait_for_more(40_000);
+    }
+    for f in floods {
+        f.stop();
+    }
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let report = f.report();
+    let drops = f.drops();
+    let file = read_pcapng(std::fs::File::open(&path).unwrap());
+    assert_eq!(
+        by_interface(&file).values().sum::<u64>(),
+        report.total,
+        "{f}"
+    );
+    for w in file.packets.windows(2) {
+        assert!(
+            w[0].1 <= w[1].1,
+            "timestamps go back: {:?} then {:?}",
+            w[0].1,
+            w[1].1
+        );
+    }
+    for (iface, recv, drop, _) in &file.stats {
+        let cpu = *iface;
+        let captured = report.per_cpu[&cpu];
+        let dropped = drops.get(&cpu).copied().unwrap_or(0);
+        assert_eq!(*drop, Some(dropped), "cpu{cpu} isb_ifdrop\n{f}");
+        assert_eq!(*recv, Some(captured + dropped), "cpu{cpu} isb_ifrecv\n{f}");
+    }
+    eprintln!("drops: {drops:?}");
+}
+
+#[test]
+fn stdout_into_tshark_with_two_cpus() {
+    let ns = Netns::new();
+    let mut cap = Capture::spawn_with_stdout(&ns, &["--pcapng", "-w", "-", "lo"], Stdio::piped());
+    let stdout = cap.take_stdout();
+    let tshark = Command::new("tshark")
+        .args([
+            "-n",
+            "-r",
+            "-",
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_description",
+        ])
+        .stdin(stdout)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(tshark) = tshark else {
+        eprintln!("tshark not installed; skipping");
+        return;
+    };
+    cap.wait_ready();
+    traffic(&ns);
+    let f = interrupt(cap);
+    // The report goes to stderr: stdout is the pcapng stream.
+    assert!(
+        f.stderr
+            .contains("8 packets captured on cpu0.\n6 packets captured on cpu1.\n"),
+        "{f}"
+    );
+    let out = tshark.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| *l == "lo cpu0").count(),
+        8,
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| *l == "lo cpu1").count(),
+        6,
+        "{text}"
+    );
+}
+
+#[test]
+fn stdout_reader_going_away_ends_the_capture() {
+    let ns = Netns::new();
+    let mut cap = Capture::spawn_with_stdout(&ns, &["--pcapng", "-w", "-", "lo"], Stdio::piped());
+    let stdout = cap.take_stdout();
+    cap.wait_ready();
+    drop(stdout);
+    assert!(cap.exited_within(Duration::from_secs(10)), "still running");
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    f.report_from_stderr();
+}
+
+#[test]
+fn rotation_by_size_names_files_as_tcpdump() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let template = dir.path("r.pcap");
+    let cap = Capture::start(&ns, "rxtxcpu", &["-l0", "-C", "1", "-w", &template, "lo"]);
+    // About 2.7 MB: 1300 datagrams of 1000 bytes, each captured twice.
+    let sink = UdpSink::bind(&ns, LO);
+    for _ in 0..26 {
+        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+    }
+    let f = interrupt(cap);
+    f.assert_report(&[(0, 2600)]);
+    assert_eq!(dir.files(), ["r-0.pcap", "r-0.pcap1", "r-0.pcap2"], "{f}");
+    let total: usize = dir
+        .files()
+        .iter()
+        .map(|n| {
+            let (header, packets) = read_pcap(&dir.path(n));
+            assert_eq!(header.datalink, pcap_file::DataLink::ETHERNET);
+            packets.len()
+        })
+        .sum();
+    assert_eq!(total, 2600);
+    for name in ["r-0.pcap", "r-0.pcap1"] {
+        let size = std::fs::metadata(dir.path(name)).unwrap().len();
+        assert!(
+            (1_000_000..1_010_000).contains(&size),
+            "{name}: {size} bytes"
+        );
+    }
+}
+
+#[test]
+fn file_count_keeps_a_ring_of_files() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let template = dir.path("w.pcap");
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["-l0", "-C", "1", "-W", "3", "-w", &template, "lo"],
+    );
+    let sink = UdpSink::bind(&ns, LO);
+    for _ in 0..60 {
+        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+    }
+    let f = interrupt(cap);
+    f.assert_report(&[(0, 6000)]);
+    assert_eq!(dir.files(), ["w-0.pcap0", "w-0.pcap1", "w-0.pcap2"], "{f}");
+    let kept: u64 = dir
+        .files()
+        .iter()
+        .map(|n| read_pcap(&dir.path(n)).1.len() as u64)
+        .sum();
+    // The report's count is what remains plus what the ring overwrote.
+    let line = f
+        .stderr
+        .lines()
+        .find(|l| l.ends_with("files rotated away on cpu0."))
+        .unwrap_or_else(|| panic!("no rotated-away line\n{f}"));
+    let lost: u64 = line.split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(kept + lost, 6000, "{f}");
+    // 6000 records of 1058 bytes fill 7 files of 1 MB: 4 were overwritten.
+    assert!(line.contains(" packets in 4 files rotated away"), "{line}");
+}
+
+#[test]
+fn rotation_by_time_with_strftime_names() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let template = dir.path("t-%s.pcap");
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["-l1", "-G", "1", "-W", "2", "-w", &template, "lo"],
+    );
+    // -G 1 -W 2: the capture ends by itself once the second file's second
+    // is over and another packet comes.
+    let sink = UdpSink::bind(&ns, LO);
+    let start = std::time::Instant::now();
+    while cap_running_for(start, Duration::from_secs(8)) {
+        udp_send_port(&ns, 1, LO, LO, UDP_PORT, 1);
+        sink.expect(1);
+        std::thread::sleep(Duration::from_millis(50));
+        if dir.files().len() >= 2 && start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert!(
+        f.stderr.contains("rxtxcpu: maximum file limit reached: 2"),
+        "{f}"
+    );
+    let files = dir.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut total = 0;
+    for n in &files {
+        // t-<epoch seconds>-1.pcap: the stream suffix first, then strftime.
+        let secs = n.strip_prefix("t-").and_then(|r| r.strip_suffix("-1.pcap"));
+        assert!(secs.is_some_and(|s| s.parse::<u64>().is_ok()), "{n}");
+        total += read_pcap(&dir.path(n)).1.len() as u64;
+    }
+    assert_eq!(total, f.report().total, "{f}");
+}
+
+fn cap_running_for(start: std::time::Instant, limit: Duration) -> bool {
+    start.elapsed() < limit
+}
+
+#[test]
+fn merged_file_rotates_too() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let path = dir.path("m.pcapng");
+    let cap = Capture::start(&ns, "rxtxcpu", &["--pcapng", "-C", "1", "-w", &path, "lo"]);
+    let sink = UdpSink::bind(&ns, LO);
+    for i in 0..26 {
+        udp_send_port_with(&ns, i % 2, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+    }
+    let f = interrupt(cap);
+    assert_eq!(f.report().total, 2600, "{f}");
+    assert_eq!(dir.files(), ["m.pcapng", "m.pcapng1", "m.pcapng2"], "{f}");
+    let mut total = 0;
+    for n in dir.files() {
+        // Each file stands alone: its own section and interfaces.
+        let file = read_pcapng(std::fs::File::open(dir.path(&n)).unwrap());
+        assert_eq!(file.interfaces.len(), 2, "{n}");
+        total += file.packets.len();
+    }
+    assert_eq!(total, 2600);
+}
+
+#[test]
+fn disk_full_during_rotation_leaves_valid_files() {
+    let ns = Netns::new();
+    let fs = Tmpfs::mount("2600k");
+    let template = fs.dir.path("full.pcap");
+    let cap = Capture::start(&ns, "rxtxcpu", &["-l0", "-C", "1", "-w", &template, "lo"]);
+    let sink = UdpSink::bind(&ns, LO);
+    for _ in 0..40 {
+        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+        if !cap_is_running(&cap) {
+            break;
+        }
+    }
+    let f = interrupt_or_wait(cap);
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert!(
+        f.stderr
+            .lines()
+            .any(|l| l.starts_with("rxtxcpu: error writing ")
+                && l.ends_with(": No space left on device")),
+        "{f}"
+    );
+    let mut total = 0;
+    for n in fs.dir.files() {
+        total += read_pcap(&fs.dir.path(&n)).1.len() as u64;
+    }
+    assert_eq!(total, f.report().total, "{f}");
+}
+
+fn cap_is_running(cap: &Capture) -> bool {
+    nix::sys::signal::kill(cap.pid(), None).is_ok() && !cap.stderr_now().contains("error writing")
+}
+
+fn interrupt_or_wait(cap: Capture) -> Finished {
+    let _ = nix::sys::signal::kill(cap.pid(), Signal::SIGINT);
+    cap.wait()
+}
+
+#[test]
+fn rotation_usage_errors() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["-C", "0", "-w", "x"][..],
+            "Invalid file size '0'.",
+        ),
+        (
+            "rxtxcpu",
+            &["-C", "1M", "-w", "x"],
+            "Invalid file size '1M'.",
+        ),
+        (
+            "rxtxcpu",
+            &["-G", "-1", "-w", "x"],
+            "Invalid rotate seconds '-1'.",
+        ),
+        (
+            "rxtxcpu",
+            &["-W", "x", "-C", "1", "-w", "x"],
+            "Invalid file count 'x'.",
+        ),
+        (
+            "rxtxcpu",
+            &["-W", "3", "-w", "x"],
+            "-W [--file-count] needs -C [--file-size] or -G [--rotate-seconds].",
+        ),
+        (
+            "rxtxcpu",
+            &["-G", "5"],
+            "-G [--rotate-seconds] needs -w [--write].",
+        ),
+        (
+            "rxtxcpu",
+            &["-C", "5"],
+            "-C [--file-size] needs -w [--write].",
+        ),
+        (
+            "rxtxcpu",
+            &["-l0", "-C", "5", "-w", "-"],
+            "-C [--file-size] needs a file to write: '-' (stdout) cannot be rotated.",
+        ),
+        ("rxtxcpu", &["--pcapng"], "--pcapng needs -w [--write]."),
+        (
+            "rxtxcpu",
+            &["--pcapng", "-G", "1", "-w", "-"],
+            "-G [--rotate-seconds] needs a file to write: '-' (stdout) cannot be rotated.",
+        ),
+    ]);
+}
