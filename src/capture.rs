@@ -11,11 +11,14 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::afpacket::{self, PacketSocket};
-use crate::cli::Options;
+use std::collections::HashMap;
+
+use crate::afpacket::{self, Filter, PacketSocket};
+use crate::cli::{Direction, Options};
 use crate::consumers::{Consumers, MergedStream};
 use crate::error::{Error, Result, Why};
-use crate::flows::{FlowBudget, FlowTable};
+use crate::expect::{self, Steering};
+use crate::flows::{FlowBudget, FlowKey, FlowTable};
 use crate::merge;
 use crate::merged::{self, Merged};
 use crate::output::{stream_path, Format, StreamFile};
@@ -23,8 +26,8 @@ use crate::pcapfilter;
 use crate::pcapng::InterfaceStats;
 use crate::report::{self, Report, StreamCount};
 use crate::ring::{Geometry, Ring};
-use crate::source::{self, Target};
-use crate::vantage::{Plan, StreamKind};
+use crate::source::{self, Group, Target};
+use crate::vantage::{self, Plan, StreamKind};
 use crate::worker::{pin_to, Fault, Leftovers, PanicGuard, Shared, Worker};
 
 /// How long the kernel may hold a partly filled block before handing it
@@ -154,6 +157,50 @@ fn inherited_ignore(sig: Signal) -> bool {
         .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
 }
 
+/// With `--flows` in the queue vantage, transmitted packets: a second,
+/// small fanout group by cpu on the same interface, only to learn which
+/// cpus sent each flow (what XPS maps to a queue), which the queue
+/// streams cannot see.
+struct SenderTap {
+    plan: Plan,
+    group: Group,
+    shared: Shared,
+    filter: Filter,
+}
+
+/// Bytes the sender tap keeps of a packet: enough for the flow key.
+const TAP_SNAPLEN: u32 = 256;
+/// The sender tap's ring per cpu.
+const TAP_RING: usize = 1 << 20;
+
+impl SenderTap {
+    fn build(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<SenderTap> {
+        let plan = vantage::every_cpu(Direction::Tx);
+        let kernel_snaplen = target.kernel_snaplen(TAP_SNAPLEN);
+        let geometry = Geometry::new(kernel_snaplen, TAP_RING, RETIRE_MS);
+        let (filter, _) = pcapfilter::capture_filter(
+            opts.filter.as_ref(),
+            target.link,
+            Direction::Tx,
+            target.link.snaplen(TAP_SNAPLEN),
+            kernel_snaplen,
+        )?;
+        say(format!(
+            "sender tap: a fanout group by cpu ({} KiB per cpu) learns which cpu sent each flow",
+            geometry.bytes() / 1024
+        ));
+        let group = source::build_group(&plan, target, geometry, say)?;
+        let shared = Shared::new(plan.streams.len(), 0)
+            .map_err(|e| Error::os("error creating eventfd", e))?;
+        Ok(SenderTap {
+            plan,
+            group,
+            shared,
+            filter,
+        })
+    }
+}
+
 /// What one capture is working with, for the functions that run it.
 struct Capture<'a> {
     opts: &'a Options,
@@ -245,6 +292,23 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     }
     let shared = Shared::new(group.rings.len(), opts.count)
         .map_err(|e| Error::os("error creating eventfd", e))?;
+    // The steering configuration the flows are compared with, read as the
+    // capture starts.
+    let steering = match (&opts.interface, opts.flows) {
+        (Some(name), Some(_)) => {
+            let s = Steering::read(name, plan.vantage);
+            for line in s.describe() {
+                v.say(format!("steering: {line}"));
+            }
+            Some(s)
+        }
+        _ => None,
+    };
+    let tap = if steering.is_some() && expect::needs_sending_cpus(plan.vantage, opts.direction) {
+        Some(SenderTap::build(opts, &target, &|s| v.say(s))?)
+    } else {
+        None
+    };
 
     // Files last, so that no setup failure leaves any behind; still before
     // a single packet is let in.
@@ -257,6 +321,14 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
             return Err(Error::os("error attaching filter", e));
         }
     }
+    if let Some(t) = &tap {
+        for stream in &t.plan.streams {
+            if let Err(e) = t.group.sockets[stream.member as usize].attach_filter(&t.filter) {
+                outputs.remove();
+                return Err(Error::os("error attaching filter", e));
+            }
+        }
+    }
 
     let capture = Capture {
         opts,
@@ -266,9 +338,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         shared: &shared,
         sigfd: &sigfd,
     };
-    let ended = run_workers(&capture, &group.sockets, group.rings, outputs);
+    let ended = run_workers(&capture, &group.sockets, group.rings, outputs, tap);
     let mut status = report_faults(&capture, &ended.failed);
-    let report = finish(&capture, ended, &mut status);
+    let report = finish(&capture, ended, steering.as_ref(), &mut status);
     Ok(report::print(opts, plan, &report).max(status))
 }
 
@@ -281,6 +353,8 @@ struct Ended<'a> {
     /// The merged file, once its merger is done, and the capture's
     /// start and end (ns since the epoch).
     merged: Option<(merged::Written<'a>, u64, u64)>,
+    /// From the sender tap: the cpus that sent each flow.
+    senders: Option<HashMap<FlowKey, Vec<u32>>>,
 }
 
 /// Runs one worker per captured stream (and the merger thread, with
@@ -290,7 +364,9 @@ fn run_workers<'a>(
     sockets: &[PacketSocket],
     rings: Vec<Ring>,
     mut outputs: Outputs<'a>,
+    mut tap: Option<SenderTap>,
 ) -> Ended<'a> {
+    let tap_rings = tap.as_mut().map(|t| std::mem::take(&mut t.group.rings));
     let (opts, shared, streams) = (c.opts, c.shared, &c.plan.streams);
     let mut failed = Vec::new();
     let mut feeds: Vec<Option<_>> = match &mut outputs.merged {
@@ -329,7 +405,7 @@ fn run_workers<'a>(
                 }),
                 flows: budget
                     .as_ref()
-                    .map(|b| FlowTable::new(slot as u32, c.target.link, b.clone())),
+                    .map(|b| FlowTable::new(stream.flow_id(), c.target.link, b.clone())),
                 bytes: None,
             };
             let worker = Worker::new(
@@ -378,6 +454,10 @@ fn run_workers<'a>(
         drop(ready_tx);
         // A worker that never started ends its merger feed here.
         drop(feeds);
+        let tap_handles = tap
+            .as_ref()
+            .zip(tap_rings)
+            .map(|(t, rings)| spawn_tap(s, t, rings, c, opts.flows_max));
         // Returns once every sender is gone.
         let _ = ready_rx.recv();
         let started = merge::realtime_ns();
@@ -404,12 +484,74 @@ fn run_workers<'a>(
         let merged = merger
             .and_then(|m| m.join().ok())
             .map(|w| (w, started, stopped));
+        let senders = tap.as_ref().zip(tap_handles).map(|(t, handles)| {
+            t.shared.stop();
+            let tables: Vec<FlowTable> = handles
+                .into_iter()
+                .filter_map(|h| h.join().ok())
+                .filter_map(|l| l.flows)
+                .collect();
+            let mut by_flow: HashMap<FlowKey, Vec<u32>> = HashMap::new();
+            for r in crate::flows::merge(tables).records {
+                by_flow.insert(r.key, r.streams.iter().map(|&(cpu, _)| cpu).collect());
+            }
+            by_flow
+        });
         Ended {
             failed,
             leftovers,
             merged,
+            senders,
         }
     })
+}
+
+/// Starts the sender tap's workers, one per cpu, each keeping a flow
+/// table only.
+fn spawn_tap<'s, 'e: 's>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    tap: &'e SenderTap,
+    rings: Vec<Ring>,
+    c: &'e Capture,
+    flows_max: u64,
+) -> Vec<std::thread::ScopedJoinHandle<'s, Leftovers>> {
+    let budget = FlowBudget::new(flows_max);
+    let mut handles = Vec::new();
+    for (slot, (stream, ring)) in tap.plan.streams.iter().zip(rings).enumerate() {
+        let sock = &tap.group.sockets[stream.member as usize];
+        let consumers = Consumers {
+            flows: Some(FlowTable::new(
+                stream.flow_id(),
+                c.target.link,
+                budget.clone(),
+            )),
+            ..Consumers::default()
+        };
+        let shared = &tap.shared;
+        let worker = Worker::new(
+            stream.member,
+            stream.pin.clone(),
+            slot,
+            sock,
+            ring,
+            consumers,
+            shared,
+        );
+        let pin = &stream.pin;
+        let spawned = std::thread::Builder::new()
+            .name(format!("tap {}", stream.label()))
+            .spawn_scoped(s, move || {
+                let _guard = PanicGuard::worker(shared, sock, slot);
+                if let Some(cpus) = pin {
+                    let _ = pin_to(cpus);
+                }
+                worker.run()
+            });
+        if let Ok(h) = spawned {
+            handles.push(h);
+        }
+    }
+    handles
 }
 
 /// How long workers may take to finish after a stop before a second
@@ -468,7 +610,7 @@ fn counts(c: &Capture) -> Vec<StreamCount> {
 
 /// Puts the report together once every thread is done: closes the
 /// merged file with its statistics, merges the flow tables.
-fn finish(c: &Capture, ended: Ended, status: &mut i32) -> Report {
+fn finish(c: &Capture, ended: Ended, steering: Option<&Steering>, status: &mut i32) -> Report {
     let opts = c.opts;
     let mut report = Report {
         streams: counts(c),
@@ -532,7 +674,11 @@ fn finish(c: &Capture, ended: Ended, status: &mut i32) -> Report {
         }
     }
     if opts.flows.is_some() && !tables.is_empty() {
-        report.flows = Some(crate::flows::merge(tables));
+        let mut flows = crate::flows::merge(tables);
+        if let Some(s) = steering {
+            s.predict(&mut flows, ended.senders.as_ref());
+        }
+        report.flows = Some(flows);
     }
     report
 }

@@ -136,6 +136,16 @@ pub enum Invocation {
     Run(Box<Options>),
     /// Text for stdout, then exit 0.
     Print(String),
+    /// `--rss-hash`: compute, print, no capture.
+    RssHash(RssQuery),
+}
+
+/// A `--rss-hash` query.
+#[derive(Debug)]
+pub struct RssQuery {
+    pub tuple: crate::rss::Tuple,
+    pub key: Option<Vec<u8>>,
+    pub interface: Option<String>,
 }
 
 /// A usage error: the message (without the name prefix) for stderr; the
@@ -363,6 +373,27 @@ const OPTIONS: &[OptSpec] = &[
         long: "json",
         value: None,
         help: &["Print the report as one JSON object."],
+    },
+    OptSpec {
+        id: "rss-hash",
+        short: None,
+        long: "rss-hash",
+        value: Some("SRC,SPORT,DST,DPORT"),
+        help: &[
+            "Print the Toeplitz RSS hash of a tuple",
+            "  (and with INTERFACE its queue); no",
+            "  capture.",
+        ],
+    },
+    OptSpec {
+        id: "rss-key",
+        short: None,
+        long: "rss-key",
+        value: Some("KEY"),
+        help: &[
+            "The key for --rss-hash, as 6d:5a:...",
+            "  (else the interface's, else Microsoft's)",
+        ],
     },
     OptSpec {
         id: "vantage",
@@ -714,6 +745,22 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
             .ok_or_else(|| invalid("flow limit", v))?,
     };
 
+    if let Some(t) = value("rss-hash") {
+        let tuple = crate::rss::parse_tuple(t).map_err(|e| UsageError(e.to_string()))?;
+        let key = value("rss-key")
+            .map(crate::rss::parse_key)
+            .transpose()
+            .map_err(|e| UsageError(e.to_string()))?;
+        return Ok(Invocation::RssHash(RssQuery {
+            tuple,
+            key,
+            interface: interfaces.first().map(|s| s.to_string()),
+        }));
+    }
+    if value("rss-key").is_some() {
+        return Err(UsageError("--rss-key needs --rss-hash.".into()));
+    }
+
     let selection = match (list, mask) {
         (Some(_), Some(_)) => {
             return Err(UsageError(format!(
@@ -866,6 +913,7 @@ mod tests {
              [--filter=EXPRESSION] [--filter-file=FILE] [--flows[=N]]\n               \
              [--flows-max=N] [--json] [--packet-buffered] [--pcapng]\n               \
              [--promiscuous] [--rotate-seconds=ROTATE_SECONDS]\n               \
+             [--rss-hash=SRC,SPORT,DST,DPORT] [--rss-key=KEY]\n               \
              [--snapshot-length=SNAPLEN] [--time-stamp-precision=PRECISION]\n               \
              [--vantage=VANTAGE] [--verbose] [--version] [--write=FILE]\n"
         );

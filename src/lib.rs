@@ -53,6 +53,7 @@ pub mod cpuset;
 pub mod ebpf;
 pub mod error;
 pub mod ethtool;
+pub mod expect;
 pub mod fanout;
 pub mod flows;
 pub mod live;
@@ -89,6 +90,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             // A closed pipe (`rxtxcpu --help | head -1`) is not an error.
             let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
             0
+        }
+        Ok(cli::Invocation::RssHash(q)) => {
+            match steering::rss_hash_command(&q.tuple, q.key.as_deref(), q.interface.as_deref()) {
+                Ok(text) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+                    0
+                }
+                Err(e) => {
+                    errln!("{name}: {e}");
+                    1
+                }
+            }
         }
         Ok(cli::Invocation::Run(opts)) => {
             match vantage::plan(&opts).and_then(|plan| capture::run(&opts, &plan)) {

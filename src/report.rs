@@ -35,12 +35,10 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
         let _ = writeln!(lines, "{}: maximum file limit reached: {files}", opts.name);
     }
     err!("{lines}");
-    let label = |slot: u32| {
-        plan.streams
-            .get(slot as usize)
-            .map_or_else(|| slot.to_string(), |s| s.short_label())
-    };
-    let id = |slot: u32| plan.streams.get(slot as usize).and_then(|s| s.id());
+    // Flow tables know streams by their ids (crate::vantage::NO_ID for
+    // the no-queue stream).
+    let label = |id: u32| crate::vantage::short_label(plan.vantage, id);
+    let id = |id: u32| (id != crate::vantage::NO_ID).then_some(id);
     let rows = opts.flows.unwrap_or(0);
     let text = if opts.json {
         let total = report.streams.iter().map(|s| s.packets).sum();

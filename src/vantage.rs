@@ -139,11 +139,15 @@ impl Stream {
     /// `noqueue`.
     pub fn short_label(&self) -> String {
         match self.kind {
-            StreamKind::Cpu(c) => format!("cpu{c}"),
-            StreamKind::Queue(q) => format!("queue{q}"),
             StreamKind::NoQueue => "noqueue".to_string(),
-            StreamKind::Numa(n) => format!("node{n}"),
+            _ => short_label(Vantage::of(self.kind), self.id().unwrap_or(u32::MAX)),
         }
+    }
+
+    /// Its number in the flow tables: its id, [`NO_ID`] for the no-queue
+    /// stream.
+    pub fn flow_id(&self) -> u32 {
+        self.id().unwrap_or(NO_ID)
     }
 
     /// What goes into its file name: `out.pcap` -> `out-<suffix>.pcap`.
@@ -159,6 +163,31 @@ impl Stream {
         match self.kind {
             StreamKind::Cpu(n) | StreamKind::Queue(n) | StreamKind::Numa(n) => Some(n),
             StreamKind::NoQueue => None,
+        }
+    }
+}
+
+/// The flow-table number of the stream that has no id (no queue).
+pub const NO_ID: u32 = u32::MAX;
+
+/// The short name of stream `id` of `vantage`, also of one that is not
+/// captured (a flow expected on it): `cpu3`, `queue2`, `node0`; `noqueue`
+/// for [`NO_ID`].
+pub fn short_label(vantage: Vantage, id: u32) -> String {
+    match (vantage, id) {
+        (_, NO_ID) => "noqueue".to_string(),
+        (Vantage::Cpu, n) => format!("cpu{n}"),
+        (Vantage::Queue, n) => format!("queue{n}"),
+        (Vantage::Numa, n) => format!("node{n}"),
+    }
+}
+
+impl Vantage {
+    fn of(kind: StreamKind) -> Vantage {
+        match kind {
+            StreamKind::Cpu(_) => Vantage::Cpu,
+            StreamKind::Queue(_) | StreamKind::NoQueue => Vantage::Queue,
+            StreamKind::Numa(_) => Vantage::Numa,
         }
     }
 }
@@ -244,6 +273,34 @@ fn select(
             ))
         }
     }
+}
+
+/// Every online cpu, as a cpu vantage: for a side capture that must know
+/// the cpu of each packet whatever the main vantage is.
+pub fn every_cpu(direction: Direction) -> Plan {
+    let opts = Options {
+        name: String::new(),
+        vantage: Vantage::Cpu,
+        count: 0,
+        direction,
+        selection: None,
+        promiscuous: false,
+        packet_buffered: false,
+        verbose: false,
+        write: None,
+        buffer_bytes: 0,
+        snaplen: 0,
+        precision: crate::cli::Precision::Micro,
+        interface: None,
+        filter: None,
+        pcapng: false,
+        rotation: Default::default(),
+        flows: None,
+        flows_max: 0,
+        json: false,
+    };
+    // With no selection the cpu plan cannot fail.
+    cpu_plan(&opts).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))
 }
 
 fn cpu_plan(opts: &Options) -> Result<Plan> {

@@ -137,6 +137,7 @@ fn selection(args: &[String]) -> Result<CpuSet, String> {
     match parse(args) {
         Ok(Invocation::Run(o)) => planned(&o),
         Ok(Invocation::Print(p)) => panic!("{args:?} printed {p:?}"),
+        Ok(Invocation::RssHash(q)) => panic!("{args:?} is an RSS query {q:?}"),
         Err(UsageError(m)) => Err(m),
     }
 }
@@ -360,6 +361,7 @@ proptest! {
                     "{:?}: {:?}", words, m);
             }
             Ok(Invocation::Print(text)) => prop_assert!(text.ends_with('\n')),
+            Ok(Invocation::RssHash(_)) => {}
             Ok(Invocation::Run(o)) => match vantage::plan(&o) {
                 Ok(plan) => {
                     let (_, online) = machine();

@@ -26,7 +26,7 @@ pub mod text;
 pub use key::{Endpoint, FlowKey, Proto};
 pub use table::{
     merge, FlowBudget, FlowRecord, FlowTable, Flows, StreamFlows, DEFAULT_MAX_FLOWS,
-    MAX_BYTES_PER_FLOW,
+    MAX_BYTES_PER_FLOW, RECEIVED, SENT,
 };
 
 #[cfg(test)]

@@ -71,7 +71,14 @@ pub(super) struct Counts {
     hash: u32,
     /// A later packet had another (non-zero) hash.
     hash_changed: bool,
+    /// The directions its packets had: [`RECEIVED`], [`SENT`].
+    directions: u8,
 }
+
+/// A flow had received packets (any packet type but outgoing).
+pub const RECEIVED: u8 = 1;
+/// A flow had packets this host sent (PACKET_OUTGOING).
+pub const SENT: u8 = 2;
 
 /// The flows of one stream. Owned by that stream's worker: no locks on the
 /// per-packet path; handed to [`merge`] at the end.
@@ -112,19 +119,30 @@ impl FlowTable {
     #[inline]
     pub fn record(&mut self, p: &Packet<'_>, hash: u32) {
         let key = FlowKey::of_packet(self.link, p);
-        self.record_key(key, p.len, hash, (p.sec, p.nsec));
+        let direction = if p.pkttype == crate::afpacket::PACKET_OUTGOING {
+            SENT
+        } else {
+            RECEIVED
+        };
+        self.record_in(key, p.len, hash, (p.sec, p.nsec), direction);
     }
 
-    /// Counts one packet of `key`, `len` bytes on the wire, at time `ts`
-    /// (sec, nsec).
+    /// Counts one received packet of `key`, `len` bytes on the wire, at
+    /// time `ts` (sec, nsec).
     #[inline]
     pub fn record_key(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32)) {
+        self.record_in(key, len, hash, ts, RECEIVED);
+    }
+
+    #[inline]
+    fn record_in(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32), direction: u8) {
         self.packets += 1;
         match self.map.entry(key) {
             MapEntry::Occupied(mut e) => {
                 let c = e.get_mut();
                 c.packets += 1;
                 c.bytes += u64::from(len);
+                c.directions |= direction;
                 if hash != c.hash && hash != 0 {
                     if c.hash == 0 {
                         c.hash = hash;
@@ -141,6 +159,7 @@ impl FlowTable {
                         first: ts,
                         hash,
                         hash_changed: false,
+                        directions: direction,
                     });
                 } else {
                     self.full = true;
@@ -194,6 +213,8 @@ pub struct FlowRecord {
     pub expected: Option<Expectation>,
     /// Time of the first packet (sec, nsec).
     pub first: (u32, u32),
+    /// The directions of its packets: [`RECEIVED`], [`SENT`] or both.
+    pub directions: u8,
 }
 
 impl FlowRecord {
@@ -290,6 +311,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
                     _ => {}
                 }
                 r.first = r.first.min(c.first);
+                r.directions |= c.directions;
             }
             _ => {
                 flows.records.push(FlowRecord {
@@ -301,6 +323,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
                     hash_changed: c.hash_changed,
                     expected: None,
                     first: c.first,
+                    directions: c.directions,
                 });
             }
         }

@@ -844,9 +844,9 @@ fn text_table_with_expectations() {
     assert_eq!(
         text::table(&flows, 0, &node),
         "\
-PROTO  SOURCE      DESTINATION  PACKETS  BYTES  HASH        STREAMS   EXPECTED
-udp    10.0.0.1:1  10.0.0.2:80        4    400  0x00001001  node 0:4  node 1 (rss)  UNEXPECTED
-udp    10.0.0.1:2  10.0.0.2:80        2    200  0x00001002  node 1:2  - (none)
+PROTO  SOURCE      DESTINATION  PACKETS  BYTES  HASH        STREAMS   EXPECTED  BY
+udp    10.0.0.1:1  10.0.0.2:80        4    400  0x00001001  node 0:4  node 1    rss   UNEXPECTED
+udp    10.0.0.1:2  10.0.0.2:80        2    200  0x00001002  node 1:2  -         none
 2 flows seen, 0 on more than one stream (SPLIT).
 1 flow off the expected stream (UNEXPECTED).
 node 0: 1 flow, 4 packets (66.7%).

@@ -16,8 +16,9 @@ pub const UNEXPECTED: &str = "UNEXPECTED";
 /// lines. `label` names a stream (`cpu3`, `queue 2`, `node 0`) in the
 /// STREAMS column (`cpu0:8 cpu1:3`) and in the summary.
 ///
-/// The HASH column is there when a listed flow has a hash, EXPECTED when
-/// one has an expectation; marks (UNEXPECTED, SPLIT, REHASHED) end the
+/// The HASH column is there when a listed flow has a hash, EXPECTED and
+/// BY (the stream the steering configuration predicts, `-` for none, and
+/// the mechanism) when one has an expectation; marks (UNEXPECTED, SPLIT, REHASHED) end the
 /// row. Text columns are left-aligned, numbers right-aligned, two spaces
 /// apart, no trailing blanks.
 pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> String {
@@ -37,6 +38,8 @@ pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> Stri
         right.push(false);
         if with_expected {
             header.push("EXPECTED");
+            right.push(false);
+            header.push("BY");
             right.push(false);
         }
         header.push("");
@@ -98,14 +101,13 @@ fn row(
         .collect();
     c.push(streams.join(" "));
     if with_expected {
-        c.push(match r.expected {
-            Some(e) => format!(
-                "{} ({})",
-                e.stream.map_or("-".to_string(), label),
-                e.by.as_str()
-            ),
-            None => String::new(),
-        });
+        match r.expected {
+            Some(e) => {
+                c.push(e.stream.map_or("-".to_string(), label));
+                c.push(e.by.as_str().to_string());
+            }
+            None => c.extend([String::new(), String::new()]),
+        }
     }
     let mut marks = Vec::new();
     if r.unexpected() {
