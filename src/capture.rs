@@ -21,6 +21,7 @@ use crate::expect::{self, Steering};
 use crate::flows::{FlowBudget, FlowKey, FlowTable};
 use crate::merge;
 use crate::merged::{self, Merged};
+use crate::monitor::Monitor;
 use crate::output::{stream_path, Format, StreamFile};
 use crate::pcapfilter;
 use crate::pcapng::InterfaceStats;
@@ -135,12 +136,19 @@ impl<'a> Outputs<'a> {
 /// A SIGHUP that was ignored when the program started (`nohup rxtxcpu`)
 /// stays ignored, as tcpdump does: blocking it would make the kernel queue
 /// it instead of discarding it.
-fn stop_signals() -> SigSet {
+///
+/// With `--live` on a terminal, SIGWINCH (redraw at the new size) and
+/// SIGTSTP (give the terminal back before stopping) are read the same way.
+fn stop_signals(live_on_terminal: bool) -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     if !inherited_ignore(Signal::SIGHUP) {
         set.add(Signal::SIGHUP);
+    }
+    if live_on_terminal {
+        set.add(Signal::SIGWINCH);
+        set.add(Signal::SIGTSTP);
     }
     set
 }
@@ -222,7 +230,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     // Blocked before anything is created and before any thread starts (all
     // inherit the mask): a Ctrl-C during setup is then read like any other
     // and ends the capture with a report, not with half-made files.
-    let signals = stop_signals();
+    let signals = stop_signals(opts.live.is_some() && crate::live::term::stderr_is_terminal());
     signals
         .thread_block()
         .map_err(|e| Error::os("error blocking signals", e.into()))?;
@@ -406,7 +414,7 @@ fn run_workers<'a>(
                 flows: budget
                     .as_ref()
                     .map(|b| FlowTable::new(stream.flow_id(), c.target.link, b.clone())),
-                bytes: None,
+                bytes: opts.live.map(|_| &shared.bytes[slot]),
             };
             let worker = Worker::new(
                 stream.member,
@@ -469,7 +477,18 @@ fn run_workers<'a>(
                 opts.snaplen
             ));
         }
-        wait_for_stop(c, watch);
+        let stream_sockets: Vec<&PacketSocket> = streams
+            .iter()
+            .map(|st| &sockets[st.member as usize])
+            .collect();
+        let mut monitor = Monitor::new(opts, c.plan, &c.target.label);
+        if let Some(m) = &mut monitor {
+            m.begin(shared, &stream_sockets);
+        }
+        wait_for_stop(c, watch, monitor.as_mut(), &stream_sockets);
+        if let Some(m) = &mut monitor {
+            m.stopping();
+        }
         shared.stop();
         let stopped = merge::realtime_ns();
         wait_for_workers(c, &handles);
@@ -481,6 +500,9 @@ fn run_workers<'a>(
             }
         }
         failed.sort_unstable();
+        if let Some(m) = monitor {
+            m.finish(shared);
+        }
         let merged = merger
             .and_then(|m| m.join().ok())
             .map(|w| (w, started, stopped));
@@ -585,6 +607,7 @@ fn wait_for_workers<T>(c: &Capture, handles: &[(usize, std::thread::ScopedJoinHa
                     streams: counts(c),
                     ..Report::default()
                 };
+                crate::live::term::restore();
                 report::print(c.opts, c.plan, &report);
                 std::process::exit(1);
             }
@@ -736,8 +759,14 @@ fn report_faults(c: &Capture, failed: &[usize]) -> i32 {
 }
 
 /// Waits for a stop signal, for the workers to stop by themselves, or
-/// (`--pcapng -w -`) for the reader of stdout to go away.
-fn wait_for_stop(c: &Capture, watch: Option<OwnedFd>) {
+/// (`--pcapng -w -`) for the reader of stdout to go away; with `--live`,
+/// waking once per interval to redraw.
+fn wait_for_stop(
+    c: &Capture,
+    watch: Option<OwnedFd>,
+    mut monitor: Option<&mut Monitor>,
+    sockets: &[&PacketSocket],
+) {
     loop {
         let mut fds = vec![
             PollFd::new(c.sigfd.as_fd(), PollFlags::POLLIN),
@@ -748,7 +777,11 @@ fn wait_for_stop(c: &Capture, watch: Option<OwnedFd>) {
             // reader has gone.
             fds.push(PollFd::new(w.as_fd(), PollFlags::empty()));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = match &monitor {
+            Some(m) => PollTimeout::try_from(m.timeout_ms()).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return,
         }
@@ -756,12 +789,21 @@ fn wait_for_stop(c: &Capture, watch: Option<OwnedFd>) {
             .get(2)
             .and_then(|f| f.revents())
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
-        if let Ok(Some(info)) = c.sigfd.read_signal() {
+        while let Ok(Some(info)) = c.sigfd.read_signal() {
+            let signo = info.ssi_signo as i32;
+            if let Some(m) = monitor.as_deref_mut() {
+                if m.signal(signo) {
+                    continue;
+                }
+            }
             // The report must not start on the terminal's `^C` line.
-            if info.ssi_signo == libc::SIGINT as u32 {
+            if signo == libc::SIGINT {
                 errln!();
             }
             return;
+        }
+        if let Some(m) = monitor.as_deref_mut() {
+            m.tick(c.shared, sockets);
         }
         if reader_gone {
             c.v.say("stdout closed; stopping");

@@ -121,6 +121,8 @@ pub struct Options {
     pub flows_max: u64,
     /// `--json`.
     pub json: bool,
+    /// `--live`, redrawn every this long (`--interval`).
+    pub live: Option<std::time::Duration>,
 }
 
 /// Where the filter expression comes from.
@@ -307,6 +309,23 @@ const OPTIONS: &[OptSpec] = &[
         long: "filter-file",
         value: Some("FILE"),
         help: &["Read the filter expression from FILE."],
+    },
+    OptSpec {
+        id: "live",
+        short: None,
+        long: "live",
+        value: None,
+        help: &[
+            "Show per-{subject} rates on stderr while",
+            "  capturing (a table on a terminal).",
+        ],
+    },
+    OptSpec {
+        id: "interval",
+        short: None,
+        long: "interval",
+        value: Some("SECONDS"),
+        help: &["Redraw --live every SECONDS.", "  Default: 1"],
     },
     OptSpec {
         id: "pcapng",
@@ -761,6 +780,15 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         return Err(UsageError("--rss-key needs --rss-hash.".into()));
     }
 
+    let live = match (m.get_flag("live"), value("interval")) {
+        (false, Some(_)) => return Err(UsageError("--interval needs --live.".into())),
+        (false, None) => None,
+        (true, None) => Some(crate::monitor::DEFAULT_INTERVAL),
+        (true, Some(v)) => {
+            Some(crate::live::parse_interval(v).ok_or_else(|| invalid("interval", v))?)
+        }
+    };
+
     let selection = match (list, mask) {
         (Some(_), Some(_)) => {
             return Err(UsageError(format!(
@@ -798,6 +826,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         flows,
         flows_max,
         json: m.get_flag("json"),
+        live,
     })))
 }
 
@@ -911,8 +940,9 @@ mod tests {
              [--cpu-list=CPULIST|--cpu-mask=CPUMASK] [--direction=DIRECTION]\n               \
              [--file-count=FILECOUNT] [--file-size=FILE_SIZE]\n               \
              [--filter=EXPRESSION] [--filter-file=FILE] [--flows[=N]]\n               \
-             [--flows-max=N] [--json] [--packet-buffered] [--pcapng]\n               \
-             [--promiscuous] [--rotate-seconds=ROTATE_SECONDS]\n               \
+             [--flows-max=N] [--interval=SECONDS] [--json] [--live]\n               \
+             [--packet-buffered] [--pcapng] [--promiscuous]\n               \
+             [--rotate-seconds=ROTATE_SECONDS]\n               \
              [--rss-hash=SRC,SPORT,DST,DPORT] [--rss-key=KEY]\n               \
              [--snapshot-length=SNAPLEN] [--time-stamp-precision=PRECISION]\n               \
              [--vantage=VANTAGE] [--verbose] [--version] [--write=FILE]\n"

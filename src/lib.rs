@@ -59,6 +59,7 @@ pub mod flows;
 pub mod live;
 pub mod merge;
 pub mod merged;
+pub mod monitor;
 pub mod output;
 pub mod pcapfilter;
 pub mod pcapng;

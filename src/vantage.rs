@@ -298,6 +298,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         flows: None,
         flows_max: 0,
         json: false,
+        live: None,
     };
     // With no selection the cpu plan cannot fail.
     cpu_plan(&opts).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))

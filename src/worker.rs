@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::afpacket::{Filter, PacketSocket, Stats};
+use crate::afpacket::{Filter, PacketSocket};
 pub use crate::consumers::Leftovers;
 use crate::consumers::{Consumers, Outcome};
 use crate::cpuset::CpuSet;
+use crate::flows::FlowKey;
 use crate::ring::Ring;
 
 /// Why a worker ended early.
@@ -40,11 +41,24 @@ pub struct Shared {
     pub captured: Vec<AtomicU64>,
     /// Kernel drops per worker.
     pub drops: Vec<AtomicU64>,
+    /// Packets the kernel accepted per worker (its tp_packets, drops
+    /// included), as read so far.
+    pub accepted: Vec<AtomicU64>,
+    /// Bytes (wire lengths) of the packets taken, per worker: kept only
+    /// for the live view.
+    pub bytes: Vec<AtomicU64>,
     /// Packets the kernel accepted before a stop but never handed over.
     pub unread: Vec<AtomicU64>,
     /// Faults of all workers, in the order they happened.
     pub faults: Mutex<Vec<Fault>>,
+    /// The live view's request for each worker's busiest flows of the
+    /// interval (a generation number), and the answers.
+    pub flow_request: AtomicU64,
+    pub flow_tops: Vec<Mutex<Vec<(FlowKey, u64)>>>,
 }
+
+/// Flows each worker reports to the live view per interval.
+pub const LIVE_TOP_FLOWS: usize = 5;
 
 impl Shared {
     pub fn new(workers: usize, count: u64) -> io::Result<Shared> {
@@ -57,8 +71,12 @@ impl Shared {
             budget: (count > 0).then(|| AtomicU64::new(count)),
             captured: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             drops: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            bytes: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             unread: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             faults: Mutex::new(Vec::new()),
+            flow_request: AtomicU64::new(0),
+            flow_tops: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
         })
     }
 
@@ -109,6 +127,17 @@ impl Shared {
             .is_some_and(|b| b.load(Ordering::Relaxed) == 0)
     }
 
+    /// Reads worker `slot`'s kernel counters from its socket into
+    /// `accepted` and `drops`. Reading resets them in the kernel, under the
+    /// socket's queue lock, so the worker and the live view may both call
+    /// this: each read gets its own share and nothing is counted twice.
+    pub fn read_kernel(&self, slot: usize, sock: &PacketSocket) {
+        if let Ok(s) = sock.take_stats() {
+            self.accepted[slot].fetch_add(s.packets, Ordering::Relaxed);
+            self.drops[slot].fetch_add(s.drops, Ordering::Relaxed);
+        }
+    }
+
     fn fault(&self, f: Fault) {
         self.faults
             .lock()
@@ -152,9 +181,7 @@ impl Drop for PanicGuard<'_> {
         }
         if let Some((sock, slot)) = self.worker {
             let _ = sock.attach_filter(&Filter::drop_all());
-            if let Ok(stats) = sock.take_stats() {
-                self.shared.drops[slot].fetch_add(stats.drops, Ordering::Relaxed);
-            }
+            self.shared.read_kernel(slot, sock);
         }
         self.shared.stop();
     }
@@ -177,11 +204,11 @@ pub struct Worker<'a> {
     failed: bool,
     /// The -G -W file limit ended this stream's files.
     file_limit: bool,
+    /// The live view's last flow request this worker answered.
+    flows_answered: u64,
     /// Packets seen in blocks (claimed or not), to know when the ring is
     /// drained.
     seen: u64,
-    /// Kernel counters read so far (reading resets them).
-    stats: Stats,
     /// The counters were read at the stop: drops after it are not this
     /// capture's.
     drained: bool,
@@ -225,8 +252,8 @@ impl<'a> Worker<'a> {
             shared,
             failed: false,
             file_limit: false,
+            flows_answered: 0,
             seen: 0,
-            stats: Stats::default(),
             drained: false,
         }
     }
@@ -239,6 +266,7 @@ impl<'a> Worker<'a> {
             if let Flow::Done = self.read_blocks(Until::Stop) {
                 break;
             }
+            self.answer_flow_request();
             if self.shared.stopping() {
                 self.drain();
                 break;
@@ -265,7 +293,6 @@ impl<'a> Worker<'a> {
         if !self.drained {
             self.read_stats();
         }
-        self.shared.drops[self.slot].fetch_add(self.stats.drops, Ordering::Relaxed);
         if !self.failed {
             if let Err((path, error)) = self.consumers.flush() {
                 self.write_failed(path, error);
@@ -365,6 +392,31 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// With --live and --flows: when the view asked, hands it this
+    /// stream's busiest flows since the last time.
+    fn answer_flow_request(&mut self) {
+        let Some(table) = &mut self.consumers.flows else {
+            return;
+        };
+        let asked = self.shared.flow_request.load(Ordering::Relaxed);
+        if asked != self.flows_answered {
+            self.flows_answered = asked;
+            let top = table.interval_top(LIVE_TOP_FLOWS);
+            // Added to what the view has not taken yet: a worker that was
+            // idle answers at its first packets, after which a second
+            // answer may come before the view looks.
+            let mut slot = self.shared.flow_tops[self.slot]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for (key, n) in top {
+                match slot.iter_mut().find(|(k, _)| *k == key) {
+                    Some(have) => have.1 += n,
+                    None => slot.push((key, n)),
+                }
+            }
+        }
+    }
+
     fn write_failed(&mut self, path: String, error: io::Error) {
         // Nothing more can go to this output; drop it so that a closed
         // pipe or full disk is not written again at exit. The count is
@@ -395,10 +447,7 @@ impl<'a> Worker<'a> {
 
     /// Adds the kernel's counters since the last read.
     fn read_stats(&mut self) {
-        if let Ok(s) = self.sock.take_stats() {
-            self.stats.packets += s.packets;
-            self.stats.drops += s.drops;
-        }
+        self.shared.read_kernel(self.slot, self.sock);
     }
 
     /// After a stop: reads every packet the kernel had accepted into the
@@ -415,7 +464,9 @@ impl<'a> Worker<'a> {
         self.read_stats();
         self.drained = true;
         // tp_packets counts drops too.
-        let target = self.stats.packets.saturating_sub(self.stats.drops);
+        let accepted = self.shared.accepted[self.slot].load(Ordering::Relaxed);
+        let drops = self.shared.drops[self.slot].load(Ordering::Relaxed);
+        let target = accepted.saturating_sub(drops);
         let mut progress = Instant::now();
         loop {
             let before = self.seen;

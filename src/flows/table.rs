@@ -73,6 +73,9 @@ pub(super) struct Counts {
     hash_changed: bool,
     /// The directions its packets had: [`RECEIVED`], [`SENT`].
     directions: u8,
+    /// `packets` when the live view last asked (see
+    /// [`FlowTable::interval_top`]).
+    base: u64,
 }
 
 /// A flow had received packets (any packet type but outgoing).
@@ -160,6 +163,7 @@ impl FlowTable {
                         hash,
                         hash_changed: false,
                         directions: direction,
+                        base: 0,
                     });
                 } else {
                     self.full = true;
@@ -168,6 +172,25 @@ impl FlowTable {
                 }
             }
         }
+    }
+
+    /// The `k` flows with the most packets since the last call (the live
+    /// view's interval), with those packet counts; the interval starts
+    /// anew. A pass over the table: called once per interval, never per
+    /// packet.
+    pub fn interval_top(&mut self, k: usize) -> Vec<(FlowKey, u64)> {
+        let mut top: Vec<(FlowKey, u64)> = Vec::with_capacity(k + 1);
+        for (key, c) in self.map.iter_mut() {
+            let n = c.packets - c.base;
+            c.base = c.packets;
+            if n == 0 || (top.len() == k && top.last().is_some_and(|l| l.1 >= n)) {
+                continue;
+            }
+            let at = top.partition_point(|t| t.1 >= n);
+            top.insert(at, (*key, n));
+            top.truncate(k);
+        }
+        top
     }
 
     /// The stream this table counts.

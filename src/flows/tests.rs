@@ -1075,7 +1075,8 @@ fn sizes_behind_the_documented_memory_cost() {
     let merged = size_of::<(FlowKey, usize)>() + size_of::<FlowRecord>() + 16;
     eprintln!("table slot {slot} bytes, merge {merged} bytes");
     assert_eq!(size_of::<FlowKey>(), 48);
-    assert!(slot <= 80, "{slot}");
+    // 48 + 40: counts, hash, first time, directions, the live base.
+    assert!(slot <= 88, "{slot}");
     assert!(merged <= 200, "{merged}");
 }
 

@@ -25,34 +25,9 @@ use std::time::{Duration, Instant};
 pub use proc::{CpuReader, CpuStats};
 pub use rates::Rates;
 
-/// What a stream is a stream of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Vantage {
-    Cpu,
-    Queue,
-    Numa,
-}
-
-impl Vantage {
-    /// For people: `cpu`, `queue`, `numa node`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Vantage::Cpu => "cpu",
-            Vantage::Queue => "queue",
-            Vantage::Numa => "numa node",
-        }
-    }
-
-    /// For the plain and JSON lines' `stream` (`cpu3`, `queue2`,
-    /// `numa0`): no spaces.
-    pub fn key(self) -> &'static str {
-        match self {
-            Vantage::Cpu => "cpu",
-            Vantage::Queue => "queue",
-            Vantage::Numa => "numa",
-        }
-    }
-}
+/// What a stream is a stream of: the capture's vantage (`subject()` for
+/// people, `as_str()` in the plain and JSON lines' `stream=cpu3`).
+pub use crate::vantage::Vantage;
 
 /// The capture's facts, fixed for its whole length.
 #[derive(Clone, Debug, PartialEq, Eq)]

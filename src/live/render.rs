@@ -317,14 +317,14 @@ fn head_line(h: &Header, r: &Rates, width: usize) -> String {
         h.name.clone(),
         format!("interface {}", h.interface),
         format!("direction {}", h.direction),
-        format!("vantage {}", h.vantage.name()),
+        format!("vantage {}", h.vantage.subject()),
         format!("elapsed {}", clock(r.elapsed)),
     ];
     let short = [
         h.name.clone(),
         h.interface.clone(),
         h.direction.clone(),
-        h.vantage.name().to_string(),
+        h.vantage.subject().to_string(),
         clock(r.elapsed),
     ];
     // The program's name goes first, then the words, then (least
@@ -400,7 +400,7 @@ pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) ->
     for s in &r.streams {
         let mut l = format!(
             "{t} stream={}{} pps={} mbps={} drops_ps={} share_pct={} packets={} interval_packets={} drops={}",
-            header.vantage.key(),
+            header.vantage.as_str(),
             s.id,
             num(s.pps, 1),
             num(s.mbps, 3),
@@ -449,7 +449,7 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
             let mut o = Map::new();
             o.insert(
                 "stream".into(),
-                format!("{}{}", header.vantage.key(), s.id).into(),
+                format!("{}{}", header.vantage.as_str(), s.id).into(),
             );
             o.insert("id".into(), s.id.into());
             o.insert("label".into(), s.label.clone().into());
@@ -474,7 +474,7 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
         "interval": f3(Some(dt.as_secs_f64())),
         "interface": header.interface,
         "direction": header.direction,
-        "vantage": header.vantage.name(),
+        "vantage": header.vantage.subject(),
         "total": {
             "pps": f3(t.pps),
             "mbps": f3(t.mbps),
