@@ -4,6 +4,8 @@
 #     sudo make install         # into /usr/local (PREFIX), under DESTDIR if set
 #     sudo make uninstall       # remove exactly the files install put there
 #     make lint                 # mandoc -T lint on the man page
+#     make deb                  # target/debian/rxtxcpu_VERSION_ARCH.deb
+#     make cargo-deb            # install cargo-deb (for make deb) if missing
 #
 # Installed (PREFIX=/usr/local by default), for each NAME of NAMES below:
 #     sbin/rxtxcpu, sbin/NAME -> rxtxcpu
@@ -11,6 +13,10 @@
 #     share/bash-completion/completions/NAME
 #     share/zsh/site-functions/_NAME
 #     share/fish/vendor_completions.d/NAME.fish
+#
+# The .deb (cargo-deb metadata in Cargo.toml) holds the same files with
+# PREFIX=/usr, except that the man pages are gzipped and the zsh completions
+# go to share/zsh/vendor-completions, where Debian's zsh looks.
 #
 # `make install` builds what is missing or older than the sources, so
 # `make && sudo make install` runs cargo only as the building user. Cargo's
@@ -37,7 +43,10 @@ LINKS := $(filter-out rxtxcpu,$(NAMES))
 RELEASE := $(CARGO_TARGET_DIR)/release
 BIN := $(RELEASE)/rxtxcpu
 COMPGEN := $(RELEASE)/examples/completions
-COMPDIR := $(CARGO_TARGET_DIR)/completions
+# Under release/ so that Cargo.toml's cargo-deb assets can name them
+# target/release/completions/...: cargo-deb replaces that prefix with the
+# real target directory, whatever CARGO_TARGET_DIR is.
+COMPDIR := $(RELEASE)/completions
 MANPAGE := man/rxtxcpu.8
 
 SOURCES := Cargo.toml Cargo.lock $(wildcard src/*.rs src/*/*.rs) examples/completions.rs
@@ -52,7 +61,7 @@ INSTALLED := \
 	$(foreach n,$(NAMES),$(ZSHCOMPDIR)/_$(n)) \
 	$(foreach n,$(NAMES),$(FISHCOMPDIR)/$(n).fish)
 
-.PHONY: all build completions install uninstall lint clean
+.PHONY: all build completions install uninstall lint deb cargo-deb clean
 .DELETE_ON_ERROR:
 
 all: build completions
@@ -107,6 +116,33 @@ install: $(BIN) $(COMPLETIONS) $(MANPAGE)
 # Only the files install created; the directories may hold other programs'.
 uninstall:
 	rm -f $(foreach f,$(INSTALLED),'$(DESTDIR)$(f)')
+
+# cargo-deb packages what make built (--no-build): the completions are not
+# cargo build products, and make has already run cargo. --strip: the
+# release profile keeps debug info (debug = 1), which a package must not
+# ship (lintian: unstripped-binary-or-object).
+DEBDIR := $(CARGO_TARGET_DIR)/debian
+
+deb: cargo-deb $(BIN) $(COMPLETIONS) $(MANPAGE)
+	CARGO_TARGET_DIR='$(CARGO_TARGET_DIR)' $(CARGO) deb --no-build --strip --locked \
+		--output '$(DEBDIR)/'
+
+# Installs cargo-deb if it is missing (.ci/run uses this too), pinned. A
+# debug build of it compiles in a third of the time of a release build and
+# makes the same package as fast (about a second). The symlink assets of
+# Cargo.toml's metadata are new in cargo-deb 3.7.
+CARGO_DEB_VERSION := 3.8.0
+CARGO_DEB_INSTALL ?= $(CARGO) install --locked --debug cargo-deb@$(CARGO_DEB_VERSION)
+
+cargo-deb:
+	@found=$$($(CARGO) deb --version 2>/dev/null) || { \
+		echo 'cargo-deb is not installed: $(CARGO_DEB_INSTALL)'; \
+		$(CARGO_DEB_INSTALL) && found=$$($(CARGO) deb --version); } || exit 1; \
+	case "$$found" in \
+	'cargo-deb 3.'[7-9].* | 'cargo-deb 3.'[1-9][0-9].*) ;; \
+	*) echo "make deb needs cargo-deb 3.7 or later 3.x, not $$found:" \
+		'$(CARGO) install --locked --force cargo-deb@$(CARGO_DEB_VERSION)' >&2; exit 1;; \
+	esac
 
 lint:
 	mandoc -T lint -W warning '$(MANPAGE)'
