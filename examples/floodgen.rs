@@ -9,8 +9,22 @@
 //! sending cpu (veth_xmit -> netif_rx runs in the sender's context), so a
 //! sender pinned to cpu C gives cpu C its own receive flood on the peer.
 //!
+//! The frames are spread round-robin over UDP source ports: `--ports N`
+//! gives every sender the same N ports, `--flows N` splits N flows among the
+//! senders (each flow sent from one cpu only, as RSS would keep it). With
+//! `--match-every N` only every Nth frame goes to `--dst-port` and the others
+//! to `--other-port`, so a filter on the destination port matches exactly
+//! 1 in N frames; the result's `matched` counts the frames sent to
+//! `--dst-port`.
+//!
+//! The sends go through packet_direct_xmit, whose queue choice
+//! (packet_pick_tx_queue) follows XPS; without XPS, skb_tx_hash takes the
+//! queue packet_pick_tx_queue recorded, cpu % real_num_tx_queues. On a
+//! multi-queue veth a sender on cpu c thus uses tx queue c, which veth hands
+//! to the peer's rx queue c (one NAPI per cpu under native XDP).
+//!
 //! The result goes to stdout as one JSON object (frames actually sent per cpu,
-//! elapsed time, rate); progress and errors go to stderr.
+//! frames to --dst-port, elapsed time, rate); progress and errors go to stderr.
 //!
 //! Example (root; run inside the sender's network namespace):
 //!
@@ -50,7 +64,16 @@ Options:
       --src-ip A.B.C.D   IPv4 source (default 192.0.2.1)
       --dst-ip A.B.C.D   IPv4 destination (default 192.0.2.3)
       --dst-port N       UDP destination port (default 9)
-      --ports N          vary the UDP source port over N values (default 256)
+      --ports N          every sender varies the UDP source port over the
+                         same N values, 1024.. (default 256)
+      --flows N          N flows in all, split among the senders: the k-th of
+                         K senders uses source ports 1024+k, 1024+k+K, ...
+                         (each flow from one cpu only; overrides --ports)
+      --match-every N    send only every Nth frame of each sender to
+                         --dst-port, the others to --other-port (default 1:
+                         all frames to --dst-port)
+      --other-port N     UDP destination port of the other frames (default
+                         --dst-port + 1)
       --no-bypass        do not set PACKET_QDISC_BYPASS
   -q, --quiet            no progress on stderr
   -h, --help             this help
@@ -68,6 +91,9 @@ struct Config {
     dst_ip: [u8; 4],
     dst_port: u16,
     ports: u16,
+    flows: Option<u32>,
+    match_every: u32,
+    other_port: Option<u16>,
     bypass: bool,
     quiet: bool,
 }
@@ -158,6 +184,9 @@ fn parse_args() -> Config {
         dst_ip: [192, 0, 2, 3],
         dst_port: 9,
         ports: 256,
+        flows: None,
+        match_every: 1,
+        other_port: None,
         bypass: true,
         quiet: false,
     };
@@ -234,6 +263,27 @@ fn parse_args() -> Config {
                     _ => usage_error(&format!("invalid port count '{v}'")),
                 };
             }
+            "--flows" => {
+                let v = value(&name);
+                cfg.flows = match v.parse() {
+                    Ok(n) if (1..=64512).contains(&n) => Some(n),
+                    _ => usage_error(&format!("invalid flow count '{v}' (1..64512)")),
+                };
+            }
+            "--match-every" => {
+                let v = value(&name);
+                cfg.match_every = match v.parse() {
+                    Ok(n) if (1..=1_000_000).contains(&n) => n,
+                    _ => usage_error(&format!("invalid --match-every '{v}' (1..1000000)")),
+                };
+            }
+            "--other-port" => {
+                let v = value(&name);
+                cfg.other_port = Some(
+                    v.parse()
+                        .unwrap_or_else(|_| usage_error(&format!("invalid port '{v}'"))),
+                );
+            }
             "--no-bypass" => cfg.bypass = false,
             "-q" | "--quiet" => cfg.quiet = true,
             "-h" | "--help" => {
@@ -258,7 +308,61 @@ fn parse_args() -> Config {
     if cfg.cpus.is_empty() {
         cfg.cpus = allowed_cpus();
     }
+    if let Some(n) = cfg.flows {
+        if (n as usize) < cfg.cpus.len() {
+            usage_error(&format!(
+                "--flows {n} is fewer than the {} senders",
+                cfg.cpus.len()
+            ));
+        }
+    }
+    if cfg.match_every > 1 && cfg.other_port() == cfg.dst_port {
+        usage_error("--other-port must differ from --dst-port");
+    }
     cfg
+}
+
+impl Config {
+    fn other_port(&self) -> u16 {
+        self.other_port.unwrap_or(self.dst_port.wrapping_add(1))
+    }
+
+    /// The UDP source ports the sender with index `k` (of the cpu list)
+    /// cycles through.
+    fn source_ports(&self, k: usize) -> Vec<u16> {
+        match self.flows {
+            Some(n) => {
+                let senders = self.cpus.len();
+                (k..n as usize)
+                    .step_by(senders)
+                    .map(|j| 1024 + j as u16)
+                    .collect()
+            }
+            None => (0..self.ports).map(|i| 1024u16.wrapping_add(i)).collect(),
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The length of a sender's frame ring: a whole number of source-port
+/// cycles and of match cycles (so that the round robin and the 1-in-N
+/// pattern continue exactly across the wrap), at least one batch.
+fn ring_len(ports: usize, every: usize, batch: usize) -> usize {
+    let cycle = ports / gcd(ports, every) * every;
+    cycle * batch.div_ceil(cycle)
+}
+
+/// Frames among the first `sent` of a ring whose index is a multiple of
+/// `every` (the ring length is a multiple of `every`).
+fn matched_of(sent: u64, every: u32) -> u64 {
+    sent.div_ceil(u64::from(every))
 }
 
 fn read_sysfs(ifname: &str, attr: &str) -> Option<String> {
@@ -286,7 +390,7 @@ fn csum_fold(mut sum: u32) -> u16 {
 }
 
 /// A valid Ethernet + IPv4 + UDP frame of `size` bytes, UDP checksum filled.
-fn build_frame(cfg: &Config, src_mac: [u8; 6], sport: u16, cpu: usize) -> Vec<u8> {
+fn build_frame(cfg: &Config, src_mac: [u8; 6], sport: u16, dport: u16, cpu: usize) -> Vec<u8> {
     let size = cfg.size;
     let mut f = vec![0u8; size];
     f[0..6].copy_from_slice(&cfg.dst_mac);
@@ -309,7 +413,7 @@ fn build_frame(cfg: &Config, src_mac: [u8; 6], sport: u16, cpu: usize) -> Vec<u8
 
     let udp_len = ip_len - 20;
     f[34..36].copy_from_slice(&sport.to_be_bytes());
-    f[36..38].copy_from_slice(&cfg.dst_port.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
     f[38..40].copy_from_slice(&udp_len.to_be_bytes());
     // Payload: a recognisable pattern with the sending cpu in it.
     for (i, b) in f[42..].iter_mut().enumerate() {
@@ -405,6 +509,8 @@ fn open_socket(ifindex: i32, bypass: bool) -> io::Result<Sock> {
 struct Result {
     cpu: usize,
     sent: u64,
+    /// Frames sent to --dst-port.
+    matched: u64,
     start: Option<Instant>,
     end: Option<Instant>,
     calls: u64,
@@ -417,6 +523,7 @@ struct Result {
 
 fn sender(
     cpu: usize,
+    index: usize,
     cfg: Arc<Config>,
     ifindex: i32,
     src_mac: [u8; 6],
@@ -447,10 +554,18 @@ fn sender(
         _ => return res,
     };
 
-    let ports = usize::from(cfg.ports);
-    let nframes = ports.max(cfg.batch);
+    let ports = cfg.source_ports(index);
+    let every = cfg.match_every as usize;
+    let nframes = ring_len(ports.len(), every, cfg.batch);
     let frames: Vec<Vec<u8>> = (0..nframes)
-        .map(|i| build_frame(&cfg, src_mac, 1024 + (i % ports) as u16, cpu))
+        .map(|i| {
+            let dport = if i % every == 0 {
+                cfg.dst_port
+            } else {
+                cfg.other_port()
+            };
+            build_frame(&cfg, src_mac, ports[i % ports.len()], dport, cpu)
+        })
         .collect();
     let mut iovs: Vec<libc::iovec> = frames
         .iter()
@@ -520,12 +635,31 @@ fn sender(
         }
     }
     res.end = Some(Instant::now());
+    // The sends went through the ring in order from index 0.
+    res.matched = matched_of(res.sent, cfg.match_every);
     drop(sock);
     res
 }
 
 fn main() {
     let cfg = parse_args();
+    let nframes = (0..cfg.cpus.len())
+        .map(|k| {
+            ring_len(
+                cfg.source_ports(k).len(),
+                cfg.match_every as usize,
+                cfg.batch,
+            )
+        })
+        .max()
+        .unwrap_or(0);
+    if nframes.saturating_mul(cfg.size) > 256 << 20 {
+        usage_error(&format!(
+            "a sender's frame ring would hold {nframes} frames of {} bytes; \
+             choose --flows/--ports and --match-every with a smaller common multiple",
+            cfg.size
+        ));
+    }
 
     let cname = CString::new(cfg.ifname.clone()).unwrap_or_else(|_| die("bad interface name"));
     let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as i32;
@@ -569,11 +703,12 @@ fn main() {
     let handles: Vec<_> = cfg
         .cpus
         .iter()
-        .map(|&cpu| {
+        .enumerate()
+        .map(|(index, &cpu)| {
             let (cfg, barrier, abort) = (cfg.clone(), barrier.clone(), abort.clone());
             thread::Builder::new()
                 .name(format!("floodgen-cpu{cpu}"))
-                .spawn(move || sender(cpu, cfg, ifindex, src_mac, barrier, abort))
+                .spawn(move || sender(cpu, index, cfg, ifindex, src_mac, barrier, abort))
                 .unwrap_or_else(|e| die(&format!("cannot start thread: {e}")))
         })
         .collect();
@@ -589,6 +724,7 @@ fn main() {
         _ => Duration::ZERO,
     };
     let total: u64 = results.iter().map(|r| r.sent).sum();
+    let matched: u64 = results.iter().map(|r| r.matched).sum();
     let rate = |n: u64, d: Duration| {
         if d.as_secs_f64() > 0.0 {
             n as f64 / d.as_secs_f64()
@@ -614,9 +750,10 @@ fn main() {
             );
         }
         per_cpu.push(format!(
-            "{{\"cpu\":{},\"sent\":{},\"elapsed\":{:.6},\"rate\":{:.1},\"calls\":{},\"retries\":{},\"off_cpu_calls\":{},\"error\":{}}}",
+            "{{\"cpu\":{},\"sent\":{},\"matched\":{},\"elapsed\":{:.6},\"rate\":{:.1},\"calls\":{},\"retries\":{},\"off_cpu_calls\":{},\"error\":{}}}",
             r.cpu,
             r.sent,
+            r.matched,
             el.as_secs_f64(),
             rate(r.sent, el),
             r.calls,
@@ -629,7 +766,7 @@ fn main() {
         ));
     }
     println!(
-        "{{\"ifname\":\"{}\",\"size\":{},\"count_per_cpu\":{},\"cpus\":[{}],\"sent\":{},\"elapsed\":{:.6},\"rate\":{:.1},\"per_cpu\":[{}]}}",
+        "{{\"ifname\":\"{}\",\"size\":{},\"count_per_cpu\":{},\"cpus\":[{}],\"sent\":{},\"matched\":{},\"flows\":{},\"match_every\":{},\"elapsed\":{:.6},\"rate\":{:.1},\"per_cpu\":[{}]}}",
         cfg.ifname,
         cfg.size,
         cfg.count,
@@ -639,17 +776,111 @@ fn main() {
             .collect::<Vec<_>>()
             .join(","),
         total,
+        matched,
+        cfg.flows.unwrap_or(u32::from(cfg.ports)),
+        cfg.match_every,
         wall.as_secs_f64(),
         rate(total, wall),
         per_cpu.join(",")
     );
     if !cfg.quiet {
         eprintln!(
-            "floodgen: sent {} frames in {:.3} s ({:.0} frames/s)",
+            "floodgen: sent {} frames in {:.3} s ({:.0} frames/s), {} to port {}",
             total,
             wall.as_secs_f64(),
-            rate(total, wall)
+            rate(total, wall),
+            matched,
+            cfg.dst_port
         );
     }
     process::exit(if failed { 1 } else { 0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cpus: &[usize], flows: Option<u32>, every: u32) -> Config {
+        Config {
+            ifname: "x".into(),
+            count: 0,
+            size: 64,
+            cpus: cpus.to_vec(),
+            batch: 256,
+            dst_mac: [0xff; 6],
+            src_mac: None,
+            src_ip: [192, 0, 2, 1],
+            dst_ip: [192, 0, 2, 3],
+            dst_port: 9,
+            ports: 256,
+            flows,
+            match_every: every,
+            other_port: None,
+            bypass: true,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn flows_are_split_among_senders_without_overlap() {
+        let cfg = config(&[0, 1, 2], Some(1024), 1);
+        let all: Vec<Vec<u16>> = (0..3).map(|k| cfg.source_ports(k)).collect();
+        assert_eq!(
+            all.iter().map(Vec::len).collect::<Vec<_>>(),
+            [342, 341, 341]
+        );
+        let mut merged: Vec<u16> = all.concat();
+        merged.sort_unstable();
+        assert_eq!(merged, (1024..2048).collect::<Vec<u16>>());
+        assert_eq!(&all[1][..3], &[1025, 1028, 1031]);
+    }
+
+    #[test]
+    fn ports_are_shared_by_senders() {
+        let cfg = config(&[0, 1], None, 1);
+        assert_eq!(cfg.source_ports(0), cfg.source_ports(1));
+        assert_eq!(cfg.source_ports(0).len(), 256);
+        assert_eq!(cfg.other_port(), 10);
+    }
+
+    #[test]
+    fn ring_holds_whole_cycles_of_ports_and_matches() {
+        assert_eq!(ring_len(512, 10, 256), 2560);
+        assert_eq!(ring_len(256, 1, 256), 256);
+        assert_eq!(ring_len(100, 1, 256), 300);
+        assert_eq!(ring_len(1, 1, 256), 256);
+        assert_eq!(ring_len(3, 10, 1), 30);
+        for (ports, every, batch) in [(512, 10, 256), (341, 10, 64), (7, 3, 1024)] {
+            let n = ring_len(ports, every, batch);
+            assert!(n >= batch && n % ports == 0 && n % every == 0);
+        }
+    }
+
+    #[test]
+    fn matched_counts_every_nth_frame_from_the_first() {
+        assert_eq!(matched_of(0, 10), 0);
+        assert_eq!(matched_of(1, 10), 1);
+        assert_eq!(matched_of(10, 10), 1);
+        assert_eq!(matched_of(11, 10), 2);
+        assert_eq!(matched_of(1_000_000, 10), 100_000);
+        assert_eq!(matched_of(5, 1), 5);
+        // Against a direct count over a ring that wraps.
+        let n = ring_len(341, 10, 256);
+        let direct = (0..100_003u64).filter(|i| (i % n as u64) % 10 == 0).count() as u64;
+        assert_eq!(matched_of(100_003, 10), direct);
+    }
+
+    #[test]
+    fn frame_carries_ports_and_valid_checksums() {
+        let cfg = config(&[0], None, 1);
+        let f = build_frame(&cfg, [2, 0, 0, 0, 0, 1], 1500, 10, 0);
+        assert_eq!(f.len(), 64);
+        assert_eq!(u16::from_be_bytes([f[34], f[35]]), 1500);
+        assert_eq!(u16::from_be_bytes([f[36], f[37]]), 10);
+        assert_eq!(csum_fold(csum_add(0, &f[14..34])), 0);
+        let mut sum = csum_add(0, &f[26..34]);
+        sum += 17 + u32::from(u16::from_be_bytes([f[38], f[39]]));
+        sum = csum_add(sum, &f[34..]);
+        assert_eq!(csum_fold(sum), 0);
+    }
 }

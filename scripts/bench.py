@@ -4,16 +4,20 @@
 Run through scripts/bench.sh (which builds the binaries), as root:
 
     scripts/bench.sh [--frames N] [--size BYTES] [--repeat K] [--json FILE]
-                     [--quick] [--binary PATH] ...
+                     [--quick] [--cases LIST] [--sizes LIST] [--binary PATH] ...
 
 It builds two network namespaces joined by a veth pair (vA in the sender
 namespace, vB in the receiver namespace, addresses from 192.0.2.0/24, IPv6
-off), and floods vB from one floodgen sender thread pinned to each cpu, so
-each cpu's receive path carries its own flood. The frames are addressed to
-vB's MAC (PACKET_HOST) but to an unassigned IPv4 address with forwarding
-off, so the receiver drops them after capture without answering.
+off, one queue per flooding cpu with XPS sending cpu c's frames on tx queue
+c, which veth hands to vB's rx queue c), and floods vB from one floodgen
+sender thread pinned to each cpu, so each cpu's receive path carries its own
+flood. The frames are addressed to vB's MAC (PACKET_HOST) but to an
+unassigned IPv4 address with forwarding off, so the receiver drops them
+after capture without answering. The flood is spread round-robin over
+--flows (1024) UDP flows, each flow sent from one cpu only.
 
-Cases, each on the same flood:
+Cases (ids for --cases; groups in brackets), each on the same flood:
+  [main]
   a        no capture (the senders' rate alone: the machine's limit)
   b        rxtxcpu -d rx vB                      (counting only)
   c        rxtxcpu -d rx -w TMPFS/rxtxcpu.pcap vB
@@ -21,8 +25,25 @@ Cases, each on the same flood:
   e        tcpdump -i vB -Q in -n -w /dev/null
   f-tmpfs  tcpdump -i vB -Q in -n -w TMPFS/tcpdump.pcap
   f-disk   tcpdump -i vB -Q in -n -w DISK/tcpdump.pcap
-plus the idle cost of rxtxcpu (b) and tcpdump (e): cpu seconds over
---idle-seconds (10 s) of capture with no traffic.
+  [flows]
+  fl       rxtxcpu -d rx --flows vB              (counting, flow table)
+  [pcapng]
+  png      rxtxcpu -d rx --pcapng -w TMPFS/rxtxcpu.pcapng vB
+  [filter]  on a flood where only 1 in --filter-every (10) frames goes to
+            UDP port 9 (the others to port 10); the count must be exactly
+            the frames floodgen sent to port 9
+  flt-b    rxtxcpu -d rx --filter='udp dst port 9' vB
+  flt-e    tcpdump -i vB -Q in -n -w /dev/null 'udp dst port 9'
+  flt-c    rxtxcpu -d rx --filter='udp dst port 9' -w TMPFS/rxtxcpu.pcap vB
+  [xdp]     skipped with a note while the binary rejects --xdp
+  x1       rxtxcpu --xdp=MODE -d rx vB           (counting)
+  x2       rxtxcpu --xdp=MODE -d rx -w TMPFS/rxtxcpu.pcap vB
+  [sweep]   the main cases again at each other --sizes (64,512,1500) frame
+            size, ids like b@1500; the --size row is the main cases'
+  [live]
+  live     idle only: rxtxcpu -d rx --live --interval=1 vB, stderr a pipe
+plus the idle cost of rxtxcpu (b), tcpdump (e) and rxtxcpu --live (live):
+cpu seconds over --idle-seconds (10 s) of capture with no traffic.
 
 Only the Python standard library is used.
 """
@@ -52,8 +73,43 @@ TX_IP = "192.0.2.1"
 RX_IP = "192.0.2.2"
 DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 
-CASE_ORDER = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
+# The main cases, in run order; the sweep repeats them at other sizes.
+MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
+# One case per per-packet feature, run at --size after the main cases.
+FEATURES = ["fl", "png", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+CASE_ORDER = MAIN + FEATURES
+# Cases that skip (with a note) when the binary rejects their option.
+OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live"}
+GROUPS = {
+    "main": MAIN,
+    "flows": ["fl"],
+    "pcapng": ["png"],
+    "filter": ["flt-b", "flt-e", "flt-c"],
+    "xdp": ["x1", "x2"],
+    "live": ["live"],
+}
+# The rxtxcpu/tcpdump pairs (the first ratio table; per size in the sweep).
 PAIRS = [("b", "e"), ("c", "f-tmpfs"), ("d", "f-disk")]
+# Feature ratios: (numerator, denominator, what, target). A target names
+# the issue and what it asks of the numerator against the denominator.
+FEATURE_PAIRS = [
+    ("fl", "e", "flows count vs tcpdump -w /dev/null",
+     {"issue": 10, "cpu_ns_per_pkt": 0.5, "complete": True}),
+    ("png", "f-tmpfs", "pcapng tmpfs vs tcpdump -w tmpfs",
+     {"issue": 12, "cpu_ns_per_pkt": 0.8, "complete": True}),
+    ("flt-b", "b", "filter count vs no filter (cpu s)",
+     {"issue": 13, "cpu_s": 1.0, "exact": True}),
+    ("flt-c", "c", "filter -w tmpfs vs no filter (cpu s)",
+     {"issue": 13, "cpu_s": 1.0, "exact": True}),
+    ("flt-b", "flt-e", "filter count vs tcpdump same filter", None),
+    ("flt-e", "e", "tcpdump filter vs no filter (cpu s)", None),
+    ("x1", "b", "xdp count vs AF_PACKET count", None),
+    ("x2", "c", "xdp -w tmpfs vs AF_PACKET -w tmpfs", None),
+]
+# Peak RSS at most ring memory + this (issue 16).
+RSS_OVER_RING_KIB = 4 * 1024
+FILTER_PORT = 9
+OTHER_PORT = 10
 
 
 def log(msg):
@@ -62,6 +118,11 @@ def log(msg):
 
 class BenchError(Exception):
     pass
+
+
+class Unsupported(BenchError):
+    """The capturer rejected its command line (exit status 2: a usage
+    error), e.g. an option this binary does not have yet."""
 
 
 # --------------------------------------------------------------------------
@@ -189,12 +250,27 @@ def proc_ctxt_switches(pid):
 # the network
 
 
+def cpu_mask_hex(cpus):
+    """A sysfs cpumask ("3", "1,00000000"): hex, 32-bit words comma-separated."""
+    m = 0
+    for c in cpus:
+        m |= 1 << c
+    h = f"{m:x}"
+    words = []
+    while h:
+        words.insert(0, h[-8:])
+        h = h[:-8]
+    return ",".join(words) or "0"
+
+
 class Net:
-    def __init__(self, tag):
+    def __init__(self, tag, queue_cpus):
         self.tx = f"rxbench-tx-{tag}"
         self.rx = f"rxbench-rx-{tag}"
         self.tx_if = "vA"
         self.rx_if = "vB"
+        # Queue i of each end belongs to queue_cpus[i] (XPS on vA).
+        self.queue_cpus = queue_cpus
 
     def setup(self):
         for ns in (self.tx, self.rx):
@@ -209,10 +285,25 @@ class Net:
                 ("net.ipv4.ip_forward", "0"),
             ):
                 run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={val}"], check=False)
+        # One queue per flooding cpu on both ends. veth hands a frame sent on
+        # vA's tx queue q to vB's rx queue q; under native XDP each rx queue
+        # has its own NAPI, polled on the cpu that scheduled it, so with one
+        # queue a 2-cpu flood would be drained by one cpu. (veth refuses XDP
+        # unless vB has at least as many rx queues as vA has tx queues.)
+        q = str(len(self.queue_cpus))
         run(
             ["ip", "-n", self.tx, "link", "add", self.tx_if, "address", TX_MAC,
-             "type", "veth", "peer", "name", self.rx_if, "address", RX_MAC, "netns", self.rx]
+             "numtxqueues", q, "numrxqueues", q, "type", "veth",
+             "peer", "name", self.rx_if, "address", RX_MAC,
+             "numtxqueues", q, "numrxqueues", q, "netns", self.rx]
         )
+        if len(self.queue_cpus) > 1:
+            # XPS: floodgen's PACKET_QDISC_BYPASS sends pick their queue in
+            # packet_pick_tx_queue -> netdev_pick_tx, which follows XPS.
+            script = "; ".join(
+                f"echo {cpu_mask_hex([c])} > /sys/class/net/{self.tx_if}/queues/tx-{i}/xps_cpus"
+                for i, c in enumerate(self.queue_cpus))
+            run(["ip", "netns", "exec", self.tx, "sh", "-c", script])
         for ns, ifn in ((self.tx, self.tx_if), (self.rx, self.rx_if)):
             # Belt and braces: the per-device knob too (if ipv6 exists).
             run(["ip", "netns", "exec", ns, "sysctl", "-qw",
@@ -248,6 +339,20 @@ class Net:
 
     def rx_stats(self):
         return self.stats(self.rx, self.rx_if)
+
+    def xdp_queue_packets(self):
+        """vB's per-rx-queue XDP packet counters (veth's ethtool -S), which
+        count the frames its NAPI poll handed to an XDP program; None
+        without ethtool."""
+        if not shutil.which("ethtool"):
+            return None
+        r = run(["ip", "netns", "exec", self.rx, "ethtool", "-S", self.rx_if], check=False)
+        res = {}
+        for line in r.stdout.splitlines():
+            m = re.fullmatch(r"\s*rx_queue_(\d+)_xdp_packets:\s*(\d+)\s*", line)
+            if m:
+                res[int(m.group(1))] = int(m.group(2))
+        return res
 
     def tx_stats(self):
         return self.stats(self.tx, self.tx_if)
@@ -295,6 +400,10 @@ class Capturer:
         deadline = time.time() + timeout
         while not self.ready.wait(0.05):
             if self._exited_early():
+                if os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == 2:
+                    raise Unsupported(
+                        f"{self.argv[0]} rejected the command line (exit status 2): "
+                        + (self.err[0] if self.err else ""))
                 raise BenchError(
                     f"{self.argv[0]} exited before it was ready ({self.status_text()}): "
                     + " | ".join(self.err[-5:])
@@ -406,8 +515,24 @@ def parse_rxtxcpu(out, err):
         if not per_cpu:
             raise BenchError("no rxtxcpu report on stdout: " + " | ".join((out + err)[-6:]))
         total = sum(per_cpu.values())
-    return {"captured": total, "captured_per_cpu": per_cpu, "drops": drop_total,
-            "drops_per_cpu": drops}
+    res = {"captured": total, "captured_per_cpu": per_cpu, "drops": drop_total,
+           "drops_per_cpu": drops}
+    # -v: "ring per cpu: 4 blocks of 2048 KiB (8192 KiB), block timeout 8 ms",
+    # one ring per stream (a stream per report line).
+    for line in err:
+        m = re.search(r"ring per (\w+): .*\((\d+) KiB\)", line)
+        if m:
+            res["ring_per_stream_kib"] = int(m.group(2))
+            res["streams"] = len(per_cpu) or 1
+            res["ring_kib"] = res["ring_per_stream_kib"] * res["streams"]
+            break
+    # --flows: "1024 flows seen, 0 on more than one stream (SPLIT)."
+    for line in out:
+        m = re.fullmatch(r"\s*(\d+) flows? seen, (\d+) on more than one stream.*", line)
+        if m:
+            res["flows_seen"] = int(m.group(1))
+            res["flows_split"] = int(m.group(2))
+    return res
 
 
 def parse_tcpdump(out, err):
@@ -425,13 +550,39 @@ def parse_tcpdump(out, err):
     return vals
 
 
+def pcapng_records(data):
+    """Packet blocks (enhanced, simple, obsolete) in pcapng data, or None."""
+    n = 0
+    off = 0
+    order = None
+    size = len(data)
+    while off + 12 <= size:
+        if data[off:off + 4] == b"\x0a\x0d\x0d\x0a":  # section header: byte order
+            bom = data[off + 8:off + 12]
+            order = {b"\x4d\x3c\x2b\x1a": "little", b"\x1a\x2b\x3c\x4d": "big"}.get(bom)
+            if order is None:
+                return None
+        elif order is None:
+            return None
+        btype = int.from_bytes(data[off:off + 4], order)
+        blen = int.from_bytes(data[off + 4:off + 8], order)
+        if blen < 12 or blen % 4 or off + blen > size:
+            break  # truncated tail (still being written)
+        if btype in (2, 3, 6):
+            n += 1
+        off += blen
+    return n
+
+
 def pcap_records(path):
-    """Number of complete records in a pcap file (None if not pcap)."""
+    """Number of complete records in a pcap or pcapng file (None if neither)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
         return None
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        return pcapng_records(data)
     if len(data) < 24:
         return 0 if len(data) == 0 else None
     magic = data[:4]
@@ -458,15 +609,41 @@ def pcap_records(path):
 # the benchmark
 
 
+CASE_LABELS = {
+    "a": "no capture",
+    "b": "rxtxcpu count",
+    "c": "rxtxcpu -w tmpfs",
+    "d": "rxtxcpu -w disk",
+    "e": "tcpdump -w /dev/null",
+    "f-tmpfs": "tcpdump -w tmpfs",
+    "f-disk": "tcpdump -w disk",
+    "fl": "rxtxcpu --flows count",
+    "png": "rxtxcpu --pcapng -w tmpfs",
+    "flt-b": "rxtxcpu --filter count",
+    "flt-e": "tcpdump filter -w /dev/null",
+    "flt-c": "rxtxcpu --filter -w tmpfs",
+    "x1": "rxtxcpu --xdp count",
+    "x2": "rxtxcpu --xdp -w tmpfs",
+    "live": "rxtxcpu --live (idle)",
+}
+
+
+def split_case(case):
+    """'b@1500' -> ('b', 1500); 'b' -> ('b', None)."""
+    base, _, size = case.partition("@")
+    return base, (int(size) if size else None)
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
         self.tag = os.environ.get("RXBENCH_TAG") or str(os.getpid())
-        self.net = Net(self.tag)
         self.cpus = args.cpus
-        self.results = {c: [] for c in CASE_ORDER}
-        self.errors = {c: [] for c in CASE_ORDER}
-        self.idle = {"rxtxcpu": [], "tcpdump": []}
+        self.net = Net(self.tag, self.cpus[:args.veth_queues])
+        self.results = {c: [] for c in args.run_cases}
+        self.errors = {c: [] for c in args.run_cases}
+        self.skipped = {}  # case -> why
+        self.idle = {"rxtxcpu": [], "tcpdump": [], "live": []}
 
     # -- setup --
 
@@ -487,7 +664,8 @@ class Bench:
         self.cpus_online = read_online()
         self.net.setup()
         log(f"namespaces {self.net.tx} ({self.net.tx_if}) -> {self.net.rx} ({self.net.rx_if}), "
-            f"cpus {self.cpus}, {a.frames} frames of {a.size} bytes per cpu")
+            f"{len(self.net.queue_cpus)} queue(s), cpus {self.cpus}, {a.frames} frames of "
+            f"{a.size} bytes per cpu over {a.flows} flows")
         self.check_quiet_link()
 
     def check_quiet_link(self):
@@ -497,15 +675,41 @@ class Bench:
         if before != after:
             log(f"warning: the link is not quiet without a flood: {before} -> {after}")
 
+    # -- what a case is --
+
+    def case_size(self, case):
+        return split_case(case)[1] or self.a.size
+
+    def case_frames(self, case):
+        return self.a.sweep_frames if split_case(case)[1] else self.a.frames
+
+    @staticmethod
+    def tool_of(case):
+        base = split_case(case)[0]
+        if base == "a":
+            return None
+        return "tcpdump" if base in ("e", "f-tmpfs", "f-disk", "flt-e") else "rxtxcpu"
+
+    @staticmethod
+    def profile(case):
+        """'mix': only 1 in --filter-every frames goes to FILTER_PORT."""
+        return "mix" if split_case(case)[0].startswith("flt-") else "std"
+
+    def filter_expr(self):
+        return f"udp dst port {FILTER_PORT}"
+
     # -- the pieces of a run --
 
-    def flood(self, frames):
+    def flood(self, frames, size=None, profile="std"):
         a = self.a
         cmd = ["ip", "netns", "exec", self.net.tx, a.floodgen, "--ifname", self.net.tx_if,
-               "--count", str(frames), "--size", str(a.size),
+               "--count", str(frames), "--size", str(size or a.size),
                "--cpus", ",".join(map(str, self.cpus)), "--dst-mac", RX_MAC,
                "--src-mac", TX_MAC, "--src-ip", TX_IP, "--dst-ip", DST_IP,
-               "--batch", str(a.batch), "--quiet"]
+               "--batch", str(a.batch), "--flows", str(a.flows),
+               "--dst-port", str(FILTER_PORT), "--quiet"]
+        if profile == "mix":
+            cmd += ["--match-every", str(a.filter_every), "--other-port", str(OTHER_PORT)]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
         CHILDREN.add(p.pid)
@@ -523,26 +727,46 @@ class Bench:
 
     def capturer_argv(self, case):
         a = self.a
+        base, _ = split_case(case)
         rx = [a.binary, "-v", "-d", "rx"] + shlex.split(a.rxtxcpu_args)
         # -p: no promiscuous mode, like rxtxcpu without -p; -Z root: keep
         # root so it can write to our root-owned temp dirs.
         td = [a.tcpdump, "-i", self.net.rx_if, "-Q", "in", "-n", "-p", "-Z", "root"] + \
             shlex.split(a.tcpdump_args)
         ifn = self.net.rx_if
-        if case == "a":
+        tmp_pcap = os.path.join(self.tmpfs_dir, "rxtxcpu.pcap")
+        xdp = "--xdp" if a.xdp_mode == "default" else f"--xdp={a.xdp_mode}"
+        if base == "a":
             return None, None
-        if case == "b":
+        if base == "b":
             return "rxtxcpu", rx + [ifn]
-        if case == "c":
-            return "rxtxcpu", rx + ["-w", os.path.join(self.tmpfs_dir, "rxtxcpu.pcap"), ifn]
-        if case == "d":
+        if base == "c":
+            return "rxtxcpu", rx + ["-w", tmp_pcap, ifn]
+        if base == "d":
             return "rxtxcpu", rx + ["-w", os.path.join(self.disk_dir, "rxtxcpu.pcap"), ifn]
-        if case == "e":
+        if base == "e":
             return "tcpdump", td + ["-w", "/dev/null"]
-        if case == "f-tmpfs":
+        if base == "f-tmpfs":
             return "tcpdump", td + ["-w", os.path.join(self.tmpfs_dir, "tcpdump.pcap")]
-        if case == "f-disk":
+        if base == "f-disk":
             return "tcpdump", td + ["-w", os.path.join(self.disk_dir, "tcpdump.pcap")]
+        if base == "fl":
+            return "rxtxcpu", rx + ["--flows", ifn]
+        if base == "png":
+            return "rxtxcpu", rx + ["--pcapng", "-w",
+                                    os.path.join(self.tmpfs_dir, "rxtxcpu.pcapng"), ifn]
+        if base == "flt-b":
+            return "rxtxcpu", rx + [f"--filter={self.filter_expr()}", ifn]
+        if base == "flt-c":
+            return "rxtxcpu", rx + [f"--filter={self.filter_expr()}", "-w", tmp_pcap, ifn]
+        if base == "flt-e":
+            return "tcpdump", td + ["-w", "/dev/null", self.filter_expr()]
+        if base == "x1":
+            return "rxtxcpu", [a.binary, xdp] + rx[1:] + [ifn]
+        if base == "x2":
+            return "rxtxcpu", [a.binary, xdp] + rx[1:] + ["-w", tmp_pcap, ifn]
+        if base == "live":
+            return "rxtxcpu", rx + ["--live", f"--interval={a.live_interval:g}", ifn]
         raise ValueError(case)
 
     def out_files(self, case):
@@ -585,10 +809,13 @@ class Bench:
 
     def run_case(self, case, frames, verify_files=True):
         a = self.a
+        base, _ = split_case(case)
+        size = self.case_size(case)
+        profile = self.profile(case)
         idle_load = self.wait_quiet()
         tool, argv = self.capturer_argv(case)
         self.clear_files()
-        if case in ("d", "f-disk"):
+        if base in ("d", "f-disk"):
             os.sync()  # no writeback of an earlier case competes with this one
         online0 = read_online()
         busy0, own0, wall0 = system_busy_s(), own_cpu_s(), time.time()
@@ -596,13 +823,16 @@ class Bench:
         if argv:
             cap = Capturer(self.net, argv)
             cap.start(timeout=a.ready_timeout)
+        want_xdp = base in ("x1", "x2")
         try:
             rx0, tx0 = self.net.rx_stats(), self.net.tx_stats()
-            fl = self.flood(frames)
+            xq0 = self.net.xdp_queue_packets() if want_xdp else None
+            fl = self.flood(frames, size, profile)
             settle = 0.0
             if cap:
                 settle = cap.settle(a.settle, a.settle_max, files=lambda: self.out_files(case))
             rx1, tx1 = self.net.rx_stats(), self.net.tx_stats()
+            xq1 = self.net.xdp_queue_packets() if want_xdp else None
             if cap:
                 cap.stop()
         except BaseException:
@@ -614,8 +844,11 @@ class Bench:
             raise
         r = {
             "case": case,
+            "size": size,
+            "flood": profile,
             "frames_per_cpu": frames,
             "sent": fl["sent"],
+            "matched": fl.get("matched"),
             "delivered": rx1["rx_packets"] - rx0["rx_packets"],
             "rx_dropped": rx1["rx_dropped"] - rx0["rx_dropped"],
             "veth_tx_dropped": tx1["tx_dropped"] - tx0["tx_dropped"],
@@ -625,7 +858,10 @@ class Bench:
             "send_retries": sum(c["retries"] for c in fl["per_cpu"]),
             "per_cpu_rate": {str(c["cpu"]): c["rate"] for c in fl["per_cpu"]},
             "per_cpu_sent": {str(c["cpu"]): c["sent"] for c in fl["per_cpu"]},
+            "per_cpu_matched": {str(c["cpu"]): c.get("matched") for c in fl["per_cpu"]},
         }
+        if want_xdp and xq0 is not None and xq1 is not None:
+            r["xdp_queue_packets"] = {str(q): xq1.get(q, 0) - xq0.get(q, 0) for q in xq1}
         # Was the run disturbed (cpu hotplug, a sender off its cpu)?
         reasons = []
         online1 = read_online()
@@ -649,6 +885,18 @@ class Bench:
         if r["delivered"] != r["sent"]:
             log(f"warning: case {case}: floodgen sent {r['sent']} but {self.net.rx_if} "
                 f"received {r['delivered']}")
+        if "xdp_queue_packets" in r:
+            xq = r["xdp_queue_packets"]
+            if sum(xq.values()) != r["delivered"]:
+                if a.xdp_mode == "native":
+                    log(f"warning: case {case}: vB's XDP queue counters saw {sum(xq.values())} "
+                        f"of {r['delivered']} frames (not native XDP?): {xq}")
+            elif len(self.net.queue_cpus) == len(self.cpus):
+                want = {str(q): r["per_cpu_sent"].get(str(c))
+                        for q, c in enumerate(self.net.queue_cpus)}
+                if {q: v for q, v in xq.items() if v or q in want} != want:
+                    log(f"warning: case {case}: per-queue XDP frames {xq} differ from the "
+                        f"frames each queue's cpu sent {want}")
         if cap:
             r["tool"] = tool
             r["argv"] = argv
@@ -663,17 +911,38 @@ class Bench:
                 r.update(parse_rxtxcpu(cap.out, cap.err))
             else:
                 r.update(parse_tcpdump(cap.out, cap.err))
+            if "ring_kib" in r:
+                r["rss_minus_ring_kib"] = r["peak_rss_kib"] - r["ring_kib"]
+            # What the capture should hold: every frame, or with the filter
+            # exactly the frames floodgen sent to FILTER_PORT (known only
+            # when the veth received every frame sent).
+            if profile == "mix":
+                per_cpu_want = r["per_cpu_matched"]
+                r["expected"] = r["matched"] if r["delivered"] == r["sent"] else None
+                r["exact"] = (r["captured"] == r["expected"]) if r["expected"] is not None \
+                    else None
+                if r["exact"] is False:
+                    log(f"warning: case {case}: {tool} counted {r['captured']} but floodgen "
+                        f"sent {r['expected']} frames matching '{self.filter_expr()}'")
+            else:
+                per_cpu_want = r["per_cpu_sent"]
+                r["expected"] = r["delivered"] or r["sent"]
+            if base == "fl" and r.get("flows_seen") != a.flows:
+                log(f"warning: case {case}: the flow table saw {r.get('flows_seen')} flows, "
+                    f"floodgen sent {a.flows}")
             if tool == "rxtxcpu" and not r["disturbed"]:
                 got = {str(k): v for k, v in r["captured_per_cpu"].items()}
-                if got != r["per_cpu_sent"] and r["captured"] == r["sent"]:
+                if got != per_cpu_want and r["captured"] == r["expected"]:
                     log(f"warning: case {case}: rxtxcpu's per-cpu counts {got} differ from "
-                        f"the frames each cpu sent {r['per_cpu_sent']}")
+                        f"the frames each cpu sent {per_cpu_want}")
             if os.WIFSIGNALED(cap.status) or os.WEXITSTATUS(cap.status) != 0:
                 raise BenchError(f"{tool} ended with {r['exit']}: " + " | ".join(cap.err[-5:]))
-            base = r["delivered"] or r["sent"]
-            r["completeness"] = r["captured"] / base if base else None
+            want = r["expected"]
+            r["completeness"] = r["captured"] / want if want else None
             r["cpu_ns_per_pkt"] = (r["cpu_s"] * 1e9 / r["captured"]) if r["captured"] else None
-            if verify_files and case not in ("b", "e"):
+            r["cpu_ns_per_frame"] = (r["cpu_s"] * 1e9 / r["delivered"]) if r["delivered"] \
+                else None
+            if verify_files and base not in ("b", "e", "fl", "flt-b", "flt-e", "x1"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
                 r["file_bytes"] = sum(_size(f) for f in files)
@@ -690,15 +959,17 @@ class Bench:
         return r
 
     def run_idle(self, tool, seconds):
-        case = "b" if tool == "rxtxcpu" else "e"
+        case = {"rxtxcpu": "b", "tcpdump": "e", "live": "live"}[tool]
         _, argv = self.capturer_argv(case)
         cap = Capturer(self.net, argv)
         cap.start(timeout=self.a.ready_timeout)
         try:
             time.sleep(0.2)
+            n0 = len(cap.err)
             c0, w0, t0 = cap.cpu_ns(), proc_ctxt_switches(cap.proc.pid), time.time()
             time.sleep(seconds)
             c1, w1, t1 = cap.cpu_ns(), proc_ctxt_switches(cap.proc.pid), time.time()
+            n1 = len(cap.err)
             cap.stop()
         except BaseException:
             if cap.status is None:
@@ -707,48 +978,79 @@ class Bench:
         return {"tool": tool, "seconds": t1 - t0, "cpu_s": (c1 - c0) / 1e9,
                 "cpu_s_per_s": (c1 - c0) / 1e9 / (t1 - t0),
                 "wakeups_per_s": (w1 - w0) / (t1 - t0), "total_cpu_s": cap.cpu_s(),
+                "stderr_lines_per_s": (n1 - n0) / (t1 - t0),
+                "stderr_sample": cap.err[n0:n0 + 4],
                 "exit": cap.status_text()}
 
     # -- the whole run --
 
     def cases(self):
-        return [c for c in CASE_ORDER if c in self.a.cases]
+        """The flood cases to run, in run order."""
+        return [c for c in self.a.run_cases if c != "live"]
+
+    def run_one(self, case, rep):
+        """One measured run of a case, run again when disturbed."""
+        a = self.a
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                r = self.run_case(case, self.case_frames(case))
+                err = None
+            except Unsupported:
+                raise
+            except BenchError as e:
+                r = None
+                err = str(e)
+            if r is not None and r["disturbed"] and attempts <= a.retries:
+                log(f"run {rep + 1}/{a.repeat} case {case}: disturbed ({r['disturbed']}); "
+                    f"running it again")
+                time.sleep(1)
+                continue
+            if r is None and attempts <= a.retries and read_online() != self.cpus_online:
+                log(f"run {rep + 1}/{a.repeat} case {case}: failed while cpus were "
+                    f"offline ({err}); running it again")
+                time.sleep(1)
+                continue
+            return r, err, attempts
+
+    def skip(self, case, e):
+        why = str(e).splitlines()[0]
+        self.skipped[case] = f"the binary does not take {OPTIONAL.get(split_case(case)[0])}: {why}"
+        log(f"case {case}: SKIPPED: {self.skipped[case]}")
 
     def run(self):
         a = self.a
         cases = self.cases()
+        log(f"{len(cases)} flood case(s) x {a.repeat} repetition(s)"
+            + (" after a warm-up" if a.warmup > 0 else "") + ": " + " ".join(cases))
         if a.warmup > 0:
             log(f"warm-up: {a.warmup} frames per cpu, no capture")
             self.flood(a.warmup)
             for case in cases:
-                if case == "a":
+                if split_case(case)[0] == "a":
                     continue
                 try:
                     self.run_case(case, a.warmup, verify_files=False)
+                except Unsupported as e:
+                    if split_case(case)[0] in OPTIONAL:
+                        self.skip(case, e)
+                    else:
+                        log(f"warm-up of case {case} failed: {e}")
                 except BenchError as e:
                     log(f"warm-up of case {case} failed: {e}")
         for rep in range(a.repeat):
             for case in cases:
+                if case in self.skipped:
+                    continue
                 t = time.time()
-                attempts = 0
-                while True:
-                    attempts += 1
-                    try:
-                        r = self.run_case(case, a.frames)
-                    except BenchError as e:
-                        r = None
-                        err = str(e)
-                    if r is not None and r["disturbed"] and attempts <= a.retries:
-                        log(f"run {rep + 1}/{a.repeat} case {case}: disturbed ({r['disturbed']}); "
-                            f"running it again")
-                        time.sleep(1)
+                try:
+                    r, err, attempts = self.run_one(case, rep)
+                except Unsupported as e:
+                    if split_case(case)[0] in OPTIONAL:
+                        self.skip(case, e)
                         continue
-                    if r is None and attempts <= a.retries and read_online() != self.cpus_online:
-                        log(f"run {rep + 1}/{a.repeat} case {case}: failed while cpus were "
-                            f"offline ({err}); running it again")
-                        time.sleep(1)
-                        continue
-                    break
+                    r, err, attempts = None, str(e), 1
                 if r is None:
                     log(f"run {rep + 1}/{a.repeat} case {case}: FAILED: {err}")
                     self.errors[case].append(err)
@@ -764,17 +1066,21 @@ class Bench:
                     extra = (f", captured {r['captured']} ({100 * r['completeness']:.2f}%), "
                              f"drops {r['drops']}, cpu {r['cpu_s']:.3f} s, "
                              f"rss {r['peak_rss_kib'] / 1024:.1f} MiB")
-                log(f"run {rep + 1}/{a.repeat} case {case:7s}: sent {r['sent']} "
+                log(f"run {rep + 1}/{a.repeat} case {case:9s}: sent {r['sent']} "
                     f"at {r['rate'] / 1e6:.3f} Mpps{extra} [{time.time() - t:.1f} s]")
         if a.idle_seconds > 0:
             for rep in range(a.idle_repeat):
-                for tool in ("rxtxcpu", "tcpdump"):
-                    if tool == "rxtxcpu" and "b" not in cases:
-                        continue
-                    if tool == "tcpdump" and "e" not in cases:
+                for tool, case in (("rxtxcpu", "b"), ("tcpdump", "e"), ("live", "live")):
+                    if case not in a.run_cases or case in self.skipped:
                         continue
                     try:
                         r = self.run_idle(tool, a.idle_seconds)
+                    except Unsupported as e:
+                        if case in OPTIONAL:
+                            self.skip(case, e)
+                        else:
+                            log(f"idle {tool}: FAILED: {e}")
+                        continue
                     except BenchError as e:
                         log(f"idle {tool}: FAILED: {e}")
                         continue
@@ -784,29 +1090,43 @@ class Bench:
 
     # -- summary --
 
+    def base_case(self, size):
+        """The no-capture case at a frame size."""
+        return "a" if size == self.a.size else f"a@{size}"
+
     def summary(self):
         a = self.a
         cases = {}
-        base_rate = {r["repeat"]: r["rate"] for r in self.results.get("a", [])}
-        a_med = med([r["rate"] for r in self.results.get("a", [])])
+        rates = {}
+        for case in self.cases():
+            if split_case(case)[0] == "a":
+                rates[self.case_size(case)] = (
+                    {r["repeat"]: r["rate"] for r in self.results[case]},
+                    med([r["rate"] for r in self.results[case]]))
         for case in self.cases():
             runs = self.results[case]
+            base_rate, a_med = rates.get(self.case_size(case), ({}, None))
             for r in runs:
-                # Against the median no-capture rate: one (a) run's noise
-                # would otherwise move a whole repetition.
+                # Against the median no-capture rate at the same frame size:
+                # one (a) run's noise would otherwise move a whole repetition.
                 r["rate_fraction"] = r["rate"] / a_med if a_med else None
                 ref = base_rate.get(r["repeat"])
                 r["rate_fraction_same_repeat"] = r["rate"] / ref if ref else None
             s = {}
-            for key in ("sent", "delivered", "captured", "drops", "completeness", "cpu_s",
-                        "cpu_ns_per_pkt", "user_s", "sys_s", "rate", "rate_fraction", "peak_rss_kib", "elapsed",
-                        "background_load"):
+            for key in ("sent", "delivered", "captured", "expected", "drops", "completeness",
+                        "cpu_s", "cpu_ns_per_pkt", "cpu_ns_per_frame", "user_s", "sys_s", "rate",
+                        "rate_fraction", "peak_rss_kib", "ring_kib", "rss_minus_ring_kib",
+                        "elapsed", "background_load", "flows_seen"):
                 vals = [r.get(key) for r in runs if r.get(key) is not None]
                 if vals:
                     s[key] = {"median": med(vals), "min": min(vals), "max": max(vals),
                               "n": len(vals)}
-            cases[case] = {"label": CASE_LABELS[case], "summary": s, "runs": runs,
-                           "errors": self.errors[case]}
+            if any("exact" in r for r in runs):
+                s["exact"] = all(r.get("exact") for r in runs)
+            base, size = split_case(case)
+            cases[case] = {"label": CASE_LABELS[base], "base": base, "size": self.case_size(case),
+                           "flood": self.profile(case), "summary": s, "runs": runs,
+                           "errors": self.errors[case], "skipped": self.skipped.get(case)}
         idle = {}
         for tool, runs in self.idle.items():
             if runs:
@@ -817,8 +1137,11 @@ class Bench:
                               "wakeups_per_s": {"median": med(wk), "min": min(wk),
                                                 "max": max(wk), "n": len(wk)},
                               "seconds": a.idle_seconds, "runs": runs}
+        if "live" in self.skipped:
+            idle["live"] = {"skipped": self.skipped["live"]}
         ratios = {}
-        for num, den in PAIRS:
+
+        def ratio(num, den):
             sn = cases.get(num, {}).get("summary", {})
             sd = cases.get(den, {}).get("summary", {})
             rr = {}
@@ -827,26 +1150,80 @@ class Bench:
                 if key in sn and key in sd and sd[key]["median"]:
                     rr[key] = sn[key]["median"] / sd[key]["median"]
             if "drops" in sn and "drops" in sd:
-                rr["drops_rxtxcpu"] = sn["drops"]["median"]
-                rr["drops_tcpdump"] = sd["drops"]["median"]
+                # Old key names (rxtxcpu/tcpdump pairs) kept for scripts.
+                rr["drops_rxtxcpu"] = rr["drops_num"] = sn["drops"]["median"]
+                rr["drops_tcpdump"] = rr["drops_den"] = sd["drops"]["median"]
+            return rr
+
+        for num, den in PAIRS:
+            ratios[f"{num}/{den}"] = ratio(num, den)
+        sweep = {}
+        for size in a.sizes:
+            sfx = "" if size == a.size else f"@{size}"
+            rows = {}
+            for num, den in PAIRS:
+                if num + sfx in cases and den + sfx in cases:
+                    key = f"{num}{sfx}/{den}{sfx}"
+                    ratios[key] = ratio(num + sfx, den + sfx)
+                    rows[f"{num}/{den}"] = ratios[key]
+            if rows:
+                sweep[str(size)] = rows
+        targets = {}
+        for num, den, what, target in FEATURE_PAIRS:
+            if num not in cases or den not in cases:
+                continue
+            rr = ratio(num, den)
+            rr["what"] = what
             ratios[f"{num}/{den}"] = rr
+            if target:
+                targets[f"{num}/{den}"] = check_target(target, rr, cases[num])
         if "rxtxcpu" in idle and "tcpdump" in idle:
             d = idle["tcpdump"]["cpu_s"]["median"]
             ratios["idle"] = {"cpu_s": (idle["rxtxcpu"]["cpu_s"]["median"] / d) if d else None,
                               "rxtxcpu_cpu_s": idle["rxtxcpu"]["cpu_s"]["median"],
                               "tcpdump_cpu_s": d}
-        return {"cases": cases, "idle": idle, "ratios": ratios}
+        if "cpu_s" in idle.get("live", {}) and "rxtxcpu" in idle:
+            d = idle["rxtxcpu"]["cpu_s"]["median"]
+            ratios["idle live/b"] = {
+                "cpu_s": (idle["live"]["cpu_s"]["median"] / d) if d else None,
+                "live_cpu_s": idle["live"]["cpu_s"]["median"], "rxtxcpu_cpu_s": d}
+        memory = {}
+        for case, c in cases.items():
+            s = c["summary"]
+            if "ring_kib" in s and "peak_rss_kib" in s:
+                over = s["rss_minus_ring_kib"]["max"]
+                memory[case] = {"ring_kib": s["ring_kib"]["median"],
+                                "peak_rss_kib": s["peak_rss_kib"]["median"],
+                                "rss_minus_ring_kib": s["rss_minus_ring_kib"]["median"],
+                                "rss_minus_ring_kib_max": over,
+                                "within_target": over <= RSS_OVER_RING_KIB}
+        return {"cases": cases, "idle": idle, "ratios": ratios, "sweep": sweep,
+                "targets": targets, "memory": memory, "skipped": self.skipped}
 
 
-CASE_LABELS = {
-    "a": "no capture",
-    "b": "rxtxcpu count",
-    "c": "rxtxcpu -w tmpfs",
-    "d": "rxtxcpu -w disk",
-    "e": "tcpdump -w /dev/null",
-    "f-tmpfs": "tcpdump -w tmpfs",
-    "f-disk": "tcpdump -w disk",
-}
+def check_target(target, rr, num_case):
+    """Whether a feature ratio meets its issue's target: (ok, text)."""
+    s = num_case["summary"]
+    parts, ok = [], True
+    for key, label in (("cpu_ns_per_pkt", "cpu/pkt"), ("cpu_s", "cpu s")):
+        if key in target:
+            v = rr.get(key)
+            good = v is not None and (v <= target[key] if key == "cpu_ns_per_pkt"
+                                      else v < target[key])
+            ok &= good
+            parts.append(f"{label} {'<=' if key == 'cpu_ns_per_pkt' else '<'} {target[key]:g}")
+    if target.get("complete"):
+        good = "completeness" in s and s["completeness"]["min"] >= 1.0 and \
+            "drops" in s and s["drops"]["max"] == 0
+        ok &= good
+        parts.append("complete, 0 drops")
+    if target.get("exact"):
+        good = s.get("exact") is True
+        ok &= good
+        parts.append("exact count")
+    return {"issue": target["issue"], "ok": ok,
+            "text": f"{', '.join(parts)} (issue {target['issue']}): "
+                    + ("met" if ok else "NOT MET")}
 
 
 def med(vals):
@@ -890,6 +1267,29 @@ def cell(s, key, kind, scale=None):
     return m
 
 
+def table(rows, left=1):
+    """Rows of cells as aligned lines: the first `left` columns left-aligned,
+    the others right-aligned, a rule under the header row."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for i, r in enumerate(rows):
+        out.append("  ".join(v.ljust(widths[j]) if j < left else v.rjust(widths[j])
+                             for j, v in enumerate(r)).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def ratio_cells(rr, keys):
+    return [f"{rr[k]:.3f}" if rr.get(k) is not None else "-" for k in keys]
+
+
+def drops_cell(rr):
+    if "drops_num" in rr:
+        return f"{rr['drops_num']:,.0f}/{rr['drops_den']:,.0f}"
+    return "-"
+
+
 def render(meta, summ):
     lines = []
     lines.append(f"rxtxcpu capture benchmark  {meta['date']}  kernel {meta['kernel']}  "
@@ -897,77 +1297,158 @@ def render(meta, summ):
     lines.append(f"flood: {meta['frames_per_cpu']:,} frames of {meta['size']} bytes per cpu "
                  f"from cpus {meta['cpus']}, {meta['repeat']} repetition(s); "
                  f"cells: median [min..max]")
+    lines.append(f"flows: {meta['flows']:,} UDP flows, each from one cpu; veth: "
+                 f"{meta['veth_queues']} queue(s) per end"
+                 + (", XPS tx-i -> i-th cpu" if meta["veth_queues"] > 1 else ""))
     lines.append(f"rxtxcpu: {meta['rxtxcpu_version']}   tcpdump: {meta['tcpdump_version']}")
     lines.append(f"commands: {meta['rxtxcpu_cmd']} [-w FILE] vB  |  {meta['tcpdump_cmd']} -w FILE")
     lines.append(f"tmpfs: {meta['tmpfs_dir']} ({meta['tmpfs_type']})   "
-                 f"disk: {meta['disk_dir']} ({meta['disk_type']})")
+                 f"disk: {meta['disk_dir']} ({meta['disk_type']})   wall {meta['wall_s']:.0f} s")
     lines.append("")
     cols = [("case", None, None), ("sent", "delivered", "int"), ("captured", "captured", "int"),
             ("kernel drops", "drops", "int"), ("complete", "completeness", "pct"),
             ("cpu s", "cpu_s", "s"), ("cpu ns/pkt", "cpu_ns_per_pkt", "ns"),
             ("send Mpps", "rate", "mpps"), ("rate/(a)", "rate_fraction", "frac"),
             ("peak RSS MiB", "peak_rss_kib", "mib"), ("bg load", "background_load", "frac")]
-    rows = [[h for h, _, _ in cols]]
-    for case, c in summ["cases"].items():
+
+    def case_row(case, c, first):
         s = c["summary"]
-        row = [f"({case}) {c['label']}"]
+        row = [first]
         for _, key, kind in cols[1:]:
             row.append(cell(s, key, kind))
-        if not c["runs"] and c["errors"]:
+        if c.get("skipped"):
+            row = [row[0]] + ["SKIPPED"] + ["-"] * (len(cols) - 2)
+        elif not c["runs"] and c["errors"]:
             row = [row[0]] + ["FAILED"] + ["-"] * (len(cols) - 2)
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    for i, r in enumerate(rows):
-        lines.append("  ".join(v.ljust(widths[j]) if j == 0 else v.rjust(widths[j])
-                               for j, v in enumerate(r)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+        return row
+
+    main = {k: c for k, c in summ["cases"].items() if "@" not in k}
+    rows = [[h for h, _, _ in cols]]
+    for case, c in main.items():
+        rows.append(case_row(case, c, f"({case}) {c['label']}"))
+    lines += table(rows)
     lines.append("sent: frames the receiving veth counted (rx_packets delta)   complete: "
                  "captured/sent   cpu: capturer user+sys")
     lines.append("rate/(a): senders' rate / median no-capture rate   bg load: cpus used by "
                  "other processes during the case (noise; 0.1-0.2 is accounting slack)")
+    if any(c["flood"] == "mix" for c in main.values()):
+        lines.append(f"(flt-*): a flood where 1 in {meta['filter_every']} frames goes to UDP "
+                     f"port {FILTER_PORT}, filter '{meta['filter']}': complete = captured / "
+                     f"frames floodgen sent to port {FILTER_PORT}; cpu ns/pkt per captured "
+                     f"packet (compare cpu s)")
     for case, c in summ["cases"].items():
         for e in c["errors"][:1]:
             lines.append(f"  ({case}) failed {len(c['errors'])}x: {e.splitlines()[0][:160]}")
+        if c.get("skipped"):
+            lines.append(f"  ({case}) skipped: {c['skipped'][:200]}")
+    for case, c in main.items():
+        s = c["summary"]
+        if c["flood"] == "mix" and "exact" in s:
+            exp = s.get("expected", {}).get("median")
+            nofilter = {"flt-b": "b", "flt-c": "c", "flt-e": "e"}.get(c["base"])
+            ref = main.get(nofilter, {}).get("summary", {})
+            lines.append(f"  ({case}) counted {cell(s, 'captured', 'int')} of "
+                         f"{fmt_num(exp, 'int')} matching frames: "
+                         + ("exact in every run" if s["exact"] else "NOT EXACT")
+                         + f"; cpu ns per frame sent {cell(s, 'cpu_ns_per_frame', 'ns')}"
+                         + (f", without the filter ({nofilter}) "
+                            f"{cell(ref, 'cpu_ns_per_frame', 'ns')}" if ref else ""))
+        if c["base"] == "fl" and "flows_seen" in s:
+            lines.append(f"  ({case}) flow table: {cell(s, 'flows_seen', 'int')} flows seen "
+                         f"of {meta['flows']:,} sent")
     lines.append("")
     idle = summ["idle"]
     if idle:
         parts = []
-        for tool in ("rxtxcpu", "tcpdump"):
-            if tool in idle:
+        for tool, name in (("rxtxcpu", "rxtxcpu"), ("tcpdump", "tcpdump"),
+                           ("live", "rxtxcpu --live")):
+            if "cpu_s" in idle.get(tool, {}):
                 d = idle[tool]
-                parts.append(f"{tool} {cell(d, 'cpu_s', 's4')} cpu s "
+                parts.append(f"{name} {cell(d, 'cpu_s', 's4')} cpu s "
                              f"({cell(d, 'wakeups_per_s', 'frac')} wakeups/s)")
         lines.append(f"idle cost over {meta['idle_seconds']} s with no traffic: "
                      + ";  ".join(parts))
+        if "skipped" in idle.get("live", {}):
+            lines.append(f"  (live) skipped: {idle['live']['skipped'][:200]}")
+        elif "live" in idle:
+            lr = idle["live"]["runs"][0]
+            lines.append(f"  (live) --interval={meta['live_interval']:g}, stderr a pipe: "
+                         f"{lr['stderr_lines_per_s']:.1f} lines/s, e.g. "
+                         + (repr(lr["stderr_sample"][0][:100]) if lr["stderr_sample"] else "none"))
         lines.append("")
     lines.append("ratios rxtxcpu/tcpdump (medians; cpu and RSS: lower is better for rxtxcpu, "
                  "rate and completeness: higher is better)")
+    rkeys = ["cpu_ns_per_pkt", "cpu_s", "rate_fraction", "completeness", "peak_rss_kib"]
     rh = ["pair", "cpu ns/pkt", "cpu s", "rate/(a)", "complete", "peak RSS", "drops rx/td"]
     rrows = [rh]
     for num, den in PAIRS:
         rr = summ["ratios"].get(f"{num}/{den}", {})
-
-        def f(k):
-            return f"{rr[k]:.3f}" if rr.get(k) is not None else "-"
-
-        drops = "-"
-        if "drops_rxtxcpu" in rr:
-            drops = f"{rr['drops_rxtxcpu']:,.0f}/{rr['drops_tcpdump']:,.0f}"
-        rrows.append([f"({num})/({den})", f("cpu_ns_per_pkt"), f("cpu_s"), f("rate_fraction"),
-                      f("completeness"), f("peak_rss_kib"), drops])
+        rrows.append([f"({num})/({den})"] + ratio_cells(rr, rkeys) + [drops_cell(rr)])
     if "idle" in summ["ratios"]:
         ri = summ["ratios"]["idle"]
         rrows.append(["idle (b)/(e)", "-",
                       f"{ri['cpu_s']:.3f}" if ri.get("cpu_s") is not None else
                       f"{ri['rxtxcpu_cpu_s']:.4f}/{ri['tcpdump_cpu_s']:.4f}",
                       "-", "-", "-", "-"])
-    widths = [max(len(r[i]) for r in rrows) for i in range(len(rh))]
-    for i, r in enumerate(rrows):
-        lines.append("  ".join(v.ljust(widths[j]) if j == 0 else v.rjust(widths[j])
-                               for j, v in enumerate(r)))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += table(rrows)
+    feats = [(num, den, what) for num, den, what, _ in FEATURE_PAIRS
+             if f"{num}/{den}" in summ["ratios"]]
+    if feats or "idle live/b" in summ["ratios"]:
+        lines.append("")
+        lines.append("feature ratios (medians; numerator/denominator, same run)")
+        fh = ["pair", "what", "cpu ns/pkt", "cpu s", "rate/(a)", "complete", "peak RSS",
+              "drops", "target"]
+        frows = [fh]
+        for num, den, what in feats:
+            rr = summ["ratios"][f"{num}/{den}"]
+            tg = summ["targets"].get(f"{num}/{den}")
+            frows.append([f"({num})/({den})", what] + ratio_cells(rr, rkeys)
+                         + [drops_cell(rr), tg["text"] if tg else ""])
+        if "idle live/b" in summ["ratios"]:
+            ri = summ["ratios"]["idle live/b"]
+            frows.append(["idle (live)/(b)", "idle --live vs idle capture", "-",
+                          f"{ri['cpu_s']:.3f}" if ri.get("cpu_s") is not None else
+                          f"{ri['live_cpu_s']:.4f}/{ri['rxtxcpu_cpu_s']:.4f}",
+                          "-", "-", "-", "-", ""])
+        lines += table(frows, left=2)
+    mem = summ.get("memory") or {}
+    if mem:
+        lines.append("")
+        lines.append(f"memory: ring = 'ring per ...' KiB (rxtxcpu -v) x streams; target peak "
+                     f"RSS <= ring + {RSS_OVER_RING_KIB // 1024} MiB (issue 16)")
+        mrows = [["case", "ring MiB", "peak RSS MiB", "RSS-ring MiB", "worst", "target"]]
+        for case, m in mem.items():
+            mrows.append([f"({case})", fmt_num(m["ring_kib"], "mib"),
+                          fmt_num(m["peak_rss_kib"], "mib"),
+                          fmt_num(m["rss_minus_ring_kib"], "mib"),
+                          fmt_num(m["rss_minus_ring_kib_max"], "mib"),
+                          "met" if m["within_target"] else "NOT MET"])
+        lines += table(mrows)
+    sweep = {k: c for k, c in summ["cases"].items()
+             if c["size"] in meta["sizes"] and c["base"] in MAIN and c["flood"] == "std"}
+    if meta["sizes"] and any("@" in k for k in sweep):
+        lines.append("")
+        lines.append(f"frame-size sweep ({meta['sweep_frames_per_cpu']:,} frames per cpu at "
+                     f"the other sizes; the {meta['size']}-byte rows are the cases above)")
+        scols = [("size", None, None)] + cols
+        srows = [[h for h, _, _ in scols]]
+        for size in meta["sizes"]:
+            for base in MAIN:
+                key = base if size == meta["size"] else f"{base}@{size}"
+                if key in sweep:
+                    srows.append([str(size)] + case_row(key, sweep[key],
+                                                        f"({base}) {sweep[key]['label']}"))
+        lines += table(srows, left=2)
+        lines.append("")
+        lines.append("sweep ratios rxtxcpu/tcpdump per size (medians)")
+        qrows = [["size", "pair", "cpu ns/pkt", "cpu s", "rate/(a)", "complete", "peak RSS",
+                  "drops rx/td"]]
+        for size, rows_ in summ.get("sweep", {}).items():
+            for pair, rr in rows_.items():
+                num, den = pair.split("/")
+                qrows.append([size, f"({num})/({den})"] + ratio_cells(rr, rkeys)
+                             + [drops_cell(rr)])
+        lines += table(qrows, left=2)
     return "\n".join(lines)
 
 
@@ -1021,6 +1502,57 @@ def parse_cpu_list(s):
     return sorted(set(cpus))
 
 
+def select_cases(spec, sizes, main_size):
+    """The case ids a --cases list names, in run order: the main cases, the
+    feature cases, the sweep by size, then 'live' (idle only)."""
+    sweep = [f"{b}@{s}" for s in sizes if s != main_size for b in MAIN]
+    groups = dict(GROUPS)
+    groups["sweep"] = sweep
+    groups["all"] = CASE_ORDER + sweep + ["live"]
+    chosen = []
+    for tok in spec.split(","):
+        tok = tok.strip()
+        if not tok:
+            continue
+        drop = tok.startswith("-")
+        name = tok[1:] if drop else tok
+        if name in groups:
+            ids = groups[name]
+        elif name in CASE_ORDER or name == "live":
+            ids = [name]
+        elif "@" in name:
+            base, _, size = name.partition("@")
+            if base not in MAIN or not size.isdigit() or not 42 <= int(size) <= 1514:
+                raise ValueError(f"unknown case '{name}' (sweep ids are BASE@SIZE with "
+                                 f"BASE one of {','.join(MAIN)} and SIZE 42..1514)")
+            ids = [base if int(size) == main_size else f"{base}@{int(size)}"]
+        else:
+            raise ValueError(f"unknown case or group '{name}'; ids: "
+                             f"{','.join(CASE_ORDER)},live,BASE@SIZE; groups: "
+                             f"{','.join(groups)}")
+        for c in ids:
+            if drop and c in chosen:
+                chosen.remove(c)
+            elif not drop and c not in chosen:
+                chosen.append(c)
+    # A sweep size's rate needs its own no-capture case.
+    for c in list(chosen):
+        base, size = split_case(c)
+        if size and f"a@{size}" not in chosen:
+            chosen.append(f"a@{size}")
+
+    def order(c):
+        base, size = split_case(c)
+        if c == "live":
+            return (3, 0, 0)
+        if size is None:
+            return (0, CASE_ORDER.index(base), 0)
+        pos = sizes.index(size) if size in sizes else len(sizes) + size
+        return (1, pos, MAIN.index(base))
+
+    return sorted(chosen, key=order)
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(
@@ -1032,7 +1564,9 @@ def main():
     p.add_argument("--repeat", type=int, help="repetitions of each case (default 3)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 50000 frames per cpu, 1 repetition, 2 s idle")
+                   help="smoke run of every chosen case: 50000 frames per cpu, 1 repetition, "
+                        "no warm-up, no waiting for a quiet machine, 2 s idle (its numbers "
+                        "mean nothing)")
     p.add_argument("--binary", default=os.path.join(root, "target/release/rxtxcpu"),
                    help="rxtxcpu binary (default target/release/rxtxcpu)")
     p.add_argument("--floodgen", default=os.path.join(root, "target/release/examples/floodgen"))
@@ -1043,8 +1577,32 @@ def main():
                    help="extra tcpdump options, e.g. '-B 16384' for a ring as large as "
                         "rxtxcpu's (tcpdump's default buffer is 2 MiB)")
     p.add_argument("--cpus", help="cpus to flood from (default: all online)")
-    p.add_argument("--cases", default=",".join(CASE_ORDER),
-                   help=f"comma-separated subset of {','.join(CASE_ORDER)}")
+    p.add_argument("--cases", default="all", metavar="LIST",
+                   help="comma-separated case ids and groups, a leading '-' removes "
+                        f"(e.g. --cases=all,-sweep); ids: {','.join(CASE_ORDER)},live and "
+                        "sweep ids BASE@SIZE (b@1500); groups: "
+                        f"{','.join(list(GROUPS) + ['sweep', 'all'])} (default all)")
+    p.add_argument("--sizes", default="64,512,1500", metavar="LIST",
+                   help="frame sizes of the sweep: the main cases (a-f) at each size, "
+                        "one table with a size column (default 64,512,1500; the --size "
+                        "one is the main cases themselves; '' = no sweep)")
+    p.add_argument("--sweep-frames", type=int, metavar="N",
+                   help="frames per cpu per sweep case (default --frames)")
+    p.add_argument("--flows", type=int, default=1024, metavar="N",
+                   help="UDP flows the flood is spread over, round-robin, each flow sent "
+                        "from one cpu (default 1024)")
+    p.add_argument("--filter-every", type=int, default=10, metavar="N",
+                   help=f"in the filter cases only 1 in N frames goes to UDP port "
+                        f"{FILTER_PORT}, which the filter selects (default 10)")
+    p.add_argument("--xdp-mode", default="native",
+                   choices=["native", "generic", "auto", "default"],
+                   help="the XDP cases run rxtxcpu --xdp=MODE ('default': plain --xdp; "
+                        "default native)")
+    p.add_argument("--live-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="--interval of the idle --live case (default 1)")
+    p.add_argument("--veth-queues", type=int, metavar="N",
+                   help="queues per veth end (default: one per flooding cpu; 1 = a "
+                        "single-queue veth, under which native XDP sees one cpu)")
     p.add_argument("--idle-seconds", type=float, help="idle measurement length (default 10)")
     p.add_argument("--idle-repeat", type=int, help="idle measurements per tool (default 1)")
     p.add_argument("--warmup", type=int,
@@ -1057,8 +1615,9 @@ def main():
     p.add_argument("--quiet-load", type=float, default=0.25,
                    help="before each case wait until other processes use less than this "
                         "many cpus (default 0.25)")
-    p.add_argument("--quiet-timeout", type=float, default=30.0,
-                   help="wait at most this long for that (default 30 s; 0 = do not wait)")
+    p.add_argument("--quiet-timeout", type=float,
+                   help="wait at most this long for that (default 30 s, with --quick 0; "
+                        "0 = do not wait)")
     p.add_argument("--batch", type=int, default=256, help="frames per sendmmsg (default 256)")
     p.add_argument("--settle", type=float, default=1.5,
                    help="seconds to let a capturer drain after the flood before its "
@@ -1075,24 +1634,43 @@ def main():
         a.frames = a.frames or 50_000
         a.repeat = a.repeat or 1
         a.idle_seconds = 2.0 if a.idle_seconds is None else a.idle_seconds
+        a.warmup = 0 if a.warmup is None else a.warmup
+        a.quiet_timeout = 0.0 if a.quiet_timeout is None else a.quiet_timeout
     a.frames = a.frames or 1_000_000
     a.repeat = a.repeat or 3
+    a.sweep_frames = a.sweep_frames or a.frames
     a.idle_seconds = 10.0 if a.idle_seconds is None else a.idle_seconds
     a.idle_repeat = a.idle_repeat or 1
+    a.quiet_timeout = 30.0 if a.quiet_timeout is None else a.quiet_timeout
     if a.warmup is None:
         a.warmup = max(10_000, a.frames // 10)
-    a.cases = [c.strip() for c in a.cases.split(",") if c.strip()]
-    bad = [c for c in a.cases if c not in CASE_ORDER]
-    if bad:
-        p.error(f"unknown case(s) {bad}; choose from {CASE_ORDER}")
-    if a.frames <= 0 or a.repeat <= 0:
-        p.error("--frames and --repeat must be positive")
-    if a.size < 42 or a.size > 1514:
-        p.error("--size must be 42..1514")
+    if a.frames <= 0 or a.repeat <= 0 or a.sweep_frames <= 0:
+        p.error("--frames, --sweep-frames and --repeat must be positive")
+    try:
+        a.sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"invalid --sizes '{a.sizes}'")
+    for size in [a.size] + a.sizes:
+        if size < 42 or size > 1514:
+            p.error(f"frame size {size} is not in 42..1514 (--size, --sizes)")
     a.cpus = parse_cpu_list(a.cpus) if a.cpus else online_cpus()
+    if a.flows < len(a.cpus) or a.flows > 64512:
+        p.error(f"--flows must be {len(a.cpus)}..64512 (at least one flow per cpu)")
+    if a.filter_every < 2:
+        p.error("--filter-every must be at least 2")
+    a.veth_queues = a.veth_queues or len(a.cpus)
+    if not 1 <= a.veth_queues <= len(a.cpus):
+        p.error(f"--veth-queues must be 1..{len(a.cpus)} (one per flooding cpu at most)")
+    try:
+        a.run_cases = select_cases(a.cases, a.sizes, a.size)
+    except ValueError as e:
+        p.error(str(e))
+    if not a.run_cases:
+        p.error("--cases selects no case")
     if os.geteuid() != 0:
         p.error("must run as root (network namespaces, AF_PACKET)")
-    for path in (a.floodgen,) + ((a.binary,) if set("bcd") & set(a.cases) else ()):
+    needs_rxtxcpu = any(Bench.tool_of(c) == "rxtxcpu" for c in a.run_cases)
+    for path in (a.floodgen,) + ((a.binary,) if needs_rxtxcpu else ()):
         if not os.access(path, os.X_OK):
             p.error(f"{path} is not an executable (build it: cargo build --release "
                     f"--bin rxtxcpu --example floodgen)")
@@ -1129,6 +1707,15 @@ def main():
         "cpus": a.cpus,
         "frames_per_cpu": a.frames,
         "size": a.size,
+        "sizes": a.sizes,
+        "sweep_frames_per_cpu": a.sweep_frames,
+        "cases": a.run_cases,
+        "flows": a.flows,
+        "filter": bench.filter_expr(),
+        "filter_every": a.filter_every,
+        "xdp_option": "--xdp" if a.xdp_mode == "default" else f"--xdp={a.xdp_mode}",
+        "live_interval": a.live_interval,
+        "veth_queues": a.veth_queues,
         "repeat": a.repeat,
         "warmup_frames_per_cpu": a.warmup,
         "idle_seconds": a.idle_seconds,

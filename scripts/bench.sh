@@ -3,22 +3,33 @@
 #
 # Usage (as root, from anywhere):
 #
-#     scripts/bench.sh                        # 1,000,000 frames/cpu, 3 repetitions
-#     scripts/bench.sh --quick                # smoke run
+#     scripts/bench.sh                        # everything: 1,000,000 frames/cpu, 3 repetitions
+#     scripts/bench.sh --quick                # smoke run of every case (about a minute)
 #     scripts/bench.sh --frames 2000000 --size 64 --repeat 5 --json bench.json
-#     scripts/bench.sh --help                 # all options
+#     scripts/bench.sh --cases=main,flows     # some cases only (ids or groups)
+#     scripts/bench.sh --cases=all,-sweep     # all but the frame-size sweep
+#     scripts/bench.sh --help                 # all options and case ids
 #
 # It builds target/release/rxtxcpu and the traffic generator
 # target/release/examples/floodgen (cargo build --release), creates two
-# network namespaces joined by a veth pair (192.0.2.0/24, IPv6 off), floods
-# the receiving end from one sender pinned to each cpu, and measures each case
-# on the same flood: (a) no capture, (b) rxtxcpu counting, (c)/(d) rxtxcpu -w
-# to tmpfs/disk, (e) tcpdump -w /dev/null, (f) tcpdump -w to tmpfs/disk, plus
-# each capturer's idle cpu cost. It prints one table with medians, spreads
-# and rxtxcpu/tcpdump ratios, and writes JSON with --json FILE.
+# network namespaces joined by a veth pair (192.0.2.0/24, IPv6 off, one queue
+# per flooding cpu with XPS), floods the receiving end from one sender pinned
+# to each cpu over 1024 UDP flows, and measures each case on the same flood:
+# (a) no capture, (b) rxtxcpu counting, (c)/(d) rxtxcpu -w to tmpfs/disk,
+# (e) tcpdump -w /dev/null, (f) tcpdump -w to tmpfs/disk; then one case per
+# per-packet feature: (fl) --flows, (png) --pcapng -w tmpfs, (flt-b/flt-c/
+# flt-e) --filter on a flood where 1 in 10 frames matches (rxtxcpu counting
+# and -w tmpfs, tcpdump with the same filter), (x1/x2) --xdp counting and
+# -w tmpfs (skipped with a note while the binary rejects --xdp); a sweep of
+# (a)-(f) over frame sizes 64, 512 and 1500; and each capturer's idle cpu
+# cost, rxtxcpu --live's too (skipped while the binary rejects --live). It
+# prints tables with medians, spreads and ratios (rxtxcpu/tcpdump, and each
+# feature against its reference, with the issues' targets), ring memory next
+# to peak RSS, and writes JSON with --json FILE.
 #
 # Environment: NO_BUILD=1 skips the cargo build (e.g. with --binary PATH).
-# Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo.
+# Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo;
+# ethtool for the XDP cases' per-queue check (optional).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
