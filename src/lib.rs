@@ -47,10 +47,12 @@ pub mod ebpf;
 pub mod error;
 pub mod fanout;
 pub mod output;
+pub mod perf;
 pub mod report;
 pub mod ring;
 pub mod vantage;
 pub mod worker;
+pub mod xdp;
 
 use std::ffi::OsString;
 use std::io::Write;
