@@ -154,6 +154,10 @@ pub struct PerfRing {
 // SAFETY: the mapping and the descriptor are owned by this value alone;
 // moving it to the thread that reads it is sound.
 unsafe impl Send for PerfRing {}
+// SAFETY: through &self only the metadata page's words are read, as
+// atomics; everything that touches the data area or the scratch buffer
+// takes &mut self.
+unsafe impl Sync for PerfRing {}
 
 impl PerfRing {
     /// Opens cpu `cpu`'s BPF output event with a data area of

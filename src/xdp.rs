@@ -1389,6 +1389,17 @@ mod tests {
             in_ns(&self.b, f)
         }
 
+        /// Waits until interface `ifindex` has no XDP program. Closing the
+        /// last descriptor of a link detaches at once, but another test's
+        /// fork() may hold a copy of the descriptor until its exec().
+        fn assert_detached(&self, ifindex: u32) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while let Some(p) = self.in_b(|| attached_program(ifindex)).unwrap() {
+                assert!(std::time::Instant::now() < deadline, "{p:?} still attached");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+
         fn vb(&self) -> u32 {
             self.in_b(|| crate::afpacket::ifindex("vb").unwrap())
         }
@@ -1608,15 +1619,16 @@ mod tests {
             assert_eq!(c.total().bytes, 500 * (HEADERS + 32) as u64);
             assert_eq!(c.total().lost, 0);
             drop(xdp);
-            assert_eq!(net.in_b(|| attached_program(vb)).unwrap(), None);
+            net.assert_detached(vb);
         }
     }
 
-    /// -l: only the selected cpus count; --queue-list style selection by
-    /// queue (veth's frames come on rx queue 0).
+    /// -l: only the selected cpus count; a queue list: only the selected
+    /// queues (cpu c sends on vb's rx queue c here); frames of queues past
+    /// the per-queue slots count in the last slot.
     #[test]
     fn unselected_cpus_and_queues_count_nothing() {
-        let net = Net::new();
+        let net = Net::with_queues(2);
         let vb = net.vb();
         let mut opts = Options::new(Mode::Native, std::iter::once(1).collect());
         opts.queues = 2;
@@ -1626,16 +1638,30 @@ mod tests {
         xdp.stop().unwrap();
         let c = xdp.counts().unwrap();
         assert_eq!((c.cpu(0).packets, c.cpu(1).packets), (0, 70));
-        assert_eq!((c.queue(0).packets, c.queue(1).packets), (70, 0));
+        assert_eq!((c.queue(0).packets, c.queue(1).packets), (0, 70));
+        assert_eq!(c.other_queues().packets, 0);
         drop(xdp);
 
         opts.cpus = both();
         opts.queue_list = Some(std::iter::once(1).collect());
         let xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
         xdp.start().unwrap();
-        net.send_both(5, 5, 10);
+        net.send_both(5, 6, 10);
         xdp.stop().unwrap();
-        assert_eq!(xdp.counts().unwrap().total().packets, 0);
+        let c = xdp.counts().unwrap();
+        assert_eq!((c.cpu(0).packets, c.cpu(1).packets), (0, 6));
+        assert_eq!(c.queue(1).packets, 6);
+        drop(xdp);
+
+        // One per-queue slot: queue 1 is beyond it.
+        opts.queues = 1;
+        opts.queue_list = None;
+        let xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
+        xdp.start().unwrap();
+        net.send_both(5, 6, 10);
+        xdp.stop().unwrap();
+        let c = xdp.counts().unwrap();
+        assert_eq!((c.queue(0).packets, c.other_queues().packets), (5, 6));
     }
 
     /// With a snap length every counted frame is a record: in order per
@@ -1831,6 +1857,59 @@ mod tests {
         }
     }
 
+    /// With rps_cpus on vb naming only cpu1 and the sender on cpu0, native
+    /// XDP sees the frames on cpu0 (veth's NAPI, before RPS), generic XDP
+    /// on cpu1 (after RPS moved them).
+    #[test]
+    fn rps_moves_generic_but_not_native() {
+        for (mode, cpu) in [(Mode::Native, 0), (Mode::Generic, 1)] {
+            let net = Net::new();
+            #[rustfmt::skip]
+            sh(&["ip", "netns", "exec", &net.b, "sh", "-c",
+                 "echo 2 > /sys/class/net/vb/queues/rx-0/rps_cpus"]);
+            let vb = net.vb();
+            let xdp = net.in_b(|| XdpCapture::attach(vb, &Options::new(mode, both())).unwrap());
+            xdp.start().unwrap();
+            net.send(0, 200, 10, 0);
+            xdp.stop().unwrap();
+            let c = xdp.counts().unwrap();
+            assert_eq!(c.cpu(cpu).packets, 200, "{mode:?}");
+            assert_eq!(c.cpu(1 - cpu).packets, 0, "{mode:?}");
+        }
+    }
+
+    /// A reader is woken after every record, or only past the watermark.
+    #[test]
+    fn wakeups() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        for (wakeup, woken) in [
+            (Wakeup::EveryRecord, true),
+            (Wakeup::Bytes(64 * 1024), false),
+        ] {
+            let net = Net::new();
+            let vb = net.vb();
+            let mut opts = Options::new(Mode::Native, std::iter::once(0).collect());
+            opts.snaplen = Some(100);
+            opts.wakeup = wakeup;
+            let mut xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
+            let readers = xdp.take_readers();
+            xdp.start().unwrap();
+            net.send(0, 1, 10, 0);
+            // perf_output_wakeup marks the ring readable before it returns.
+            let mut fds = [PollFd::new(readers[0].fd(), PollFlags::POLLIN)];
+            let n = poll(&mut fds, PollTimeout::ZERO).unwrap();
+            assert_eq!(n > 0, woken, "{wakeup:?}");
+            assert!(!readers[0].is_empty());
+        }
+    }
+
+    #[test]
+    fn capture_and_readers_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<XdpCapture>();
+        send_sync::<PerfReader>();
+    }
+
     /// Deleting the interface detaches the program; the capture notices.
     #[test]
     fn interface_gone_is_noticed() {
@@ -1926,7 +2005,7 @@ mod tests {
                 None => net.in_b(|| netlink::set_xdp(vb, -1, flags)).unwrap(),
                 Some(l) => drop(l),
             }
-            assert_eq!(net.in_b(|| attached_program(vb)).unwrap(), None);
+            net.assert_detached(vb);
         }
     }
 
