@@ -1910,6 +1910,118 @@ mod tests {
         send_sync::<PerfReader>();
     }
 
+    /// A multi-queue tun (IFF_TUN) in namespace `b` with one fd per queue;
+    /// a packet written to queue q's fd is received on queue q.
+    fn mq_tun(net: &Net, queues: usize) -> Vec<std::os::fd::OwnedFd> {
+        let fds = net.in_b(|| {
+            (0..queues)
+                .map(|_| {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/net/tun")
+                        .unwrap();
+                    #[repr(C)]
+                    struct IfReq {
+                        name: [u8; 16],
+                        flags: libc::c_short,
+                        pad: [u8; 22],
+                    }
+                    let mut req = IfReq {
+                        name: [0; 16],
+                        // IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE
+                        flags: 0x0001 | 0x1000 | 0x0100,
+                        pad: [0; 22],
+                    };
+                    req.name[..5].copy_from_slice(b"mqtun");
+                    // SAFETY: TUNSETIFF reads a struct ifreq (name, flags).
+                    let r = unsafe { libc::ioctl(f.as_raw_fd(), 0x400454ca, &mut req) };
+                    assert_eq!(r, 0, "TUNSETIFF: {}", io::Error::last_os_error());
+                    std::os::fd::OwnedFd::from(f)
+                })
+                .collect()
+        });
+        sh(&[
+            "ip",
+            "-n",
+            &net.b,
+            "addr",
+            "add",
+            "10.9.0.1/24",
+            "dev",
+            "mqtun",
+        ]);
+        sh(&["ip", "-n", &net.b, "link", "set", "mqtun", "up"]);
+        fds
+    }
+
+    /// An IPv4/UDP packet from 10.9.0.2 to 10.9.0.1:UDP_PORT.
+    fn tun_packet() -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 9, 0, 2, 10, 9, 0, 1,
+        ];
+        let sum: u32 = p
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        p.extend_from_slice(&[
+            0x30, 0x39, 0x27, 0x0f, 0, 13, 0, 0, b'x', b'd', b'p', b'!', b'!',
+        ]);
+        p
+    }
+
+    /// A multi-queue tun (IFF_TUN, no link header): no native XDP, so
+    /// `auto` attaches in generic mode, and the rx queue in the XDP context
+    /// is the queue the packet was written to (tun records it); the queue
+    /// vantage can rely on it.
+    #[test]
+    fn tun_queues_in_generic_mode() {
+        let net = Net::new();
+        let fds = mq_tun(&net, 2);
+        let tun = net.in_b(|| crate::afpacket::ifindex("mqtun").unwrap());
+        let mut opts = Options::new(Mode::Native, both());
+        let e = net.in_b(|| XdpCapture::attach(tun, &opts)).err().unwrap();
+        assert!(matches!(e, XdpError::NoNative { .. }), "{e}");
+        opts.mode = Mode::Auto;
+        opts.queues = 2;
+        opts.snaplen = Some(100);
+        let mut xdp = net.in_b(|| XdpCapture::attach(tun, &opts).unwrap());
+        assert_eq!(xdp.hook(), Hook::Generic);
+        let mut readers = xdp.take_readers();
+        xdp.start().unwrap();
+        let p = tun_packet();
+        for (q, n) in [(0usize, 3), (1, 5)] {
+            for _ in 0..n {
+                // SAFETY: a live buffer of its length, an open tun queue.
+                let r = unsafe { libc::write(fds[q].as_raw_fd(), p.as_ptr().cast(), p.len()) };
+                assert_eq!(r, p.len() as isize);
+            }
+        }
+        xdp.stop().unwrap();
+        let c = xdp.counts().unwrap();
+        assert_eq!((c.queue(0).packets, c.queue(1).packets), (3, 5));
+        let recs: Vec<Rec> = drain(&mut readers).into_iter().flatten().collect();
+        assert_eq!(recs.len(), 8);
+        for r in &recs {
+            assert_eq!((r.len as usize, &r.data[..]), (p.len(), &p[..]));
+        }
+        assert_eq!(recs.iter().filter(|r| r.queue == 1).count(), 5);
+        let pk = XdpRecord {
+            cpu: 0,
+            monotonic_ns: 0,
+            sec: 0,
+            nsec: 0,
+            len: p.len() as u32,
+            queue: 0,
+            ifindex: tun,
+            data: &p,
+        }
+        .packet(0xfffe);
+        assert_eq!((pk.net_offset, pk.protocol, pk.halen), (0, 0x0008, 0));
+    }
+
     /// Deleting the interface detaches the program; the capture notices.
     #[test]
     fn interface_gone_is_noticed() {
