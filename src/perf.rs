@@ -238,8 +238,7 @@ impl PerfRing {
     }
 
     /// The event's descriptor: what goes into the perf event array map at
-    /// index `cpu`, and what poll() reports POLLIN on after a wakeup
-    /// (POLLHUP once the event is gone, e.g. its cpu went offline).
+    /// index `cpu`, and what poll() reports POLLIN on after a wakeup.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
