@@ -47,6 +47,10 @@ const BPF_B: u8 = 0x10;
 const BPF_DW: u8 = 0x18;
 const BPF_IMM: u8 = 0x00;
 const BPF_MEM: u8 = 0x60;
+/// Atomic read-modify-write of memory (BPF_STX class), the operation in imm.
+const BPF_ATOMIC: u8 = 0xc0;
+/// imm flag of an atomic operation: the old value goes to src_reg.
+const BPF_FETCH: i32 = 0x01;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
@@ -64,6 +68,9 @@ const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
 /// src_reg of a 64-bit immediate load that names a map by its fd.
 pub const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// src_reg of a 64-bit immediate load that names a byte of an array map's
+/// value: map fd in the first slot's imm, offset in the second's.
+pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
 
 /// Memory access sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +161,12 @@ pub fn rsh_imm(dst: Reg, imm: i32) -> Insn {
     insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, Reg::R0, 0, imm)
 }
 
+/// `dst = (u32) imm` (32-bit move: clears the upper half, so -1 gives
+/// 0xffffffff rather than all ones).
+pub fn mov32_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU | BPF_MOV | BPF_K, dst, Reg::R0, 0, imm)
+}
+
 /// `dst = (u32) src` (32-bit move: clears the upper half).
 pub fn mov32(dst: Reg, src: Reg) -> Insn {
     insn(BPF_ALU | BPF_MOV | BPF_X, dst, src, 0, 0)
@@ -172,6 +185,29 @@ pub fn store(size: Size, dst: Reg, off: i16, src: Reg) -> Insn {
 /// `*(size *)(dst + off) = imm`.
 pub fn store_imm(size: Size, dst: Reg, off: i16, imm: i32) -> Insn {
     insn(BPF_ST | BPF_MEM | size.bits(), dst, Reg::R0, off, imm)
+}
+
+/// `lock *(size *)(dst + off) += src` (W or DW).
+pub fn atomic_add(size: Size, dst: Reg, off: i16, src: Reg) -> Insn {
+    insn(
+        BPF_STX | BPF_ATOMIC | size.bits(),
+        dst,
+        src,
+        off,
+        i32::from(BPF_ADD),
+    )
+}
+
+/// `src = atomic_fetch_add((size *)(dst + off), src)`: adds and returns the
+/// old value in `src` (W or DW; Linux 5.12+).
+pub fn atomic_fetch_add(size: Size, dst: Reg, off: i16, src: Reg) -> Insn {
+    insn(
+        BPF_STX | BPF_ATOMIC | size.bits(),
+        dst,
+        src,
+        off,
+        i32::from(BPF_ADD) | BPF_FETCH,
+    )
 }
 
 /// `if dst <cond> imm goto +off` (off counts from the next instruction).
@@ -213,6 +249,78 @@ pub fn load_map_fd(dst: Reg, fd: i32) -> [Insn; 2] {
     ]
 }
 
+/// `dst = &value[off]` of the first element of an array map, by the map's
+/// fd: the verifier resolves it to the address (no lookup call, never
+/// NULL).
+pub fn load_map_value(dst: Reg, fd: i32, off: i32) -> [Insn; 2] {
+    [
+        insn(
+            BPF_LD | BPF_DW | BPF_IMM,
+            dst,
+            reg(BPF_PSEUDO_MAP_VALUE),
+            0,
+            fd,
+        ),
+        insn(0, Reg::R0, Reg::R0, 0, off),
+    ]
+}
+
+/// A program under construction whose jumps name labels instead of
+/// offsets: [`Asm::finish`] turns each into the offset from the next
+/// instruction, so editing the program cannot leave a jump one off.
+#[derive(Debug, Default)]
+pub struct Asm {
+    insns: Vec<Insn>,
+    /// (instruction index, label) of each jump to patch.
+    jumps: Vec<(usize, &'static str)>,
+    labels: Vec<(&'static str, usize)>,
+}
+
+impl Asm {
+    pub fn new() -> Asm {
+        Asm::default()
+    }
+
+    /// Appends instructions.
+    pub fn push(&mut self, insns: impl IntoIterator<Item = Insn>) -> &mut Asm {
+        self.insns.extend(insns);
+        self
+    }
+
+    /// Appends a jump (its `off` is replaced) to `label`.
+    pub fn jump_to(&mut self, jump: Insn, label: &'static str) -> &mut Asm {
+        self.jumps.push((self.insns.len(), label));
+        self.insns.push(jump);
+        self
+    }
+
+    /// The next instruction is `label`.
+    pub fn label(&mut self, label: &'static str) -> &mut Asm {
+        assert!(
+            self.labels.iter().all(|(l, _)| *l != label),
+            "label {label} defined twice"
+        );
+        self.labels.push((label, self.insns.len()));
+        self
+    }
+
+    /// The instructions, jumps resolved. Panics on a label that is not
+    /// defined: a bug in the program text, found by its unit test.
+    pub fn finish(mut self) -> Vec<Insn> {
+        for &(at, label) in &self.jumps {
+            let target = self
+                .labels
+                .iter()
+                .find(|(l, _)| *l == label)
+                .unwrap_or_else(|| panic!("jump to undefined label {label}"))
+                .1;
+            let off = target as i64 - (at as i64 + 1);
+            self.insns[at].off = i16::try_from(off).expect("jump too far");
+        }
+        self.insns
+    }
+}
+
 fn reg(n: u8) -> Reg {
     match n {
         0 => Reg::R0,
@@ -236,6 +344,17 @@ pub mod helper {
     pub const GET_SMP_PROCESSOR_ID: i32 = 8;
     pub const PERF_EVENT_OUTPUT: i32 = 25;
     pub const GET_NUMA_NODE_ID: i32 = 42;
+    /// bpf_ringbuf_output(map, data, size, flags) (Linux 5.8+).
+    pub const RINGBUF_OUTPUT: i32 = 130;
+    /// bpf_xdp_get_buff_len(ctx): the frame's length, fragments included
+    /// (Linux 5.18+).
+    pub const XDP_GET_BUFF_LEN: i32 = 188;
+}
+
+/// Offsets in `struct xdp_md`, the context of XDP programs.
+pub mod xdp_md {
+    pub const INGRESS_IFINDEX: i16 = 12;
+    pub const RX_QUEUE_INDEX: i16 = 16;
 }
 
 /// Offsets in `struct __sk_buff`, the context of socket filter programs
@@ -262,5 +381,30 @@ mod tests {
         let [a, b] = load_map_fd(Reg::R1, 9);
         assert_eq!((a.code, a.regs, a.imm, b.code), (0x18, 0x11, 9, 0));
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+        // lock *(u64 *)(r7 + 64) += r2, fetching: 0xdb, imm BPF_ADD|BPF_FETCH.
+        let i = atomic_fetch_add(Size::DW, Reg::R7, 64, Reg::R2);
+        assert_eq!((i.code, i.regs, i.off, i.imm), (0xdb, 0x27, 64, 1));
+        assert_eq!(atomic_add(Size::DW, Reg::R7, 0, Reg::R1).imm, 0);
+        let [a, b] = load_map_value(Reg::R7, 5, 8);
+        assert_eq!((a.regs, a.imm, b.imm), (0x27, 5, 8));
+        let i = mov32_imm(Reg::R3, -1);
+        assert_eq!((i.code, i.imm), (0xb4, -1));
+    }
+
+    #[test]
+    fn asm_resolves_labels_from_the_next_instruction() {
+        let mut a = Asm::new();
+        a.jump_to(jump_imm(Cond::Eq, Reg::R1, 0, 0), "out")
+            .push(load_map_fd(Reg::R1, 3))
+            .jump_to(ja(0), "out")
+            .label("back")
+            .push([mov_imm(Reg::R0, 1)])
+            .label("out")
+            .jump_to(ja(0), "back")
+            .push([exit()]);
+        let p = a.finish();
+        assert_eq!(p[0].off, 4); // over the two-slot load, the ja, the mov
+        assert_eq!(p[3].off, 1);
+        assert_eq!(p[5].off, -2);
     }
 }

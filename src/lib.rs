@@ -63,6 +63,7 @@ pub mod monitor;
 pub mod output;
 pub mod pcapfilter;
 pub mod pcapng;
+pub mod perf;
 pub mod report;
 pub mod ring;
 pub mod rotate;
@@ -71,6 +72,7 @@ pub mod source;
 pub mod steering;
 pub mod vantage;
 pub mod worker;
+pub mod xdp;
 
 use std::ffi::OsString;
 use std::io::Write;
