@@ -531,6 +531,8 @@ impl<'a> XdpRecord<'a> {
             halen,
             addr,
             vlan: None,
+            // XDP has no skb, so no kernel flow hash.
+            hash: 0,
         }
     }
 }
