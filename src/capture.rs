@@ -21,7 +21,7 @@ use crate::expect::{self, Steering};
 use crate::flows::{FlowBudget, FlowKey, FlowTable};
 use crate::merge;
 use crate::merged::{self, Merged};
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, SocketCounters};
 use crate::output::{stream_path, Format, StreamFile};
 use crate::pcapfilter;
 use crate::pcapng::InterfaceStats;
@@ -35,16 +35,16 @@ use crate::worker::{pin_to, Fault, Leftovers, PanicGuard, Shared, Worker};
 /// over: the latency of a trickle of packets. While the interface is idle
 /// the kernel timer still fires, but an empty block is not handed over, so
 /// the worker is never woken.
-const RETIRE_MS: u32 = 20;
+pub(crate) const RETIRE_MS: u32 = 20;
 
 /// Prints `-v` detail to stderr.
-struct Verbose<'a> {
-    name: &'a str,
-    on: bool,
+pub(crate) struct Verbose<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) on: bool,
 }
 
 impl Verbose<'_> {
-    fn say(&self, msg: impl AsRef<str>) {
+    pub(crate) fn say(&self, msg: impl AsRef<str>) {
         if self.on {
             errln!("{}: {}", self.name, msg.as_ref());
         }
@@ -53,15 +53,15 @@ impl Verbose<'_> {
 
 /// Everything a capture writes, created before the first packet is let
 /// in: the per-stream pcap files, or the merged pcapng file.
-struct Outputs<'a> {
-    files: Vec<Option<StreamFile>>,
-    merged: Option<Merged<'a>>,
+pub(crate) struct Outputs<'a> {
+    pub(crate) files: Vec<Option<StreamFile>>,
+    pub(crate) merged: Option<Merged<'a>>,
 }
 
 impl<'a> Outputs<'a> {
     /// Creates every output; on failure removes what was already created,
     /// so a bad path leaves nothing behind.
-    fn create(
+    pub(crate) fn create(
         opts: &Options,
         plan: &Plan,
         target: &Target,
@@ -116,7 +116,7 @@ impl<'a> Outputs<'a> {
     }
 
     /// Removes the files again (the capture could not start).
-    fn remove(&self) {
+    pub(crate) fn remove(&self) {
         for f in self.files.iter().flatten() {
             if f.path() != "-" {
                 let _ = std::fs::remove_file(f.path());
@@ -139,7 +139,7 @@ impl<'a> Outputs<'a> {
 ///
 /// With `--live` on a terminal, SIGWINCH (redraw at the new size) and
 /// SIGTSTP (give the terminal back before stopping) are read the same way.
-fn stop_signals(live_on_terminal: bool) -> SigSet {
+pub(crate) fn stop_signals(live_on_terminal: bool) -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
@@ -223,6 +223,9 @@ struct Capture<'a> {
 /// before the capture starts are returned; after that, faults are printed
 /// and the report still comes.
 pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
+    if opts.xdp.is_some() {
+        return crate::xdprun::run(opts, plan);
+    }
     let v = Verbose {
         name: &opts.name,
         on: opts.verbose,
@@ -481,11 +484,15 @@ fn run_workers<'a>(
             .iter()
             .map(|st| &sockets[st.member as usize])
             .collect();
+        let counters = SocketCounters {
+            shared,
+            sockets: stream_sockets,
+        };
         let mut monitor = Monitor::new(opts, c.plan, &c.target.label);
         if let Some(m) = &mut monitor {
-            m.begin(shared, &stream_sockets);
+            m.begin(&counters, shared);
         }
-        wait_for_stop(c, watch, monitor.as_mut(), &stream_sockets);
+        wait_for_stop(c, watch, monitor.as_mut(), &counters);
         if let Some(m) = &mut monitor {
             m.stopping();
         }
@@ -501,7 +508,7 @@ fn run_workers<'a>(
         }
         failed.sort_unstable();
         if let Some(m) = monitor {
-            m.finish(shared);
+            m.finish(&counters, shared);
         }
         let merged = merger
             .and_then(|m| m.join().ok())
@@ -627,6 +634,7 @@ fn counts(c: &Capture) -> Vec<StreamCount> {
             packets: shared.captured[slot].load(Ordering::Relaxed),
             drops: shared.drops[slot].load(Ordering::Relaxed),
             unread: shared.unread[slot].load(Ordering::Relaxed),
+            lost: 0,
         })
         .collect()
 }
@@ -765,7 +773,7 @@ fn wait_for_stop(
     c: &Capture,
     watch: Option<OwnedFd>,
     mut monitor: Option<&mut Monitor>,
-    sockets: &[&PacketSocket],
+    counters: &SocketCounters,
 ) {
     loop {
         let mut fds = vec![
@@ -803,7 +811,7 @@ fn wait_for_stop(
             return;
         }
         if let Some(m) = monitor.as_deref_mut() {
-            m.tick(c.shared, sockets);
+            m.tick(counters, c.shared);
         }
         if reader_gone {
             c.v.say("stdout closed; stopping");

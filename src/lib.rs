@@ -73,6 +73,7 @@ pub mod steering;
 pub mod vantage;
 pub mod worker;
 pub mod xdp;
+pub mod xdprun;
 
 use std::ffi::OsString;
 use std::io::Write;

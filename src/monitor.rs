@@ -67,15 +67,15 @@ impl<'a> Monitor<'a> {
     }
 
     /// The first view, of counters at zero.
-    pub fn begin(&mut self, shared: &Shared, sockets: &[&PacketSocket]) {
-        let snap = self.snapshot(shared, sockets);
+    pub fn begin(&mut self, counters: &dyn Counters, shared: &Shared) {
+        let snap = self.snapshot(counters, shared);
         let _ = self.view.update(snap);
         // The first interval of flows starts now.
         self.ask_flows(shared);
     }
 
     /// At every wakeup: a new view if an interval is over.
-    pub fn tick(&mut self, shared: &Shared, sockets: &[&PacketSocket]) {
+    pub fn tick(&mut self, counters: &dyn Counters, shared: &Shared) {
         if self.ticker.due(Instant::now()) {
             if self.flows {
                 // The workers answer at their next ring block, which the
@@ -84,7 +84,7 @@ impl<'a> Monitor<'a> {
                 self.ask_flows(shared);
                 std::thread::sleep(FLOW_ANSWER_WAIT);
             }
-            let snap = self.snapshot(shared, sockets);
+            let snap = self.snapshot(counters, shared);
             let _ = self.view.update(snap);
         }
     }
@@ -116,8 +116,8 @@ impl<'a> Monitor<'a> {
 
     /// After the workers are done: the last interval's lines (when not a
     /// table), so that the logged lines add up to the report.
-    pub fn finish(mut self, shared: &Shared) {
-        let snap = self.snapshot(shared, &[]);
+    pub fn finish(mut self, counters: &dyn Counters, shared: &Shared) {
+        let snap = self.snapshot(counters, shared);
         let _ = self.view.finish(Some(snap));
     }
 
@@ -127,24 +127,20 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// The counters now. The kernel's counters are read from `sockets`
-    /// (one per stream, in order) so drops show as they happen; the
-    /// workers read them too, and nothing is counted twice.
-    fn snapshot(&mut self, shared: &Shared, sockets: &[&PacketSocket]) -> Snapshot {
-        for (slot, sock) in sockets.iter().enumerate() {
-            shared.read_kernel(slot, sock);
-        }
+    /// The counters now.
+    fn snapshot(&mut self, counters: &dyn Counters, shared: &Shared) -> Snapshot {
+        let now = counters.read();
         let streams = self
             .plan
             .streams
             .iter()
-            .enumerate()
-            .map(|(slot, s)| live::StreamCount {
+            .zip(now)
+            .map(|(s, c)| live::StreamCount {
                 id: s.id().unwrap_or(NO_ID),
                 label: s.label(),
-                packets: shared.captured[slot].load(Ordering::Relaxed),
-                bytes: shared.bytes[slot].load(Ordering::Relaxed),
-                drops: shared.drops[slot].load(Ordering::Relaxed),
+                packets: c.packets,
+                bytes: c.bytes,
+                drops: c.drops,
             })
             .collect();
         Snapshot {
@@ -153,6 +149,48 @@ impl<'a> Monitor<'a> {
             cpus: self.cpus.as_mut().and_then(|r| r.read().ok()),
             flows: self.flows.then(|| top_flows(shared)),
         }
+    }
+}
+
+/// One stream's numbers so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+    pub drops: u64,
+}
+
+/// Where the view's numbers come from: the workers' counters, or the
+/// XDP program's.
+pub trait Counters {
+    /// Per stream, in the plan's order.
+    fn read(&self) -> Vec<Count>;
+}
+
+/// The AF_PACKET capture's counters: what the workers took, and the
+/// kernel's counters of each stream's socket (read here so drops show as
+/// they happen; the workers read them too, and nothing is counted twice).
+pub struct SocketCounters<'a> {
+    pub shared: &'a Shared,
+    /// One per stream, in order.
+    pub sockets: Vec<&'a PacketSocket>,
+}
+
+impl Counters for SocketCounters<'_> {
+    fn read(&self) -> Vec<Count> {
+        let shared = self.shared;
+        (0..shared.captured.len())
+            .map(|slot| {
+                if let Some(sock) = self.sockets.get(slot) {
+                    shared.read_kernel(slot, sock);
+                }
+                Count {
+                    packets: shared.captured[slot].load(Ordering::Relaxed),
+                    bytes: shared.bytes[slot].load(Ordering::Relaxed),
+                    drops: shared.drops[slot].load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 }
 

@@ -93,6 +93,9 @@ pub struct StreamCount {
     pub drops: u64,
     /// Packets the kernel accepted but did not hand over before the end.
     pub unread: u64,
+    /// Packets the XDP program could not hand over (its perf buffer was
+    /// full).
+    pub lost: u64,
 }
 
 /// The contract's report: one line per captured stream in order, then the
@@ -117,6 +120,9 @@ pub fn drops(streams: &[StreamCount]) -> String {
         if s.drops > 0 {
             let _ = writeln!(out, "{} packets dropped by kernel {}.", s.drops, s.place);
         }
+        if s.lost > 0 {
+            let _ = writeln!(out, "{} packets dropped {}.", s.lost, s.place);
+        }
         if s.unread > 0 {
             let _ = writeln!(
                 out,
@@ -140,12 +146,14 @@ mod tests {
                 packets: 12,
                 drops: 0,
                 unread: 0,
+                lost: 0,
             },
             StreamCount {
                 place: "on cpu1".into(),
                 packets: 0,
                 drops: 3,
                 unread: 2,
+                lost: 4,
             },
         ];
         assert_eq!(
@@ -154,13 +162,15 @@ mod tests {
         );
         assert_eq!(
             drops(&c),
-            "3 packets dropped by kernel on cpu1.\n2 packets left unread in the ring on cpu1.\n"
+            "3 packets dropped by kernel on cpu1.\n4 packets dropped on cpu1.\n\
+             2 packets left unread in the ring on cpu1.\n"
         );
         let q = [StreamCount {
             place: "with no receive queue recorded".into(),
             packets: 5,
             drops: 1,
             unread: 0,
+            lost: 0,
         }];
         assert_eq!(
             counts(&q),

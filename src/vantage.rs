@@ -299,6 +299,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         flows_max: 0,
         json: false,
         live: None,
+        xdp: None,
     };
     // With no selection the cpu plan cannot fail.
     cpu_plan(&opts).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))

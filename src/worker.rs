@@ -138,6 +138,12 @@ impl Shared {
         }
     }
 
+    /// Writing `path` failed: recorded for the report, and the capture
+    /// stops.
+    pub fn fault_write(&self, path: String, error: io::Error) {
+        self.fault(Fault::Write { path, error });
+    }
+
     fn fault(&self, f: Fault) {
         self.faults
             .lock()
@@ -509,9 +515,9 @@ pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
 /// N's worker (the stream whose fanout member is N: cpu N, queue N, node
 /// N) panic at its first block, to prove a crashing worker still
 /// stops the others, keeps files valid and exits non-zero.
-mod test_hooks {
+pub(crate) mod test_hooks {
     #[cfg(debug_assertions)]
-    pub fn maybe_panic(cpu: u32) {
+    pub(crate) fn maybe_panic(cpu: u32) {
         use std::sync::OnceLock;
         static CPU: OnceLock<Option<u32>> = OnceLock::new();
         let target = CPU.get_or_init(|| {
@@ -526,5 +532,5 @@ mod test_hooks {
 
     #[cfg(not(debug_assertions))]
     #[inline(always)]
-    pub fn maybe_panic(_cpu: u32) {}
+    pub(crate) fn maybe_panic(_cpu: u32) {}
 }

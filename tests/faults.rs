@@ -612,3 +612,21 @@ fn ebpf_vantages_need_cap_bpf() {
     cap.signal(Signal::SIGINT);
     cap.wait().assert_node_report(&[(0, 2)]);
 }
+
+/// The XDP capture needs more than CAP_NET_RAW: the message says what.
+#[test]
+fn xdp_names_the_capabilities_it_needs() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (_va, vb) = veth_pair(&a, &b);
+    let user = Unprivileged::new(Some("cap_net_raw=ep"));
+    let f = user.run(&b, &["-d", "rx", "--xdp", &vb.ifname]);
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert!(
+        f.stderr
+            .contains("(the XDP capture needs root, or CAP_BPF and CAP_NET_ADMIN)"),
+        "{f}"
+    );
+    assert!(!b
+        .ip(&["-d", "link", "show", "dev", &vb.ifname])
+        .contains("prog/xdp"));
+}

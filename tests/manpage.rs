@@ -428,12 +428,14 @@ fn output_examples_match_the_code() {
             packets: 12,
             drops: 0,
             unread: 0,
+            lost: 0,
         },
         StreamCount {
             place: "on cpu1".into(),
             packets: 0,
             drops: 1532,
             unread: 0,
+            lost: 0,
         },
     ];
     let report = report::counts(&counts);
