@@ -256,13 +256,18 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     let kernel_snaplen = target.kernel_snaplen(opts.snaplen);
     // The kernel computes a flow hash per packet only for what uses it.
     let want_hash = opts.pcapng && opts.write.is_some() || opts.flows.is_some();
-    let geometry = Geometry::new(kernel_snaplen, opts.buffer_bytes, RETIRE_MS).with_hash(want_hash);
+    let (ring_bytes, why) = match opts.buffer_bytes {
+        Some(b) => (b, "-B".to_string()),
+        None => crate::ring::default_bytes(plan.streams.len(), kernel_snaplen),
+    };
+    let geometry = Geometry::new(kernel_snaplen, ring_bytes, RETIRE_MS).with_hash(want_hash);
     v.say(format!(
-        "ring per {}: {} blocks of {} KiB ({} KiB), block timeout {} ms",
+        "ring per {}: {} blocks of {} KiB ({} KiB; {} in all, {why}), block timeout {} ms",
         plan.vantage.subject(),
         geometry.blocks,
         geometry.block_size / 1024,
         geometry.bytes() / 1024,
+        mib(geometry.bytes() as u64 * plan.streams.len() as u64),
         geometry.retire_ms
     ));
 
@@ -581,6 +586,17 @@ fn spawn_tap<'s, 'e: 's>(
         }
     }
     handles
+}
+
+/// `12 MiB`, `1.5 MiB`, `768 KiB`.
+pub(crate) fn mib(bytes: u64) -> String {
+    if bytes >= 10 << 20 || bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
 }
 
 /// How long workers may take to finish after a stop before a second

@@ -24,7 +24,8 @@ pub const DEFAULT_SNAPLEN: u32 = 262_144;
 /// Rows of the `--flows` table by default.
 pub const DEFAULT_FLOW_ROWS: usize = 20;
 
-/// Default per-cpu ring size in KiB (see README, "Memory").
+/// Default per-stream ring size in KiB while few streams are captured (see
+/// [`crate::ring::default_bytes`] and README, "Memory").
 pub const DEFAULT_BUFFER_KIB: u32 = 8 * 1024;
 
 /// Which packets to capture, by the kernel's packet type.
@@ -102,8 +103,9 @@ pub struct Options {
     pub verbose: bool,
     /// `-w FILE`; `-` is stdout.
     pub write: Option<String>,
-    /// Per-stream ring size in bytes.
-    pub buffer_bytes: usize,
+    /// Per-stream ring size in bytes (`-B`); None: the default, which
+    /// depends on the number of streams (see [`crate::ring::default_bytes`]).
+    pub buffer_bytes: Option<usize>,
     pub snaplen: u32,
     pub precision: Precision,
     /// None: every interface of the namespace.
@@ -272,6 +274,7 @@ const OPTIONS: &[OptSpec] = &[
         help: &[
             "Ring size per captured {subject}, in KiB.",
             "  Default: 8192",
+            "  (less past 32 streams)",
         ],
     },
     OptSpec {
@@ -694,11 +697,14 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     let mask = value("mask")
         .map(|v| CpuSet::parse_mask(v).ok_or_else(|| invalid(&format!("{word} mask"), v)))
         .transpose()?;
-    let buffer_kib = match value("buffer-size") {
-        Some(v) => parse_decimal(v)
-            .filter(|&k| (1..=(16 << 20)).contains(&k))
-            .ok_or_else(|| invalid("buffer size", v))? as u32,
-        None => DEFAULT_BUFFER_KIB,
+    let buffer_bytes = match value("buffer-size") {
+        Some(v) => Some(
+            parse_decimal(v)
+                .filter(|&k| (1..=(16 << 20)).contains(&k))
+                .ok_or_else(|| invalid("buffer size", v))? as usize
+                * 1024,
+        ),
+        None => None,
     };
     let snaplen = match value("snapshot-length") {
         Some(v) => match parse_decimal(v) {
@@ -850,7 +856,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         packet_buffered: m.get_flag("packet-buffered"),
         verbose: m.get_flag("verbose"),
         write,
-        buffer_bytes: buffer_kib as usize * 1024,
+        buffer_bytes,
         snaplen,
         precision,
         interface: interfaces.first().map(|s| s.to_string()),
@@ -978,8 +984,15 @@ mod tests {
             ),
             "{u}"
         );
-        for o in OPTIONS.iter().filter(|o| !matches!(o.id, "help" | "list" | "mask")) {
-            assert!(u.contains(&format!("[--{}", o.long)), "--{} missing: {u}", o.long);
+        for o in OPTIONS
+            .iter()
+            .filter(|o| !matches!(o.id, "help" | "list" | "mask"))
+        {
+            assert!(
+                u.contains(&format!("[--{}", o.long)),
+                "--{} missing: {u}",
+                o.long
+            );
         }
         assert!(usage("rxqueue", Vantage::Queue)
             .contains("[--queue-list=QUEUELIST|--queue-mask=QUEUEMASK]"));
@@ -1037,7 +1050,8 @@ mod tests {
         assert_eq!(opts(&["-c", "1", "-c", "2"]).count, 2);
         assert_eq!(opts(&["-s", "0"]).snaplen, DEFAULT_SNAPLEN);
         assert_eq!(opts(&["-s100"]).snaplen, 100);
-        assert_eq!(opts(&["-B", "1024"]).buffer_bytes, 1 << 20);
+        assert_eq!(opts(&["-B", "1024"]).buffer_bytes, Some(1 << 20));
+        assert_eq!(opts(&[]).buffer_bytes, None);
         assert_eq!(
             opts(&["--time-stamp-precision=nano"]).precision,
             Precision::Nano

@@ -112,6 +112,49 @@ impl Geometry {
     }
 }
 
+/// The default ring of one stream: 8 MiB while the streams' total stays
+/// within 256 MiB (up to 32 streams), then the 256 MiB shared out, but
+/// never less than a ring can be: two blocks that hold a full
+/// `snaplen`-byte packet (past 256 streams at the default snap length,
+/// the total grows by that minimum per stream). `-B` overrides it.
+/// Returns the bytes and, for -v, why.
+pub fn default_bytes(streams: usize, snaplen: u32) -> (usize, String) {
+    const PER_STREAM: usize = (crate::cli::DEFAULT_BUFFER_KIB as usize) << 10;
+    const TOTAL: usize = 256 << 20;
+    const STREAMS: usize = 256;
+    let streams = streams.max(1);
+    let smallest = Geometry::new(snaplen, 0, 0).bytes();
+    let share = TOTAL / streams;
+    if streams > STREAMS {
+        return (
+            smallest,
+            format!("default: the smallest ring per stream past {STREAMS} streams"),
+        );
+    }
+    if share >= PER_STREAM {
+        return (
+            PER_STREAM,
+            format!("default: 8 MiB per stream for {streams} streams"),
+        );
+    }
+    if share >= smallest {
+        // Whole blocks: the share rounded down to the block size.
+        let block = Geometry::new(snaplen, share, 0).block_size;
+        let bytes = (share / block).max(2) * block;
+        return (
+            bytes,
+            format!("default: at most 256 MiB over {streams} streams"),
+        );
+    }
+    (
+        smallest,
+        format!(
+            "default: {streams} streams get the smallest ring that holds two \
+             {snaplen}-byte packets"
+        ),
+    )
+}
+
 /// The `block_status` word of the block starting at `block`.
 ///
 /// # Safety
@@ -421,6 +464,33 @@ mod tests {
         assert_eq!(g.blocks, 8);
         // A ring too small for two blocks still gets two.
         assert_eq!(Geometry::new(262_144, 4096, 20).blocks, 2);
+    }
+
+    #[test]
+    fn default_ring_sizes_keep_the_total_bounded() {
+        let mib = 1usize << 20;
+        assert_eq!(default_bytes(1, 262_144).0, 8 * mib);
+        assert_eq!(default_bytes(2, 262_144).0, 8 * mib);
+        assert_eq!(default_bytes(32, 262_144).0, 8 * mib);
+        assert_eq!(default_bytes(128, 262_144).0, 2 * mib);
+        assert_eq!(default_bytes(256, 262_144).0, mib);
+        assert_eq!(default_bytes(512, 262_144).0, mib);
+        for streams in 1..=4096usize {
+            for snaplen in [64, 1500, 65_535, 262_144] {
+                let (bytes, why) = default_bytes(streams, snaplen);
+                let g = Geometry::new(snaplen, bytes, 20);
+                // What the ring will really be is what was chosen.
+                assert_eq!(g.bytes(), bytes, "{streams} x {snaplen}: {why}");
+                assert!(bytes <= 8 * mib);
+                // Never below two blocks of a full packet.
+                assert!(bytes >= Geometry::new(snaplen, 0, 20).bytes());
+                if streams <= 256 {
+                    assert!(bytes * streams <= 256 * mib, "{streams} x {snaplen}");
+                } else {
+                    assert_eq!(bytes, Geometry::new(snaplen, 0, 20).bytes());
+                }
+            }
+        }
     }
 
     #[test]

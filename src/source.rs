@@ -197,10 +197,11 @@ pub fn check_memory(geometry: Geometry, plan: &Plan) -> Result<()> {
     };
     if need > available / 2 {
         return Err(Error::Message(format!(
-            "error setting up rings: {streams} x {} MiB is more than half of the available memory \
-             ({} MiB); use a smaller -B or fewer {} (-l)",
-            geometry.bytes() >> 20,
-            available >> 20,
+            "error setting up rings: {streams} x {} = {} is more than half of the available \
+             memory ({}); use a smaller -B or fewer {} (-l)",
+            crate::capture::mib(geometry.bytes() as u64),
+            crate::capture::mib(need),
+            crate::capture::mib(available),
             plan.vantage.plural()
         )));
     }

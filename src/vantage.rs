@@ -288,7 +288,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         packet_buffered: false,
         verbose: false,
         write: None,
-        buffer_bytes: 0,
+        buffer_bytes: None,
         snaplen: 0,
         precision: crate::cli::Precision::Micro,
         interface: None,

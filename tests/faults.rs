@@ -426,11 +426,12 @@ fn ring_larger_than_available_memory_is_refused() {
     assert_eq!(f.status.code(), Some(1), "{f}");
     assert_eq!(f.stdout, "", "{f}");
     assert!(
-        f.stderr
-            .starts_with("rxtxcpu: error setting up rings: 2 x 16384 MiB is more than half")
-            && f.stderr
-                .trim_end()
-                .ends_with("use a smaller -B or fewer cpus (-l)")
+        f.stderr.starts_with(
+            "rxtxcpu: error setting up rings: 2 x 16384 MiB = 32768 MiB is more than half"
+        ) && f
+            .stderr
+            .trim_end()
+            .ends_with("use a smaller -B or fewer cpus (-l)")
             && f.stderr.lines().count() == 1,
         "{f}"
     );
