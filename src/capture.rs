@@ -24,7 +24,6 @@ use crate::merged::{self, Merged};
 use crate::monitor::{Monitor, SocketCounters};
 use crate::output::{stream_path, Format, StreamFile};
 use crate::pcapfilter;
-use crate::pcapng::InterfaceStats;
 use crate::report::{self, Report, StreamCount};
 use crate::ring::{Geometry, Ring};
 use crate::source::{self, Group, Target};
@@ -153,6 +152,38 @@ pub(crate) fn stop_signals(live_on_terminal: bool) -> SigSet {
     set
 }
 
+/// Blocks the signals of [`stop_signals`] and opens the signalfd that
+/// reads them. Blocked before anything is created and before any thread
+/// starts (all inherit the mask): a Ctrl-C during setup is then read like
+/// any other and ends the capture with a report, not with half-made files.
+pub(crate) fn signal_fd(opts: &Options) -> Result<SignalFd> {
+    let signals = stop_signals(opts.live.is_some() && crate::live::term::stderr_is_terminal());
+    signals
+        .thread_block()
+        .map_err(|e| Error::os("error blocking signals", e.into()))?;
+    SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::os("error creating signalfd", e.into()))
+}
+
+/// Reads the signals that came: true when one of them ends the capture
+/// (SIGINT first puts its newline on stderr, so the report does not start
+/// on the terminal's `^C` line); the live view takes its own.
+pub(crate) fn stop_signal(sigfd: &SignalFd, mut monitor: Option<&mut Monitor>) -> bool {
+    while let Ok(Some(info)) = sigfd.read_signal() {
+        let signo = info.ssi_signo as i32;
+        if let Some(m) = monitor.as_deref_mut() {
+            if m.signal(signo) {
+                continue;
+            }
+        }
+        if signo == libc::SIGINT {
+            errln!();
+        }
+        return true;
+    }
+    false
+}
+
 /// Whether `sig` is ignored, from the SigIgn mask in /proc/self/status.
 fn inherited_ignore(sig: Signal) -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
@@ -230,15 +261,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         name: &opts.name,
         on: opts.verbose,
     };
-    // Blocked before anything is created and before any thread starts (all
-    // inherit the mask): a Ctrl-C during setup is then read like any other
-    // and ends the capture with a report, not with half-made files.
-    let signals = stop_signals(opts.live.is_some() && crate::live::term::stderr_is_terminal());
-    signals
-        .thread_block()
-        .map_err(|e| Error::os("error blocking signals", e.into()))?;
-    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::os("error creating signalfd", e.into()))?;
+    let sigfd = signal_fd(opts)?;
 
     let target = source::target(opts)?;
     for note in &plan.notes {
@@ -665,60 +688,19 @@ fn finish(c: &Capture, ended: Ended, steering: Option<&Steering>, status: &mut i
     };
     let mut tables = Vec::new();
     for (slot, l) in ended.leftovers.into_iter().enumerate() {
-        let Some(l) = l else { continue };
-        let (files, records) = l.rotated_away;
-        if files > 0 {
-            report.notes.push(format!(
-                "{records} packets in {files} files rotated away {}.",
-                c.plan.streams[slot].place()
-            ));
+        if let Some(l) = l {
+            tables.extend(report.take_leftovers(&c.plan.streams[slot].place(), l));
         }
-        if l.file_limit {
-            report.file_limit = true;
-        }
-        tables.extend(l.flows);
     }
     if let Some((written, start_ns, end_ns)) = ended.merged {
-        let not_written = written.not_written();
-        let stats: Vec<InterfaceStats> = report
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| InterfaceStats {
-                start_ns,
-                end_ns,
-                ifrecv: s.packets + s.drops,
-                ifdrop: s.drops,
-                osdrop: not_written.get(i).copied().unwrap_or(0),
-            })
-            .collect();
-        let summary = written.finish(&stats);
-        if summary.rotated_away > 0 {
-            report.notes.push(format!(
-                "{} packets in {} files rotated away.",
-                summary.records_lost, summary.rotated_away
-            ));
-        }
-        report.file_limit |= summary.limit_reached;
-        let lost: u64 = not_written.iter().sum();
-        match summary.error {
-            Some(Error::Os { what, why, .. })
-                if what == "-" && why.0.kind() == io::ErrorKind::BrokenPipe =>
-            {
-                c.v.say("stdout closed; stopping");
-            }
-            Some(e) => {
-                errln!("{}: error writing {e}", opts.name);
-                if lost > 0 {
-                    errln!(
-                        "{}: {lost} packets captured after that are not in the file",
-                        opts.name
-                    );
-                }
-                *status = 1;
-            }
-            None => {}
-        }
+        let say = |s: &str| c.v.say(s);
+        *status = (*status).max(merged::close(
+            written,
+            &mut report,
+            (start_ns, end_ns),
+            &opts.name,
+            &say,
+        ));
     }
     if opts.flows.is_some() && !tables.is_empty() {
         let mut flows = crate::flows::merge(tables);
@@ -813,17 +795,7 @@ fn wait_for_stop(
             .get(2)
             .and_then(|f| f.revents())
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
-        while let Ok(Some(info)) = c.sigfd.read_signal() {
-            let signo = info.ssi_signo as i32;
-            if let Some(m) = monitor.as_deref_mut() {
-                if m.signal(signo) {
-                    continue;
-                }
-            }
-            // The report must not start on the terminal's `^C` line.
-            if signo == libc::SIGINT {
-                errln!();
-            }
+        if stop_signal(c.sigfd, monitor.as_deref_mut()) {
             return;
         }
         if let Some(m) = monitor.as_deref_mut() {

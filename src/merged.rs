@@ -9,10 +9,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use crate::cli::Options;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::merge::{self, Feed, Inbox, Limits, MergeStats, Merger};
 use crate::output::LinkType;
 use crate::pcapng::{EpbBatch, Interface, InterfaceStats, MergedFile, MergedSummary, Section};
+use crate::report::Report;
 use crate::vantage::Stream;
 
 /// Messages the channel to the merger holds per stream: a few ring blocks
@@ -120,5 +121,57 @@ impl Written<'_> {
     /// Writes the interface statistics and closes the file.
     pub fn finish(self, stats: &[InterfaceStats]) -> MergedSummary {
         self.file.finish(stats)
+    }
+}
+
+/// Closes the merged file once the capture is over: one statistics block
+/// per stream of `report` (received, dropped by the kernel or lost in the
+/// XDP program's buffers, lost in the program after the file failed), and
+/// what the report must say (files rotated away, the file limit, a failed
+/// write). Returns the exit status: 1 when writing failed.
+pub fn close(
+    written: Written,
+    report: &mut Report,
+    (start_ns, end_ns): (u64, u64),
+    name: &str,
+    say: &dyn Fn(&str),
+) -> i32 {
+    let not_written = written.not_written();
+    let stats: Vec<InterfaceStats> = report
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| InterfaceStats {
+            start_ns,
+            end_ns,
+            ifrecv: s.packets + s.drops + s.lost,
+            ifdrop: s.drops + s.lost,
+            osdrop: not_written.get(i).copied().unwrap_or(0),
+        })
+        .collect();
+    let summary = written.finish(&stats);
+    if summary.rotated_away > 0 {
+        report.notes.push(format!(
+            "{} packets in {} files rotated away.",
+            summary.records_lost, summary.rotated_away
+        ));
+    }
+    report.file_limit |= summary.limit_reached;
+    let lost: u64 = not_written.iter().sum();
+    match summary.error {
+        Some(Error::Os { what, why, .. })
+            if what == "-" && why.0.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            say("stdout closed; stopping");
+            0
+        }
+        Some(e) => {
+            errln!("{name}: error writing {e}");
+            if lost > 0 {
+                errln!("{name}: {lost} packets captured after that are not in the file");
+            }
+            1
+        }
+        None => 0,
     }
 }

@@ -22,6 +22,26 @@ pub struct Report {
     pub flows: Option<Flows>,
 }
 
+impl Report {
+    /// Takes what a stream's consumers left (its place in the report's
+    /// words): notes for files the -W ring overwrote, the -G -W file
+    /// limit. Returns the stream's flow table.
+    pub fn take_leftovers(
+        &mut self,
+        place: &str,
+        l: crate::consumers::Leftovers,
+    ) -> Option<crate::flows::FlowTable> {
+        let (files, records) = l.rotated_away;
+        if files > 0 {
+            self.notes.push(format!(
+                "{records} packets in {files} files rotated away {place}."
+            ));
+        }
+        self.file_limit |= l.file_limit;
+        l.flows
+    }
+}
+
 /// Prints the report: stderr lines first, then the report on stdout (on
 /// stderr with `-w -`, where stdout carries the packets). Returns 1 if it
 /// could not be written.

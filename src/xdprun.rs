@@ -14,10 +14,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 
 use crate::afpacket::{self, Filter, PacketSocket};
-use crate::capture::{stop_signals, Outputs, Verbose, RETIRE_MS};
+use crate::capture::{signal_fd, stop_signal, Outputs, Verbose, RETIRE_MS};
 use crate::cli::Options;
 use crate::consumers::{Consumers, Leftovers, MergedStream, Outcome};
 use crate::cpuset::CpuSet;
@@ -43,12 +43,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         name: &opts.name,
         on: opts.verbose,
     };
-    let signals = stop_signals(opts.live.is_some() && crate::live::term::stderr_is_terminal());
-    signals
-        .thread_block()
-        .map_err(|e| Error::os("error blocking signals", e.into()))?;
-    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| Error::os("error creating signalfd", e.into()))?;
+    let sigfd = signal_fd(opts)?;
 
     let target = source::target(opts)?;
     for note in &plan.notes {
@@ -111,7 +106,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         .counts()
         .map_err(|e| Error::os("error reading the XDP counters", e))?;
     let mut status = report_faults(opts, &target, &shared, &ended);
-    let report = finish(opts, plan, &shared, &counts, ended, &mut status);
+    let report = finish(opts, &v, plan, &shared, &counts, ended, &mut status);
     drop(xdp);
     Ok(report::print(opts, plan, &report).max(status))
 }
@@ -637,16 +632,7 @@ fn wait_for_stop(
             .get(3)
             .and_then(|f| f.revents())
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
-        while let Ok(Some(info)) = sigfd.read_signal() {
-            let signo = info.ssi_signo as i32;
-            if let Some(m) = monitor.as_deref_mut() {
-                if m.signal(signo) {
-                    continue;
-                }
-            }
-            if signo == libc::SIGINT {
-                errln!();
-            }
+        if stop_signal(sigfd, monitor.as_deref_mut()) {
             return false;
         }
         if done || reader_gone || shared.stopping() {
@@ -705,6 +691,7 @@ fn report_faults(opts: &Options, target: &Target, shared: &Shared, ended: &Ended
 /// which is the same unless a write failed), its lost records as drops.
 fn finish(
     opts: &Options,
+    v: &Verbose,
     plan: &Plan,
     shared: &Shared,
     counts: &Counts,
@@ -734,48 +721,19 @@ fn finish(
     };
     let mut tables = Vec::new();
     for (slot, l) in ended.leftovers.into_iter().enumerate() {
-        let Some(l) = l else { continue };
-        let (files, records) = l.rotated_away;
-        if files > 0 {
-            report.notes.push(format!(
-                "{records} packets in {files} files rotated away {}.",
-                plan.streams[slot].place()
-            ));
+        if let Some(l) = l {
+            tables.extend(report.take_leftovers(&plan.streams[slot].place(), l));
         }
-        report.file_limit |= l.file_limit;
-        tables.extend(l.flows);
     }
     if let Some((written, start_ns, end_ns)) = ended.merged {
-        let not_written = written.not_written();
-        let stats: Vec<crate::pcapng::InterfaceStats> = report
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| crate::pcapng::InterfaceStats {
-                start_ns,
-                end_ns,
-                ifrecv: s.packets + s.lost,
-                ifdrop: s.lost,
-                osdrop: not_written.get(i).copied().unwrap_or(0),
-            })
-            .collect();
-        let summary = written.finish(&stats);
-        if summary.rotated_away > 0 {
-            report.notes.push(format!(
-                "{} packets in {} files rotated away.",
-                summary.records_lost, summary.rotated_away
-            ));
-        }
-        report.file_limit |= summary.limit_reached;
-        match summary.error {
-            Some(Error::Os { what, why, .. })
-                if what == "-" && why.0.kind() == io::ErrorKind::BrokenPipe => {}
-            Some(e) => {
-                errln!("{}: error writing {e}", opts.name);
-                *status = 1;
-            }
-            None => {}
-        }
+        let say = |s: &str| v.say(s);
+        *status = (*status).max(crate::merged::close(
+            written,
+            &mut report,
+            (start_ns, end_ns),
+            &opts.name,
+            &say,
+        ));
     }
     if opts.flows.is_some() && !tables.is_empty() {
         report.flows = Some(crate::flows::merge(tables));
