@@ -46,11 +46,6 @@ impl Consumers<'_> {
         self.file.is_some() || self.merged.is_some() || self.flows.is_some() || self.bytes.is_some()
     }
 
-    /// Whether a consumer uses the kernel's flow hash of each packet.
-    pub fn want_hash(&self) -> bool {
-        self.merged.is_some() || self.flows.is_some()
-    }
-
     /// Takes the claimed packets of one ring block; returns how many were
     /// taken, and how it ended.
     pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {

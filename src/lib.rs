@@ -2,29 +2,30 @@
 //!
 //! One AF_PACKET socket per possible stream in a fanout group (by cpu, or
 //! by an eBPF program for queues and numa nodes), each captured stream read
-//! from a TPACKET_V3 ring by a worker thread.
+//! from a TPACKET_V3 ring by a worker thread; or, with `--xdp`, an XDP
+//! program counting (and copying) received frames per cpu.
 //!
 //! The data flows one way: command line -> options -> vantage -> source ->
 //! one worker per stream -> its consumers -> the report.
 //!
-//! - [`cli`]: command line, invocation name, help and usage
-//! - [`vantage`]: what the streams are (cpus, queues, numa nodes) and how
-//!   the kernel routes packets to them
-//! - [`cpuset`]: cpu lists, masks, configured and online cpus, numa nodes
-//! - [`afpacket`], [`ring`]: the kernel interface (sockets, filters,
-//!   fanout, the mmap ring)
-//! - [`bpf`], [`ebpf`], [`fanout`]: loading eBPF programs, writing them,
-//!   the fanout programs
-//! - [`capture`]: the fanout group, workers and signals of one capture
-//! - [`worker`]: reading one stream's ring
-//! - [`pcapfilter`]: tcpdump filter expressions, compiled by libpcap
-//!   (loaded at run time) and rewritten for the kernel
-//! - [`output`]: pcap files and naming
-//! - [`pcapfilter`]: tcpdump filter expressions (libpcap, loaded at run time)
-//! - [`pcapng`], [`merge`]: the merged pcapng file and its timeline
-//! - [`rotate`]: tcpdump's -C/-G/-W file rotation
-//! - [`report`]: the end-of-capture report
-//! - [`live`]: the `--live` view (table, plain and JSON lines)
+//! - command line: [`cli`] (options, names, help, usage)
+//! - vantage: [`vantage`] (what the streams are and how the kernel routes
+//!   packets to them), [`cpuset`] (cpu lists, masks, numa nodes)
+//! - source: [`source`] (the fanout group), over the kernel interface
+//!   [`afpacket`] and [`ring`]; [`bpf`], [`ebpf`], [`fanout`] (eBPF
+//!   programs: loading, writing, the fanout programs); [`pcapfilter`]
+//!   (tcpdump filters, compiled by libpcap loaded at run time); the XDP
+//!   source: [`xdp`], [`perf`] (the program, its per-cpu buffers) and
+//!   [`xdprun`] (running such a capture)
+//! - workers: [`capture`] (one capture: outputs, workers, signals),
+//!   [`worker`] (one stream's ring)
+//! - consumers: [`consumers`] (what a worker does with each packet):
+//!   [`output`] (pcap files, naming, rotation with [`rotate`]), [`merged`]
+//!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
+//!   [`flows`] (flow tables), live counters
+//! - report: [`report`] (text or JSON), [`expect`] with [`steering`],
+//!   [`rss`], [`ethtool`] (where flows should have landed); [`monitor`]
+//!   feeding [`live`] (the `--live` view)
 
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
 /// with the same Ctrl-C that stops the capture (`2>&1 | tee log`), and a
