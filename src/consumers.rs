@@ -52,15 +52,16 @@ impl Consumers<'_> {
     }
 
     /// Takes the claimed packets of one ring block; returns how many were
-    /// taken, and how it ended.
+    /// taken, and how it ended. The stream's files are written from the
+    /// block itself (see [`StreamFile::block`]): what points into it is
+    /// written before this returns, so the caller may then hand the block
+    /// back to the kernel (the borrow of `'p` says so).
     pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {
-        if let Some(f) = &mut self.file {
-            f.tick();
-        }
+        let mut file = self.file.as_mut().map(|f| f.block());
         let (mut taken, mut bytes) = (0u64, 0u64);
         let mut outcome = Outcome::Taken;
         for p in packets {
-            if let Some(f) = &mut self.file {
+            if let Some(f) = &mut file {
                 match f.write(&p) {
                     Ok(Written::Yes) => {}
                     Ok(Written::Limit) => {
@@ -85,11 +86,13 @@ impl Consumers<'_> {
         if let Some(b) = self.bytes {
             b.fetch_add(bytes, Ordering::Relaxed);
         }
-        if let (Some(f), Outcome::Taken) = (&mut self.file, &outcome) {
-            if let Err(error) = f.batch_done() {
-                let path = f.path().to_string();
-                outcome = Outcome::Failed { path, error };
-            }
+        let taken_all = matches!(outcome, Outcome::Taken);
+        // Otherwise dropping the writer writes what points into the block
+        // (a failed file has nothing left to write).
+        let finished = file.map_or(Ok(()), |f| if taken_all { f.finish() } else { Ok(()) });
+        if let Err(error) = finished {
+            let path = self.path().unwrap_or_default().to_string();
+            outcome = Outcome::Failed { path, error };
         }
         if let Some(m) = &mut self.merged {
             if !m.send() {

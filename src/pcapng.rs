@@ -267,6 +267,15 @@ impl<'a> Frame<'a> {
     pub fn parts(&self) -> [&[u8]; 3] {
         [self.pre, &self.head[..self.head_len], self.rest]
     }
+
+    /// The record's bytes as [`Frame::parts`], the first and last with the
+    /// packet's own lifetime: they are the packet's bytes where they lie
+    /// (in the ring block), and may be written from there after this Frame
+    /// is gone. The middle one (a VLAN tag or an SLL2 header) is this
+    /// Frame's.
+    pub fn pieces(&self) -> (&'a [u8], &[u8], &'a [u8]) {
+        (self.pre, &self.head[..self.head_len], self.rest)
+    }
 }
 
 /// epb_flags direction bits (the low two).
