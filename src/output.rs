@@ -95,15 +95,22 @@ pub fn stream_path(template: &str, suffix: impl std::fmt::Display) -> String {
     }
 }
 
-/// Record bytes at least this long are written from where they lie in the
+/// Packet bytes at least this long are written from where they lie in the
 /// ring block (one iovec each); shorter ones are copied into the output's
 /// buffer, where they join the record headers and any rebuilt header bytes
-/// (a VLAN tag, an SLL2 header) in one iovec. Handing the kernel a piece of
-/// the ring costs it an iovec segment (a user copy of its own, with its
-/// fixed setup) and costs us a write per ring block; copying costs a pass
-/// over bytes that are already in cache. See [`StreamFile::block`] and the
-/// README ("Performance") for the measurement behind the number.
-pub const COPY_BELOW: usize = 512;
+/// (a VLAN tag, an SLL2 header) in one iovec.
+///
+/// Measured (a veth flood from both cpus of a 2-vCPU VM, -w to tmpfs, cpu
+/// per packet written in place against copied): copying is cheaper below
+/// about 1 KiB (by 20% at 256 bytes, 6-10% at 512-768, 2-3% at 1024); from
+/// 1200 to 4000 bytes the two are within a few percent either way, and
+/// from jumbo frames on writing in place wins (16% at 9000 bytes, 20% for
+/// 60000-byte packets on lo). The kernel's own work per page of tmpfs is
+/// most of the cost at every size; what writing in place saves in user
+/// time (the copy, about 100 ns per 1500 bytes) its copy from the ring
+/// mostly spends again (an iovec segment more per packet, and the ring's
+/// cache misses move into it), while the 256 KiB buffer stays in cache.
+pub const COPY_BELOW: usize = 1200;
 
 /// The most iovecs one writev(2) takes (UIO_MAXIOV; sysconf(_SC_IOV_MAX)
 /// on Linux): more fail with EINVAL.
@@ -117,6 +124,52 @@ const IOV_MAX: usize = 1024;
 enum Piece<'b> {
     Buffer { start: usize, end: usize },
     Ring(&'b [u8]),
+}
+
+impl Piece<'_> {
+    fn len(&self) -> usize {
+        match *self {
+            Piece::Buffer { start, end } => end - start,
+            Piece::Ring(s) => s.len(),
+        }
+    }
+}
+
+/// The whole records among the first `done` bytes of `pieces` (after the
+/// file header, if `header`): the offset they end at, and how many. A
+/// record's header is always in `buf`, whole in one piece: it is appended
+/// to the buffer before any ring piece of its record, and the buffer is
+/// split into pieces only where a ring piece comes in.
+fn whole_records(buf: &[u8], pieces: &[Piece], done: usize, header: bool) -> (usize, u64) {
+    let mut at = if header { FILE_HEADER_LEN } else { 0 };
+    if done < at {
+        return (0, 0);
+    }
+    let (mut whole, mut records) = (at, 0);
+    let mut pieces = pieces.iter();
+    let (mut piece, mut base) = (pieces.next(), 0);
+    while at + RECORD_HEADER_LEN <= done {
+        while let Some(p) = piece.filter(|p| at >= base + p.len()) {
+            base += p.len();
+            piece = pieces.next();
+        }
+        let Some(&Piece::Buffer { start, end }) = piece else {
+            debug_assert!(false, "a record header outside the buffer");
+            break;
+        };
+        let h = start + (at - base);
+        debug_assert!(
+            h + RECORD_HEADER_LEN <= end,
+            "a record header across pieces"
+        );
+        let caplen = u32::from_ne_bytes([buf[h + 8], buf[h + 9], buf[h + 10], buf[h + 11]]);
+        at += RECORD_HEADER_LEN + caplen as usize;
+        if at > done {
+            break;
+        }
+        (whole, records) = (at, records + 1);
+    }
+    (whole, records)
 }
 
 /// Where one stream's pcap goes.
@@ -142,9 +195,6 @@ pub struct PcapOutput {
     mark: usize,
     /// Bytes waiting to be written: `buf` and any ring pieces.
     pending: usize,
-    /// Where each waiting record ends, counted from the first waiting byte:
-    /// what a failed write is cut back to.
-    ends: Vec<usize>,
     /// The iovec list for writev(2), empty between writes (kept for its
     /// memory; see [`recycle`]).
     iov: Vec<IoSlice<'static>>,
@@ -231,8 +281,8 @@ fn write_pieces<'a>(
             Ok(n) => {
                 done += n;
                 skip += n;
-                while let Some(p) = pieces.get(first).filter(|p| skip >= slice(p).len()) {
-                    skip -= slice(p).len();
+                while let Some(p) = pieces.get(first).filter(|p| skip >= p.len()) {
+                    skip -= p.len();
                     first += 1;
                 }
             }
@@ -281,7 +331,6 @@ impl PcapOutput {
             pending: buf.len(),
             buf,
             mark: 0,
-            ends: Vec::new(),
             iov: Vec::new(),
             buffered: 0,
             written: 0,
@@ -321,53 +370,63 @@ impl PcapOutput {
     /// packet's bytes of at least [`COPY_BELOW`] are not copied but listed
     /// there, to be written from the ring block by
     /// [`PcapOutput::flush_with`].
-    fn append<'b>(
-        &mut self,
-        mut ring: Option<&mut Vec<Piece<'b>>>,
-        p: &Packet<'b>,
-    ) -> io::Result<()> {
+    #[inline]
+    fn append<'b>(&mut self, ring: Option<&mut Vec<Piece<'b>>>, p: &Packet<'b>) -> io::Result<()> {
         self.check_failed()?;
         let frame = Frame::new(self.link, self.snaplen, p);
         let (pre, head, rest) = frame.pieces();
-        let in_place = |s: &[u8]| ring.is_some() && s.len() >= COPY_BELOW;
+        let caplen = frame.caplen() as usize;
+        // Only a packet with bytes worth it is written from the ring.
+        let mut ring = ring.filter(|_| pre.len().max(rest.len()) >= COPY_BELOW);
+        let small = |s: &[u8]| if s.len() < COPY_BELOW { s.len() } else { 0 };
         let copied = RECORD_HEADER_LEN
-            + head.len()
-            + [pre, rest]
-                .iter()
-                .filter(|s| !in_place(s))
-                .map(|s| s.len())
-                .sum::<usize>();
+            + match ring {
+                Some(_) => small(pre) + head.len() + small(rest),
+                None => caplen,
+            };
         self.reserve(copied, ring.as_deref_mut())?;
         let frac = if self.nano { p.nsec } else { p.nsec / 1000 };
-        let caplen = frame.caplen();
-        for field in [p.sec, frac, caplen, frame.orig_len()] {
-            self.buf.extend_from_slice(&field.to_ne_bytes());
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        for (i, field) in [p.sec, frac, caplen as u32, frame.orig_len()]
+            .iter()
+            .enumerate()
+        {
+            h[i * 4..i * 4 + 4].copy_from_slice(&field.to_ne_bytes());
         }
-        self.put(pre, ring.as_deref_mut());
-        self.buf.extend_from_slice(head);
-        self.put(rest, ring);
-        self.pending += RECORD_HEADER_LEN + caplen as usize;
-        self.ends.push(self.pending);
+        self.buf.extend_from_slice(&h);
+        match ring {
+            None => {
+                self.buf.extend_from_slice(pre);
+                self.buf.extend_from_slice(head);
+                self.buf.extend_from_slice(rest);
+            }
+            Some(ring) => {
+                self.put(pre, ring);
+                self.buf.extend_from_slice(head);
+                self.put(rest, ring);
+            }
+        }
+        self.pending += RECORD_HEADER_LEN + caplen;
         self.buffered += 1;
         Ok(())
     }
 
     /// Appends packet bytes: by reference into `ring` if they are worth it,
     /// else copied.
-    fn put<'b>(&mut self, bytes: &'b [u8], ring: Option<&mut Vec<Piece<'b>>>) {
-        match ring {
-            Some(ring) if bytes.len() >= COPY_BELOW => {
-                if self.mark < self.buf.len() {
-                    ring.push(Piece::Buffer {
-                        start: self.mark,
-                        end: self.buf.len(),
-                    });
-                    self.mark = self.buf.len();
-                }
-                ring.push(Piece::Ring(bytes));
-            }
-            _ => self.buf.extend_from_slice(bytes),
+    #[inline]
+    fn put<'b>(&mut self, bytes: &'b [u8], ring: &mut Vec<Piece<'b>>) {
+        if bytes.len() < COPY_BELOW {
+            self.buf.extend_from_slice(bytes);
+            return;
         }
+        if self.mark < self.buf.len() {
+            ring.push(Piece::Buffer {
+                start: self.mark,
+                end: self.buf.len(),
+            });
+            self.mark = self.buf.len();
+        }
+        ring.push(Piece::Ring(bytes));
     }
 
     /// Makes room for `len` more bytes in the buffer: writes out what
@@ -448,25 +507,20 @@ impl PcapOutput {
             (true, true) => &[],
         };
         let result = write_pieces(&mut self.file, &self.buf, pieces, &mut self.iov);
+        if let Err((done, e)) = &result {
+            self.fail(*done, pieces, e);
+        }
         ring.clear();
         self.mark = 0;
-        match result {
-            Ok(done) => {
-                debug_assert_eq!(done, self.pending);
-                self.written += done as u64;
-                self.records += self.buffered;
-                self.buffered = 0;
-                self.pending = 0;
-                self.ends.clear();
-                self.header_in_buf = false;
-                self.buf.clear();
-                Ok(())
-            }
-            Err((done, e)) => {
-                self.fail(done, &e);
-                Err(e)
-            }
-        }
+        let done = result.map_err(|(_, e)| e)?;
+        debug_assert_eq!(done, self.pending);
+        self.written += done as u64;
+        self.records += self.buffered;
+        self.buffered = 0;
+        self.pending = 0;
+        self.header_in_buf = false;
+        self.buf.clear();
+        Ok(())
     }
 
     /// After a write failed: the same error again (a closed pipe stays a
@@ -479,19 +533,14 @@ impl PcapOutput {
         }
     }
 
-    /// After a write that got only `done` of the waiting bytes out: keeps
-    /// the whole records among them and cuts a partial one off the file.
-    fn fail(&mut self, done: usize, e: &io::Error) {
+    /// After a write that got only `done` bytes of `pieces` (all that was
+    /// waiting) out: keeps the whole records among them and cuts a partial
+    /// one off the file.
+    fn fail(&mut self, done: usize, pieces: &[Piece], e: &io::Error) {
         self.failed = Some((e.kind(), e.raw_os_error()));
-        let whole_records = self.ends.partition_point(|&end| end <= done);
-        let whole = match whole_records {
-            0 if self.header_in_buf && done < FILE_HEADER_LEN => 0,
-            0 if self.header_in_buf => FILE_HEADER_LEN,
-            0 => 0,
-            n => self.ends[n - 1],
-        };
+        let (whole, records) = whole_records(&self.buf, pieces, done, self.header_in_buf);
         self.written += whole as u64;
-        self.records += whole_records as u64;
+        self.records += records;
         if whole < done && self.path != "-" {
             // Only our own file: stdout may be a pipe, where nothing can be
             // taken back, or a file opened for appending, whose earlier
@@ -499,7 +548,6 @@ impl PcapOutput {
             let _ = self.file.set_len(self.written);
         }
         self.buf = Vec::new();
-        self.ends = Vec::new();
         self.mark = 0;
         self.pending = 0;
         self.buffered = 0;
@@ -615,6 +663,7 @@ impl StreamFile {
 
     /// Writes one packet, listing its larger pieces in `ring` if given
     /// (see [`PcapOutput::append`]).
+    #[inline]
     fn put<'b>(
         &mut self,
         mut ring: Option<&mut Vec<Piece<'b>>>,
@@ -680,7 +729,36 @@ impl StreamFile {
 /// the block, borrowed for `'b`, and written before this writer goes.
 /// Since it has a destructor that writes them, the borrow checker keeps
 /// the block (whose own destructor hands it back to the kernel) alive
-/// until then.
+/// until then. Here a buffer stands for the block:
+///
+/// ```no_run
+/// # use rxtxcpu::{cli::Precision, output::*, ring::Packet};
+/// # let format = Format { link: LinkType::Ethernet, snaplen: 65_535,
+/// #                       precision: Precision::Micro, packet_buffered: false };
+/// let mut file = StreamFile::create("out.pcap", format, Default::default()).unwrap();
+/// let block = vec![0u8; 1500];
+/// let mut w = file.block();
+/// # let p = Packet { sec: 0, nsec: 0, len: 1500, data: &block, net_offset: 14, ifindex: 1,
+/// #                  hatype: 1, pkttype: 0, protocol: 8, halen: 6, addr: [0; 8],
+/// #                  vlan: None, hash: 0 };
+/// w.write(&p).unwrap(); // p.data is the block's bytes
+/// w.finish().unwrap();
+/// drop(block);
+/// ```
+///
+/// ```compile_fail
+/// # use rxtxcpu::{cli::Precision, output::*, ring::Packet};
+/// # let format = Format { link: LinkType::Ethernet, snaplen: 65_535,
+/// #                       precision: Precision::Micro, packet_buffered: false };
+/// let mut file = StreamFile::create("out.pcap", format, Default::default()).unwrap();
+/// let block = vec![0u8; 1500];
+/// let mut w = file.block();
+/// # let p = Packet { sec: 0, nsec: 0, len: 1500, data: &block, net_offset: 14, ifindex: 1,
+/// #                  hatype: 1, pkttype: 0, protocol: 8, halen: 6, addr: [0; 8],
+/// #                  vlan: None, hash: 0 };
+/// w.write(&p).unwrap();
+/// drop(block); // error: `block` is borrowed by `w`, which writes it when it goes
+/// ```
 pub struct BlockWriter<'f, 'b> {
     file: &'f mut StreamFile,
     /// Ring pieces waiting, in file order between the buffer's bytes.
@@ -692,6 +770,7 @@ pub struct BlockWriter<'f, 'b> {
 impl<'b> BlockWriter<'_, 'b> {
     /// Writes one packet of the block, to the next file if it is time to
     /// rotate. An error names the file it is about.
+    #[inline]
     pub fn write(&mut self, p: &Packet<'b>) -> Result<Written, (String, io::Error)> {
         let ring = self.in_place.then_some(&mut self.pieces);
         let written = self.file.put(ring, p)?;
@@ -853,7 +932,11 @@ mod tests {
         // As if the disk took one record and a half, then failed.
         let partial = 116 + 50;
         out.file.write_all(&out.buf[..partial]).unwrap();
-        out.fail(partial, &io::Error::from_raw_os_error(libc::ENOSPC));
+        let all = [Piece::Buffer {
+            start: 0,
+            end: out.buf.len(),
+        }];
+        out.fail(partial, &all, &io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(out.records(), 1);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24 + 116);
         // Nothing more is written, not even when dropped; the error stays.
@@ -1022,11 +1105,15 @@ mod tests {
 
     #[test]
     fn both_ways_give_the_reference_records() {
-        let sizes = [60, 1400, 511, 512, 513, 14, 5, 0, 1514, 9000, 600, 12, 13];
+        let sizes = [
+            60, 1400, 1199, 1200, 1201, 14, 5, 0, 1514, 9000, 1216, 1217, 12, 13,
+        ];
         let (block, at) = block_of(&sizes);
         for link in [LinkType::Ethernet, LinkType::Raw, LinkType::LinuxSll2] {
             for vlan in [None, Some((0x8100, 0x2005))] {
-                for snaplen in [1u32, 15, 16, 17, 21, 96, 520, 1500, 65_535, 262_144] {
+                for snaplen in [
+                    1u32, 15, 16, 17, 21, 96, 1203, 1204, 1220, 1500, 65_535, 262_144,
+                ] {
                     for nano in [false, true] {
                         let packets: Vec<Packet> = at
                             .iter()
@@ -1180,7 +1267,7 @@ mod tests {
     /// the whole records before it, counted, and nothing more is written.
     #[test]
     fn failed_write_from_the_ring_cuts_at_a_whole_record() {
-        let sizes = [1400, 60, 1400, 1400, 70, 2000];
+        let sizes = [1400, 60, 1400, 1400, 70, 2000, 30];
         let (block, at) = block_of(&sizes);
         let packets: Vec<Packet> = at.iter().map(|r| packet(&block[r.clone()])).collect();
         let record_ends: Vec<usize> = sizes
@@ -1208,6 +1295,12 @@ mod tests {
             }
             assert_eq!(out.size(), *record_ends.last().unwrap() as u64);
             // What flush_with does, with a disk that takes `cut` bytes.
+            if out.mark < out.buf.len() {
+                ring.push(Piece::Buffer {
+                    start: out.mark,
+                    end: out.buf.len(),
+                });
+            }
             let mut disk = Stingy {
                 got: Vec::new(),
                 step: 100,
@@ -1218,8 +1311,8 @@ mod tests {
             let (done, e) = write_pieces(&mut disk, &out.buf, &ring, &mut out.iov).unwrap_err();
             assert_eq!(done, cut);
             out.file.write_all(&disk.got).unwrap();
+            out.fail(done, &ring, &e);
             ring.clear();
-            out.fail(done, &e);
             let whole = record_ends.iter().filter(|&&end| end - 24 <= cut).count();
             assert_eq!(out.records(), whole as u64, "cut {cut}");
             let len = if whole == 0 {
@@ -1297,7 +1390,7 @@ mod tests {
     /// the rotation, the new one the rest; both as when copying.
     #[test]
     fn rotation_inside_a_block_matches_copying() {
-        let sizes: Vec<usize> = (0..40).map(|i| [60, 1400, 700, 90, 1514][i % 5]).collect();
+        let sizes: Vec<usize> = (0..40).map(|i| [60, 1400, 1200, 90, 1514][i % 5]).collect();
         let (block, at) = block_of(&sizes);
         let packets: Vec<Packet> = at.iter().map(|r| packet(&block[r.clone()])).collect();
         let rotation = Rotation {

@@ -103,7 +103,7 @@ fn frame(len: usize, tagged: bool, seq: usize) -> Vec<u8> {
 /// Frames of sizes around and well past the copy crossover, tagged and
 /// not, `rounds` times over.
 fn mixed_frames(rounds: usize) -> Vec<Vec<u8>> {
-    let sizes = [60, 64, 200, 511, 512, 513, 600, 1000, 1400, 1514];
+    let sizes = [60, 64, 200, 600, 1199, 1200, 1201, 1216, 1400, 1514];
     let mut frames = Vec::new();
     for round in 0..rounds {
         for (i, &len) in sizes.iter().enumerate() {
@@ -126,10 +126,10 @@ fn vlan_frames_on_veth_at_every_snap_length() {
     let extras: [&[&str]; 6] = [
         &[],
         &["-s", "100"],
-        &["-s", "530"],
+        &["-s", "1210"],
         &["-s", "1000"],
         &["-U"],
-        &["-U", "-s", "515"],
+        &["-U", "-s", "1205"],
     ];
     let argvs: Vec<Vec<&str>> = extras
         .iter()
@@ -177,7 +177,7 @@ fn udp_on_lo(ns: &Netns, cpu: usize, sizes: &[usize]) {
 #[test]
 fn lo_datagrams_of_every_size() {
     let ns = Netns::new();
-    let sizes: Vec<usize> = [1, 100, 400, 470, 480, 500, 1400, 4000, 9000, 65_507]
+    let sizes: Vec<usize> = [1, 100, 1157, 1158, 1159, 1300, 1400, 4000, 9000, 65_507]
         .iter()
         .cycle()
         .take(60)
@@ -237,7 +237,7 @@ fn tun_packets_of_every_size() {
         let fd = tun.try_clone().unwrap();
         thread::spawn(move || {
             pin_to_cpu(cpu);
-            let sizes = [0, 300, 490, 492, 493, 600, 1200, 1472];
+            let sizes = [0, 300, 1171, 1172, 1173, 600, 1200, 1472];
             for (i, len) in sizes.iter().cycle().take(40).enumerate() {
                 // To a host that is not there: with forwarding off the
                 // stack drops it, after the tap.
@@ -268,14 +268,14 @@ fn all_interfaces_capture_with_cooked_headers() {
     let runs = start_each(
         &a,
         "rxtxcpu",
-        &[&["-w", "{out}"], &["-s", "700", "-w", "{out}"]],
+        &[&["-w", "{out}"], &["-s", "1250", "-w", "{out}"]],
     );
-    udp_on_lo(&a, 0, &[10, 600, 1400, 30_000]);
+    udp_on_lo(&a, 0, &[10, 1171, 1400, 30_000]);
     let sink = UdpSink::bind(&b, vb.addr);
     in_netns(&a, move || {
         pin_to_cpu(1);
         let tx = UdpSocket::bind((va.addr, 0)).unwrap();
-        for len in [10, 470, 500, 1000, 1472] {
+        for len in [10, 1171, 1172, 1000, 1472] {
             tx.send_to(&vec![0x5a; len], (vb.addr, UDP_PORT)).unwrap();
         }
     });
@@ -325,7 +325,7 @@ fn stdout_stream() {
         bytes
     });
     cap.wait_ready();
-    let sizes = [1, 700, 1400, 65_507, 3, 512];
+    let sizes = [1, 700, 1400, 65_507, 3, 1158];
     udp_on_lo(&ns, 1, &sizes);
     cap.signal(Signal::SIGINT);
     let f = cap.wait();
