@@ -205,6 +205,7 @@ impl<'a> Frame<'a> {
     /// The record of `p` in a stream of link type `link` whose records are
     /// cut to `snaplen` (the file's snap length, as [`LinkType::snaplen`]
     /// gives it).
+    #[inline]
     pub fn new(link: LinkType, snaplen: u32, p: &Packet<'a>) -> Frame<'a> {
         let snaplen = snaplen as usize;
         let mut f = Frame {
@@ -254,11 +255,13 @@ impl<'a> Frame<'a> {
     }
 
     /// Bytes recorded.
+    #[inline]
     pub fn caplen(&self) -> u32 {
         (self.pre.len() + self.head_len + self.rest.len()) as u32
     }
 
     /// Length on the wire, as the record states it.
+    #[inline]
     pub fn orig_len(&self) -> u32 {
         self.orig_len
     }
@@ -266,6 +269,16 @@ impl<'a> Frame<'a> {
     /// The record's bytes, in order.
     pub fn parts(&self) -> [&[u8]; 3] {
         [self.pre, &self.head[..self.head_len], self.rest]
+    }
+
+    /// The record's bytes as [`Frame::parts`], the first and last with the
+    /// packet's own lifetime: they are the packet's bytes where they lie
+    /// (in the ring block), and may be written from there after this Frame
+    /// is gone. The middle one (a VLAN tag or an SLL2 header) is this
+    /// Frame's.
+    #[inline]
+    pub fn pieces(&self) -> (&'a [u8], &[u8], &'a [u8]) {
+        (self.pre, &self.head[..self.head_len], self.rest)
     }
 }
 

@@ -376,6 +376,8 @@ impl<'a> Worker<'a> {
             } else {
                 (take, Outcome::Taken)
             };
+            // Back to the kernel: take() wrote the files' records that
+            // point into the block before it returned (they borrow it).
             drop(block);
             self.shared.captured[self.slot].fetch_add(done, Ordering::Relaxed);
             match outcome {
