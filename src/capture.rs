@@ -156,7 +156,7 @@ pub(crate) fn stop_signals(live_on_terminal: bool) -> SigSet {
 /// reads them. Blocked before anything is created and before any thread
 /// starts (all inherit the mask): a Ctrl-C during setup is then read like
 /// any other and ends the capture with a report, not with half-made files.
-pub(crate) fn signal_fd(opts: &Options) -> Result<SignalFd> {
+fn signal_fd(opts: &Options) -> Result<SignalFd> {
     let signals = stop_signals(opts.live.is_some() && crate::live::term::stderr_is_terminal());
     signals
         .thread_block()
@@ -250,19 +250,18 @@ struct Capture<'a> {
     sigfd: &'a SignalFd,
 }
 
-/// Runs the capture described by `opts`; returns the exit status. Errors
-/// before the capture starts are returned; after that, faults are printed
-/// and the report still comes.
-pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
-    if opts.xdp.is_some() {
-        return crate::xdprun::run(opts, plan);
-    }
+/// What every run path does first: the stop signals blocked into a signalfd
+/// before any thread exists (threads inherit the mask), the interface
+/// looked up, the plan's notes and warnings said.
+pub(crate) fn begin<'a>(
+    opts: &'a Options,
+    plan: &Plan,
+) -> Result<(Verbose<'a>, SignalFd, source::Target)> {
     let v = Verbose {
         name: &opts.name,
         on: opts.verbose,
     };
     let sigfd = signal_fd(opts)?;
-
     let target = source::target(opts)?;
     for note in &plan.notes {
         v.say(note);
@@ -270,6 +269,17 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     for warning in &plan.warnings {
         errln!("{}: {warning}", opts.name);
     }
+    Ok((v, sigfd, target))
+}
+
+/// Runs the capture described by `opts`; returns the exit status. Errors
+/// before the capture starts are returned; after that, faults are printed
+/// and the report still comes.
+pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
+    if opts.xdp.is_some() {
+        return crate::xdprun::run(opts, plan);
+    }
+    let (v, sigfd, target) = begin(opts, plan)?;
     v.say(format!("direction {}", opts.direction.as_str()));
     v.say(format!(
         "interface {} (ifindex {})",

@@ -24,9 +24,13 @@ pub const DEFAULT_SNAPLEN: u32 = 262_144;
 /// Rows of the `--flows` table by default.
 pub const DEFAULT_FLOW_ROWS: usize = 20;
 
-/// Default per-stream ring size in KiB while few streams are captured (see
+/// Default per-stream ring size in KiB while few streams are captured, at
+/// a snapshot length that keeps whole frames (see
 /// [`crate::ring::default_bytes`] and README, "Memory").
-pub const DEFAULT_BUFFER_KIB: u32 = 8 * 1024;
+pub const DEFAULT_BUFFER_KIB: u32 = 64 * 1024;
+
+/// The same with a snapshot length shorter than a whole Ethernet frame.
+pub const SNAPPED_BUFFER_KIB: u32 = 8 * 1024;
 
 /// Which packets to capture, by the kernel's packet type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,8 +277,9 @@ const OPTIONS: &[OptSpec] = &[
         value: Some("KIB"),
         help: &[
             "Ring size per captured {subject}, in KiB.",
-            "  Default: 8192",
-            "  (less past 32 streams)",
+            "  Default: 65536",
+            "  (8192 with -s below 1514;",
+            "  less past 4 or 32 streams)",
         ],
     },
     OptSpec {

@@ -17,7 +17,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
 use crate::afpacket::{self, Filter, PacketSocket};
-use crate::capture::{signal_fd, stop_signal, Outputs, Verbose, RETIRE_MS};
+use crate::capture::{stop_signal, Outputs, Verbose, RETIRE_MS};
 use crate::cli::Options;
 use crate::consumers::{Consumers, Leftovers, MergedStream, Outcome};
 use crate::cpuset::CpuSet;
@@ -28,7 +28,7 @@ use crate::output::Format;
 use crate::perf::Wakeup;
 use crate::report::{self, Report, StreamCount};
 use crate::ring::Packet;
-use crate::source::{self, Target};
+use crate::source::Target;
 use crate::vantage::{Plan, Route, StreamKind};
 use crate::worker::{pin_to, test_hooks, Fault, PanicGuard, Shared};
 use crate::xdp::{self, Counts, PerfReader, XdpCapture, XdpRecord};
@@ -39,19 +39,7 @@ const ATTACHED_CHECK: Duration = Duration::from_millis(200);
 
 /// Runs the capture; as [`crate::capture::run`].
 pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
-    let v = Verbose {
-        name: &opts.name,
-        on: opts.verbose,
-    };
-    let sigfd = signal_fd(opts)?;
-
-    let target = source::target(opts)?;
-    for note in &plan.notes {
-        v.say(note);
-    }
-    for warning in &plan.warnings {
-        errln!("{}: {warning}", opts.name);
-    }
+    let (v, sigfd, target) = crate::capture::begin(opts, plan)?;
     let ifname = target.label.clone();
     let hatype = afpacket::hardware_type(&ifname).map_err(|e| Error::Interface {
         name: ifname.clone(),
