@@ -78,6 +78,9 @@ impl Consumers<'_> {
             bytes += u64::from(p.len);
             taken += 1;
         }
+        if let Some(t) = &mut self.flows {
+            t.settle();
+        }
         if let Some(b) = self.bytes {
             b.fetch_add(bytes, Ordering::Relaxed);
         }

@@ -99,12 +99,22 @@ impl Hash for FlowKey {
     /// gives another hash.
     #[inline]
     fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash64());
+    }
+}
+
+impl FlowKey {
+    /// A key no packet makes (kind 0): what an empty table slot holds.
+    pub(super) const NONE: FlowKey = FlowKey { w: [0; 6] };
+
+    /// The key's hash: what [`Hash`] feeds a hasher, and what the flow
+    /// tables index by.
+    #[inline]
+    pub(super) fn hash64(&self) -> u64 {
         let w = &self.w;
-        h.write_u64(
-            fold(w[0] ^ K[0], w[1] ^ K[1])
-                ^ fold(w[2] ^ K[2], w[3] ^ K[3])
-                ^ fold(w[4] ^ K[4], w[5] ^ K[5]),
-        );
+        fold(w[0] ^ K[0], w[1] ^ K[1])
+            ^ fold(w[2] ^ K[2], w[3] ^ K[3])
+            ^ fold(w[4] ^ K[4], w[5] ^ K[5])
     }
 }
 
@@ -125,34 +135,6 @@ fn fold(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ ((p >> 64) as u64)
 }
-
-/// The hasher of flow tables: FlowKey's hash is mixed already, so it only
-/// mixes once more what it is given (a word, or bytes for other keys).
-#[derive(Clone, Copy, Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.0 = fold(self.0 ^ x ^ K[0], K[1]);
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// What the tables hash with.
-pub type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
 
 impl Ord for FlowKey {
     /// Kind (non-IP, IPv4, IPv6), then the words: addresses, ports, the

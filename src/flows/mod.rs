@@ -15,11 +15,13 @@
 //!
 //! - [`key`]: what a flow is, read from a packet
 //! - [`table`]: per-stream tables, the budget, the merge
+//! - `slots`: the hash table under a [`FlowTable`]
 //! - [`text`]: the flow table on stdout
 //! - [`json`]: the `--json` report
 
 pub mod json;
 pub mod key;
+mod slots;
 pub mod table;
 pub mod text;
 

@@ -1,15 +1,11 @@
 //! Per-stream flow tables, the shared bound on their size, and the merge
 //! of all streams' tables into one list of flows.
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use std::collections::HashMap;
-
-use super::key::BuildKeyHasher;
-
 use super::key::FlowKey;
+use super::slots::{Found, SlotValue, Slots};
 use crate::output::LinkType;
 use crate::ring::Packet;
 use crate::steering::Expectation;
@@ -18,15 +14,16 @@ use crate::steering::Expectation;
 pub const DEFAULT_MAX_FLOWS: u64 = 1_000_000;
 
 /// Memory one tracked flow costs at most, in bytes, for documenting
-/// `--flows-max`. A table slot is 80 bytes (key and counters) plus a
-/// control byte, in a table between 7/16 and 7/8 full, and while a table
-/// doubles the old and new slot arrays exist together: up to about 280
-/// bytes per flow. The merge at the end needs about 240 per flow (sorted
-/// entries, then records), the tables being freed as it goes. Measured
-/// (the ignored test `million_flows_memory`): 1,000,000 flows over two
-/// streams peaked at 212 bytes per flow during the capture, 239 with the
-/// merge. So 1,000,000 flows (the default) cost up to about 300 MB.
-pub const MAX_BYTES_PER_FLOW: u64 = 300;
+/// `--flows-max`. A table slot is 88 bytes (key and counters), in a table
+/// between 3/8 and 3/4 full (117 to 235 bytes per flow), and while a table
+/// doubles the old and new slot arrays exist together: up to 352 bytes per
+/// flow at that moment. The merge at the end needs about 240 per flow
+/// (sorted entries, then records), the tables being freed as it goes.
+/// Measured (the ignored test `million_flows_memory`): 1,000,000 flows
+/// over two streams peaked at 230 bytes per flow during the capture, 247
+/// with the merge. So 1,000,000 flows (the default) cost up to about
+/// 360 MB.
+pub const MAX_BYTES_PER_FLOW: u64 = 360;
 
 /// How many new flows the tables of one capture may still start: one
 /// budget is shared by all workers' tables, so `--flows-max` bounds the
@@ -60,7 +57,7 @@ impl FlowBudget {
 }
 
 /// What one stream saw of one flow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Counts {
     packets: u64,
     bytes: u64,
@@ -78,6 +75,29 @@ pub(super) struct Counts {
     base: u64,
 }
 
+impl SlotValue for Counts {
+    #[inline]
+    fn is_free(&self) -> bool {
+        self.packets == 0
+    }
+}
+
+/// How many packets ahead of its lookup a packet's slot is prefetched:
+/// eight packets' work (some 300 ns) covers a memory access; 2 to 16 were
+/// alike within the noise of the measurements.
+const AHEAD: usize = 8;
+
+/// A packet waiting for its lookup.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    key: FlowKey,
+    h: u64,
+    len: u32,
+    hash: u32,
+    ts: (u32, u32),
+    direction: u8,
+}
+
 /// A flow had received packets (any packet type but outgoing).
 pub const RECEIVED: u8 = 1;
 /// A flow had packets this host sent (PACKET_OUTGOING).
@@ -89,7 +109,13 @@ pub const SENT: u8 = 2;
 pub struct FlowTable {
     stream: u32,
     link: LinkType,
-    map: HashMap<FlowKey, Counts, BuildKeyHasher>,
+    map: Slots<Counts>,
+    /// Packets recorded but not yet looked up, oldest at `head`: their
+    /// slots are being prefetched. Looked up in order, so the table sees
+    /// the packets in the order they came.
+    pending: [Pending; AHEAD],
+    head: usize,
+    waiting: usize,
     budget: Arc<FlowBudget>,
     /// The budget ran out: no more atomic operations for new flows.
     full: bool,
@@ -107,7 +133,17 @@ impl FlowTable {
         FlowTable {
             stream,
             link,
-            map: HashMap::default(),
+            map: Slots::new(),
+            pending: [Pending {
+                key: FlowKey::NONE,
+                h: 0,
+                len: 0,
+                hash: 0,
+                ts: (0, 0),
+                direction: 0,
+            }; AHEAD],
+            head: 0,
+            waiting: 0,
             budget,
             full: false,
             packets: 0,
@@ -118,7 +154,9 @@ impl FlowTable {
 
     /// Counts `p`, whose flow hash is `hash` (tp_rxhash; 0 when the kernel
     /// gave none: skb_get_hash() never yields 0 for a hashed packet, the
-    /// flow dissector maps a 0 hash to 1).
+    /// flow dissector maps a 0 hash to 1). The table sees it some packets
+    /// later, or at [`FlowTable::settle`]: call that before reading the
+    /// table.
     #[inline]
     pub fn record(&mut self, p: &Packet<'_>, hash: u32) {
         let key = FlowKey::of_packet(self.link, p);
@@ -127,48 +165,87 @@ impl FlowTable {
         } else {
             RECEIVED
         };
-        self.record_in(key, p.len, hash, (p.sec, p.nsec), direction);
+        let h = key.hash64();
+        self.map.prefetch(h);
+        let new = Pending {
+            key,
+            h,
+            len: p.len,
+            hash,
+            ts: (p.sec, p.nsec),
+            direction,
+        };
+        if self.waiting == AHEAD {
+            let oldest = std::mem::replace(&mut self.pending[self.head], new);
+            self.head = (self.head + 1) % AHEAD;
+            self.look_up(oldest);
+        } else {
+            self.pending[(self.head + self.waiting) % AHEAD] = new;
+            self.waiting += 1;
+        }
+    }
+
+    /// Looks up what [`FlowTable::record`] left waiting (the end of a
+    /// ring block, say).
+    #[inline]
+    pub fn settle(&mut self) {
+        while self.waiting > 0 {
+            let p = self.pending[self.head];
+            self.head = (self.head + 1) % AHEAD;
+            self.waiting -= 1;
+            self.look_up(p);
+        }
+        self.head = 0;
     }
 
     /// Counts one received packet of `key`, `len` bytes on the wire, at
-    /// time `ts` (sec, nsec).
-    #[inline]
+    /// time `ts` (sec, nsec), at once.
     pub fn record_key(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32)) {
-        self.record_in(key, len, hash, ts, RECEIVED);
+        self.settle();
+        let h = key.hash64();
+        self.look_up(Pending {
+            key,
+            h,
+            len,
+            hash,
+            ts,
+            direction: RECEIVED,
+        });
     }
 
     #[inline]
-    fn record_in(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32), direction: u8) {
+    fn look_up(&mut self, p: Pending) {
         self.packets += 1;
-        match self.map.entry(key) {
-            MapEntry::Occupied(mut e) => {
-                let c = e.get_mut();
+        match self.map.find(&p.key, p.h) {
+            Found::At(i) => {
+                let c = self.map.value_mut(i);
                 c.packets += 1;
-                c.bytes += u64::from(len);
-                c.directions |= direction;
-                if hash != c.hash && hash != 0 {
+                c.bytes += u64::from(p.len);
+                c.directions |= p.direction;
+                if p.hash != c.hash && p.hash != 0 {
                     if c.hash == 0 {
-                        c.hash = hash;
+                        c.hash = p.hash;
                     } else {
                         c.hash_changed = true;
                     }
                 }
             }
-            MapEntry::Vacant(e) => {
+            Found::Free(i) => {
                 if !self.full && self.budget.claim() {
-                    e.insert(Counts {
+                    let counts = Counts {
                         packets: 1,
-                        bytes: u64::from(len),
-                        first: ts,
-                        hash,
+                        bytes: u64::from(p.len),
+                        first: p.ts,
+                        hash: p.hash,
                         hash_changed: false,
-                        directions: direction,
+                        directions: p.direction,
                         base: 0,
-                    });
+                    };
+                    self.map.insert(i, p.key, p.h, counts);
                 } else {
                     self.full = true;
                     self.untracked_packets += 1;
-                    self.untracked_bytes += u64::from(len);
+                    self.untracked_bytes += u64::from(p.len);
                 }
             }
         }
@@ -179,6 +256,7 @@ impl FlowTable {
     /// anew. A pass over the table: called once per interval, never per
     /// packet.
     pub fn interval_top(&mut self, k: usize) -> Vec<(FlowKey, u64)> {
+        self.settle();
         let mut top: Vec<(FlowKey, u64)> = Vec::with_capacity(k + 1);
         for (key, c) in self.map.iter_mut() {
             let n = c.packets - c.base;
@@ -204,7 +282,7 @@ impl FlowTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// Packets recorded, tracked or not.
@@ -299,7 +377,8 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
     };
     let most: usize = tables.iter().map(|t| t.map.len()).sum();
     let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);
-    for (i, t) in tables.into_iter().enumerate() {
+    for (i, mut t) in tables.into_iter().enumerate() {
+        t.settle();
         flows.streams.push(StreamFlows {
             stream: t.stream,
             flows: t.map.len() as u64,
@@ -308,7 +387,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
         });
         flows.untracked_packets += t.untracked_packets;
         flows.untracked_bytes += t.untracked_bytes;
-        entries.extend(t.map.into_iter().map(|(k, c)| (k, i as u32, c)));
+        entries.extend(t.map.into_entries().map(|(k, c)| (k, i as u32, c)));
     }
     // Table position breaks ties: a record lists its streams in order.
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
