@@ -234,24 +234,39 @@ impl<B: Batch> Merger<B> {
         let safe = self.safe();
         let horizon = safe.max(now_ns.saturating_sub(self.limits.window_ns));
         let mut n = 0;
-        while let Some(&Reverse((ts, producer))) = self.heap.peek() {
-            let why = if ts <= safe {
-                Why::Safe
-            } else if ts <= horizon {
-                Why::Window
-            } else if self.bytes > self.limits.max_bytes {
-                Why::Forced
-            } else {
-                break;
-            };
-            match why {
-                Why::Safe => {}
-                Why::Window => self.stats.by_window += 1,
-                Why::Forced => self.stats.forced += 1,
+        while let Some(Reverse((ts, producer))) = self.heap.pop() {
+            let mut next = Some(ts);
+            // The producer's items go while they stay first in order and
+            // may go, without a trip through the heap each.
+            while let Some(ts) = next {
+                let why = if ts <= safe {
+                    Why::Safe
+                } else if ts <= horizon {
+                    Why::Window
+                } else if self.bytes > self.limits.max_bytes {
+                    Why::Forced
+                } else {
+                    self.heap.push(Reverse((ts, producer)));
+                    return n;
+                };
+                match why {
+                    Why::Safe => {}
+                    Why::Window => self.stats.by_window += 1,
+                    Why::Forced => self.stats.forced += 1,
+                }
+                next = self.emit_head(producer, sink);
+                n += 1;
+                if let Some(ts) = next {
+                    if self
+                        .heap
+                        .peek()
+                        .is_some_and(|&Reverse(o)| o < (ts, producer))
+                    {
+                        self.heap.push(Reverse((ts, producer)));
+                        break;
+                    }
+                }
             }
-            self.heap.pop();
-            self.emit_head(producer, sink);
-            n += 1;
         }
         n
     }
@@ -261,18 +276,20 @@ impl<B: Batch> Merger<B> {
     pub fn flush<S: Sink<B>>(&mut self, sink: &mut S) -> usize {
         let mut n = 0;
         while let Some(Reverse((_, producer))) = self.heap.pop() {
-            self.emit_head(producer, sink);
             n += 1;
+            if let Some(ts) = self.emit_head(producer, sink) {
+                self.heap.push(Reverse((ts, producer)));
+            }
         }
         n
     }
 
-    /// Emits the head item of `producer`, whose heap entry was just taken.
-    fn emit_head<S: Sink<B>>(&mut self, producer: usize, sink: &mut S) {
+    /// Emits the head item of `producer`, whose heap entry was just taken;
+    /// returns the timestamp of its next item, if it has one waiting (the
+    /// caller puts that back in the heap, or emits it next).
+    fn emit_head<S: Sink<B>>(&mut self, producer: usize, sink: &mut S) -> Option<u64> {
         let s = &mut self.streams[producer];
-        let Some(batch) = s.queue.front() else {
-            return;
-        };
+        let batch = s.queue.front()?;
         let i = s.pos;
         let ts = batch.timestamp(i);
         self.bytes -= batch.size(i);
@@ -289,9 +306,7 @@ impl<B: Batch> Merger<B> {
                 sink.done(producer, done);
             }
         }
-        if let Some(next) = s.queue.front() {
-            self.heap.push(Reverse((next.timestamp(s.pos), producer)));
-        }
+        s.queue.front().map(|next| next.timestamp(s.pos))
     }
 }
 

@@ -405,44 +405,60 @@ pub fn encode_epb(
     let len = epb_len(info, caplen);
     buf.reserve(len);
     let start = buf.len();
-    put32(buf, ENHANCED_PACKET);
-    put32(buf, len as u32);
-    put32(buf, info.interface);
-    put_time(buf, units(info.timestamp_ns(), precision));
-    put32(buf, caplen);
-    put32(buf, frame.orig_len());
+    // Built in two arrays and appended in four pieces: a dozen small
+    // appends, each checking the capacity, cost as much as the rest of
+    // the merged file's per-packet work.
+    let t = units(info.timestamp_ns(), precision);
+    let mut head = [0u8; 28];
+    for (i, w) in [
+        ENHANCED_PACKET,
+        len as u32,
+        info.interface,
+        (t >> 32) as u32,
+        t as u32,
+        caplen,
+        frame.orig_len(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        head[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    buf.extend_from_slice(&head);
     for part in frame.parts() {
         buf.extend_from_slice(part);
     }
-    buf.resize(buf.len() + pad4(caplen as usize) - caplen as usize, 0);
-    let mut any = false;
+    // Padding, options, the end of options and the trailing length.
+    let mut tail = [0u8; 3 + 8 + 12 + 8 + 4 + 4];
+    let mut n = pad4(caplen as usize) - caplen as usize;
+    let mut opt = |code: u16, vlen: u16, value: &[u8], n: &mut usize| {
+        tail[*n..*n + 2].copy_from_slice(&code.to_ne_bytes());
+        tail[*n + 2..*n + 4].copy_from_slice(&vlen.to_ne_bytes());
+        tail[*n + 4..*n + 4 + value.len()].copy_from_slice(value);
+        *n += 4 + pad4(value.len());
+    };
     if info.flags != 0 {
-        put16(buf, EPB_FLAGS);
-        put16(buf, 4);
-        put32(buf, info.flags);
-        any = true;
+        opt(EPB_FLAGS, 4, &info.flags.to_ne_bytes(), &mut n);
     }
     if let Some(hash) = info.hash {
-        put16(buf, EPB_HASH);
-        put16(buf, 5);
-        buf.push(HASH_ALGORITHM);
         // A hash is a string of octets: the value most significant octet
         // first, so it reads as the number the kernel has.
-        buf.extend_from_slice(&hash.to_be_bytes());
-        buf.extend_from_slice(&[0; 3]);
-        any = true;
+        let h = hash.to_be_bytes();
+        opt(
+            EPB_HASH,
+            5,
+            &[HASH_ALGORITHM, h[0], h[1], h[2], h[3]],
+            &mut n,
+        );
     }
     if let Some(queue) = info.queue {
-        put16(buf, EPB_QUEUE);
-        put16(buf, 4);
-        put32(buf, queue);
-        any = true;
+        opt(EPB_QUEUE, 4, &queue.to_ne_bytes(), &mut n);
     }
-    if any {
-        put16(buf, OPT_ENDOFOPT);
-        put16(buf, 0);
+    if n > pad4(caplen as usize) - caplen as usize {
+        opt(OPT_ENDOFOPT, 0, &[], &mut n);
     }
-    put32(buf, len as u32);
+    tail[n..n + 4].copy_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&tail[..n + 4]);
     debug_assert_eq!(buf.len() - start, len);
     len
 }
