@@ -632,29 +632,11 @@ fn stripped_vlan_tag_is_written_back() {
     assert_eq!(packets[0].orig_len as usize, frame.len());
 }
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-
 /// A tun device `name` in `ns` (IFF_TUN | IFF_NO_PI), attached to the
 /// returned descriptor: it has carrier, and what it transmits is read here.
 fn tun_device(ns: &Netns, name: &str) -> OwnedFd {
     let name = name.to_string();
-    in_netns(ns, move || {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/net/tun")
-            .expect("open /dev/net/tun");
-        // SAFETY: ifreq is plain old data; all-zero is a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-        // SAFETY: TUNSETIFF reads the ifreq, which is live.
-        let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
-        assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-        OwnedFd::from(file)
-    })
+    in_netns(ns, move || common::tun_fd(&name, false))
 }
 
 /// Reads one packet the tun device transmitted (waits up to 5 s).

@@ -235,6 +235,43 @@ pub fn set_sysfs(ns: &Netns, ifname: &str, file: &str, value: &str) {
     ns.exec(&["sh", "-c", &format!("echo {value} > {path}")]);
 }
 
+/// Opens /dev/net/tun and attaches it to the tun device `name` (IFF_TUN |
+/// IFF_NO_PI, and IFF_MULTI_QUEUE for one more queue of a multi-queue
+/// device), made if it does not exist, in the calling thread's network
+/// namespace (see [`in_netns`]). While the descriptor is open the device
+/// has carrier: what is written to it, the device receives; what the
+/// device transmits, it reads.
+pub fn tun_fd(name: &str, multi_queue: bool) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    const IFF_TUN: libc::c_short = 0x0001;
+    const IFF_NO_PI: libc::c_short = 0x1000;
+    const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+    const TUNSETIFF: libc::c_ulong = 0x400454ca;
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        pad: [u8; 22],
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .expect("open /dev/net/tun");
+    let fd = OwnedFd::from(f);
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: IFF_TUN | IFF_NO_PI | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
+        pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads a struct ifreq, which IfReq lays out (name,
+    // then the flags of the union); it lives through the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) };
+    assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    fd
+}
+
 /// A multi-queue tun device (`mqtun0`, 10.9.0.1/24, up) with one fd per
 /// queue: a packet written to the fd of queue q is received on queue q
 /// (tun records it with skb_record_rx_queue), on the writing thread's cpu.
@@ -250,41 +287,11 @@ pub struct MqTun {
 
 impl MqTun {
     pub fn new(ns: &Netns, queues: usize) -> MqTun {
-        use std::os::fd::{AsRawFd, OwnedFd};
+        use std::os::fd::OwnedFd;
         let ifname = "mqtun0".to_string();
         let name = ifname.clone();
         let fds: Vec<OwnedFd> = in_netns(ns, move || {
-            (0..queues)
-                .map(|_| {
-                    let f = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/net/tun")
-                        .expect("open /dev/net/tun");
-                    let fd = OwnedFd::from(f);
-                    const IFF_TUN: libc::c_short = 0x0001;
-                    const IFF_NO_PI: libc::c_short = 0x1000;
-                    const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
-                    const TUNSETIFF: libc::c_ulong = 0x400454ca;
-                    #[repr(C)]
-                    struct IfReq {
-                        name: [u8; 16],
-                        flags: libc::c_short,
-                        pad: [u8; 22],
-                    }
-                    let mut req = IfReq {
-                        name: [0; 16],
-                        flags: IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE,
-                        pad: [0; 22],
-                    };
-                    req.name[..name.len()].copy_from_slice(name.as_bytes());
-                    // SAFETY: TUNSETIFF reads a struct ifreq, which IfReq
-                    // lays out (name, then the flags of the union).
-                    let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) };
-                    assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-                    fd
-                })
-                .collect()
+            (0..queues).map(|_| tun_fd(&name, true)).collect()
         });
         let tun = MqTun {
             ifname,
