@@ -94,7 +94,7 @@ pub struct Selection {
 /// streams exist) is worked out by [`crate::vantage::plan`].
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Basename of argv[0]; starts every message.
+    /// Basename of `argv[0]`; starts every message.
     pub name: String,
     pub vantage: Vantage,
     /// Stop after this many packets in total; 0 means no limit.
@@ -163,7 +163,7 @@ pub struct RssQuery {
 #[derive(Debug, PartialEq, Eq)]
 pub struct UsageError(pub String);
 
-/// The basename of argv[0], as the original uses it in every message.
+/// The basename of `argv[0]`, as the original uses it in every message.
 pub fn invoked_name(argv0: Option<&OsString>) -> String {
     argv0
         .and_then(|a| Path::new(a).file_name())
@@ -640,7 +640,7 @@ pub fn vantage_of(name: &str, args: &[OsString]) -> Vantage {
     }
 }
 
-/// Parses the arguments after argv[0].
+/// Parses the arguments after `argv[0]`.
 pub fn parse(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     // Messages quote what the user typed; a control character in it (a
     // newline in an interface name) must not break the one-line message.

@@ -79,7 +79,7 @@ pub mod xdprun;
 use std::ffi::OsString;
 use std::io::Write;
 
-/// Runs the program with `args` (argv[0] first); returns the exit status.
+/// Runs the program with `args` (`argv[0]` first); returns the exit status.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let name = cli::invoked_name(args.first());
     let rest = args.get(1..).unwrap_or(&[]);

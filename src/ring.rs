@@ -85,7 +85,7 @@ impl Geometry {
     /// the block size (the kernel truncates a packet to what fits in one
     /// block), and as many as fit in `ring_bytes`, but at least two so the
     /// kernel can fill one while user space reads the other. A ring that
-    /// would need more than [`MAX_BLOCKS`] blocks gets bigger blocks
+    /// would need more than `MAX_BLOCKS` blocks gets bigger blocks
     /// instead (still a power of two).
     pub fn new(snaplen: u32, ring_bytes: usize, retire_ms: u32) -> Geometry {
         let need = BLOCK_HEADER + PACKET_OVERHEAD + snaplen as usize;
