@@ -206,9 +206,8 @@ pub struct PcapOutput {
     records: u64,
     /// Whether `buf` starts with the file header.
     header_in_buf: bool,
-    /// A write failed (how: kind and errno): nothing more is written,
-    /// also not when dropped.
-    failed: Option<(io::ErrorKind, Option<i32>)>,
+    /// A write failed: nothing more is written.
+    failed: WriteFailure,
     nano: bool,
     link: LinkType,
     snaplen: u32,
@@ -336,7 +335,7 @@ impl PcapOutput {
             written: 0,
             records: 0,
             header_in_buf: true,
-            failed: None,
+            failed: WriteFailure::default(),
             nano: format.precision == Precision::Nano,
             link: format.link,
             snaplen,
@@ -372,7 +371,7 @@ impl PcapOutput {
     /// [`PcapOutput::flush_with`].
     #[inline]
     fn append<'b>(&mut self, ring: Option<&mut Vec<Piece<'b>>>, p: &Packet<'b>) -> io::Result<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         let frame = Frame::new(self.link, self.snaplen, p);
         let (pre, head, rest) = frame.pieces();
         let caplen = frame.caplen() as usize;
@@ -487,7 +486,7 @@ impl PcapOutput {
     /// list given to `append` may be given here (the pieces interleave
     /// with the buffer), which [`BlockWriter`] ensures.
     fn flush_with(&mut self, ring: &mut Vec<Piece<'_>>) -> io::Result<()> {
-        if let Err(e) = self.check_failed() {
+        if let Err(e) = self.failed.check() {
             ring.clear();
             return Err(e);
         }
@@ -523,21 +522,11 @@ impl PcapOutput {
         Ok(())
     }
 
-    /// After a write failed: the same error again (a closed pipe stays a
-    /// closed pipe for the caller).
-    fn check_failed(&self) -> io::Result<()> {
-        match self.failed {
-            None => Ok(()),
-            Some((_, Some(errno))) => Err(io::Error::from_raw_os_error(errno)),
-            Some((kind, None)) => Err(kind.into()),
-        }
-    }
-
     /// After a write that got only `done` bytes of `pieces` (all that was
     /// waiting) out: keeps the whole records among them and cuts a partial
     /// one off the file.
     fn fail(&mut self, done: usize, pieces: &[Piece], e: &io::Error) {
-        self.failed = Some((e.kind(), e.raw_os_error()));
+        self.failed.set(e);
         let (whole, records) = whole_records(&self.buf, pieces, done, self.header_in_buf);
         self.written += whole as u64;
         self.records += records;
@@ -832,11 +821,37 @@ fn name_error(e: crate::rotate::NameError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
+/// How a file's write failed (kind and errno), kept so that every later
+/// write gives the same error: a closed pipe stays a closed pipe for the
+/// caller. Once set, nothing more is written, also not when the output is
+/// dropped.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WriteFailure(Option<(io::ErrorKind, Option<i32>)>);
+
+impl WriteFailure {
+    pub(crate) fn set(&mut self, e: &io::Error) {
+        self.0 = Some((e.kind(), e.raw_os_error()));
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The error again, if there was one.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some((_, Some(errno))) => Err(io::Error::from_raw_os_error(errno)),
+            Some((kind, None)) => Err(kind.into()),
+        }
+    }
+}
+
 impl Drop for PcapOutput {
     /// Writes out what is still buffered (a worker that unwinds drops its
     /// output without flushing); errors cannot be reported here.
     fn drop(&mut self) {
-        if self.failed.is_none() && !self.buf.is_empty() {
+        if !self.failed.is_set() && !self.buf.is_empty() {
             let _ = self.flush();
         }
     }

@@ -41,7 +41,7 @@ use pcap_file::{DataLink, Endianness, PcapError};
 use crate::afpacket::PACKET_OUTGOING;
 use crate::cli::Precision;
 use crate::merge;
-use crate::output::LinkType;
+use crate::output::{LinkType, WriteFailure};
 use crate::ring::Packet;
 
 /// Bytes buffered before a write(2), as for pcap output.
@@ -588,8 +588,8 @@ pub struct PcapngOutput {
     records: u64,
     /// Whether `buf` starts with the section header.
     header_in_buf: bool,
-    /// A write failed (kind and errno): nothing more is written.
-    failed: Option<(io::ErrorKind, Option<i32>)>,
+    /// A write failed: nothing more is written.
+    failed: WriteFailure,
     precision: Precision,
     interfaces: u32,
     packet_buffered: bool,
@@ -618,7 +618,7 @@ impl PcapngOutput {
             written: 0,
             records: 0,
             header_in_buf: true,
-            failed: None,
+            failed: WriteFailure::default(),
             precision: section.precision,
             interfaces: section.interfaces.len() as u32,
             packet_buffered,
@@ -637,7 +637,7 @@ impl PcapngOutput {
 
     /// Appends one packet, encoding its block in place.
     pub fn write_packet(&mut self, info: &PacketInfo, frame: &Frame) -> io::Result<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         debug_assert!(info.interface < self.interfaces);
         self.reserve(epb_len(info, frame.caplen()))?;
         encode_epb(&mut self.buf, self.precision, info, frame);
@@ -648,7 +648,7 @@ impl PcapngOutput {
     /// Appends one enhanced packet block encoded elsewhere (a worker's
     /// [`EpbBatch`]); it must be one whole block.
     pub fn write_block(&mut self, block: &[u8]) -> io::Result<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         debug_assert!(block.len() >= 32 && block_len(block, 0) == Some(block.len()));
         debug_assert_eq!(block_type(block, 0), Some(ENHANCED_PACKET));
         self.reserve(block.len())?;
@@ -660,7 +660,7 @@ impl PcapngOutput {
     /// Ends the file: one interface statistics block per interface (in
     /// interface order), then everything is written out.
     pub fn finish(&mut self, stats: &[InterfaceStats]) -> io::Result<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         debug_assert!(stats.len() <= self.interfaces as usize);
         for (i, s) in stats.iter().enumerate() {
             self.reserve(88)?;
@@ -711,7 +711,7 @@ impl PcapngOutput {
     /// Writes out everything buffered. On failure the file is cut back to
     /// its last whole block and nothing more is written to it.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.check_failed()?;
+        self.failed.check()?;
         let mut done = 0;
         while done < self.buf.len() {
             match self.file.write(&self.buf[done..]) {
@@ -736,18 +736,10 @@ impl PcapngOutput {
         Ok(())
     }
 
-    fn check_failed(&self) -> io::Result<()> {
-        match self.failed {
-            None => Ok(()),
-            Some((_, Some(errno))) => Err(io::Error::from_raw_os_error(errno)),
-            Some((kind, None)) => Err(kind.into()),
-        }
-    }
-
     /// After a write that got only `done` bytes of the buffer out: keeps
     /// the whole blocks among them and cuts a partial one off the file.
     fn fail(&mut self, done: usize, e: &io::Error) {
-        self.failed = Some((e.kind(), e.raw_os_error()));
+        self.failed.set(e);
         let mut whole = 0;
         let mut records = 0;
         while let Some(len) = block_len(&self.buf, whole) {
@@ -1033,7 +1025,7 @@ impl Drop for PcapngOutput {
     /// Writes out what is still buffered (whole blocks, so the file stays
     /// valid; the statistics are only written by `finish`).
     fn drop(&mut self) {
-        if self.failed.is_none() && !self.buf.is_empty() {
+        if !self.failed.is_set() && !self.buf.is_empty() {
             let _ = self.flush();
         }
     }
