@@ -393,6 +393,10 @@ pub fn epb_len(info: &PacketInfo, caplen: u32) -> usize {
     28 + pad4(caplen as usize) + options + 4
 }
 
+/// The most an enhanced packet block has after its packet bytes: padding,
+/// epb_flags, epb_hash, epb_queue, the end of options, the trailing length.
+const TAIL_MAX: usize = 3 + 8 + 12 + 8 + 4 + 4;
+
 /// Appends the enhanced packet block of `frame` to `buf`; returns its
 /// length. No allocation beyond `buf` growing.
 pub fn encode_epb(
@@ -403,9 +407,10 @@ pub fn encode_epb(
 ) -> usize {
     let caplen = frame.caplen();
     let len = epb_len(info, caplen);
-    buf.reserve(len);
+    // Room for the whole tail array too (see below).
+    buf.reserve(len + TAIL_MAX);
     let start = buf.len();
-    // Built in two arrays and appended in four pieces: a dozen small
+    // Built in two arrays and appended in a few pieces: a dozen small
     // appends, each checking the capacity, cost as much as the rest of
     // the merged file's per-packet work.
     let t = units(info.timestamp_ns(), precision);
@@ -426,10 +431,14 @@ pub fn encode_epb(
     }
     buf.extend_from_slice(&head);
     for part in frame.parts() {
-        buf.extend_from_slice(part);
+        // Mostly one part: the others empty (no tag, no rebuilt header)
+        // and not worth a call.
+        if !part.is_empty() {
+            buf.extend_from_slice(part);
+        }
     }
     // Padding, options, the end of options and the trailing length.
-    let mut tail = [0u8; 3 + 8 + 12 + 8 + 4 + 4];
+    let mut tail = [0u8; TAIL_MAX];
     let mut n = pad4(caplen as usize) - caplen as usize;
     let mut opt = |code: u16, vlen: u16, value: &[u8], n: &mut usize| {
         tail[*n..*n + 2].copy_from_slice(&code.to_ne_bytes());
@@ -458,7 +467,11 @@ pub fn encode_epb(
         opt(OPT_ENDOFOPT, 0, &[], &mut n);
     }
     tail[n..n + 4].copy_from_slice(&(len as u32).to_ne_bytes());
-    buf.extend_from_slice(&tail[..n + 4]);
+    // The whole array, then cut: a copy of fixed size is a few moves, one
+    // of variable size a call.
+    let end = buf.len() + n + 4;
+    buf.extend_from_slice(&tail);
+    buf.truncate(end);
     debug_assert_eq!(buf.len() - start, len);
     len
 }
