@@ -7,11 +7,12 @@
 //! it several packets before it looks (std's map does not expose where it
 //! would look). Once a capture's flows outgrow the caches, and the kernel
 //! streaming packets through the ring on the same cpu evicts them sooner,
-//! a lookup waits on memory. Measured on a 2-cpu VM with 8,192 flows per
-//! cpu (scripts/bench.sh --cases fl --flows 16384, runs alternated): 173
-//! to 221 ns per packet with std's map, 129 to 158 with this table; the
-//! VM's noise (about 30 ns) hides what the prefetch alone gives. At 512
-//! flows per cpu the three are alike (about 60 ns).
+//! a lookup waits on memory. Measured on a 2-cpu VM (scripts/bench.sh
+//! --cases fl, runs alternated, cpu ns per packet): with 32,256 flows per
+//! cpu (--flows 64512) 219 to 319 with std's map, 239 to 267 with this
+//! table and no prefetch, 189 to 197 with the prefetch; with 8,192 per cpu
+//! 173 to 221 with std's map, 129 to 158 with this table; at 512 per cpu
+//! all alike (about 60).
 
 use super::key::FlowKey;
 
