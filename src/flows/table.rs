@@ -166,7 +166,6 @@ impl FlowTable {
             RECEIVED
         };
         let h = key.hash64();
-        self.map.prefetch(h);
         let new = Pending {
             key,
             h,
@@ -175,6 +174,13 @@ impl FlowTable {
             ts: (p.sec, p.nsec),
             direction,
         };
+        if self.map.cached() {
+            // Nothing to wait for: the packets before were looked up too.
+            debug_assert_eq!(self.waiting, 0);
+            self.look_up(new);
+            return;
+        }
+        self.map.prefetch(h);
         if self.waiting == AHEAD {
             let oldest = std::mem::replace(&mut self.pending[self.head], new);
             self.head = (self.head + 1) % AHEAD;

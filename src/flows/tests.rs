@@ -586,6 +586,63 @@ fn table_counts_packets_and_bytes() {
     assert!(!r.hash_changed && !r.split());
 }
 
+/// Past the size where lookups wait for their prefetched slot: every
+/// packet is still counted once, on its flow, in order (the first
+/// packet's hash is the one kept), also across block ends (settle) and
+/// the budget running out.
+#[test]
+fn large_tables_count_exactly_through_the_prefetch_queue() {
+    let flows = 5_000u32;
+    let budget = FlowBudget::new(u64::from(flows) - 10);
+    let mut t = FlowTable::new(0, LinkType::Ethernet, budget);
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|i| {
+            let sport = (i % 60_000) as u16 + 1;
+            let dst = [10, 1, (i >> 8) as u8, i as u8];
+            eth(
+                0x0800,
+                &ipv4_full([10, 0, 0, 1], dst, 17, &[], 0, false, &udp(sport, 9)),
+            )
+        })
+        .collect();
+    // Flow i gets i % 3 + 1 packets, round robin, with a block end now
+    // and then; its first packet has hash i + 1, later ones another.
+    let mut sent = 0u64;
+    for round in 0..3u32 {
+        for (i, f) in frames.iter().enumerate() {
+            let i = i as u32;
+            if round <= i % 3 {
+                let p = pkt(f, 14, ARPHRD_ETHER, 0x0800, None);
+                t.record(&p, if round == 0 { i + 1 } else { 7 });
+                sent += 1;
+                if sent % 997 == 0 {
+                    t.settle();
+                }
+            }
+        }
+    }
+    let flows_seen = merge(vec![t]);
+    assert_eq!(flows_seen.packets(), sent);
+    assert_eq!(flows_seen.records.len(), flows as usize - 10);
+    let tracked: u64 = flows_seen.records.iter().map(|r| r.packets).sum();
+    assert_eq!(tracked + flows_seen.untracked_packets, sent);
+    // The budget ran out at the last ten flows' first packets.
+    let late: u64 = (flows - 10..flows).map(|i| u64::from(i % 3 + 1)).sum();
+    assert_eq!(flows_seen.untracked_packets, late);
+    let index: std::collections::HashMap<FlowKey, u32> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (FlowKey::from_ethernet(f, None), i as u32))
+        .collect();
+    for r in &flows_seen.records {
+        let i = index[&r.key];
+        assert!(i < flows - 10, "flow {i} tracked past the budget");
+        assert_eq!(r.packets, u64::from(i % 3 + 1), "flow {i}");
+        assert_eq!(r.hash, Some(i + 1), "flow {i}");
+        assert_eq!(r.hash_changed, i % 3 > 0, "flow {i}");
+    }
+}
+
 #[test]
 fn budget_bounds_all_tables_together() {
     let budget = FlowBudget::new(3);
