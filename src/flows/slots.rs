@@ -83,11 +83,13 @@ impl<V: SlotValue> Slots<V> {
         let mut i = h as usize & mask;
         loop {
             let (k, v) = &self.keys_values[i];
-            if v.is_free() {
-                return Found::Free(i);
-            }
+            // The key first: a free slot holds FlowKey::NONE, which no
+            // packet makes, so a hit needs no look at the value.
             if k == key {
                 return Found::At(i);
+            }
+            if v.is_free() {
+                return Found::Free(i);
             }
             i = (i + 1) & mask;
         }
