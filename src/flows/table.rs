@@ -83,8 +83,8 @@ impl SlotValue for Counts {
 }
 
 /// How many packets ahead of its lookup a packet's slot is prefetched:
-/// eight packets' work (some 300 ns) covers a memory access; 2 to 16 were
-/// alike within the noise of the measurements.
+/// eight packets' work (a few hundred ns) covers a memory access; 2 to 16
+/// were alike within the noise of the measurements.
 const AHEAD: usize = 8;
 
 /// A packet waiting for its lookup.
