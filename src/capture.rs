@@ -696,22 +696,15 @@ fn finish(c: &Capture, ended: Ended, steering: Option<&Steering>, status: &mut i
         streams: counts(c),
         ..Report::default()
     };
-    let mut tables = Vec::new();
-    for (slot, l) in ended.leftovers.into_iter().enumerate() {
-        if let Some(l) = l {
-            tables.extend(report.take_leftovers(&c.plan.streams[slot].place(), l));
-        }
-    }
-    if let Some((written, start_ns, end_ns)) = ended.merged {
-        let say = |s: &str| c.v.say(s);
-        *status = (*status).max(merged::close(
-            written,
-            &mut report,
-            (start_ns, end_ns),
-            &opts.name,
-            &say,
-        ));
-    }
+    let tables = take_ends(
+        &mut report,
+        c.plan,
+        ended.leftovers,
+        ended.merged,
+        opts,
+        &c.v,
+        status,
+    );
     if opts.flows.is_some() && !tables.is_empty() {
         let mut flows = crate::flows::merge(tables);
         if let Some(s) = steering {
@@ -720,6 +713,37 @@ fn finish(c: &Capture, ended: Ended, steering: Option<&Steering>, status: &mut i
         report.flows = Some(flows);
     }
     report
+}
+
+/// What both run paths (AF_PACKET and XDP) do once their threads are
+/// done: each stream's leftovers go into the report (their flow tables
+/// are returned), and the merged file is closed with its statistics.
+pub(crate) fn take_ends(
+    report: &mut Report,
+    plan: &Plan,
+    leftovers: Vec<Option<Leftovers>>,
+    merged_file: Option<(merged::Written<'_>, u64, u64)>,
+    opts: &Options,
+    v: &Verbose,
+    status: &mut i32,
+) -> Vec<FlowTable> {
+    let mut tables = Vec::new();
+    for (slot, l) in leftovers.into_iter().enumerate() {
+        if let Some(l) = l {
+            tables.extend(report.take_leftovers(&plan.streams[slot].place(), l));
+        }
+    }
+    if let Some((written, start_ns, end_ns)) = merged_file {
+        let say = |s: &str| v.say(s);
+        *status = (*status).max(merged::close(
+            written,
+            report,
+            (start_ns, end_ns),
+            &opts.name,
+            &say,
+        ));
+    }
+    tables
 }
 
 /// Prints what ended the capture early; returns the exit status.

@@ -707,22 +707,15 @@ fn finish(
         streams,
         ..Report::default()
     };
-    let mut tables = Vec::new();
-    for (slot, l) in ended.leftovers.into_iter().enumerate() {
-        if let Some(l) = l {
-            tables.extend(report.take_leftovers(&plan.streams[slot].place(), l));
-        }
-    }
-    if let Some((written, start_ns, end_ns)) = ended.merged {
-        let say = |s: &str| v.say(s);
-        *status = (*status).max(crate::merged::close(
-            written,
-            &mut report,
-            (start_ns, end_ns),
-            &opts.name,
-            &say,
-        ));
-    }
+    let tables = crate::capture::take_ends(
+        &mut report,
+        plan,
+        ended.leftovers,
+        ended.merged,
+        opts,
+        v,
+        status,
+    );
     if opts.flows.is_some() && !tables.is_empty() {
         report.flows = Some(crate::flows::merge(tables));
     }
