@@ -1126,7 +1126,7 @@ fn per_packet_cost() {
 #[test]
 fn sizes_behind_the_documented_memory_cost() {
     use std::mem::size_of;
-    // A table slot is a key and its counters (plus a control byte).
+    // A table slot is a key and its counters.
     let slot = size_of::<(FlowKey, table::Counts)>();
     // The merge: an index slot and a record per flow, and a stream entry.
     let merged = size_of::<(FlowKey, usize)>() + size_of::<FlowRecord>() + 16;
