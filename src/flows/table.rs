@@ -157,7 +157,8 @@ impl FlowTable {
     /// flow dissector maps a 0 hash to 1). The table sees it some packets
     /// later, or at [`FlowTable::settle`]: call that before reading the
     /// table.
-    #[inline]
+    // Inlined (with look_up) into the consumers' loop, as Packets::next.
+    #[inline(always)]
     pub fn record(&mut self, p: &Packet<'_>, hash: u32) {
         let key = FlowKey::of_packet(self.link, p);
         let direction = if p.pkttype == crate::afpacket::PACKET_OUTGOING {
@@ -219,7 +220,7 @@ impl FlowTable {
         });
     }
 
-    #[inline]
+    #[inline(always)]
     fn look_up(&mut self, p: Pending) {
         self.packets += 1;
         match self.map.find(&p.key, p.h) {
