@@ -104,6 +104,17 @@ fn usage_error(msg: &str) -> ! {
     process::exit(2);
 }
 
+/// `v` as a number in `lo..=hi`, or a usage error naming `what`.
+fn in_range<T>(v: &str, lo: T, hi: T, what: &str) -> T
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match v.parse::<T>() {
+        Ok(n) if lo <= n && n <= hi => n,
+        _ => usage_error(&format!("invalid {what} '{v}' ({lo}..{hi})")),
+    }
+}
+
 fn die(msg: &str) -> ! {
     eprintln!("floodgen: {msg}");
     process::exit(1);
@@ -224,10 +235,7 @@ fn parse_args() -> Config {
             }
             "-b" | "--batch" => {
                 let v = value(&name);
-                cfg.batch = match v.parse() {
-                    Ok(b) if (1..=1024).contains(&b) => b,
-                    _ => usage_error(&format!("invalid batch '{v}' (1..1024)")),
-                };
+                cfg.batch = in_range(&v, 1, 1024, "batch");
             }
             "--dst-mac" => {
                 let v = value(&name);
@@ -265,17 +273,11 @@ fn parse_args() -> Config {
             }
             "--flows" => {
                 let v = value(&name);
-                cfg.flows = match v.parse() {
-                    Ok(n) if (1..=64512).contains(&n) => Some(n),
-                    _ => usage_error(&format!("invalid flow count '{v}' (1..64512)")),
-                };
+                cfg.flows = Some(in_range(&v, 1, 64512, "flow count"));
             }
             "--match-every" => {
                 let v = value(&name);
-                cfg.match_every = match v.parse() {
-                    Ok(n) if (1..=1_000_000).contains(&n) => n,
-                    _ => usage_error(&format!("invalid --match-every '{v}' (1..1000000)")),
-                };
+                cfg.match_every = in_range(&v, 1, 1_000_000, "--match-every");
             }
             "--other-port" => {
                 let v = value(&name);
