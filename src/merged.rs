@@ -98,10 +98,15 @@ impl<'a> Merged<'a> {
             retire_ms,
         } = self;
         drop(feeds);
-        let mut merger = Merger::new(streams, Limits::for_retire_ms(retire_ms));
+        let limits = Limits::for_retire_ms(retire_ms);
+        let mut merger = Merger::new(streams, limits);
         let tick = Duration::from_millis(u64::from(retire_ms.max(1)));
         let stats = merge::run(inbox, &mut merger, &mut file, tick, merge::realtime_ns);
-        Written { file, stats }
+        Written {
+            file,
+            stats,
+            limits,
+        }
     }
 }
 
@@ -109,6 +114,7 @@ impl<'a> Merged<'a> {
 pub struct Written<'a> {
     file: MergedFile<'a>,
     pub stats: MergeStats,
+    limits: Limits,
 }
 
 impl Written<'_> {
@@ -124,6 +130,19 @@ impl Written<'_> {
     }
 }
 
+/// The report's line when packets were written out of timestamp order: a
+/// worker held up past the reorder window, or the system clock set back
+/// (packets carry the kernel's wall-clock time). Never silent: a reader
+/// relying on the order must know.
+fn order_note(merge: &MergeStats) -> Option<String> {
+    (merge.late > 0).then(|| {
+        format!(
+            "{} packets written out of timestamp order in the merged file.",
+            merge.late
+        )
+    })
+}
+
 /// Closes the merged file once the capture is over: one statistics block
 /// per stream of `report` (received, dropped by the kernel or lost in the
 /// XDP program's buffers, lost in the program after the file failed), and
@@ -137,6 +156,18 @@ pub fn close(
     say: &dyn Fn(&str),
 ) -> i32 {
     let not_written = written.not_written();
+    let (merge, limits) = (written.stats, written.limits);
+    say(&format!(
+        "merged file: {} packets, {} let go by the {} ms window, {} early at the {} MiB bound, {} out of order; at most {} KiB waited",
+        merge.items,
+        merge.by_window,
+        limits.window_ns / 1_000_000,
+        merge.forced,
+        limits.max_bytes >> 20,
+        merge.late,
+        merge.peak_bytes / 1024
+    ));
+    report.notes.extend(order_note(&merge));
     let stats: Vec<InterfaceStats> = report
         .streams
         .iter()
@@ -173,5 +204,24 @@ pub fn close(
             1
         }
         None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_order_packets_are_reported() {
+        let mut stats = MergeStats {
+            items: 10,
+            ..MergeStats::default()
+        };
+        assert_eq!(order_note(&stats), None);
+        stats.late = 3;
+        assert_eq!(
+            order_note(&stats).as_deref(),
+            Some("3 packets written out of timestamp order in the merged file.")
+        );
     }
 }

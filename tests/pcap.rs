@@ -426,9 +426,11 @@ fn timestamps_are_the_capture_time() {
         assert!(tx <= rx && rx <= s.received, "rx: {ctx}");
     }
     for (i, w) in packets.chunks(2).collect::<Vec<_>>().windows(2).enumerate() {
+        // At least the sender's sleep apart; how much more is the
+        // scheduler's, and the bracket above already bounds it.
         let d = w[1][0].timestamp - w[0][0].timestamp;
         assert!(
-            gap - us <= d && d < gap * 10,
+            gap - us <= d,
             "datagrams {i} and {} are {d:?} apart in the file, sent {gap:?} apart",
             i + 1
         );
