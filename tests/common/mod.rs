@@ -890,6 +890,19 @@ impl Capture {
             None => Command::new(argv.remove(0)),
         };
         let collect_stdout = stdout.is_none();
+        // A test run under nohup (or from a shell that ignores SIGHUP) must
+        // not pass that on: rxtxcpu keeps an inherited ignore, as tcpdump
+        // does, and the SIGHUP tests would wait forever. The nohup test
+        // sets it again through its wrapper.
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // allowed; signal(2) is one.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .args(argv)
             .args(args)
