@@ -328,7 +328,7 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 impl<'a> Block<'a> {
     /// A Block over a buffer laid out like a ring block, for tests.
     #[cfg(test)]
-    fn from_buffer(buf: &'a mut [u8]) -> Block<'a> {
+    pub(crate) fn from_buffer(buf: &'a mut [u8]) -> Block<'a> {
         assert!(buf.len() >= BLOCK_HEADER);
         assert_eq!(
             buf.as_ptr().align_offset(std::mem::align_of::<AtomicU32>()),
@@ -471,6 +471,73 @@ impl<'a> Iterator for Packets<'a> {
         }
         self.offset = h + next;
         Some(packet)
+    }
+}
+
+/// Ring blocks made in memory, for tests and micro-benchmarks of what
+/// consumes them.
+#[cfg(test)]
+pub(crate) mod synthetic {
+    use super::*;
+
+    /// A buffer aligned like a ring block.
+    #[repr(C, align(4096))]
+    pub struct Page([u8; 4096]);
+
+    /// A zeroed buffer of `bytes` (rounded up to pages), page aligned.
+    pub fn buffer(bytes: usize) -> Vec<Page> {
+        (0..bytes.div_ceil(4096)).map(|_| Page([0; 4096])).collect()
+    }
+
+    pub fn bytes(pages: &mut [Page]) -> &mut [u8] {
+        // SAFETY: Page is a repr(C) byte array with no padding, so the
+        // pages are one contiguous run of initialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(pages.as_mut_ptr().cast(), pages.len() * 4096) }
+    }
+
+    /// Lays `frames` (Ethernet frames, with their kernel flow hashes)
+    /// out in `b` as the kernel fills a block: header, sockaddr_ll, the
+    /// frame at a 16-byte aligned offset. Returns how many fitted.
+    pub fn fill(b: &mut [u8], frames: &[(&[u8], u32)]) -> usize {
+        const MAC: usize = 82;
+        let mut h = 48;
+        let mut n = 0;
+        for (i, (frame, hash)) in frames.iter().enumerate() {
+            let size = (MAC + frame.len()).next_multiple_of(16);
+            if h + size > b.len() {
+                break;
+            }
+            let next = if i + 1 == frames.len() {
+                0
+            } else {
+                size as u32
+            };
+            let put32 = |b: &mut [u8], at: usize, v: u32| {
+                b[h + at..h + at + 4].copy_from_slice(&v.to_ne_bytes())
+            };
+            put32(b, H_NEXT_OFFSET, next);
+            put32(b, H_SEC, 1);
+            put32(b, H_NSEC, i as u32);
+            put32(b, H_SNAPLEN, frame.len() as u32);
+            put32(b, H_LEN, frame.len() as u32);
+            put32(b, H_RXHASH, *hash);
+            b[h + H_MAC..h + H_MAC + 2].copy_from_slice(&(MAC as u16).to_ne_bytes());
+            b[h + H_NET..h + H_NET + 2].copy_from_slice(&(MAC as u16 + 14).to_ne_bytes());
+            b[h + H_SLL + 2..h + H_SLL + 4].copy_from_slice(&frame[12..14]);
+            b[h + H_SLL + 8..h + H_SLL + 10].copy_from_slice(&1u16.to_ne_bytes());
+            b[h + MAC..h + MAC + frame.len()].copy_from_slice(frame);
+            h += size;
+            n += 1;
+        }
+        if n < frames.len() && n > 0 {
+            // The last that fitted ends the walk.
+            let last = h - (MAC + frames[n - 1].0.len()).next_multiple_of(16);
+            b[last..last + 4].copy_from_slice(&0u32.to_ne_bytes());
+        }
+        b[BD_BLOCK_STATUS..BD_BLOCK_STATUS + 4].copy_from_slice(&TP_STATUS_USER.to_ne_bytes());
+        b[BD_NUM_PKTS..BD_NUM_PKTS + 4].copy_from_slice(&(n as u32).to_ne_bytes());
+        b[BD_OFFSET_TO_FIRST_PKT..BD_OFFSET_TO_FIRST_PKT + 4].copy_from_slice(&48u32.to_ne_bytes());
+        n
     }
 }
 

@@ -1193,3 +1193,67 @@ fn ip_addrs_rebuild_the_tuple() {
         None
     );
 }
+
+/// The flow table's user-space cost per packet, without the kernel: ring
+/// blocks of 64-byte UDP frames over 512 flows (one cpu's share of the
+/// benchmark's 1024; FLOWS=N for others), walked and recorded as a worker
+/// does. Not a test: `cargo test --release --lib flows_per_packet_cost --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn flows_per_packet_cost() {
+    use crate::consumers::Consumers;
+    use crate::ring::{synthetic, Block};
+    let flows: usize = std::env::var("FLOWS").map_or(512, |v| v.parse().unwrap());
+    let frames: Vec<Vec<u8>> = (0..flows as u32)
+        .map(|f| {
+            let mut e = vec![0u8; 64];
+            e[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+            e[12..14].copy_from_slice(&[0x08, 0x00]);
+            let ip = &mut e[14..34];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&50u16.to_be_bytes());
+            ip[8] = 64;
+            ip[9] = 17;
+            ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+            ip[16..20].copy_from_slice(&[192, 0, 2, 2]);
+            let udp = &mut e[34..42];
+            udp[0..2].copy_from_slice(&(10_000 + f as u16).to_be_bytes());
+            udp[2..4].copy_from_slice(&(9 + (f >> 16) as u16).to_be_bytes());
+            e
+        })
+        .collect();
+    let order: Vec<(&[u8], u32)> = (0..8192usize)
+        .map(|i| {
+            let f = (i * 7919) % flows;
+            (&frames[f][..], 0x1234_5678 ^ f as u32)
+        })
+        .collect();
+    // RING_BLOCKS=N walks N blocks in turn, as a ring of N blocks: data
+    // that has left the caches by the time it is read again.
+    let blocks: usize = std::env::var("RING_BLOCKS").map_or(1, |v| v.parse().unwrap());
+    let mut ring: Vec<_> = (0..blocks).map(|_| synthetic::buffer(512 << 10)).collect();
+    let mut n = 0;
+    for pages in &mut ring {
+        n = synthetic::fill(synthetic::bytes(pages), &order);
+    }
+    let budget = FlowBudget::new(1_000_000);
+    let mut consumers = Consumers {
+        flows: Some(FlowTable::new(0, LinkType::Ethernet, budget)),
+        ..Consumers::default()
+    };
+    let rounds = 500;
+    let mut best = f64::MAX;
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        for r in 0..rounds {
+            let pages = &mut ring[r % blocks];
+            let block = Block::from_buffer(synthetic::bytes(pages));
+            let (taken, _) = consumers.take(block.packets());
+            assert_eq!(taken as usize, n);
+            std::mem::forget(block);
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / (rounds * n) as f64);
+    }
+    eprintln!("{n} packets per block: {best:.1} ns per packet (best of 20)");
+}
