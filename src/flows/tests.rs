@@ -1076,7 +1076,9 @@ fn json_limit_matches_the_table() {
 
 // ---- cost ----
 
-/// Rough per-packet cost of `record` over 1024 UDP flows. Not a benchmark
+/// Rough per-packet cost of `record` over 1024 UDP flows, the table alone
+/// (worker_flows_per_packet_cost times it as a worker runs it, through
+/// the ring walk and the consumers). Not a benchmark
 /// and never an assertion on time: run with
 /// `cargo test --release --lib per_packet_cost -- --ignored --nocapture`
 /// (the best of five runs, so other load on the machine matters less).
@@ -1197,11 +1199,11 @@ fn ip_addrs_rebuild_the_tuple() {
 /// The flow table's user-space cost per packet, without the kernel: ring
 /// blocks of 64-byte UDP frames over 512 flows (one cpu's share of the
 /// benchmark's 1024; FLOWS=N for others), walked and recorded as a worker
-/// does. Not a test: `cargo test --release --lib flows_per_packet_cost --
+/// does. Not a test: `cargo test --release --lib worker_flows_per_packet_cost --
 /// --ignored --nocapture`.
 #[test]
 #[ignore]
-fn flows_per_packet_cost() {
+fn worker_flows_per_packet_cost() {
     use crate::consumers::Consumers;
     use crate::ring::{synthetic, Block};
     let flows: usize = std::env::var("FLOWS").map_or(512, |v| v.parse().unwrap());
