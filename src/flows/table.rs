@@ -192,9 +192,9 @@ impl FlowTable {
     // A fresh key is read by reference, never moved at once: a move
     // copies it in 16-byte loads from the 8-byte stores that just made
     // it, which the cpu cannot forward from its store buffer, a stall per
-    // packet. The worker_flows_per_packet_cost micro-benchmark, best runs, ns per
-    // packet: 512 flows 22.6 with the move, 19.8 without; 16,384 flows
-    // (the prefetching path) 29.7 and 26.9.
+    // packet. The worker_flows_per_packet_cost micro-benchmark, best
+    // runs, ns per packet: 512 flows 22.6 with the move, 19.8 without;
+    // 16,384 flows (the prefetching path) 29.7 and 26.9.
     #[inline(always)]
     pub fn record(&mut self, p: &Packet<'_>, hash: u32) {
         let meta = Meta::of(p, hash);
