@@ -211,18 +211,7 @@ impl FlowTable {
             // The oldest is looked up where it waits, and its place taken
             // after that: by then the stores that made the new key have
             // left the store buffer, and copying it costs no stall.
-            let i = self.head;
-            let q = &self.pending[i];
-            count(
-                &mut self.map,
-                &mut self.tally,
-                &self.budget,
-                &q.key,
-                q.h,
-                q.meta,
-            );
-            self.head = (i + 1) % AHEAD;
-            i
+            self.look_up_oldest()
         } else {
             self.waiting += 1;
             (self.head + self.waiting - 1) % AHEAD
@@ -235,19 +224,28 @@ impl FlowTable {
     #[inline]
     pub fn settle(&mut self) {
         while self.waiting > 0 {
-            let q = &self.pending[self.head];
-            count(
-                &mut self.map,
-                &mut self.tally,
-                &self.budget,
-                &q.key,
-                q.h,
-                q.meta,
-            );
-            self.head = (self.head + 1) % AHEAD;
+            self.look_up_oldest();
             self.waiting -= 1;
         }
         self.head = 0;
+    }
+
+    /// Counts the oldest waiting packet, read where it waits; returns its
+    /// place, now free.
+    #[inline(always)]
+    fn look_up_oldest(&mut self) -> usize {
+        let i = self.head;
+        let q = &self.pending[i];
+        count(
+            &mut self.map,
+            &mut self.tally,
+            &self.budget,
+            &q.key,
+            q.h,
+            q.meta,
+        );
+        self.head = (i + 1) % AHEAD;
+        i
     }
 
     /// Counts one received packet of `key`, `len` bytes on the wire, at
