@@ -98,6 +98,30 @@ struct Config {
     quiet: bool,
 }
 
+impl Default for Config {
+    /// The defaults of the options (no interface yet).
+    fn default() -> Config {
+        Config {
+            ifname: String::new(),
+            count: 1_000_000,
+            size: 64,
+            cpus: Vec::new(),
+            batch: 256,
+            dst_mac: [0xff; 6],
+            src_mac: None,
+            src_ip: [192, 0, 2, 1],
+            dst_ip: [192, 0, 2, 3],
+            dst_port: 9,
+            ports: 256,
+            flows: None,
+            match_every: 1,
+            other_port: None,
+            bypass: true,
+            quiet: false,
+        }
+    }
+}
+
 fn usage_error(msg: &str) -> ! {
     eprintln!("floodgen: {msg}");
     eprintln!("Try 'floodgen --help' for more information.");
@@ -183,24 +207,7 @@ fn allowed_cpus() -> Vec<usize> {
 
 fn parse_args() -> Config {
     let mut args = std::env::args().skip(1);
-    let mut cfg = Config {
-        ifname: String::new(),
-        count: 1_000_000,
-        size: 64,
-        cpus: Vec::new(),
-        batch: 256,
-        dst_mac: [0xff; 6],
-        src_mac: None,
-        src_ip: [192, 0, 2, 1],
-        dst_ip: [192, 0, 2, 3],
-        dst_port: 9,
-        ports: 256,
-        flows: None,
-        match_every: 1,
-        other_port: None,
-        bypass: true,
-        quiet: false,
-    };
+    let mut cfg = Config::default();
     while let Some(arg) = args.next() {
         // Accept both "--opt value" and "--opt=value".
         let (name, inline) = match arg.split_once('=') {
@@ -806,20 +813,11 @@ mod tests {
         Config {
             ifname: "x".into(),
             count: 0,
-            size: 64,
             cpus: cpus.to_vec(),
-            batch: 256,
-            dst_mac: [0xff; 6],
-            src_mac: None,
-            src_ip: [192, 0, 2, 1],
-            dst_ip: [192, 0, 2, 3],
-            dst_port: 9,
-            ports: 256,
             flows,
             match_every: every,
-            other_port: None,
-            bypass: true,
             quiet: true,
+            ..Config::default()
         }
     }
 
