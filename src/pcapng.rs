@@ -401,16 +401,25 @@ pub fn encode_epb(
     info: &PacketInfo,
     frame: &Frame,
 ) -> usize {
-    let caplen = frame.caplen() as usize;
-    let len = epb_len(info, caplen as u32);
+    let len = epb_len(info, frame.caplen());
     let start = buf.len();
-    // Zeroed to its length first (the padding is then written), and every
-    // field stored in place: fields gathered in a local array and copied
-    // in were read back in 16-byte loads from the smaller stores that
-    // made them, which the cpu cannot forward (a stall per piece; see the
-    // epb_per_packet_cost micro-benchmark).
     buf.resize(start + len, 0);
-    let b = &mut buf[start..];
+    encode_epb_at(&mut buf[start..], precision, info, frame);
+    len
+}
+
+/// Writes the enhanced packet block of `frame` into `b`, exactly
+/// [`epb_len`] bytes long, every byte of it (padding too): `b` may hold
+/// stale bytes, so a reused buffer needs no zeroing first.
+///
+/// Every field is stored in place: fields gathered in a local array and
+/// copied in were read back in 16-byte loads from the smaller stores that
+/// made them, which the cpu cannot forward (a stall per piece; see the
+/// epb_per_packet_cost micro-benchmark).
+pub fn encode_epb_at(b: &mut [u8], precision: Precision, info: &PacketInfo, frame: &Frame) {
+    let caplen = frame.caplen() as usize;
+    let len = b.len();
+    debug_assert_eq!(len, epb_len(info, caplen as u32));
     let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
     let put16 = |b: &mut [u8], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_ne_bytes());
     let t = units(info.timestamp_ns(), precision);
@@ -431,6 +440,7 @@ pub fn encode_epb(
     }
     // Padding (zero), options, the end of options, the trailing length.
     let mut at = 28 + pad4(caplen);
+    b[28 + caplen..at].fill(0);
     let options = at;
     if info.flags != 0 {
         put16(b, at, EPB_FLAGS);
@@ -440,11 +450,13 @@ pub fn encode_epb(
     }
     if let Some(hash) = info.hash {
         // A hash is a string of octets: the value most significant octet
-        // first, so it reads as the number the kernel has.
+        // first, so it reads as the number the kernel has. Three octets of
+        // padding after it.
         put16(b, at, EPB_HASH);
         put16(b, at + 2, 5);
         b[at + 4] = HASH_ALGORITHM;
         b[at + 5..at + 9].copy_from_slice(&hash.to_be_bytes());
+        b[at + 9..at + 12].fill(0);
         at += 12;
     }
     if let Some(queue) = info.queue {
@@ -454,13 +466,12 @@ pub fn encode_epb(
         at += 8;
     }
     if at > options {
-        // opt_endofopt: code and length 0, already zero.
+        // opt_endofopt: code and length 0.
+        put32(b, at, 0);
         at += 4;
     }
     put32(b, at, len as u32);
     debug_assert_eq!(at + 4, len);
-    debug_assert_eq!(buf.len() - start, len);
-    len
 }
 
 /// One stream's counts for its interface statistics block. Times are
@@ -519,7 +530,11 @@ pub fn encode_isb(buf: &mut Vec<u8>, precision: Precision, interface: u32, s: &I
 /// worker allocates nothing per packet (and, once warm, nothing per block).
 #[derive(Debug, Default)]
 pub struct EpbBatch {
+    /// The blocks in `data[..used]`; past that, stale bytes of earlier
+    /// use: `data` only grows, so a block is written over memory that is
+    /// already there, never zeroed first (a memset per packet).
     data: Vec<u8>,
+    used: usize,
     /// (timestamp ns, offset, length) of each block in `data`.
     blocks: Vec<(u64, u32, u32)>,
 }
@@ -531,8 +546,15 @@ impl EpbBatch {
 
     /// Encodes one packet.
     pub fn push(&mut self, precision: Precision, info: &PacketInfo, frame: &Frame) {
-        let offset = self.data.len();
-        let len = encode_epb(&mut self.data, precision, info, frame);
+        let offset = self.used;
+        let len = epb_len(info, frame.caplen());
+        let end = offset + len;
+        if self.data.len() < end {
+            // Once per batch's high-water mark, doubling.
+            self.data.resize(end.max(2 * self.data.len()), 0);
+        }
+        encode_epb_at(&mut self.data[offset..end], precision, info, frame);
+        self.used = end;
         self.blocks
             .push((info.timestamp_ns(), offset as u32, len as u32));
     }
@@ -549,7 +571,7 @@ impl EpbBatch {
 
     /// Empties it for reuse, keeping its memory.
     pub fn clear(&mut self) {
-        self.data.clear();
+        self.used = 0;
         self.blocks.clear();
     }
 }
@@ -1232,6 +1254,52 @@ mod tests {
             encode_epb(&mut buf, Precision::Nano, &bare, &f),
             28 + 64 + 4
         );
+    }
+
+    #[test]
+    fn a_reused_batch_writes_every_byte() {
+        // Blocks written over stale bytes (a batch back from the merger)
+        // equal blocks encoded into zeroed memory.
+        let long = [0xffu8; 200];
+        let mut batch = EpbBatch::new();
+        let mut p = packet(&long);
+        p.hash = 0xffff_ffff;
+        let info = PacketInfo {
+            flags: u32::MAX,
+            hash: Some(u32::MAX),
+            queue: Some(u32::MAX),
+            ..PacketInfo::new(0, &p)
+        };
+        for _ in 0..4 {
+            batch.push(
+                Precision::Nano,
+                &info,
+                &Frame::new(LinkType::Ethernet, 262_144, &p),
+            );
+        }
+        batch.clear();
+        let mut want = Vec::new();
+        for (n, hash, queue) in [
+            (61, Some(0x1234_5678), None),
+            (62, None, Some(3)),
+            (63, None, None),
+        ] {
+            let data = vec![0xabu8; n];
+            let p = packet(&data);
+            let f = Frame::new(LinkType::Ethernet, 262_144, &p);
+            let info = PacketInfo {
+                hash,
+                queue,
+                ..PacketInfo::new(1, &p)
+            };
+            batch.push(Precision::Micro, &info, &f);
+            let mut fresh = Vec::new();
+            encode_epb(&mut fresh, Precision::Micro, &info, &f);
+            want.push(fresh);
+        }
+        for (i, fresh) in want.iter().enumerate() {
+            assert_eq!(batch.block(i), &fresh[..], "block {i}");
+        }
     }
 
     #[test]
