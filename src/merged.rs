@@ -188,7 +188,9 @@ pub fn close(
         ));
     }
     report.file_limit |= summary.limit_reached;
-    let lost: u64 = not_written.iter().sum();
+    // Counted once the file is closed: a failed last write takes its
+    // buffered packets with it.
+    let lost: u64 = summary.not_written.iter().sum();
     match summary.error {
         Some(Error::Os { what, why, .. })
             if what == "-" && why.0.kind() == std::io::ErrorKind::BrokenPipe =>
@@ -199,7 +201,7 @@ pub fn close(
         Some(e) => {
             errln!("{name}: error writing {e}");
             if lost > 0 {
-                errln!("{name}: {lost} packets captured after that are not in the file");
+                errln!("{name}: {lost} captured packets are not in the file");
             }
             1
         }

@@ -484,6 +484,43 @@ fn disk_full_during_rotation_leaves_valid_files() {
     assert_eq!(total, f.report().total, "{f}");
 }
 
+#[test]
+fn disk_full_under_the_merged_file_counts_every_packet_left_out() {
+    // The failed write takes the blocks it had buffered with it: they are
+    // counted with the packets that came after, never lost silently.
+    let ns = Netns::new();
+    let fs = Tmpfs::mount("600k");
+    let path = fs.dir.path("m.pcapng");
+    let cap = Capture::start(&ns, "rxtxcpu", &["--pcapng", "-w", &path, "lo"]);
+    let sink = UdpSink::bind(&ns, LO);
+    for i in 0..40 {
+        udp_send_port_with(&ns, i % 2, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+        if !cap_is_running(&cap) {
+            break;
+        }
+    }
+    let f = interrupt_or_wait(cap);
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert!(
+        f.stderr
+            .lines()
+            .any(|l| l == format!("rxtxcpu: error writing {path}: No space left on device")),
+        "{f}"
+    );
+    let in_file = read_pcapng(std::fs::File::open(&path).unwrap())
+        .packets
+        .len() as u64;
+    let left_out = f.report().total - in_file;
+    assert!(left_out > 0, "{f}");
+    assert!(
+        f.stderr
+            .lines()
+            .any(|l| l == format!("rxtxcpu: {left_out} captured packets are not in the file")),
+        "{in_file} in the file\n{f}"
+    );
+}
+
 fn cap_is_running(cap: &Capture) -> bool {
     nix::sys::signal::kill(cap.pid(), None).is_ok() && !cap.stderr_now().contains("error writing")
 }
