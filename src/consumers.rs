@@ -52,6 +52,21 @@ impl Consumers<'_> {
     /// written before this returns, so the caller may then hand the block
     /// back to the kernel (the borrow of `'p` says so).
     pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {
+        if let (None, None, Some(t)) = (&self.file, &self.merged, &mut self.flows) {
+            // Flows alone (with or without --live): a loop of its own, where
+            // the packet fields nothing reads are never loaded.
+            let (mut taken, mut bytes) = (0u64, 0u64);
+            for p in packets {
+                t.record(&p, p.hash);
+                bytes += u64::from(p.len);
+                taken += 1;
+            }
+            t.settle();
+            if let Some(b) = self.bytes {
+                b.fetch_add(bytes, Ordering::Relaxed);
+            }
+            return (taken, Outcome::Taken);
+        }
         let mut file = self.file.as_mut().map(|f| f.block());
         let (mut taken, mut bytes) = (0u64, 0u64);
         let mut outcome = Outcome::Taken;
