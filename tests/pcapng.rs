@@ -460,16 +460,7 @@ fn disk_full_during_rotation_leaves_valid_files() {
     let fs = Tmpfs::mount("2600k");
     let template = fs.dir.path("full.pcap");
     let cap = Capture::start(&ns, "rxtxcpu", &["-l0", "-C", "1", "-w", &template, "lo"]);
-    let sink = UdpSink::bind(&ns, LO);
-    for _ in 0..40 {
-        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
-        sink.expect(50);
-        if !cap_is_running(&cap) {
-            break;
-        }
-    }
-    let f = interrupt_or_wait(cap);
-    assert_eq!(f.status.code(), Some(1), "{f}");
+    let f = fill_until_full(&ns, cap, &[0]);
     assert!(
         f.stderr
             .lines()
@@ -492,16 +483,7 @@ fn disk_full_under_the_merged_file_counts_every_packet_left_out() {
     let fs = Tmpfs::mount("600k");
     let path = fs.dir.path("m.pcapng");
     let cap = Capture::start(&ns, "rxtxcpu", &["--pcapng", "-w", &path, "lo"]);
-    let sink = UdpSink::bind(&ns, LO);
-    for i in 0..40 {
-        udp_send_port_with(&ns, i % 2, LO, UDP_PORT, &[7u8; 1000], 50);
-        sink.expect(50);
-        if !cap_is_running(&cap) {
-            break;
-        }
-    }
-    let f = interrupt_or_wait(cap);
-    assert_eq!(f.status.code(), Some(1), "{f}");
+    let f = fill_until_full(&ns, cap, &[0, 1]);
     assert!(
         f.stderr
             .lines()
@@ -519,6 +501,23 @@ fn disk_full_under_the_merged_file_counts_every_packet_left_out() {
             .any(|l| l == format!("rxtxcpu: {left_out} captured packets are not in the file")),
         "{in_file} in the file\n{f}"
     );
+}
+
+/// Sends 1000-byte datagrams on lo from `cpus` in turn, 50 at a time,
+/// until the capture stops on its full file system (at most 2,000); the
+/// capture must then end with status 1.
+fn fill_until_full(ns: &Netns, cap: Capture, cpus: &[usize]) -> Finished {
+    let sink = UdpSink::bind(ns, LO);
+    for i in 0..40 {
+        udp_send_port_with(ns, cpus[i % cpus.len()], LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+        if !cap_is_running(&cap) {
+            break;
+        }
+    }
+    let f = interrupt_or_wait(cap);
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    f
 }
 
 fn cap_is_running(cap: &Capture) -> bool {
