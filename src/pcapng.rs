@@ -796,7 +796,7 @@ impl PcapngOutput {
             if block_type(&self.buf, at) == Some(ENHANCED_PACKET) {
                 // The interface id: the word after the block's length.
                 if let Some(n) =
-                    block_type(&self.buf, at + 8).and_then(|i| self.dropped.get_mut(i as usize))
+                    word(&self.buf, at + 8).and_then(|i| self.dropped.get_mut(i as usize))
                 {
                     *n += 1;
                 }
@@ -1074,6 +1074,11 @@ impl merge::Sink<EpbBatch> for MergedFile<'_> {
 
 /// The type of the block at `at` in `buf`.
 fn block_type(buf: &[u8], at: usize) -> Option<u32> {
+    word(buf, at)
+}
+
+/// The 32-bit word at `at` in `buf`, if it is there.
+fn word(buf: &[u8], at: usize) -> Option<u32> {
     let b = buf.get(at..at + 4)?;
     Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
