@@ -1701,7 +1701,8 @@ mod tests {
             ..PacketInfo::default()
         };
         let f = Frame::new(LinkType::Ethernet, 65_535, &p);
-        for _ in 0..3 {
+        for interface in [0, 1, 1] {
+            let info = PacketInfo { interface, ..info };
             out.write_packet(&info, &f).unwrap();
         }
         let one = epb_len(&info, 100);
@@ -1710,6 +1711,8 @@ mod tests {
         out.file.write_all(&out.buf[..partial]).unwrap();
         out.fail(partial, &io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(out.records(), 1);
+        // The other two, of interface 1, are counted as never written.
+        assert_eq!(out.dropped(), &[0, 2, 0]);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), header + one as u64);
         let e = out.write_packet(&info, &f).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
