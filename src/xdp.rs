@@ -1643,6 +1643,7 @@ mod tests {
         assert_eq!((c.queue(0).packets, c.queue(1).packets), (0, 70));
         assert_eq!(c.other_queues().packets, 0);
         drop(xdp);
+        net.assert_detached(vb);
 
         opts.cpus = both();
         opts.queue_list = Some(std::iter::once(1).collect());
@@ -1654,6 +1655,7 @@ mod tests {
         assert_eq!((c.cpu(0).packets, c.cpu(1).packets), (0, 6));
         assert_eq!(c.queue(1).packets, 6);
         drop(xdp);
+        net.assert_detached(vb);
 
         // One per-queue slot: queue 1 is beyond it.
         opts.queues = 1;
@@ -2190,10 +2192,13 @@ mod tests {
         let vb = net.vb();
         let mut opts = Options::new(Mode::Native, both());
         let attach = |caps: &'static [u32], opts: &Options| {
-            net.in_b(|| {
+            let r = net.in_b(|| {
                 limit_caps(caps);
                 XdpCapture::attach(vb, opts).map(|_| ())
-            })
+            });
+            // Gone before the next try (see assert_detached).
+            net.assert_detached(vb);
+            r
         };
         for caps in [&[][..], &[CAP_BPF], &[CAP_NET_ADMIN]] {
             let e = attach(caps, &opts).unwrap_err();
