@@ -52,6 +52,9 @@ impl Consumers<'_> {
     /// written before this returns, so the caller may then hand the block
     /// back to the kernel (the borrow of `'p` says so).
     pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {
+        if let Some(t) = &self.flows {
+            t.warm(packets.size_hint().1.unwrap_or(0));
+        }
         if let (None, None, Some(t)) = (&self.file, &self.merged, &mut self.flows) {
             // Flows alone (with or without --live): a loop of its own, where
             // the packet fields nothing reads are never loaded.

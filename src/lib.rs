@@ -23,6 +23,7 @@
 //!   [`output`] (pcap files, naming, rotation with [`rotate`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
 //!   [`flows`] (flow tables), live counters
+//! - [`cache`]: prefetch hints, for the ring walk and the flow tables
 //! - report: [`report`] (text or JSON), [`expect`] with [`steering`],
 //!   [`rss`], [`ethtool`] (where flows should have landed); [`monitor`]
 //!   feeding [`live`] (the `--live` view)
@@ -47,6 +48,7 @@ macro_rules! err {
 
 pub mod afpacket;
 pub mod bpf;
+pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod consumers;

@@ -15,6 +15,7 @@
 //! all alike (about 60).
 
 use super::key::FlowKey;
+use crate::cache::{prefetch, prefetch_range_l2};
 
 /// A slot is free while its value is the zero value (a tracked flow has
 /// at least one packet, so its counts are never all zero).
@@ -53,7 +54,7 @@ impl<V: SlotValue> Slots<V> {
     /// small L2), where a prefetch would only cost.
     #[inline]
     pub fn cached(&self) -> bool {
-        self.keys_values.len() * std::mem::size_of::<(FlowKey, V)>() <= 256 << 10
+        self.bytes() <= 256 << 10
     }
 
     #[inline]
@@ -71,6 +72,19 @@ impl<V: SlotValue> Slots<V> {
             prefetch(p);
             prefetch(p.wrapping_add(std::mem::size_of::<(FlowKey, V)>() * 2 - 1));
         }
+    }
+
+    /// Bytes of the slot array: what [`Slots::warm`] brings in.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        self.keys_values.len() * std::mem::size_of::<(FlowKey, V)>()
+    }
+
+    /// Asks the cpu to bring the whole slot array into its second-level
+    /// cache (see [`super::FlowTable::warm`]).
+    #[inline]
+    pub fn warm(&self) {
+        prefetch_range_l2(self.keys_values.as_ptr().cast(), self.bytes());
     }
 
     /// Looks `key` (of hash `h`) up.
@@ -145,18 +159,4 @@ impl<V: SlotValue> Slots<V> {
     pub fn into_entries(self) -> impl Iterator<Item = (FlowKey, V)> {
         self.keys_values.into_iter().filter(|(_, v)| !v.is_free())
     }
-}
-
-/// A prefetch hint for the cache line holding `p`.
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetcht0 is a hint that never faults and reads nothing
-    // into the program: any address, even one outside the table, is fine.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
