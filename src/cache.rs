@@ -4,19 +4,21 @@
 //! address is fine, even one past the end of a buffer; on other
 //! architectures these do nothing.
 
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{_MM_HINT_T0 as ALL_LEVELS, _MM_HINT_T1 as L2};
+#[cfg(not(target_arch = "x86_64"))]
+const ALL_LEVELS: i32 = 0;
+#[cfg(not(target_arch = "x86_64"))]
+const L2: i32 = 0;
+
+/// A cache line, in bytes (x86-64, and most arm64).
+pub const LINE: usize = 64;
+
 /// Brings the cache line holding `p` into every level, for a read soon
 /// (a few dozen instructions on).
 #[inline(always)]
 pub fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetcht0 is a hint: it never faults, whatever the address,
-    // and changes nothing the program can observe.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    hint::<ALL_LEVELS>(p);
 }
 
 /// Brings the cache line holding `p` into the second-level cache, not the
@@ -24,14 +26,7 @@ pub fn prefetch(p: *const u8) {
 /// level holds (which prefetching it all there would only evict again).
 #[inline(always)]
 pub fn prefetch_l2(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as in prefetch: prefetcht1 is a hint that never faults.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        _mm_prefetch::<_MM_HINT_T1>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    hint::<L2>(p);
 }
 
 /// Brings in every line of `bytes` bytes from `p` with [`prefetch_l2`].
@@ -44,5 +39,14 @@ pub fn prefetch_range_l2(p: *const u8, bytes: usize) {
     }
 }
 
-/// A cache line, in bytes (x86-64, and most arm64).
-pub const LINE: usize = 64;
+#[inline(always)]
+fn hint<const LEVEL: i32>(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetcht0/t1 are hints: they never fault, whatever the
+    // address, and change nothing the program can observe.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<LEVEL>(p as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
