@@ -5,9 +5,11 @@
 //! architectures these do nothing.
 
 #[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{_MM_HINT_T0 as ALL_LEVELS, _MM_HINT_T1 as L2};
+use std::arch::x86_64::{_MM_HINT_ET0 as FOR_WRITE, _MM_HINT_T0 as ALL_LEVELS, _MM_HINT_T1 as L2};
 #[cfg(not(target_arch = "x86_64"))]
 const ALL_LEVELS: i32 = 0;
+#[cfg(not(target_arch = "x86_64"))]
+const FOR_WRITE: i32 = 0;
 #[cfg(not(target_arch = "x86_64"))]
 const L2: i32 = 0;
 
@@ -19,6 +21,15 @@ pub const LINE: usize = 64;
 #[inline(always)]
 pub fn prefetch(p: *const u8) {
     hint::<ALL_LEVELS>(p);
+}
+
+/// Brings the cache line holding `p` in to be written soon: prefetchw
+/// where the build's target has it (the line then comes owned, so the
+/// write need not wait for another cpu's copy to go), else prefetcht0,
+/// which still saves the write its wait for the line.
+#[inline(always)]
+pub fn prefetch_write(p: *const u8) {
+    hint::<FOR_WRITE>(p);
 }
 
 /// Brings the cache line holding `p` into the second-level cache, not the

