@@ -23,7 +23,8 @@
 //!   [`output`] (pcap files, naming, rotation with [`rotate`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
 //!   [`flows`] (flow tables), live counters
-//! - [`cache`]: prefetch hints, for the ring walk and the flow tables
+//! - [`cache`]: prefetch hints, for the ring walk, the flow tables and
+//!   the merged file's batches
 //! - report: [`report`] (text or JSON), [`expect`] with [`steering`],
 //!   [`rss`], [`ethtool`] (where flows should have landed); [`monitor`]
 //!   feeding [`live`] (the `--live` view)

@@ -556,7 +556,7 @@ impl EpbBatch {
         // The batch's memory was last written here a batch ago and read by
         // the merger thread since, on another cpu as often as not: asked
         // for ahead, it is here when the encoding gets to it.
-        let ahead = offset + crate::ring::READ_AHEAD;
+        let ahead = offset + crate::cache::READ_AHEAD;
         if ahead < self.data.len() {
             let p = self.data.as_ptr().wrapping_add(ahead);
             crate::cache::prefetch_write(p);
@@ -576,7 +576,7 @@ impl EpbBatch {
     /// without, 20-21 with.
     #[inline]
     pub fn read_ahead(&self, i: usize) {
-        let at = self.blocks[i].1 as usize + crate::ring::READ_AHEAD;
+        let at = self.blocks[i].1 as usize + crate::cache::READ_AHEAD;
         if at < self.used {
             let p = self.data.as_ptr().wrapping_add(at);
             crate::cache::prefetch(p);

@@ -413,7 +413,8 @@ pub struct Packet<'a> {
 }
 
 /// Walks `num_pkts` packets through `tp_next_offset`, asking the cpu for
-/// the block's bytes [`READ_AHEAD`] bytes ahead of the packet it returns.
+/// the block's bytes [`cache::READ_AHEAD`] bytes ahead of the packet it
+/// returns.
 ///
 /// The kernel fills a block in order, so the next packets lie just after
 /// this one, and a worker reads a block about once, soon after it was
@@ -430,11 +431,6 @@ pub struct Packets<'a> {
     offset: usize,
     left: usize,
 }
-
-/// How far ahead of the packet being read its block is prefetched: about
-/// a dozen 64-byte frames, a few hundred ns of work (1 KiB was worse, 2 to
-/// 8 KiB alike in the micro-benchmark).
-pub const READ_AHEAD: usize = 2048;
 
 impl<'a> Iterator for Packets<'a> {
     type Item = Packet<'a>;
@@ -455,8 +451,8 @@ impl<'a> Iterator for Packets<'a> {
         self.left -= 1;
         let b = self.block;
         let h = self.offset;
-        if h + READ_AHEAD < b.len() {
-            let ahead = b.as_ptr().wrapping_add(h + READ_AHEAD);
+        if h + cache::READ_AHEAD < b.len() {
+            let ahead = b.as_ptr().wrapping_add(h + cache::READ_AHEAD);
             cache::prefetch(ahead);
             cache::prefetch(ahead.wrapping_add(cache::LINE));
             cache::prefetch(ahead.wrapping_add(2 * cache::LINE));
@@ -679,9 +675,10 @@ mod tests {
         drop(block);
         assert_eq!(u32_at(&buf.0, BD_BLOCK_STATUS), TP_STATUS_KERNEL);
     }
+
     #[test]
     fn walks_a_block_many_times_longer_than_its_read_ahead_to_the_end() {
-        // Frames of growing sizes fill the block to its last bytes, where
+        // Frames of many sizes fill the block to its last bytes, where
         // the read-ahead would point past it.
         let frames: Vec<Vec<u8>> = (0..2000usize)
             .map(|i| {
@@ -691,7 +688,7 @@ mod tests {
             })
             .collect();
         let order: Vec<(&[u8], u32)> = frames.iter().map(|f| (&f[..], f.len() as u32)).collect();
-        let mut pages = synthetic::buffer(READ_AHEAD * 64);
+        let mut pages = synthetic::buffer(cache::READ_AHEAD * 64);
         let n = synthetic::fill(synthetic::bytes(&mut pages), &order);
         assert!(n > 100 && n < frames.len(), "{n}");
         let block = Block::from_buffer(synthetic::bytes(&mut pages));
