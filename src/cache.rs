@@ -47,6 +47,31 @@ pub fn prefetch_l2(p: *const u8) {
     hint::<L2>(p);
 }
 
+/// Asks, with [`prefetch`], for `lines` cache lines of `buf` from byte
+/// `at`, if `at` lies in it (the last lines may lie past its end: a hint
+/// only).
+#[inline(always)]
+pub fn read_ahead(buf: &[u8], at: usize, lines: usize) {
+    if at < buf.len() {
+        let p = buf.as_ptr().wrapping_add(at);
+        for i in 0..lines {
+            prefetch(p.wrapping_add(i * LINE));
+        }
+    }
+}
+
+/// As [`read_ahead`], for bytes about to be written, with
+/// [`prefetch_write`].
+#[inline(always)]
+pub fn write_ahead(buf: &[u8], at: usize, lines: usize) {
+    if at < buf.len() {
+        let p = buf.as_ptr().wrapping_add(at);
+        for i in 0..lines {
+            prefetch_write(p.wrapping_add(i * LINE));
+        }
+    }
+}
+
 /// Brings in every line of `bytes` bytes from `p` with [`prefetch_l2`].
 #[inline]
 pub fn prefetch_range_l2(p: *const u8, bytes: usize) {

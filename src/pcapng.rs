@@ -556,12 +556,7 @@ impl EpbBatch {
         // The batch's memory was last written here a batch ago and read by
         // the merger thread since, on another cpu as often as not: asked
         // for ahead, it is here when the encoding gets to it.
-        let ahead = offset + crate::cache::READ_AHEAD;
-        if ahead < self.data.len() {
-            let p = self.data.as_ptr().wrapping_add(ahead);
-            crate::cache::prefetch_write(p);
-            crate::cache::prefetch_write(p.wrapping_add(crate::cache::LINE));
-        }
+        crate::cache::write_ahead(&self.data, offset + crate::cache::READ_AHEAD, 2);
         encode_epb_at(&mut self.data[offset..end], precision, info, frame);
         self.used = end;
         self.blocks
@@ -577,11 +572,7 @@ impl EpbBatch {
     #[inline]
     pub fn read_ahead(&self, i: usize) {
         let at = self.blocks[i].1 as usize + crate::cache::READ_AHEAD;
-        if at < self.used {
-            let p = self.data.as_ptr().wrapping_add(at);
-            crate::cache::prefetch(p);
-            crate::cache::prefetch(p.wrapping_add(crate::cache::LINE));
-        }
+        crate::cache::read_ahead(&self.data[..self.used], at, 2);
     }
 
     /// Block `i`, whole.

@@ -451,12 +451,7 @@ impl<'a> Iterator for Packets<'a> {
         self.left -= 1;
         let b = self.block;
         let h = self.offset;
-        if h + cache::READ_AHEAD < b.len() {
-            let ahead = b.as_ptr().wrapping_add(h + cache::READ_AHEAD);
-            cache::prefetch(ahead);
-            cache::prefetch(ahead.wrapping_add(cache::LINE));
-            cache::prefetch(ahead.wrapping_add(2 * cache::LINE));
-        }
+        cache::read_ahead(b, h + cache::READ_AHEAD, 3);
         let hdr = b.get(h..)?;
         let mac = u16_at(hdr, H_MAC) as usize;
         let net = u16_at(hdr, H_NET) as usize;
