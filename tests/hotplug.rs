@@ -1,6 +1,6 @@
-//! Cpu hotplug during a capture. A test binary of its own (cargo runs test
-//! binaries one after another, so no other capture test overlaps it), with
-//! its tests serialized and cpu1 always put back online.
+//! Cpu hotplug during a capture. Its tests are serialized and hold the
+//! machine lock exclusively (no capture test of any test process on the
+//! machine overlaps them), and cpu1 is always put back online.
 
 mod common;
 
@@ -24,10 +24,12 @@ fn set_cpu1_online(online: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Holds the hotplug lock; cpu1 goes back online when dropped, even when
-/// the test panics.
+/// Holds the hotplug lock and the machine lock (no capture test of another
+/// test process runs meanwhile); cpu1 goes back online when dropped, even
+/// when the test panics.
 struct Cpu1 {
     _serial: std::sync::MutexGuard<'static, ()>,
+    _machine: MachineLock,
 }
 
 impl Cpu1 {
@@ -35,7 +37,10 @@ impl Cpu1 {
     /// `None` means skip: the note is printed).
     fn acquire() -> Option<Cpu1> {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let cpu1 = Cpu1 { _serial: serial };
+        let cpu1 = Cpu1 {
+            _serial: serial,
+            _machine: MachineLock::exclusive(),
+        };
         match cpu1.offline() {
             Ok(()) => {
                 cpu1.online();

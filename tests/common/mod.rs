@@ -114,15 +114,86 @@ pub fn sh(program: &str, args: &[&str]) -> String {
 // ---------------------------------------------------------------------------
 // Network namespaces
 
-/// A fresh network namespace with only `lo` (up, IPv4 only); deleted on drop.
+// ---------------------------------------------------------------------------
+// The machine lock
+
+/// Where the machine lock lives: one file for every test process on the
+/// machine (two `cargo test` runs from two checkouts share it).
+const MACHINE_LOCK: &str = "/tmp/rxtxcpu-tests.lock";
+
+thread_local! {
+    /// Whether this thread holds the machine lock exclusively (its own
+    /// namespaces then take no shared hold, which would wait for itself).
+    static EXCLUSIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A hold on the machine lock (flock(2) on [`MACHINE_LOCK`]). Every
+/// [`Netns`] holds it shared for its lifetime; a test that changes the
+/// whole machine (a cpu offline, a global sysctl) holds it exclusively, so
+/// it never overlaps a capture test, of this test binary or of any other
+/// test process on the machine. Released when dropped (or when the process
+/// dies: the kernel drops flock locks with the last descriptor).
+pub struct MachineLock {
+    _lock: nix::fcntl::Flock<File>,
+    exclusive: bool,
+}
+
+impl MachineLock {
+    fn take(exclusive: bool) -> MachineLock {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(MACHINE_LOCK)
+            .unwrap_or_else(|e| panic!("{MACHINE_LOCK}: {e}"));
+        let how = if exclusive {
+            nix::fcntl::FlockArg::LockExclusive
+        } else {
+            nix::fcntl::FlockArg::LockShared
+        };
+        let lock = nix::fcntl::Flock::lock(file, how)
+            .unwrap_or_else(|(_, e)| panic!("flock {MACHINE_LOCK}: {e}"));
+        if exclusive {
+            EXCLUSIVE.with(|x| x.set(true));
+        }
+        MachineLock {
+            _lock: lock,
+            exclusive,
+        }
+    }
+
+    /// Waits until no capture test runs anywhere on the machine, then
+    /// keeps them all out until dropped.
+    pub fn exclusive() -> MachineLock {
+        MachineLock::take(true)
+    }
+
+    /// A shared hold, unless this thread holds the lock exclusively.
+    fn shared() -> Option<MachineLock> {
+        (!EXCLUSIVE.with(|x| x.get())).then(|| MachineLock::take(false))
+    }
+}
+
+impl Drop for MachineLock {
+    fn drop(&mut self) {
+        if self.exclusive {
+            EXCLUSIVE.with(|x| x.set(false));
+        }
+    }
+}
+
+/// A fresh network namespace with only `lo` (up, IPv4 only); deleted on
+/// drop. It holds the [`MachineLock`] shared while it exists.
 pub struct Netns {
     pub name: String,
+    _machine: Option<MachineLock>,
 }
 
 impl Netns {
     pub fn new() -> Netns {
         let ns = Netns {
             name: format!("rxtxcpu-t-{}-{}", std::process::id(), unique()),
+            _machine: MachineLock::shared(),
         };
         sh("ip", &["netns", "add", &ns.name]);
         // IPv6 off before anything is up: no DAD, router or MLD traffic.
