@@ -15,14 +15,15 @@ use std::collections::HashMap;
 
 use crate::afpacket::{self, Filter, PacketSocket};
 use crate::cli::{Direction, Options};
-use crate::consumers::{Consumers, MergedStream};
+use crate::consumers::{Consumers, FileFailure, MergedStream};
+use crate::destination::Destination;
 use crate::error::{Error, Result, Why};
 use crate::expect::{self, Steering};
 use crate::flows::{FlowBudget, FlowKey, FlowTable};
 use crate::merge;
 use crate::merged::{self, Merged};
 use crate::monitor::{Monitor, SocketCounters};
-use crate::output::{stream_path, Format, StreamFile};
+use crate::output::{Format, StreamFile};
 use crate::pcapfilter;
 use crate::report::{self, Report, StreamCount};
 use crate::ring::{Geometry, Ring};
@@ -50,16 +51,20 @@ impl Verbose<'_> {
     }
 }
 
-/// Everything a capture writes, created before the first packet is let
-/// in: the per-stream pcap files, or the merged pcapng file.
+/// Everything a capture writes, opened before the first packet is let in
+/// and started (headers written) once nothing else can fail: the
+/// per-stream pcap files, or the merged pcapng file. See
+/// [`crate::destination`] for why a start that fails changes no file that
+/// was there.
 pub(crate) struct Outputs<'a> {
     pub(crate) files: Vec<Option<StreamFile>>,
     pub(crate) merged: Option<Merged<'a>>,
 }
 
 impl<'a> Outputs<'a> {
-    /// Creates every output; on failure removes what was already created,
-    /// so a bad path leaves nothing behind.
+    /// Opens every output without changing any; on failure removes what
+    /// this run created, so a bad path leaves nothing behind and harms
+    /// nothing that was there.
     pub(crate) fn create(
         opts: &Options,
         plan: &Plan,
@@ -74,6 +79,14 @@ impl<'a> Outputs<'a> {
                 merged: None,
             });
         };
+        let dest = Destination::of(template);
+        if dest == (Destination::Device { fifo: true }) && opts.verbose {
+            // open(2) of a FIFO waits for its reader, as tcpdump's does.
+            errln!(
+                "{}: {template} is a FIFO: waiting for its reader",
+                opts.name
+            );
+        }
         if opts.pcapng {
             let merged = Merged::create(
                 opts,
@@ -91,12 +104,8 @@ impl<'a> Outputs<'a> {
         }
         let mut files = Vec::new();
         for stream in &plan.streams {
-            let path = if template == "-" {
-                "-".to_string()
-            } else {
-                stream_path(template, stream.file_suffix())
-            };
-            match StreamFile::create(&path, format, opts.rotation) {
+            let path = dest.stream_file(template, stream.file_suffix());
+            match StreamFile::open(&path, format, opts.rotation) {
                 Ok(f) => files.push(Some(f)),
                 Err(e) => {
                     let made = Outputs {
@@ -104,7 +113,8 @@ impl<'a> Outputs<'a> {
                         merged: None,
                     };
                     made.remove();
-                    return Err(Error::file(&path, e));
+                    let name = StreamFile::first_name(&path, opts.rotation).unwrap_or(path);
+                    return Err(Error::file(&name, e));
                 }
             }
         }
@@ -114,12 +124,35 @@ impl<'a> Outputs<'a> {
         })
     }
 
-    /// Removes the files again (the capture could not start).
+    /// Writes every output's header: the files this run created first,
+    /// then those that were there (each overwritten only once its header
+    /// is written over it). So a file system that cannot take a header
+    /// fails the start on a new file, before any old one has changed. On
+    /// failure removes what this run created.
+    pub(crate) fn start(&mut self) -> Result<()> {
+        if let Some(m) = &mut self.merged {
+            return m.start();
+        }
+        for existed in [false, true] {
+            for f in self.files.iter_mut().flatten() {
+                if f.existed() != existed {
+                    continue;
+                }
+                if let Err(e) = f.start() {
+                    let e = Error::write(f.path(), e);
+                    self.remove();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the files this run created (the capture could not start);
+    /// those that were there stay.
     pub(crate) fn remove(&self) {
         for f in self.files.iter().flatten() {
-            if f.path() != "-" {
-                let _ = std::fs::remove_file(f.path());
-            }
+            f.remove_created();
         }
         if let Some(m) = &self.merged {
             m.remove();
@@ -361,7 +394,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
 
     // Files last, so that no setup failure leaves any behind; still before
     // a single packet is let in.
-    let outputs = Outputs::create(opts, plan, &target, format, &shared)?;
+    let mut outputs = Outputs::create(opts, plan, &target, format, &shared)?;
 
     // The group is complete: let packets in on the captured streams.
     for stream in &plan.streams {
@@ -378,6 +411,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
             }
         }
     }
+    // Last: nothing that was there changes before every other step of the
+    // start has succeeded. The packets let in meanwhile wait in the rings.
+    outputs.start()?;
 
     let capture = Capture {
         opts,
@@ -730,7 +766,14 @@ pub(crate) fn take_ends(
     let mut tables = Vec::new();
     for (slot, l) in leftovers.into_iter().enumerate() {
         if let Some(l) = l {
-            tables.extend(report.take_leftovers(&plan.streams[slot].place(), l));
+            let place = plan.streams[slot].place();
+            if let Some(n) = not_in_file(report.streams[slot].packets, l.file_failure.as_ref()) {
+                errln!(
+                    "{}: {n} captured packets {place} are not in the file",
+                    opts.name
+                );
+            }
+            tables.extend(report.take_leftovers(&place, l));
         }
     }
     if let Some((written, start_ns, end_ns)) = merged_file {
@@ -744,6 +787,15 @@ pub(crate) fn take_ends(
         ));
     }
     tables
+}
+
+/// After a stream's files failed (not by their reader going away): how
+/// many of the `captured` packets are not in them, if any. The same count
+/// as the merged file's: the packets that came after the failure, and
+/// those the failed write had buffered.
+fn not_in_file(captured: u64, failure: Option<&FileFailure>) -> Option<u64> {
+    let f = failure.filter(|f| !f.reader_gone)?;
+    Some(captured.saturating_sub(f.records)).filter(|&n| n > 0)
 }
 
 /// Prints what ended the capture early; returns the exit status.
@@ -782,12 +834,11 @@ fn report_faults(c: &Capture, failed: &[usize]) -> i32 {
                 errln!("{}: error waiting for packets: {}", opts.name, Why(e));
                 status = 1;
             }
-            Fault::Write { path, error }
-                if path == "-" && error.kind() == io::ErrorKind::BrokenPipe =>
-            {
-                // The reader of `-w -` went away (`| tcpdump -c 3 -r -`):
-                // an ordinary end.
-                c.v.say("stdout closed; stopping");
+            Fault::Write { path, error } if error.kind() == io::ErrorKind::BrokenPipe => {
+                // The reader of `-w -` (or of a FIFO) went away (`|
+                // tcpdump -c 3 -r -`): an ordinary end. EPIPE comes from
+                // nothing else.
+                c.v.say(crate::destination::closed_note(&path));
             }
             Fault::Write { path, error } => {
                 errln!("{}: error writing {path}: {}", opts.name, Why(error));

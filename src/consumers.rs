@@ -35,7 +35,9 @@ pub enum Outcome {
     Taken,
     /// The -G -W file limit: the capture ends, the rest is not taken.
     FileLimit,
-    /// Writing failed: nothing more can be taken.
+    /// Writing the stream's files failed: all the packets were still
+    /// taken (counted, and given to the other consumers), but from the one
+    /// that failed on nothing more goes to the files.
     Failed { path: String, error: io::Error },
 }
 
@@ -50,7 +52,9 @@ impl Consumers<'_> {
     /// taken, and how it ended. The stream's files are written from the
     /// block itself (see [`StreamFile::block`]): what points into it is
     /// written before this returns, so the caller may then hand the block
-    /// back to the kernel (the borrow of `'p` says so).
+    /// back to the kernel (the borrow of `'p` says so). Files whose
+    /// writing failed are skipped: the packets are taken all the same,
+    /// captured but not in the file, as the merged file counts them.
     pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {
         if let Some(t) = &self.flows {
             t.warm(packets.size_hint().1.unwrap_or(0));
@@ -70,7 +74,11 @@ impl Consumers<'_> {
             }
             return (taken, Outcome::Taken);
         }
-        let mut file = self.file.as_mut().map(|f| f.block());
+        let mut file = self
+            .file
+            .as_mut()
+            .filter(|f| !f.failed())
+            .map(|f| f.block());
         let (mut taken, mut bytes) = (0u64, 0u64);
         let mut outcome = Outcome::Taken;
         for p in packets {
@@ -82,8 +90,10 @@ impl Consumers<'_> {
                         break;
                     }
                     Err((path, error)) => {
+                        // This packet and the rest of the block are taken
+                        // from the ring all the same: counted, not written.
                         outcome = Outcome::Failed { path, error };
-                        break;
+                        file = None;
                     }
                 }
             }
@@ -103,8 +113,8 @@ impl Consumers<'_> {
             b.fetch_add(bytes, Ordering::Relaxed);
         }
         let taken_all = matches!(outcome, Outcome::Taken);
-        // Otherwise dropping the writer writes what points into the block
-        // (a failed file has nothing left to write).
+        // Otherwise (the file limit) dropping the writer writes what points
+        // into the block; a failed file's writer is gone already.
         let finished = file.map_or(Ok(()), |f| if taken_all { f.finish() } else { Ok(()) });
         if let Err(error) = finished {
             let path = self.path().unwrap_or_default().to_string();
@@ -116,6 +126,8 @@ impl Consumers<'_> {
                     path: m.path.clone(),
                     error: io::Error::other("the merged file's writer has stopped"),
                 };
+                // Said once; the packets are still counted.
+                self.merged = None;
             }
         }
         (taken, outcome)
@@ -129,16 +141,17 @@ impl Consumers<'_> {
         }
     }
 
-    /// Writes out what the files still buffer; an error names the file.
+    /// Writes out what the files still buffer (unless their writing
+    /// failed); an error names the file.
     pub fn flush(&mut self) -> Result<(), (String, io::Error)> {
         match &mut self.file {
-            Some(f) => f.flush().map_err(|e| (f.path().to_string(), e)),
-            None => Ok(()),
+            Some(f) if !f.failed() => f.flush().map_err(|e| (f.path().to_string(), e)),
+            _ => Ok(()),
         }
     }
 
-    /// For a pipe on stdout: the descriptor whose POLLERR says the reader
-    /// has gone.
+    /// For a pipe (stdout, a FIFO): the descriptor whose POLLERR says the
+    /// reader has gone.
     pub fn watch_fd(&self) -> Option<BorrowedFd<'_>> {
         self.file.as_ref().and_then(|f| f.watch_fd())
     }
@@ -148,10 +161,12 @@ impl Consumers<'_> {
         self.file.as_ref().map(|f| f.path())
     }
 
-    /// Records the stream's files got (after a failed write: what they
-    /// still hold), if it has files.
-    pub fn records(&self) -> Option<u64> {
-        self.file.as_ref().map(|f| f.records())
+    /// The reader of the stream's pipe has gone: nothing more is written
+    /// (what is buffered never gets there); the packets are still taken.
+    pub fn abandon_file(&mut self, e: &io::Error) {
+        if let Some(f) = &mut self.file {
+            f.abandon(e);
+        }
     }
 }
 
@@ -165,15 +180,37 @@ pub struct Leftovers {
     pub rotated_away: (u64, u64),
     /// The -G -W file limit ended the stream's files.
     pub file_limit: bool,
+    /// Writing the stream's files failed.
+    pub file_failure: Option<FileFailure>,
+}
+
+/// A stream whose files failed: the report still counts every packet the
+/// stream took from its ring, and says how many of them are not in its
+/// files.
+#[derive(Debug)]
+pub struct FileFailure {
+    /// Records the stream's files got (those in files the -W ring
+    /// overwrote included): the rest of its packets are not in them.
+    pub records: u64,
+    /// The failure was the reader of a pipe going away (`| tcpdump -c 3
+    /// -r -`): an ordinary end, not an error.
+    pub reader_gone: bool,
 }
 
 impl Consumers<'_> {
     /// At the end of the stream (the files already flushed).
     pub fn finish(self) -> Leftovers {
+        let file_failure = self.file.as_ref().and_then(|f| {
+            f.failure().map(|e| FileFailure {
+                records: f.records(),
+                reader_gone: e.kind() == io::ErrorKind::BrokenPipe,
+            })
+        });
         Leftovers {
             rotated_away: self.file.as_ref().map_or((0, 0), |f| f.rotated_away()),
             flows: self.flows,
             file_limit: false,
+            file_failure,
         }
     }
 }

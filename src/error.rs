@@ -80,6 +80,16 @@ impl Error {
             hint: "",
         }
     }
+
+    /// `error writing <file>: <why>`: an output that opened but could not
+    /// be written, the same words whether it fails at the start or later.
+    pub fn write(path: &str, e: io::Error) -> Error {
+        Error::Os {
+            what: format!("error writing {path}"),
+            why: Why(e),
+            hint: "",
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -20,7 +20,8 @@
 //! - workers: [`capture`] (one capture: outputs, workers, signals),
 //!   [`worker`] (one stream's ring)
 //! - consumers: [`consumers`] (what a worker does with each packet):
-//!   [`output`] (pcap files, naming, rotation with [`rotate`]), [`merged`]
+//!   [`output`] (pcap files, naming, rotation with [`rotate`]; what `-w`
+//!   names and how outputs open with [`destination`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
 //!   [`flows`] (flow tables), live counters
 //! - [`cache`]: prefetch hints, for the ring walk, the flow tables and
@@ -54,6 +55,7 @@ pub mod capture;
 pub mod cli;
 pub mod consumers;
 pub mod cpuset;
+pub mod destination;
 pub mod ebpf;
 pub mod error;
 pub mod ethtool;

@@ -31,11 +31,12 @@ pub struct Merged<'a> {
 }
 
 impl<'a> Merged<'a> {
-    /// Creates the file (`-` for stdout) with one interface per stream of
+    /// Opens the file (`-` for stdout) with one interface per stream of
     /// `streams`, named after the interface captured on (`label`, `any`
     /// for all) and described by the stream (`eth0 cpu3`). `on_end` is
     /// called when writing stops early (a failure, the -G -W file limit),
-    /// to end the capture.
+    /// to end the capture. Nothing is written, and a file that exists is
+    /// not changed, before [`Merged::start`].
     pub fn create(
         opts: &Options,
         path: &str,
@@ -56,7 +57,7 @@ impl<'a> Merged<'a> {
             .collect();
         let section = Section::new(interfaces, opts.precision);
         let rotation = Some(opts.rotation).filter(|r| r.is_on());
-        let file = MergedFile::create(path, section, opts.packet_buffered, rotation, on_end)?;
+        let file = MergedFile::open(path, section, opts.packet_buffered, rotation, on_end)?;
         let (feeds, inbox) = merge::channel(streams.len(), CHANNEL_PER_STREAM * streams.len());
         Ok(Merged {
             file,
@@ -67,11 +68,21 @@ impl<'a> Merged<'a> {
         })
     }
 
-    /// Removes the file again, when the capture could not start.
-    pub fn remove(&self) {
-        if let Some(path) = self.file.path().filter(|p| *p != "-") {
-            let _ = std::fs::remove_file(path);
+    /// Writes the file's headers once the capture is about to start (see
+    /// [`crate::destination`]); on failure removes the file if this run
+    /// created it.
+    pub fn start(&mut self) -> Result<()> {
+        let started = self.file.start();
+        if started.is_err() {
+            self.file.remove_created();
         }
+        started
+    }
+
+    /// Removes the file again if this run created it, when the capture
+    /// could not start (a file that was there stays as it was).
+    pub fn remove(&self) {
+        self.file.remove_created();
     }
 
     /// The workers' ends of the channel, one per stream in order.
@@ -192,10 +203,10 @@ pub fn close(
     // buffered packets with it.
     let lost: u64 = summary.not_written.iter().sum();
     match summary.error {
-        Some(Error::Os { what, why, .. })
-            if what == "-" && why.0.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            say("stdout closed; stopping");
+        // EPIPE comes only from a pipe (stdout, a FIFO) whose reader went
+        // away (`| tshark -c 10 -r -`): an ordinary end.
+        Some(Error::Os { what, why, .. }) if why.0.kind() == std::io::ErrorKind::BrokenPipe => {
+            say(&crate::destination::closed_note(&what));
             0
         }
         Some(e) => {

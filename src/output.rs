@@ -5,10 +5,10 @@ use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
-use std::path::Path;
 
 use crate::afpacket::{ARPHRD_ETHER, ARPHRD_LOOPBACK};
 use crate::cli::Precision;
+use crate::destination::{self, Kind};
 use crate::pcapng::Frame;
 use crate::ring::Packet;
 use crate::rotate::{Decision, Rotation, Rotator};
@@ -186,6 +186,8 @@ pub struct PcapOutput {
     /// The file name, or `-` for stdout; for messages.
     pub path: String,
     file: File,
+    /// What the output was when opened.
+    kind: Kind,
     /// Record headers, copied packets and rebuilt header bytes (and, until
     /// it is written, the file header): with the ring pieces of a
     /// [`BlockWriter`] between them, the bytes to write next.
@@ -294,19 +296,16 @@ fn write_pieces<'a>(
 }
 
 impl PcapOutput {
-    /// Creates (truncating) the file, or takes stdout for `-`, and writes
-    /// the pcap file header. A file gets its header at once, so it is a
-    /// valid (empty) pcap file from the start and a file system that cannot
-    /// take even that fails here, before the capture starts.
-    pub fn create(path: &str, format: Format) -> io::Result<PcapOutput> {
-        let stdout = path == "-";
-        let file = if stdout {
-            // A dup of fd 1 as a File: std's Stdout is line buffered, which
-            // would flush at every 0x0a byte of binary pcap data.
-            File::from(io::stdout().as_fd().try_clone_to_owned()?)
-        } else {
-            File::create(Path::new(path))?
-        };
+    /// Opens `path` (`-`: stdout) without changing it (see
+    /// [`crate::destination`]), with the pcap file header waiting in the
+    /// buffer for [`PcapOutput::start`]. A FIFO with no reader is waited
+    /// for.
+    pub(crate) fn open(path: &str, format: Format) -> io::Result<PcapOutput> {
+        PcapOutput::open_as(path, format, true)
+    }
+
+    fn open_as(path: &str, format: Format, wait: bool) -> io::Result<PcapOutput> {
+        let (file, kind) = destination::open(path, wait)?;
         let snaplen = format.link.snaplen(format.snaplen);
         let header = PcapHeader {
             version_major: 2,
@@ -324,9 +323,10 @@ impl PcapOutput {
         let mut buf = Vec::with_capacity(BUFFER);
         header.write_to(&mut buf).map_err(io_error)?;
         debug_assert_eq!(buf.len(), FILE_HEADER_LEN);
-        let mut out = PcapOutput {
+        Ok(PcapOutput {
             path: path.to_string(),
             file,
+            kind,
             pending: buf.len(),
             buf,
             mark: 0,
@@ -340,18 +340,63 @@ impl PcapOutput {
             link: format.link,
             snaplen,
             packet_buffered: format.packet_buffered,
-        };
-        if !stdout || format.packet_buffered {
-            match out.flush() {
-                Ok(()) => {}
-                // The reader of stdout is gone already: not an error to
-                // stop the start for. The worker sees the pipe's POLLERR
-                // and ends the capture as when the reader goes later.
-                Err(e) if stdout && e.kind() == io::ErrorKind::BrokenPipe => {}
-                Err(e) => return Err(e),
-            }
+        })
+    }
+
+    /// Writes the file header at once, so the output is a valid (empty)
+    /// pcap file from the start and a file system that cannot take even
+    /// that fails here, before the capture starts. A file that was there
+    /// is overwritten from its start and cut to the header only once that
+    /// is written: one that cannot take it stays as it was.
+    pub(crate) fn start(&mut self) -> io::Result<()> {
+        match self.flush() {
+            Ok(()) => {}
+            // The reader of the pipe is gone already: not an error to stop
+            // the start for. The worker sees the pipe's POLLERR and ends
+            // the capture as when the reader goes later.
+            Err(e) if self.kind.pipe() && e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e),
         }
+        if self.kind == Kind::Existing {
+            self.file.set_len(self.written)?;
+        }
+        Ok(())
+    }
+
+    /// Opens and starts `path` at once: a file that exists is replaced,
+    /// as tcpdump opens each file of a rotation. A FIFO with no reader
+    /// fails (ENXIO) rather than holding the capture up.
+    pub fn create(path: &str, format: Format) -> io::Result<PcapOutput> {
+        let mut out = PcapOutput::open_as(path, format, false)?;
+        out.start()?;
         Ok(out)
+    }
+
+    /// Whether this run created the file (a failed start removes it).
+    pub(crate) fn created(&self) -> bool {
+        self.kind == Kind::Created
+    }
+
+    /// Whether the file was there before (started last, never removed).
+    pub(crate) fn existed(&self) -> bool {
+        self.kind == Kind::Existing
+    }
+
+    /// Nothing more is written (a pipe whose reader has gone): what is
+    /// buffered never gets there.
+    pub fn abandon(&mut self, e: &io::Error) {
+        if !self.failed.is_set() {
+            self.failed.set(e);
+            self.buf = Vec::new();
+            self.mark = 0;
+            self.pending = 0;
+            self.buffered = 0;
+        }
+    }
+
+    /// Whether a write failed (nothing more is written).
+    pub fn failed(&self) -> bool {
+        self.failed.is_set()
     }
 
     /// Appends one packet, copying it. The 16-byte record header is
@@ -448,12 +493,13 @@ impl PcapOutput {
         Ok(())
     }
 
-    /// For a pipe on stdout: the descriptor to watch for POLLERR, which
-    /// poll() reports on a pipe's write end once its reader has gone. That
-    /// lets `| tcpdump -c 3 -r -` end the capture at once, not at the next
-    /// packet.
+    /// For a pipe (stdout, a FIFO): the descriptor to watch for POLLERR,
+    /// which poll() reports on a pipe's write end once its reader has
+    /// gone. That lets `| tcpdump -c 3 -r -` end the capture at once, not
+    /// at the next packet (also when the reader was gone before the
+    /// header: the start does not fail for that).
     pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        (self.path == "-").then(|| self.file.as_fd())
+        self.kind.pipe().then(|| self.file.as_fd())
     }
 
     /// Records in the file (or written to stdout) so far: after a failed
@@ -530,10 +576,11 @@ impl PcapOutput {
         let (whole, records) = whole_records(&self.buf, pieces, done, self.header_in_buf);
         self.written += whole as u64;
         self.records += records;
-        if whole < done && self.path != "-" {
-            // Only our own file: stdout may be a pipe, where nothing can be
-            // taken back, or a file opened for appending, whose earlier
-            // content is not ours to cut.
+        // Only our own file (see Kind::own_file), and not one that was
+        // there before whose header could not be written over it: that
+        // stays as it was.
+        let existing_at_start = self.kind == Kind::Existing && self.header_in_buf;
+        if whole < done && self.kind.own_file() && !existing_at_start {
             let _ = self.file.set_len(self.written);
         }
         self.buf = Vec::new();
@@ -559,6 +606,9 @@ pub struct StreamFile {
     /// A [`BlockWriter`]'s list of ring pieces, empty between blocks (kept
     /// for its memory).
     pieces: Vec<Piece<'static>>,
+    /// How writing failed (a write, or making the next file of a
+    /// rotation): nothing more is written to the stream's files.
+    failed: WriteFailure,
     /// The test hook's second set of files (see [`test_hooks`]).
     #[cfg(debug_assertions)]
     shadow: Option<Box<StreamFile>>,
@@ -574,19 +624,49 @@ pub enum Written {
 }
 
 impl StreamFile {
-    /// Creates the stream's first file: `path`, or its first rotated name.
+    /// Creates and starts the stream's first file: `path`, or its first
+    /// rotated name.
     pub fn create(path: &str, format: Format, rotation: Rotation) -> io::Result<StreamFile> {
-        #[allow(unused_mut)]
-        let mut file = StreamFile::create_one(path, format, rotation)?;
-        #[cfg(debug_assertions)]
-        if test_hooks::copy_too() && path != "-" {
-            let shadow = StreamFile::create_one(&format!("{path}.copy"), format, rotation)?;
-            file.shadow = Some(Box::new(shadow));
+        let mut file = StreamFile::open(path, format, rotation)?;
+        if let Err(e) = file.start() {
+            file.remove_created();
+            return Err(e);
         }
         Ok(file)
     }
 
-    fn create_one(path: &str, format: Format, rotation: Rotation) -> io::Result<StreamFile> {
+    /// Opens the stream's first file (`path`, or its first rotated name)
+    /// without changing it, for [`StreamFile::start`]; see
+    /// [`crate::destination`]. An error is about the file
+    /// [`StreamFile::path`] would name: the first rotated name.
+    pub(crate) fn open(path: &str, format: Format, rotation: Rotation) -> io::Result<StreamFile> {
+        #[allow(unused_mut)]
+        let mut file = StreamFile::open_one(path, format, rotation)?;
+        #[cfg(debug_assertions)]
+        if test_hooks::copy_too() && file.out.kind.own_file() {
+            match StreamFile::open_one(&format!("{path}.copy"), format, rotation) {
+                Ok(shadow) => file.shadow = Some(Box::new(shadow)),
+                Err(e) => {
+                    file.remove_created();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// The name of the first file of `path` under `rotation` (the name
+    /// itself without rotation).
+    pub fn first_name(path: &str, rotation: Rotation) -> io::Result<String> {
+        if rotation.is_on() && path != "-" {
+            let r = Rotator::new(path, rotation, unix_now()).map_err(name_error)?;
+            Ok(r.current().to_string())
+        } else {
+            Ok(path.to_string())
+        }
+    }
+
+    fn open_one(path: &str, format: Format, rotation: Rotation) -> io::Result<StreamFile> {
         let now = unix_now();
         let rotator = if rotation.is_on() && path != "-" {
             Some(Rotator::new(path, rotation, now).map_err(name_error)?)
@@ -595,15 +675,65 @@ impl StreamFile {
         };
         let first = rotator.as_ref().map_or(path, |r| r.current());
         Ok(StreamFile {
-            out: PcapOutput::create(first, format)?,
+            out: PcapOutput::open(first, format)?,
             format,
             rotator,
             closed: 0,
             now,
             pieces: Vec::new(),
+            failed: WriteFailure::default(),
             #[cfg(debug_assertions)]
             shadow: None,
         })
+    }
+
+    /// Writes the file's header (see [`PcapOutput::start`]).
+    pub(crate) fn start(&mut self) -> io::Result<()> {
+        self.out.start()?;
+        #[cfg(debug_assertions)]
+        if let Some(s) = &mut self.shadow {
+            s.start()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the file was there before this run (see
+    /// [`crate::capture`]'s start: such files are started last).
+    pub(crate) fn existed(&self) -> bool {
+        self.out.existed()
+    }
+
+    /// Removes the file if this run created it (a start that failed); a
+    /// file that was there before stays.
+    pub(crate) fn remove_created(&self) {
+        if self.out.created() {
+            let _ = std::fs::remove_file(&self.out.path);
+        }
+        #[cfg(debug_assertions)]
+        if let Some(s) = &self.shadow {
+            s.remove_created();
+        }
+    }
+
+    /// Whether writing failed: nothing more is written to the stream's
+    /// files (they keep what they hold).
+    pub fn failed(&self) -> bool {
+        self.failed.is_set() || self.out.failed()
+    }
+
+    /// How writing failed, if it did.
+    pub fn failure(&self) -> Option<io::Error> {
+        self.failed
+            .check()
+            .and_then(|()| self.out.failed.check())
+            .err()
+    }
+
+    /// The reader of the pipe has gone: nothing more is written, and what
+    /// is buffered never gets there.
+    pub fn abandon(&mut self, e: &io::Error) {
+        self.failed.set(e);
+        self.out.abandon(e);
     }
 
     /// The file being written (for messages).
@@ -655,6 +785,19 @@ impl StreamFile {
     #[inline]
     fn put<'b>(
         &mut self,
+        ring: Option<&mut Vec<Piece<'b>>>,
+        p: &Packet<'b>,
+    ) -> Result<Written, (String, io::Error)> {
+        let written = self.put_inner(ring, p);
+        if let Err((_, e)) = &written {
+            self.failed.set(e);
+        }
+        written
+    }
+
+    #[inline]
+    fn put_inner<'b>(
+        &mut self,
         mut ring: Option<&mut Vec<Piece<'b>>>,
         p: &Packet<'b>,
     ) -> Result<Written, (String, io::Error)> {
@@ -691,7 +834,11 @@ impl StreamFile {
         if let Some(s) = &mut self.shadow {
             s.flush()?;
         }
-        self.out.flush()
+        let flushed = self.out.flush();
+        if let Err(e) = &flushed {
+            self.failed.set(e);
+        }
+        flushed
     }
 
     pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
@@ -780,7 +927,11 @@ impl<'b> BlockWriter<'_, 'b> {
         if self.pieces.is_empty() && !self.file.format.packet_buffered {
             return Ok(());
         }
-        self.file.out.flush_with(&mut self.pieces)
+        let flushed = self.file.out.flush_with(&mut self.pieces);
+        if let Err(e) = &flushed {
+            self.file.failed.set(e);
+        }
+        flushed
     }
 }
 
@@ -849,9 +1000,11 @@ impl WriteFailure {
 
 impl Drop for PcapOutput {
     /// Writes out what is still buffered (a worker that unwinds drops its
-    /// output without flushing); errors cannot be reported here.
+    /// output without flushing); errors cannot be reported here. An output
+    /// never started (its header still waiting: the capture did not
+    /// start) writes nothing: a file that was there stays as it was.
     fn drop(&mut self) {
-        if !self.failed.is_set() && !self.buf.is_empty() {
+        if !self.failed.is_set() && !self.header_in_buf && !self.buf.is_empty() {
             let _ = self.flush();
         }
     }
@@ -1005,6 +1158,30 @@ mod tests {
             drop(out);
             std::fs::remove_file(&path).unwrap();
         }
+    }
+
+    /// A file that was there: opening changes nothing (not even when the
+    /// output is dropped unstarted); starting writes the header over it
+    /// and cuts it there.
+    #[test]
+    fn a_file_that_was_there_changes_only_at_the_start() {
+        let path = temp_file("existing");
+        std::fs::write(&path, vec![b'x'; 1000]).unwrap();
+        let out = PcapOutput::open(&path, format(false)).unwrap();
+        assert!(out.existed() && !out.created());
+        drop(out);
+        assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 1000]);
+        let mut out = PcapOutput::open(&path, format(false)).unwrap();
+        out.start().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_ne_bytes());
+        drop(out);
+        std::fs::remove_file(&path).unwrap();
+        let out = PcapOutput::open(&path, format(false)).unwrap();
+        assert!(out.created() && !out.existed());
+        drop(out);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

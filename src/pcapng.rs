@@ -29,7 +29,6 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::path::Path;
 
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
@@ -40,6 +39,7 @@ use pcap_file::{DataLink, Endianness, PcapError};
 
 use crate::afpacket::PACKET_OUTGOING;
 use crate::cli::Precision;
+use crate::destination::{self, Kind};
 use crate::merge;
 use crate::output::{LinkType, WriteFailure};
 use crate::ring::Packet;
@@ -616,6 +616,8 @@ pub struct PcapngOutput {
     /// The file name, or `-` for stdout; for messages.
     pub path: String,
     file: File,
+    /// What the output was when opened.
+    kind: Kind,
     /// Whole blocks (and, until written, the section and interfaces).
     buf: Vec<u8>,
     /// Packet blocks in `buf`.
@@ -637,23 +639,23 @@ pub struct PcapngOutput {
 }
 
 impl PcapngOutput {
-    /// Creates (truncating) the file, or takes stdout for `-`, and writes
-    /// the section header and interface descriptions at once, so the file
-    /// is valid (with no packets) from the start and a file system that
-    /// cannot take even that fails here, before the capture starts.
-    pub fn create(path: &str, section: &Section, packet_buffered: bool) -> io::Result<Self> {
-        let stdout = path == "-";
-        let file = if stdout {
-            // A dup of fd 1: std's Stdout is line buffered.
-            File::from(io::stdout().as_fd().try_clone_to_owned()?)
-        } else {
-            File::create(Path::new(path))?
-        };
+    /// Opens `path` (`-`: stdout) without changing it (see
+    /// [`crate::destination`]; `wait`: for a FIFO's reader), with the
+    /// section header and interface descriptions waiting in the buffer for
+    /// [`PcapngOutput::start`].
+    pub(crate) fn open(
+        path: &str,
+        section: &Section,
+        packet_buffered: bool,
+        wait: bool,
+    ) -> io::Result<Self> {
+        let (file, kind) = destination::open(path, wait)?;
         let mut buf = Vec::with_capacity(BUFFER);
         section.encode(&mut buf)?;
-        let mut out = PcapngOutput {
+        Ok(PcapngOutput {
             path: path.to_string(),
             file,
+            kind,
             buf,
             buffered: 0,
             written: 0,
@@ -664,16 +666,35 @@ impl PcapngOutput {
             precision: section.precision,
             interfaces: section.interfaces.len() as u32,
             packet_buffered,
-        };
-        if !stdout || packet_buffered {
-            match out.flush() {
-                Ok(()) => {}
-                // The reader of stdout is gone already: the capture sees
-                // the pipe's POLLERR and ends as when the reader goes later.
-                Err(e) if stdout && e.kind() == io::ErrorKind::BrokenPipe => {}
-                Err(e) => return Err(e),
-            }
+        })
+    }
+
+    /// Writes the section header and interface descriptions at once, so
+    /// the file is valid (with no packets) from the start and a file
+    /// system that cannot take even that fails here, before the capture
+    /// starts. A file that was there is overwritten from its start and cut
+    /// to them only once they are written: one that cannot take them stays
+    /// as it was.
+    pub(crate) fn start(&mut self) -> io::Result<()> {
+        match self.flush() {
+            Ok(()) => {}
+            // The reader of the pipe is gone already: the capture sees the
+            // pipe's POLLERR and ends as when the reader goes later.
+            Err(e) if self.kind.pipe() && e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e),
         }
+        if self.kind == Kind::Existing {
+            self.file.set_len(self.written)?;
+        }
+        Ok(())
+    }
+
+    /// Opens and starts `path` at once: a file that exists is replaced,
+    /// as tcpdump opens each file of a rotation; a FIFO with no reader
+    /// fails (ENXIO).
+    pub fn create(path: &str, section: &Section, packet_buffered: bool) -> io::Result<Self> {
+        let mut out = PcapngOutput::open(path, section, packet_buffered, false)?;
+        out.start()?;
         Ok(out)
     }
 
@@ -743,10 +764,10 @@ impl PcapngOutput {
         self.written + self.buf.len() as u64
     }
 
-    /// For stdout: the descriptor to watch for POLLERR (the pipe's reader
-    /// has gone).
+    /// For a pipe (stdout, a FIFO): the descriptor to watch for POLLERR
+    /// (the pipe's reader has gone).
     pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        (self.path == "-").then(|| self.file.as_fd())
+        self.kind.pipe().then(|| self.file.as_fd())
     }
 
     fn reserve(&mut self, len: usize) -> io::Result<()> {
@@ -819,7 +840,10 @@ impl PcapngOutput {
             }
             at += len;
         }
-        if self.path != "-" {
+        // Only our own file (see Kind::own_file), and not one that was
+        // there before whose header could not be written over it: that
+        // stays as it was.
+        if self.kind.own_file() && !(self.kind == Kind::Existing && self.header_in_buf) {
             if self.header_in_buf && whole == 0 {
                 // Not even the section header: leave the file empty.
                 let _ = self.file.set_len(0);
@@ -877,8 +901,26 @@ fn unix_seconds() -> i64 {
 }
 
 impl<'a> MergedFile<'a> {
-    /// Creates the first file: `path`, or with rotation its first name.
+    /// Creates and starts the first file: `path`, or with rotation its
+    /// first name.
     pub fn create(
+        path: &str,
+        section: Section,
+        packet_buffered: bool,
+        rotation: Option<crate::rotate::Rotation>,
+        on_end: Box<dyn FnMut() + Send + 'a>,
+    ) -> crate::error::Result<MergedFile<'a>> {
+        let mut file = MergedFile::open(path, section, packet_buffered, rotation, on_end)?;
+        if let Err(e) = file.start() {
+            file.remove_created();
+            return Err(e);
+        }
+        Ok(file)
+    }
+
+    /// Opens the first file without changing it, for
+    /// [`MergedFile::start`] (see [`crate::destination`]).
+    pub fn open(
         path: &str,
         section: Section,
         packet_buffered: bool,
@@ -911,7 +953,7 @@ impl<'a> MergedFile<'a> {
             None => None,
         };
         let first = rotator.as_ref().map_or(path, |r| r.current()).to_string();
-        let out = PcapngOutput::create(&first, &section, packet_buffered)
+        let out = PcapngOutput::open(&first, &section, packet_buffered, true)
             .map_err(|e| crate::error::Error::file(&first, e))?;
         let interfaces = section.interfaces.len();
         Ok(MergedFile {
@@ -931,9 +973,28 @@ impl<'a> MergedFile<'a> {
         })
     }
 
-    /// For stdout: the descriptor to watch for a reader that has gone.
+    /// For a pipe: the descriptor to watch for a reader that has gone.
     pub fn watch_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.out.as_ref().and_then(|o| o.watch_fd())
+    }
+
+    /// Writes the first file's headers (see `PcapngOutput::start`); an
+    /// error names the file.
+    pub fn start(&mut self) -> crate::error::Result<()> {
+        match &mut self.out {
+            Some(out) => out
+                .start()
+                .map_err(|e| crate::error::Error::write(&out.path, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the first file if this run created it (a start that
+    /// failed); a file that was there before stays.
+    pub fn remove_created(&self) {
+        if let Some(out) = self.out.as_ref().filter(|o| o.kind == Kind::Created) {
+            let _ = std::fs::remove_file(&out.path);
+        }
     }
 
     /// The file being written (`-` for stdout).
@@ -1109,9 +1170,10 @@ fn block_len(buf: &[u8], at: usize) -> Option<usize> {
 
 impl Drop for PcapngOutput {
     /// Writes out what is still buffered (whole blocks, so the file stays
-    /// valid; the statistics are only written by `finish`).
+    /// valid; the statistics are only written by `finish`). An output
+    /// never started writes nothing (see `PcapOutput`'s drop).
     fn drop(&mut self) {
-        if !self.failed.is_set() && !self.buf.is_empty() {
+        if !self.failed.is_set() && !self.header_in_buf && !self.buf.is_empty() {
             let _ = self.flush();
         }
     }
@@ -1765,7 +1827,9 @@ mod tests {
         out.fail(shb + 8, &io::Error::from_raw_os_error(libc::EIO));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), shb as u64);
         drop(out);
-        // Not even the section header: an empty file.
+        // Not even the section header: an empty file. (Of a file this
+        // program created: one that was there stays as it was.)
+        std::fs::remove_file(&path).unwrap();
         let mut out = PcapngOutput::create(&path, &s, false).unwrap();
         out.buf = buf;
         out.header_in_buf = true;
@@ -1802,6 +1866,7 @@ mod tests {
             || 0,
         )
         .unwrap();
+        file.start().unwrap();
         let (feeds, inbox) = merge::channel::<EpbBatch>(2, 4);
         let per = 2000u32;
         let workers: Vec<_> = feeds
@@ -1927,6 +1992,7 @@ mod tests {
             || NOW.load(Ordering::SeqCst),
         )
         .unwrap();
+        file.start().unwrap();
         let first = format!("{dir}/g-100.pcapng");
         let header = std::fs::metadata(&first).unwrap().len();
         let mut merger = Merger::new(3, Limits::for_retire_ms(20));
@@ -1998,6 +2064,7 @@ mod tests {
             || 0,
         )
         .unwrap();
+        file.start().unwrap();
         let data = [1u8; 1000];
         let mut b = EpbBatch::new();
         for i in 0..1500 {

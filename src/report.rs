@@ -43,7 +43,8 @@ impl Report {
 }
 
 /// Prints the report: stderr lines first, then the report on stdout (on
-/// stderr with `-w -`, where stdout carries the packets). Returns 1 if it
+/// stderr with `-w -` or another name of stdout, where stdout carries the
+/// packets). Returns 1 if it
 /// could not be written.
 pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
     let mut lines = drops(&report.streams);
@@ -90,7 +91,11 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
         }
         text
     };
-    if opts.write.as_deref() == Some("-") {
+    if opts
+        .write
+        .as_deref()
+        .is_some_and(crate::destination::writes_stdout)
+    {
         err!("{text}");
         return 0;
     }

@@ -82,19 +82,34 @@ pub fn check(rotation: &Rotation, write: Option<&str>) -> Result<(), String> {
     if rotation.count.is_some() && !rotation.is_on() {
         return Err("-W [--file-count] needs -C [--file-size] or -G [--rotate-seconds].".into());
     }
-    let what = if rotation.seconds.is_some() {
+    match write {
+        _ if !rotation.is_on() => Ok(()),
+        None => Err(format!("{} needs -w [--write].", option(rotation))),
+        Some("-") => check_unnamed(rotation, "'-' (stdout)"),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The rotation option a message names: -G if given, else -C.
+fn option(rotation: &Rotation) -> &'static str {
+    if rotation.seconds.is_some() {
         "-G [--rotate-seconds]"
     } else {
         "-C [--file-size]"
-    };
-    match write {
-        _ if !rotation.is_on() => Ok(()),
-        None => Err(format!("{what} needs -w [--write].")),
-        Some("-") => Err(format!(
-            "{what} needs a file to write: '-' (stdout) cannot be rotated."
-        )),
-        Some(_) => Ok(()),
     }
+}
+
+/// Rotation makes file names; an output that is not a file name
+/// (`described`: `'-' (stdout)`, `'/dev/null' (a character device)`)
+/// has none to make.
+pub fn check_unnamed(rotation: &Rotation, described: &str) -> Result<(), String> {
+    if !rotation.is_on() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} needs a file to write: {described} cannot be rotated.",
+        option(rotation)
+    ))
 }
 
 /// tcpdump's digits for -W: the width of FILECOUNT-1 (`getWflagChars`).

@@ -228,12 +228,8 @@ pub fn plan(opts: &Options) -> Result<Plan> {
         Vantage::Queue => queue_plan(opts)?,
         Vantage::Numa => numa_plan(opts)?,
     };
-    if opts.write.as_deref() == Some("-") && !opts.pcapng && plan.streams.len() > 1 {
-        return Err(Error::Usage(format!(
-            "Write file '-' (stdout) is only permitted when capturing on a single {}.",
-            opts.vantage.subject()
-        )));
-    }
+    // `-w -`, a device or a FIFO takes one stream.
+    crate::destination::check(opts, plan.streams.len()).map_err(Error::Usage)?;
     Ok(plan)
 }
 

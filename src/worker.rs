@@ -205,8 +205,9 @@ pub struct Worker<'a> {
     ring: Ring,
     consumers: Consumers<'a>,
     shared: &'a Shared,
-    /// Writing the output failed (or its -G -W file limit came); nothing
-    /// more is read.
+    /// The -G -W file limit came: nothing more is read. (A failed write
+    /// does not set it: the capture stops, and this stream drains its ring
+    /// like the others, counting what the file no longer gets.)
     failed: bool,
     /// The -G -W file limit ended this stream's files.
     file_limit: bool,
@@ -288,8 +289,11 @@ impl<'a> Worker<'a> {
             self.keep_pinned();
             if reader_gone {
                 let path = self.consumers.path().unwrap_or_default().to_string();
-                self.write_failed(path, io::Error::from_raw_os_error(libc::EPIPE));
-                break;
+                let e = io::Error::from_raw_os_error(libc::EPIPE);
+                self.consumers.abandon_file(&e);
+                // The stop that follows drains the ring.
+                self.write_failed(path, e);
+                continue;
             }
             if sock.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
                 self.interface_fault();
@@ -390,8 +394,9 @@ impl<'a> Worker<'a> {
                     return Flow::Done;
                 }
                 Outcome::Failed { path, error } => {
+                    // The capture stops; the packets this stream takes
+                    // until then are counted, though not written.
                     self.write_failed(path, error);
-                    return Flow::Done;
                 }
             }
             if take < want || self.shared.budget_spent() {
@@ -425,16 +430,12 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Writing the stream's files failed: the fault stops the capture.
+    /// The consumers write nothing more to them (not at exit either), but
+    /// the stream goes on counting what it takes from its ring until the
+    /// stop has drained it: the report counts every packet captured, and
+    /// says how many are not in the file.
     fn write_failed(&mut self, path: String, error: io::Error) {
-        // Nothing more can go to this output; drop it so that a closed
-        // pipe or full disk is not written again at exit. The count is
-        // what the file holds: packets still buffered when the write
-        // failed never got there.
-        if let Some(records) = self.consumers.records() {
-            self.shared.captured[self.slot].store(records, Ordering::Relaxed);
-        }
-        self.consumers.file = None;
-        self.failed = true;
         self.shared.fault(Fault::Write { path, error });
     }
 

@@ -80,12 +80,15 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         precision: opts.precision,
         packet_buffered: opts.packet_buffered,
     };
-    let outputs = Outputs::create(opts, plan, &target, format, &shared)?;
+    let mut outputs = Outputs::create(opts, plan, &target, format, &shared)?;
     let readers = xdp.take_readers();
     if let Err(e) = xdp.start() {
         outputs.remove();
         return Err(Error::os("error starting the XDP capture", e));
     }
+    // Last: nothing that was there changes before every other step of the
+    // start has succeeded.
+    outputs.start()?;
     let ended = run_workers(
         opts, plan, &target, &v, &xdp, &shared, &sigfd, hatype, readers, outputs,
     );
@@ -429,9 +432,6 @@ impl XdpWorker<'_> {
         for (i, (slot, mut consumers)) in self.job.streams.into_iter().enumerate() {
             if !failed[i] {
                 if let Err((path, error)) = consumers.flush() {
-                    if let Some(n) = consumers.records() {
-                        self.shared.captured[slot].store(n, Ordering::Relaxed);
-                    }
                     self.shared.fault_write(path, error);
                 }
             }
@@ -529,11 +529,9 @@ impl XdpWorker<'_> {
                     self.shared.stop();
                 }
                 Outcome::Failed { path, error } => {
-                    failed[i] = true;
-                    if let Some(n) = consumers.records() {
-                        self.shared.captured[*slot].store(n, Ordering::Relaxed);
-                    }
-                    consumers.file = None;
+                    // The capture stops; until the buffers are drained
+                    // the stream's records are still counted (the report
+                    // says how many are not in its file).
                     self.shared.fault_write(path, error);
                 }
             }
@@ -665,7 +663,8 @@ fn report_faults(opts: &Options, target: &Target, shared: &Shared, ended: &Ended
     let faults = std::mem::take(&mut *shared.faults.lock().unwrap_or_else(|e| e.into_inner()));
     for fault in faults {
         if let Fault::Write { path, error } = fault {
-            if path == "-" && error.kind() == io::ErrorKind::BrokenPipe {
+            // A pipe's reader went away: an ordinary end.
+            if error.kind() == io::ErrorKind::BrokenPipe {
                 continue;
             }
             errln!("{}: error writing {path}: {}", opts.name, Why(error));
@@ -675,8 +674,9 @@ fn report_faults(opts: &Options, target: &Target, shared: &Shared, ended: &Ended
     status
 }
 
-/// The report: the program's exact counts (with `-w`, what the files got,
-/// which is the same unless a write failed), its lost records as drops.
+/// The report: the program's exact counts (with `-w`, the records the
+/// workers took from the buffers, every one of them whether or not a
+/// write failed), its lost records as drops.
 fn finish(
     opts: &Options,
     v: &Verbose,

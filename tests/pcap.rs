@@ -1050,7 +1050,9 @@ fn no_permission_to_create_the_file() {
 /// The file system fills up mid-capture (-U, so cpu1's packets are on disk
 /// before the flood on cpu0 fills it): the capture stops by itself, names
 /// the file and the reason, prints the report and exits 1; cpu1's file is
-/// complete, and cpu0's is still valid pcap, cut at a whole record.
+/// complete, and cpu0's is still valid pcap, cut at a whole record. The
+/// report counts every packet captured; a line says how many of cpu0's
+/// are not in its file.
 #[test]
 fn file_system_fills_up_mid_capture() {
     let ns = Netns::new();
@@ -1077,16 +1079,21 @@ fn file_system_fills_up_mid_capture() {
     assert_eq!(read_pcap(&file1).1.len(), 4, "{file1}");
     let n0 = read_pcap(&file0).1.len() as u64;
     assert!(n0 > 100, "{file0}: {n0} records\n{f}");
+    let missing = f.not_in_file();
+    assert!(!missing.contains_key(&Place::Cpu(1)), "{f}");
+    let left_out = missing.get(&Place::Cpu(0)).copied().unwrap_or(0);
+    assert!(left_out > 0, "no line for the packets not in {file0}\n{f}");
     assert_eq!(
-        n0, report.per_cpu[&0],
-        "{file0}: the report counts packets that never reached the file\n{f}"
+        n0 + left_out,
+        report.per_cpu[&0],
+        "{file0}: the file and the packets not in it against the report\n{f}"
     );
     assert_eq!(fs.dir.files(), ["out-0.pcap", "out-1.pcap"]);
 }
 
 /// The same without -U, a flood on every cpu: whichever files could not be
 /// written are named, every file is valid pcap, and each holds exactly
-/// what its report line counts.
+/// what its report line counts less what its line says is not in it.
 #[test]
 fn file_system_fills_up_buffered() {
     let ns = Netns::new();
@@ -1099,17 +1106,23 @@ fn file_system_fills_up_buffered() {
     assert_eq!(f.status.code(), Some(1), "{f}");
     assert!(!f.stderr.contains("panic"), "{f}");
     let report = f.report();
+    let missing = f.not_in_file();
     let mut failed = 0;
     for (&cpu, &n) in &report.per_cpu {
         let file = fs.dir.path(&format!("out-{cpu}.pcap"));
         let records = read_pcap(&file).1.len() as u64;
         let msg = format!("rxtxcpu: error writing {file}: No space left on device\n");
+        let left_out = missing.get(&Place::Cpu(cpu)).copied().unwrap_or(0);
         if f.stderr.contains(&msg) {
             failed += 1;
+            assert!(left_out > 0, "{file}: no line for what is not in it\n{f}");
+        } else {
+            assert_eq!(left_out, 0, "{file} did not fail\n{f}");
         }
         assert_eq!(
-            records, n,
-            "{file}: the report counts packets that are not in the file\n{f}"
+            records + left_out,
+            n,
+            "{file}: the file and the packets not in it against the report\n{f}"
         );
     }
     assert!(failed >= 1, "no file named\n{f}");

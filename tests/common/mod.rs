@@ -1211,6 +1211,21 @@ impl Finished {
             .collect()
     }
 
+    /// The lines on stderr after a stream's files failed (`rxtxcpu: N
+    /// captured packets on cpu0 are not in the file`), by stream; streams
+    /// whose files hold every packet they captured have none.
+    pub fn not_in_file(&self) -> BTreeMap<Place, u64> {
+        self.stderr
+            .lines()
+            .filter_map(|l| {
+                let (_, rest) = l.split_once(": ")?;
+                let (n, rest) = rest.split_once(" captured packets ")?;
+                let place = rest.strip_suffix(" are not in the file")?;
+                Some((Place::parse(place)?, n.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// The kernel drop lines on stderr, by stream, whatever the vantage.
     pub fn drops_by_place(&self) -> BTreeMap<Place, u64> {
         self.stderr
@@ -1678,16 +1693,19 @@ pub fn read_pcap(path: &str) -> (PcapHeader, Vec<Packet>) {
 
 /// Checks the per-cpu files of a capture run with `-w template` against its
 /// report: one complete, valid pcap file per report line, holding exactly
-/// the packets that line counts. The files are read a packet at a time (a
-/// flood makes large ones), and `each` gets every packet, with its cpu, for
-/// the caller's own checks. Returns the files' headers by cpu.
+/// the packets that line counts, less those a line on stderr says are not
+/// in the file (after a failed write). The files are read a packet at a
+/// time (a flood makes large ones), and `each` gets every packet, with its
+/// cpu, for the caller's own checks. Returns the files' headers by cpu.
 pub fn assert_files_match_report(
     f: &Finished,
     template: &str,
     mut each: impl FnMut(u32, Packet),
 ) -> BTreeMap<u32, PcapHeader> {
     let mut headers = BTreeMap::new();
+    let missing = f.not_in_file();
     for (&cpu, &n) in &f.report().per_cpu {
+        let n = n - missing.get(&Place::Cpu(cpu)).copied().unwrap_or(0);
         let path = cpu_file(template, cpu);
         let input = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}\n{f}"));
         let file =
