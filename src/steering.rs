@@ -662,6 +662,106 @@ pub fn rss_hash_matches(
     Some(h == packet_hash)
 }
 
+/// A device's RSS hash, reproduced packet by packet: what tells whether
+/// the flow hash a packet carries (`tp_rxhash`) is the NIC's Toeplitz
+/// hash, the one thing the pcapng epb_hash option has an algorithm code
+/// for. The ring does not say which hash a packet has (the NIC's, the
+/// kernel's own when the driver gave none or one that does not cover the
+/// ports, a sending socket's random one, one a veth peer set), so the
+/// hash of the packet's tuple is computed with the device's key over the
+/// fields it hashes, and compared.
+pub struct NicHash {
+    table: crate::rss::ToeplitzTable,
+    fields: Vec<(FlowType, Fields)>,
+}
+
+impl NicHash {
+    /// `ifname`'s, or why no packet's hash can be shown to be its
+    /// Toeplitz hash.
+    pub fn read(ifname: &str) -> Result<NicHash, String> {
+        let hashing = ethtool::rx_hashing(ifname);
+        let rss = ethtool::rss(ifname);
+        let mut fields = Vec::new();
+        if matches!(&rss, Ok(Some(r)) if r.hash_is_reproducible()) {
+            for flow in FlowType::ALL {
+                if let Ok(Some(bits)) = ethtool::rx_hash_fields(ifname, flow) {
+                    fields.push((flow, Fields::from_rxh(bits)));
+                }
+            }
+        }
+        NicHash::from_parts(ifname, hashing, rss, fields)
+    }
+
+    /// [`NicHash::read`] from what the device answered.
+    pub fn from_parts(
+        ifname: &str,
+        hashing: io::Result<Option<bool>>,
+        rss: io::Result<Option<Rss>>,
+        fields: Vec<(FlowType, Fields)>,
+    ) -> Result<NicHash, String> {
+        match hashing {
+            Ok(Some(true)) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{ifname} does not hand the kernel a receive hash (receive-hashing off)"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {ifname}'s features: {}",
+                    crate::error::Why(e)
+                ))
+            }
+        }
+        let rss = match rss {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(format!("{ifname} reports no RSS key")),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {ifname}'s RSS configuration: {}",
+                    crate::error::Why(e)
+                ))
+            }
+        };
+        if !rss.hash_is_reproducible() {
+            return Err(format!(
+                "{ifname}'s RSS hash cannot be reproduced (hash function {}, a {}-byte key{})",
+                rss.hash_function().name(),
+                rss.key.len(),
+                if rss.input_xfrm != 0 {
+                    ", input transformed"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if fields.is_empty() {
+            return Err(format!("{ifname} does not say which fields it hashes"));
+        }
+        Ok(NicHash {
+            table: crate::rss::ToeplitzTable::new(&rss.key),
+            fields,
+        })
+    }
+
+    /// Whether `hash` is the device's Toeplitz hash of the IP packet whose
+    /// network header starts `l3`. False for anything else: not IP, ports
+    /// not captured, a flow type whose fields the device did not report, a
+    /// key too short for IPv6, or another hash.
+    pub fn is_its_hash(&self, l3: &[u8], hash: u32) -> bool {
+        let Some((tuple, flow)) = packet_flow(l3) else {
+            return false;
+        };
+        let Some(&(_, fields)) = self.fields.iter().find(|(f, _)| *f == flow) else {
+            return false;
+        };
+        // The table covers the longest input; a key shorter than the
+        // input needs is what the NIC cannot have hashed with.
+        let (buf, len) = tuple.input(fields);
+        self.table.covers(len + 4) && self.table.hash(&buf[..len]) == hash
+    }
+}
+
 /// The tuple and flow type of an IP packet (`l3` from its network
 /// header), as a NIC would hash it: TCP, UDP and SCTP carry their ports;
 /// other protocols, IPv4 fragments and IPv6 packets with extension headers
@@ -1221,6 +1321,77 @@ mod tests {
         );
         c.rss.as_mut().unwrap().hfunc = ethtool::ETH_RSS_HASH_XOR;
         assert_eq!(rss_hash_matches(&c, &t, FlowType::TcpV4, 0x51ccc178), None);
+    }
+
+    #[test]
+    fn nic_hash_is_claimed_only_where_it_is_the_packets() {
+        let rss = || rss_device().rss;
+        let fields = vec![
+            (FlowType::TcpV4, Fields::ALL),
+            (FlowType::UdpV4, Fields::ADDRESSES),
+            (FlowType::UdpV6, Fields::ALL),
+        ];
+        let no = |h: io::Result<Option<bool>>, r: io::Result<Option<Rss>>, f: Vec<_>| {
+            NicHash::from_parts("eth9", h, r, f).err().unwrap()
+        };
+        // Why not, in the order a reader would look.
+        assert_eq!(
+            no(Ok(Some(false)), Ok(rss()), fields.clone()),
+            "eth9 does not hand the kernel a receive hash (receive-hashing off)"
+        );
+        assert_eq!(
+            no(
+                Err(io::Error::from_raw_os_error(libc::ENODEV)),
+                Ok(rss()),
+                fields.clone()
+            ),
+            "cannot read eth9's features: No such device"
+        );
+        assert_eq!(
+            no(Ok(Some(true)), Ok(None), fields.clone()),
+            "eth9 reports no RSS key"
+        );
+        let mut xor = rss().unwrap();
+        xor.hfunc = ethtool::ETH_RSS_HASH_XOR;
+        assert_eq!(
+            no(Ok(Some(true)), Ok(Some(xor)), fields.clone()),
+            "eth9's RSS hash cannot be reproduced (hash function xor, a 40-byte key)"
+        );
+        assert_eq!(
+            no(Ok(Some(true)), Ok(rss()), Vec::new()),
+            "eth9 does not say which fields it hashes"
+        );
+        let nic = NicHash::from_parts("eth9", Ok(Some(true)), Ok(rss()), fields.clone()).unwrap();
+
+        // 66.9.149.187:2794 -> 161.142.100.80:1766: the Microsoft vectors.
+        let mut v4 = vec![
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 66, 9, 149, 187, 161, 142, 100, 80,
+        ];
+        v4.extend_from_slice(&[0x0a, 0xea, 0x06, 0xe6, 0, 0, 0, 0]);
+        assert!(nic.is_its_hash(&v4, 0x51ccc178));
+        assert!(!nic.is_its_hash(&v4, 0x51ccc179));
+        // UDP hashed over the addresses only.
+        v4[9] = 17;
+        assert!(nic.is_its_hash(&v4, 0x323e8fc2));
+        assert!(!nic.is_its_hash(&v4, 0x51ccc178));
+        // A flow type the device did not report; not IP; ports cut off.
+        v4[9] = 132;
+        assert!(!nic.is_its_hash(&v4, 0x51ccc178));
+        v4[9] = 6;
+        assert!(!nic.is_its_hash(&v4[..22], 0x51ccc178));
+        assert!(!nic.is_its_hash(&[0x12; 40], 0x51ccc178));
+        assert!(!nic.is_its_hash(&[], 0));
+        // IPv6 needs a 40-byte key.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        for a in ["3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1"] {
+            v6.extend_from_slice(&a.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        }
+        v6.extend_from_slice(&[0x0a, 0xea, 0x06, 0xe6, 0, 8, 0, 0]);
+        assert!(nic.is_its_hash(&v6, 0x40207d3d));
+        let mut short = rss().unwrap();
+        short.key.truncate(16);
+        let nic16 = NicHash::from_parts("eth9", Ok(Some(true)), Ok(Some(short)), fields).unwrap();
+        assert!(!nic16.is_its_hash(&v6, 0x40207d3d));
     }
 
     /// A /sys/class/net/IF/queues of a 2-queue device, as files.
