@@ -12,6 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::afpacket::{self, Filter, PacketSocket};
 use crate::cli::{Direction, Options};
@@ -28,6 +29,7 @@ use crate::pcapfilter;
 use crate::report::{self, Report, StreamCount};
 use crate::ring::{Geometry, Ring};
 use crate::source::{self, Group, Target};
+use crate::steering::NicHash;
 use crate::vantage::{self, Plan, StreamKind};
 use crate::worker::{pin_to, Fault, Leftovers, PanicGuard, Shared, Worker};
 
@@ -281,6 +283,9 @@ struct Capture<'a> {
     v: Verbose<'a>,
     shared: &'a Shared,
     sigfd: &'a SignalFd,
+    /// For the merged file: the device's RSS hash, where a packet's flow
+    /// hash can be it.
+    nic_hash: Option<Arc<NicHash>>,
 }
 
 /// What every run path does first: the stop signals blocked into a signalfd
@@ -386,6 +391,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         }
         _ => None,
     };
+    let nic_hash = nic_hash(opts, &v);
     let tap = if steering.is_some() && expect::needs_sending_cpus(plan.vantage, opts.direction) {
         Some(SenderTap::build(opts, &target, &|s| v.say(s))?)
     } else {
@@ -422,6 +428,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         v,
         shared: &shared,
         sigfd: &sigfd,
+        nic_hash,
     };
     let ended = run_workers(&capture, &group.sockets, group.rings, outputs, tap);
     let mut status = report_faults(&capture, &ended.failed);
@@ -487,6 +494,7 @@ fn run_workers<'a>(
                         opts.precision,
                         &merged_path,
                     )
+                    .with_nic_hash(c.nic_hash.clone())
                 }),
                 flows: budget
                     .as_ref()
@@ -655,6 +663,39 @@ fn spawn_tap<'s, 'e: 's>(
         }
     }
     handles
+}
+
+/// With `--pcapng -w` on an interface: the device's RSS hash, where a
+/// packet's flow hash can be it (the merged file then claims Toeplitz for
+/// the packets whose hash it is); `-v` says what the file claims.
+fn nic_hash(opts: &Options, v: &Verbose) -> Option<Arc<NicHash>> {
+    if !opts.pcapng || opts.write.is_none() {
+        return None;
+    }
+    let unclaimed = |why: &str| {
+        v.say(format!(
+            "pcapng: each packet's flow hash is in its comment, with no epb_hash (no \
+             algorithm claimed): {why}"
+        ))
+    };
+    let Some(name) = opts.interface.as_deref() else {
+        unclaimed("capturing on every interface");
+        return None;
+    };
+    match NicHash::read(name) {
+        Ok(n) => {
+            v.say(format!(
+                "pcapng: {name} hands the kernel its Toeplitz RSS hash: a received packet \
+                 whose flow hash is that hash of its addresses and ports (checked per packet) \
+                 also gets epb_hash (Toeplitz); every flow hash is in the packet's comment"
+            ));
+            Some(Arc::new(n))
+        }
+        Err(why) => {
+            unclaimed(&why);
+            None
+        }
+    }
 }
 
 /// `12 MiB`, `1.5 MiB`, `768 KiB`.

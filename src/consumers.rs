@@ -7,6 +7,7 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::cli::Precision;
 use crate::flows::FlowTable;
@@ -14,6 +15,7 @@ use crate::merge::{self, Feed};
 use crate::output::{LinkType, StreamFile, Written};
 use crate::pcapng::{EpbBatch, Frame, PacketInfo};
 use crate::ring::Packet;
+use crate::steering::NicHash;
 
 /// One stream's consumers.
 #[derive(Default)]
@@ -245,6 +247,9 @@ pub struct MergedStream {
     precision: Precision,
     /// The merged file, for messages.
     path: String,
+    /// The device's RSS hash, where a packet's flow hash may be it (see
+    /// [`MergedStream::with_nic_hash`]).
+    nic_hash: Option<Arc<NicHash>>,
 }
 
 impl MergedStream {
@@ -265,12 +270,32 @@ impl MergedStream {
             snaplen,
             precision,
             path: path.to_string(),
+            nic_hash: None,
         }
     }
 
+    /// Checks each received packet's flow hash against the device's RSS
+    /// hash of its tuple, so that the file claims Toeplitz (epb_hash)
+    /// exactly where it is (a table lookup per byte of the tuple, only on
+    /// a device that hands the kernel a reproducible RSS hash).
+    pub fn with_nic_hash(mut self, nic_hash: Option<Arc<NicHash>>) -> MergedStream {
+        self.nic_hash = nic_hash;
+        self
+    }
+
     fn push(&mut self, p: &Packet) {
+        let hash = (p.hash != 0).then_some(p.hash);
         let info = PacketInfo {
-            hash: (p.hash != 0).then_some(p.hash),
+            hash,
+            // Received packets only: a sent one carries its socket's hash
+            // (or one computed on the way out), never this NIC's.
+            hash_is_toeplitz: match (&self.nic_hash, hash) {
+                (Some(nic), Some(h)) if p.pkttype != crate::afpacket::PACKET_OUTGOING => p
+                    .data
+                    .get(p.net_offset..)
+                    .is_some_and(|l3| nic.is_its_hash(l3, h)),
+                _ => false,
+            },
             queue: self.queue,
             ..PacketInfo::new(self.interface, p)
         };

@@ -19,6 +19,7 @@ use crate::cpuset::CpuSet;
 
 // <linux/ethtool.h>, <linux/sockios.h>
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_GRXFH: u32 = 0x29;
 const ETHTOOL_GRXRINGS: u32 = 0x2d;
 const ETHTOOL_GRSSH: u32 = 0x46;
@@ -334,6 +335,25 @@ pub fn rx_hash_fields(ifname: &str, flow: FlowType) -> io::Result<Option<u64>> {
 /// The number of receive rings RSS spreads over (ETHTOOL_GRXRINGS).
 pub fn rx_rings(ifname: &str) -> io::Result<Option<u32>> {
     Ok(rxnfc(ifname, ETHTOOL_GRXRINGS, 0)?.map(|n| n.min(u64::from(u32::MAX)) as u32))
+}
+
+/// ETH_FLAG_RXHASH of ETHTOOL_GFLAGS: NETIF_F_RXHASH.
+const ETH_FLAG_RXHASH: u32 = 1 << 28;
+
+/// Whether the device hands the kernel its receive hash (NETIF_F_RXHASH,
+/// `ethtool -k`'s receive-hashing). Without it every flow hash is the
+/// kernel's own (or one a veth peer's socket set). ETHTOOL_GFLAGS, the
+/// legacy flags word the core answers from the device's features for
+/// every device (struct ethtool_value: cmd, data); None where it does not.
+pub fn rx_hashing(ifname: &str) -> io::Result<Option<bool>> {
+    Ok(flags(ifname)?.map(|f| f & ETH_FLAG_RXHASH != 0))
+}
+
+/// The ETHTOOL_GFLAGS word (ETH_FLAG_*).
+fn flags(ifname: &str) -> io::Result<Option<u32>> {
+    let mut buf = Buf::new(8);
+    buf.put_u32(0, ETHTOOL_GFLAGS);
+    Ok(ethtool(ifname, &mut buf)?.then(|| u32_at(buf.bytes(), 4).unwrap_or(0)))
 }
 
 // ---------------------------------------------------------------------------
@@ -1111,10 +1131,26 @@ LOC:      12345      67890   Local timer interrupts
                 assert_eq!(rx_queue_napi(ifindex, 0).unwrap(), None, "{dev}");
                 assert_eq!(rx_rings(dev).unwrap(), None, "{dev}");
                 assert_eq!(rx_queue_irq(dev, ifindex, 0), None, "{dev}");
+                // No receive hash of their own: the flow hash is the
+                // kernel's.
+                assert_eq!(rx_hashing(dev).unwrap(), Some(false), "{dev}");
             }
             // A device of another namespace is not found.
             assert_eq!(rss("eth0").unwrap_err().raw_os_error(), Some(libc::ENODEV));
         });
+        // The flags word is the device's features as they are now: veth
+        // has rx-vlan-offload (ETH_FLAG_RXVLAN, 1 << 8) on until turned
+        // off.
+        const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+        assert_ne!(
+            ns.run(false, || flags("va").unwrap().unwrap()) & ETH_FLAG_RXVLAN,
+            0
+        );
+        ns.exec(&["ethtool", "-K", "va", "rxvlan", "off"]);
+        assert_eq!(
+            ns.run(false, || flags("va").unwrap().unwrap()) & ETH_FLAG_RXVLAN,
+            0
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use crate::cli::Direction;
-use crate::flows::{FlowKey, Flows, RECEIVED, SENT};
+use crate::ethtool::FlowType;
+use crate::flows::{FlowKey, Flows, Proto, RECEIVED, SENT};
+use crate::rss::Tuple;
 use crate::steering::{self, Config, Expectation, Mechanism};
 use crate::vantage::Vantage;
 
@@ -18,6 +20,11 @@ pub struct Steering {
     vantage: Vantage,
     /// Per cpu, its numa node (the numa vantage's stream of a cpu).
     node_of: HashMap<u32, u32>,
+    /// One receive queue of each kind of steering
+    /// ([`Config::rx_queue_kinds`]).
+    kinds: Vec<u32>,
+    /// Why some flows get no prediction, for `-v`.
+    notes: Vec<String>,
 }
 
 impl Steering {
@@ -33,16 +40,42 @@ impl Steering {
                 }
             }
         }
+        let config = Config::read(ifname);
+        let kinds = config.rx_queue_kinds();
+        let mut notes = Vec::new();
+        if vantage != Vantage::Queue && kinds.len() > 1 {
+            // The streams are cpus: a packet's receive queue is not in the
+            // ring (tpacket3_hdr carries no queue_mapping).
+            let rss = if config
+                .rss
+                .as_ref()
+                .is_some_and(|r| r.hash_is_reproducible())
+            {
+                "received flows whose queue the RSS table does not give"
+            } else {
+                "received flows"
+            };
+            notes.push(format!(
+                "{ifname}: its receive queues steer differently (rps_cpus, rps_flow_cnt or \
+                 interrupt cpus) and a capture by {} does not see the queue a packet came in \
+                 on: {rss} have no expected stream",
+                vantage.subject()
+            ));
+        }
         Steering {
-            config: Config::read(ifname),
+            config,
             vantage,
             node_of,
+            kinds,
+            notes,
         }
     }
 
     /// The `-v` lines: what was read, and what could not be.
     pub fn describe(&self) -> Vec<String> {
-        self.config.describe()
+        let mut lines = self.config.describe();
+        lines.extend(self.notes.iter().cloned());
+        lines
     }
 
     /// Sets every flow's expectation. `sent_from` gives, for transmitted
@@ -53,29 +86,38 @@ impl Steering {
             let hash = r.hash.unwrap_or(0);
             let cpus = sent_from.and_then(|m| m.get(&r.key)).map(Vec::as_slice);
             r.expected = Some(match r.directions {
-                RECEIVED => self.received(hash),
+                RECEIVED => self.received(&r.key, hash),
                 SENT => self.sent(hash, cpus),
                 // Both ways (every flow on lo): the two copies of a packet
                 // follow different rules, so no single stream is expected.
                 _ => Expectation {
                     stream: None,
-                    by: self.received(hash).by,
+                    by: self.received(&r.key, hash).by,
                 },
             });
         }
     }
 
-    fn received(&self, hash: u32) -> Expectation {
-        match self.vantage {
-            Vantage::Cpu => steering::expected_rx_cpu(&self.config, None, hash, None),
-            Vantage::Numa => {
-                let e = steering::expected_rx_cpu(&self.config, None, hash, None);
+    fn received(&self, key: &FlowKey, hash: u32) -> Expectation {
+        // The queue RSS gives the flow, where the device says enough to
+        // compute it.
+        let rss_queue = rss_input(key).and_then(|(t, f)| self.config.rss_queue_of(&t, f));
+        let stream_of = |cpu: u32| match self.vantage {
+            Vantage::Numa => self.node_of.get(&cpu).copied(),
+            _ => Some(cpu),
+        };
+        match (self.vantage, rss_queue) {
+            (Vantage::Cpu | Vantage::Numa, Some(q)) => {
+                let e = steering::expected_rx_cpu(&self.config, q, hash, None);
                 Expectation {
-                    stream: e.stream.and_then(|cpu| self.node_of.get(&cpu).copied()),
+                    stream: e.stream.and_then(stream_of),
                     by: e.by,
                 }
             }
-            Vantage::Queue => match steering::expected_rx_queue(&self.config, hash) {
+            (Vantage::Cpu | Vantage::Numa, None) => {
+                steering::expected_rx_cpu_any_queue(&self.config, &self.kinds, hash, stream_of)
+            }
+            (Vantage::Queue, q) => match steering::expected_rx_queue(&self.config, q) {
                 // Without an indirection table nothing picks a queue: the
                 // device records whatever it does (or nothing).
                 Expectation {
@@ -123,4 +165,23 @@ impl Steering {
 /// flow (the queue vantage with transmitted packets).
 pub fn needs_sending_cpus(vantage: Vantage, direction: Direction) -> bool {
     vantage == Vantage::Queue && direction != Direction::Rx
+}
+
+/// The tuple and flow type a NIC hashes for packets of flow `key`: TCP,
+/// UDP and SCTP with their ports; other IP protocols, and packets whose
+/// ports the key does not hold (later fragments), by addresses only (as
+/// [`steering::packet_flow`] reads a packet). None for frames that are not
+/// IP.
+fn rss_input(key: &FlowKey) -> Option<(Tuple, FlowType)> {
+    let (src, dst) = key.ip_addrs()?;
+    let Proto::Ip(proto) = key.proto() else {
+        return None;
+    };
+    let v4 = src.is_ipv4();
+    let plain = if v4 { FlowType::Ipv4 } else { FlowType::Ipv6 };
+    let (flow, (sport, dport)) = match (FlowType::of(v4, proto), key.ports()) {
+        (FlowType::Ipv4 | FlowType::Ipv6, _) | (_, None) => (plain, (0, 0)),
+        (flow, Some(ports)) => (flow, ports),
+    };
+    Some((Tuple::new(src, sport, dst, dport)?, flow))
 }

@@ -54,6 +54,7 @@ const ENHANCED_PACKET: u32 = 6;
 const INTERFACE_STATISTICS: u32 = 5;
 
 const OPT_ENDOFOPT: u16 = 0;
+const OPT_COMMENT: u16 = 1;
 const EPB_FLAGS: u16 = 2;
 const EPB_HASH: u16 = 3;
 const EPB_QUEUE: u16 = 6;
@@ -63,21 +64,44 @@ const ISB_IFRECV: u16 = 4;
 const ISB_IFDROP: u16 = 5;
 const ISB_OSDROP: u16 = 7;
 
-/// The epb_hash algorithm octet written with the kernel's flow hash.
-///
-/// The format knows 2s complement (0), XOR (1), CRC32 (2), MD-5 (3),
-/// SHA-1 (4) and Toeplitz (5), each meant as a hash of the packet's
-/// bytes; none names what the kernel reports (skb->hash: the device's RSS
-/// hash where the driver supplied one, else the kernel's own keyed flow
-/// hash of the addresses and ports, or a socket's random transmit hash).
-/// Readers only label the value: Wireshark 4.0 skips epb_hash entirely,
-/// later versions show the algorithm's name and the bytes, and none checks
-/// them against the packet. Toeplitz is the one 4-byte algorithm in the
-/// list that is what the value really is in the case this tool is about
-/// (received packets spread over queues by a NIC's RSS, whose default
-/// function is Toeplitz); the README must say the value is the kernel's
-/// flow hash, not a digest of the bytes.
-pub const HASH_ALGORITHM: u8 = 5;
+/// The epb_hash algorithm octet of a Toeplitz hash, the one algorithm of
+/// the format's list (2s complement 0, XOR 1, CRC32 2, MD-5 3, SHA-1 4,
+/// Toeplitz 5; no code for "other") that a packet's flow hash can be: the
+/// NIC's RSS hash. The flow hash (`tp_rxhash`, skb->hash) is that only
+/// for some packets; others carry the kernel's own keyed hash of the
+/// addresses and ports (devices without a receive hash, and hashes the
+/// driver marked as not covering the ports), a sending socket's random
+/// transmit hash, or one a veth peer set. So epb_hash is written only
+/// where the hash was shown to be the NIC's Toeplitz hash
+/// ([`PacketInfo::hash_is_toeplitz`], from
+/// [`crate::steering::NicHash`]); every flow hash goes into the packet's
+/// comment ([`hash_comment`]), which every reader shows and Wireshark
+/// filters on (`frame.comment`), claiming no algorithm.
+pub const TOEPLITZ: u8 = 5;
+
+/// The bytes of the comment carrying a flow hash: `flow hash 0x` and 8
+/// lowercase hex digits.
+pub const HASH_COMMENT_LEN: usize = 20;
+
+/// The comment that carries flow hash `hash`: `flow hash 0x5a908f7a`.
+pub fn hash_comment(hash: u32) -> [u8; HASH_COMMENT_LEN] {
+    let mut c = [0; HASH_COMMENT_LEN];
+    put_hash_comment(&mut c, hash);
+    c
+}
+
+/// Writes [`hash_comment`] into `b` in place (the block being encoded):
+/// the prefix in one copy, each digit as a byte store. Not built aside
+/// and copied in, which reads the digits' byte stores back as one wide
+/// load the cpu cannot forward (see [`encode_epb_at`]).
+#[inline(always)]
+fn put_hash_comment(b: &mut [u8], hash: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    b[..12].copy_from_slice(b"flow hash 0x");
+    for (i, d) in b[12..HASH_COMMENT_LEN].iter_mut().enumerate() {
+        *d = HEX[(hash >> (28 - 4 * i) & 0xf) as usize];
+    }
+}
 
 /// The shb_userappl of every file: the program and its version.
 pub const USER_APPLICATION: &str = concat!(env!("CARGO_PKG_NAME"), " ", env!("CARGO_PKG_VERSION"));
@@ -319,8 +343,12 @@ pub struct PacketInfo {
     pub nsec: u32,
     /// epb_flags ([`epb_flags`]); 0 writes no option.
     pub flags: u32,
-    /// epb_hash: the kernel's flow hash, where the ring gave one.
+    /// The kernel's flow hash, where the ring gave one: the packet's
+    /// comment ([`hash_comment`]).
     pub hash: Option<u32>,
+    /// The hash is the NIC's Toeplitz hash of the packet: written again
+    /// as epb_hash with the Toeplitz code (see [`TOEPLITZ`]).
+    pub hash_is_toeplitz: bool,
     /// epb_queue: the receive queue, where the stream knows it.
     pub queue: Option<u32>,
 }
@@ -337,6 +365,7 @@ impl PacketInfo {
             nsec: p.nsec,
             flags: epb_flags(p.pkttype),
             hash: None,
+            hash_is_toeplitz: false,
             queue: None,
         }
     }
@@ -381,8 +410,13 @@ pub fn epb_len(info: &PacketInfo, caplen: u32) -> usize {
         options += 8;
     }
     if info.hash.is_some() {
-        // code, length, algorithm octet and 4 hash bytes, padded to 4.
-        options += 4 + 8;
+        // The comment: code, length, its bytes (a multiple of 4).
+        options += 4 + HASH_COMMENT_LEN;
+        if info.hash_is_toeplitz {
+            // epb_hash: code, length, algorithm octet and 4 hash bytes,
+            // padded to 4.
+            options += 4 + 8;
+        }
     }
     if info.queue.is_some() {
         options += 8;
@@ -448,13 +482,13 @@ pub fn encode_epb_at(b: &mut [u8], precision: Precision, info: &PacketInfo, fram
         put32(b, at + 4, info.flags);
         at += 8;
     }
-    if let Some(hash) = info.hash {
+    if let Some(hash) = info.hash.filter(|_| info.hash_is_toeplitz) {
         // A hash is a string of octets: the value most significant octet
         // first, so it reads as the number the kernel has. Three octets of
         // padding after it.
         put16(b, at, EPB_HASH);
         put16(b, at + 2, 5);
-        b[at + 4] = HASH_ALGORITHM;
+        b[at + 4] = TOEPLITZ;
         b[at + 5..at + 9].copy_from_slice(&hash.to_be_bytes());
         b[at + 9..at + 12].fill(0);
         at += 12;
@@ -464,6 +498,12 @@ pub fn encode_epb_at(b: &mut [u8], precision: Precision, info: &PacketInfo, fram
         put16(b, at + 2, 4);
         put32(b, at + 4, queue);
         at += 8;
+    }
+    if let Some(hash) = info.hash {
+        put16(b, at, OPT_COMMENT);
+        put16(b, at + 2, HASH_COMMENT_LEN as u16);
+        put_hash_comment(&mut b[at + 4..at + 4 + HASH_COMMENT_LEN], hash);
+        at += 4 + HASH_COMMENT_LEN;
     }
     if at > options {
         // opt_endofopt: code and length 0.
@@ -1326,6 +1366,14 @@ mod tests {
     }
 
     #[test]
+    fn hash_comments() {
+        assert_eq!(&hash_comment(0x5a90_8f7a), b"flow hash 0x5a908f7a");
+        assert_eq!(&hash_comment(0), b"flow hash 0x00000000");
+        assert_eq!(&hash_comment(u32::MAX), b"flow hash 0xffffffff");
+        assert_eq!(&hash_comment(0x0123_4567), b"flow hash 0x01234567");
+    }
+
+    #[test]
     fn epb_layout() {
         let data = [0xabu8; 61];
         let p = packet(&data);
@@ -1336,6 +1384,7 @@ mod tests {
             nsec: p.nsec,
             flags: epb_flags(4),
             hash: Some(0x1234_5678),
+            hash_is_toeplitz: true,
             queue: Some(7),
         };
         for precision in [Precision::Micro, Precision::Nano] {
@@ -1343,7 +1392,7 @@ mod tests {
             let len = encode_epb(&mut buf, precision, &info, &f);
             let b = &buf[3..];
             assert_eq!(b.len(), len);
-            assert_eq!(len, 28 + 64 + 8 + 12 + 8 + 4 + 4);
+            assert_eq!(len, 28 + 64 + 8 + 12 + 8 + 24 + 4 + 4);
             let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
             assert_eq!(u32_at(0), 6);
             assert_eq!(u32_at(4) as usize, len);
@@ -1358,7 +1407,7 @@ mod tests {
             assert_eq!((u32_at(20), u32_at(24)), (61, 61));
             assert_eq!(&b[28..89], &data[..]);
             assert_eq!(&b[89..92], &[0, 0, 0]);
-            // Options: flags, hash, queue, end.
+            // Options: flags, hash, queue, the comment, end.
             assert_eq!(
                 &b[92..96],
                 &[&2u16.to_ne_bytes()[..], &4u16.to_ne_bytes()].concat()[..]
@@ -1366,8 +1415,25 @@ mod tests {
             assert_eq!(u32_at(96), 2);
             assert_eq!(&b[104..109], &[5, 0x12, 0x34, 0x56, 0x78]);
             assert_eq!(u32_at(116), 7);
-            assert_eq!(u32_at(120), 0);
+            assert_eq!(
+                &b[120..124],
+                &[&1u16.to_ne_bytes()[..], &20u16.to_ne_bytes()].concat()[..]
+            );
+            assert_eq!(&b[124..144], b"flow hash 0x12345678");
+            assert_eq!(u32_at(144), 0);
         }
+        // A hash not shown to be the NIC's Toeplitz hash: the comment
+        // alone, no epb_hash.
+        let mut buf = Vec::new();
+        let plain = PacketInfo {
+            hash_is_toeplitz: false,
+            queue: None,
+            ..info
+        };
+        let len = encode_epb(&mut buf, Precision::Nano, &plain, &f);
+        assert_eq!(len, 28 + 64 + 8 + 24 + 4 + 4);
+        assert_eq!(&buf[100..102], &1u16.to_ne_bytes());
+        assert_eq!(&buf[104..124], b"flow hash 0x12345678");
         // No options: no end-of-options either.
         let mut buf = Vec::new();
         let bare = PacketInfo {
@@ -1473,6 +1539,7 @@ mod tests {
         let info = PacketInfo {
             flags: u32::MAX,
             hash: Some(u32::MAX),
+            hash_is_toeplitz: true,
             queue: Some(u32::MAX),
             ..PacketInfo::new(0, &p)
         };
@@ -1583,6 +1650,7 @@ mod tests {
                 nsec: p.nsec,
                 flags: epb_flags(p.pkttype),
                 hash: (i != 1).then_some(0xdead_0000 + i),
+                hash_is_toeplitz: i == 2,
                 queue: (interface == 2).then_some(2),
             };
             if i < 3 {
@@ -1645,11 +1713,20 @@ mod tests {
                 EnhancedPacketOption::Hash(h) => Some(h.to_vec()),
                 _ => None,
             });
+            // epb_hash (Toeplitz) only where it was shown to be that.
             assert_eq!(
                 hash,
-                info.hash
-                    .map(|h| [&[HASH_ALGORITHM][..], &h.to_be_bytes()].concat())
+                info.hash.filter(|_| info.hash_is_toeplitz).map(|h| [
+                    &[TOEPLITZ][..],
+                    &h.to_be_bytes()
+                ]
+                .concat())
             );
+            let comment = e.options.iter().find_map(|o| match o {
+                EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                _ => None,
+            });
+            assert_eq!(comment, info.hash.map(|h| format!("flow hash 0x{h:08x}")));
         }
         std::fs::remove_file(&path).unwrap();
     }
@@ -1674,6 +1751,7 @@ mod tests {
                 .args(["-e", "frame.packet_flags_direction"])
                 .args(["-e", "frame.packet_flags_reception_type"])
                 .args(["-e", "frame.interface_queue", "-e", "frame.time_epoch"])
+                .args(["-e", "frame.comment"])
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1703,6 +1781,9 @@ mod tests {
                     Precision::Micro => format!("1700000000.{:06}000", info.nsec / 1000),
                 };
                 assert_eq!(f[6], want, "{line}");
+                // The flow hash, in the comment Wireshark filters on.
+                let comment = info.hash.map(|h| format!("flow hash 0x{h:08x}"));
+                assert_eq!(f[7], comment.unwrap_or_default(), "{line}");
             }
             // Nothing tshark could not make sense of.
             let verbose = Command::new("tshark")
@@ -1712,8 +1793,12 @@ mod tests {
             let text = String::from_utf8_lossy(&verbose.stdout);
             let errors = String::from_utf8_lossy(&verbose.stderr);
             assert!(verbose.status.success(), "{errors}");
+            // (The comments are expert infos of their own, Comment/Comment.)
+            let experts = text
+                .lines()
+                .filter(|l| l.contains("Expert Info") && !l.contains("(Comment/Comment)"));
             assert!(
-                !text.contains("Malformed") && !text.contains("Expert Info"),
+                !text.contains("Malformed") && experts.count() == 0,
                 "{text}"
             );
             // (tshark warns when run as root; that is no complaint about

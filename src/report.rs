@@ -69,6 +69,7 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
             .zip(&plan.streams)
             .map(|(c, s)| flows::json::StreamJson {
                 id: s.id(),
+                name: s.short_label(),
                 captured: c.packets,
                 dropped: c.drops,
             })
@@ -81,7 +82,7 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
             total,
         );
         if let Some(f) = &report.flows {
-            json = json.with_flows(f, rows, &id);
+            json = json.with_flows(f, rows, &id, &label);
         }
         json.to_json()
     } else {

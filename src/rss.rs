@@ -58,6 +58,58 @@ pub fn toeplitz(key: &[u8], data: &[u8]) -> u32 {
     hash
 }
 
+/// [`toeplitz`] by table lookups, for checking a packet's hash as it is
+/// written: the hash is linear in the input bits (XOR), so each input
+/// byte at each position contributes a fixed word, looked up instead of
+/// computed bit by bit (12 lookups for an IPv4 tuple, against 96 steps).
+/// One 1 KiB table per input position: 36 KiB for the longest input.
+pub struct ToeplitzTable {
+    table: Vec<[u32; 256]>,
+    key_len: usize,
+}
+
+impl ToeplitzTable {
+    /// The tables of `key` for inputs of up to [`MAX_INPUT`] bytes.
+    pub fn new(key: &[u8]) -> ToeplitzTable {
+        let mut input = [0u8; MAX_INPUT];
+        let table = (0..MAX_INPUT)
+            .map(|pos| {
+                let mut t = [0u32; 256];
+                for bit in 0..8 {
+                    input[pos] = 0x80 >> bit;
+                    let word = toeplitz(key, &input[..=pos]);
+                    // Each byte value is the XOR of its bits' words.
+                    for (v, slot) in t.iter_mut().enumerate() {
+                        if v & (0x80 >> bit) != 0 {
+                            *slot ^= word;
+                        }
+                    }
+                }
+                input[pos] = 0;
+                t
+            })
+            .collect();
+        ToeplitzTable {
+            table,
+            key_len: key.len(),
+        }
+    }
+
+    /// Whether the key has `bytes` bytes: a hash of an input of n bytes
+    /// takes n + 4 (see [`hash`]).
+    pub fn covers(&self, bytes: usize) -> bool {
+        bytes <= self.key_len
+    }
+
+    /// The Toeplitz hash of `data` (at most [`MAX_INPUT`] bytes; the rest
+    /// is not hashed).
+    pub fn hash(&self, data: &[u8]) -> u32 {
+        data.iter()
+            .zip(&self.table)
+            .fold(0, |h, (&d, t)| h ^ t[usize::from(d)])
+    }
+}
+
 /// Which parts of the tuple a device hashes: ETHTOOL_GRXFH's `RXH_*` bits
 /// for the flow type (see [`crate::ethtool::rx_hash_fields`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -507,6 +559,31 @@ mod tests {
             hash(&MICROSOFT_KEY, &a, Fields::ALL),
             hash(&MICROSOFT_KEY, &b, Fields::ALL)
         );
+    }
+
+    #[test]
+    fn toeplitz_table_is_the_bitwise_hash() {
+        let t = ToeplitzTable::new(&MICROSOFT_KEY);
+        for (tuple, want) in [
+            ("66.9.149.187,2794,161.142.100.80,1766", 0x51ccc178),
+            ("66.9.149.187,0,161.142.100.80,0", 0x323e8fc2),
+            (
+                "3ffe:2501:200:1fff::7,2794,3ffe:2501:200:3::1,1766",
+                0x40207d3d,
+            ),
+        ] {
+            let (buf, len) = parse_tuple(tuple).unwrap().input(Fields::ALL);
+            assert_eq!(t.hash(&buf[..len]), want, "{tuple}");
+        }
+        // Any key, any input: the same as bit by bit.
+        let key: Vec<u8> = (0..52u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let t = ToeplitzTable::new(&key);
+        let data: Vec<u8> = (0..MAX_INPUT as u8)
+            .map(|i| i.wrapping_mul(91) ^ 0xc3)
+            .collect();
+        for len in 0..=MAX_INPUT {
+            assert_eq!(t.hash(&data[..len]), toeplitz(&key, &data[..len]), "{len}");
+        }
     }
 
     #[test]

@@ -8,7 +8,13 @@
 //!   With that queue's map (`rps_cpus`), a non-zero flow hash picks
 //!   `map[(hash * len) >> 32]` (`reciprocal_scale`); a hash of 0 is not
 //!   steered. If the picked cpu is offline, the packet stays on the cpu that
-//!   received it.
+//!   received it. Which queue a packet came in on is not in the ring of a
+//!   capture by cpu (tpacket3_hdr and PACKET_AUXDATA carry no
+//!   queue_mapping; only a fanout program sees it) and virtual devices
+//!   choose it from what the peer did (veth keeps the peer's transmit
+//!   queue): where queues steer differently, the cpu is predicted only
+//!   from a queue that is known ([`expected_rx_cpu`]), else only when
+//!   every kind of queue agrees ([`expected_rx_cpu_any_queue`]).
 //! - RFS: when the global socket flow table
 //!   (`/proc/sys/net/core/rps_sock_flow_entries`) and the queue's flow table
 //!   (`rps_flow_cnt`) both exist, a flow whose socket was read somewhere
@@ -22,7 +28,12 @@
 //!   socket hash (`skb_tx_hash`), i.e. nothing to predict. A device with one
 //!   transmit queue always uses it, XPS or not.
 //! - RSS (the NIC): `indirection[hash % size]` picks the receive queue; its
-//!   interrupt's cpu runs the receive (and RPS may then move it).
+//!   interrupt's cpu runs the receive (and RPS may then move it). The hash
+//!   is the NIC's, which the flow hash a capture sees is only sometimes:
+//!   `skb_get_hash()` replaces a hash the driver marked as not covering the
+//!   ports (PKT_HASH_TYPE_L3) with the kernel's own, and a device without
+//!   NETIF_F_RXHASH reports none. So the queue is computed here, as the
+//!   NIC's Toeplitz hash of the flow's tuple ([`Config::rss_queue_of`]).
 //!
 //! The RPS and XPS maps are built when `rps_cpus` / `xps_cpus` are
 //! written, from the mask AND the cpus online at that moment, and reading
@@ -311,9 +322,41 @@ impl Config {
         q.rps_flow_cnt > 0 && self.rps_sock_flow_entries != Some(0)
     }
 
-    /// The RSS table's queue for a packet whose device hash is `hash`.
-    pub fn rss_queue(&self, hash: u32) -> Option<u32> {
-        self.rss.as_ref().and_then(|r| r.queue_for(hash))
+    /// The receive queue the RSS table gives a flow of `tuple` and type
+    /// `flow`: `table[hash % size]` of the NIC's Toeplitz hash of the
+    /// tuple over the fields it hashes for the flow type, computed from
+    /// the device's key. Not from the flow hash the capture saw, which is
+    /// the NIC's only where the driver reported one covering the ports
+    /// (see the module's notes). None where it cannot be computed: no
+    /// table, no key, another function, a transformed input, no word from
+    /// the device about the flow type's fields.
+    pub fn rss_queue_of(&self, tuple: &Tuple, flow: FlowType) -> Option<u32> {
+        let rss = self
+            .rss
+            .as_ref()
+            .filter(|r| r.hash_is_reproducible() && !r.indirection.is_empty())?;
+        let fields = self.hash_fields.iter().find(|(f, _)| *f == flow)?.1;
+        let h = crate::rss::hash(&rss.key, tuple, fields).ok()?;
+        rss.queue_for(h)
+    }
+
+    /// One receive queue of each kind, in increasing order: queues with
+    /// the same RPS map, RFS on or off alike and the same interrupt cpu
+    /// steer every packet alike, so where a packet's queue is not known
+    /// the prediction is sound when the kinds agree (a device with one
+    /// queue, or with the same `rps_cpus` written to every queue: one
+    /// kind). Empty when no queue is known.
+    pub fn rx_queue_kinds(&self) -> Vec<u32> {
+        // What steers a packet of queue q: its RPS map, RFS, its
+        // interrupt's cpu (where nothing moves the packet on).
+        let how = |q: &RxQueue| (q.rps_map.clone(), self.rfs_on(q), self.irq_cpu(q.index));
+        let mut kinds: Vec<&RxQueue> = Vec::new();
+        for q in &self.rx {
+            if !kinds.iter().any(|k| how(k) == how(q)) {
+                kinds.push(q);
+            }
+        }
+        kinds.iter().map(|q| q.index).collect()
     }
 
     /// The one cpu that runs `queue`'s receive interrupt, if it is one.
@@ -430,25 +473,22 @@ impl Config {
     }
 }
 
-/// The cpu a received packet should be processed (and captured) on.
-///
-/// `rx_queue` is the packet's receive queue if known. Unknown (None) means:
-/// the queue RSS picks for `hash` if the device has an indirection table
-/// (multiqueue drivers record their queue, and the hash a packet carries
-/// is then the NIC's), else queue 0, the kernel's choice for packets with
-/// no recorded queue (veth, tun, lo). `hash` is the packet's flow hash
-/// (`tp_rxhash`). `receiving_cpu` is the cpu that received the packet
-/// before any steering, if known; None means the queue's interrupt cpu
-/// when that is a single cpu.
+/// The cpu a received packet that came in on receive queue `rx_queue`
+/// should be processed (and captured) on. `rx_queue` is the recorded
+/// queue, or the one the RSS table gives ([`Config::rss_queue_of`]); 0 for
+/// a packet known to have none recorded (`get_rps_cpu()` then uses queue
+/// 0). `hash` is the packet's flow hash (`tp_rxhash`, what RPS steers
+/// by). `receiving_cpu` is the cpu that received the packet before any
+/// steering, if known; None means the queue's interrupt cpu when that is
+/// a single cpu.
 pub fn expected_rx_cpu(
     config: &Config,
-    rx_queue: Option<u32>,
+    rx_queue: u32,
     hash: u32,
     receiving_cpu: Option<u32>,
 ) -> Expectation {
-    let q = rx_queue.or_else(|| config.rss_queue(hash)).unwrap_or(0);
-    let receiving = receiving_cpu.or_else(|| config.irq_cpu(q));
-    let Some(queue) = config.rx_queue(q) else {
+    let receiving = receiving_cpu.or_else(|| config.irq_cpu(rx_queue));
+    let Some(queue) = config.rx_queue(rx_queue) else {
         // A queue the device does not have: get_rps_cpu() warns and does
         // not steer.
         return Expectation {
@@ -498,10 +538,45 @@ pub fn expected_rx_cpu(
     }
 }
 
-/// The receive queue of a packet whose device hash is `hash` (queue
-/// captures): RSS's table entry; the only queue of a single-queue device.
-pub fn expected_rx_queue(config: &Config, hash: u32) -> Expectation {
-    match config.rss_queue(hash) {
+/// The stream of a received packet whose receive queue is not known:
+/// [`expected_rx_cpu`] on one queue of each kind (`kinds`, from
+/// [`Config::rx_queue_kinds`]), each cpu turned into the vantage's stream
+/// by `stream_of` (the cpu itself, or its numa node). Where the kinds
+/// agree that is the prediction; where they differ the queue decides, and
+/// nothing is predicted (a guess would mark flows that went exactly where
+/// their queue sends them as off their stream). The mechanism is then the
+/// device's ([`Config::rx_mechanism`]).
+pub fn expected_rx_cpu_any_queue(
+    config: &Config,
+    kinds: &[u32],
+    hash: u32,
+    stream_of: impl Fn(u32) -> Option<u32>,
+) -> Expectation {
+    let each = |q: u32| {
+        let e = expected_rx_cpu(config, q, hash, None);
+        Expectation {
+            stream: e.stream.and_then(&stream_of),
+            by: e.by,
+        }
+    };
+    // No queue known at all (sysfs unreadable): queue 0, which the device
+    // may not have.
+    let first = each(kinds.first().copied().unwrap_or(0));
+    if kinds.iter().skip(1).all(|&q| each(q) == first) {
+        first
+    } else {
+        Expectation {
+            stream: None,
+            by: config.rx_mechanism(),
+        }
+    }
+}
+
+/// The receive queue of a received packet (queue captures): the one the
+/// RSS table gives its flow (`rss_queue`, from [`Config::rss_queue_of`]);
+/// the only queue of a single-queue device.
+pub fn expected_rx_queue(config: &Config, rss_queue: Option<u32>) -> Expectation {
+    match rss_queue {
         Some(q) => Expectation {
             stream: Some(q),
             by: Mechanism::Rss,
@@ -585,6 +660,106 @@ pub fn rss_hash_matches(
     let fields = config.hash_fields.iter().find(|(f, _)| *f == flow)?.1;
     let h = crate::rss::hash(&rss.key, tuple, fields).ok()?;
     Some(h == packet_hash)
+}
+
+/// A device's RSS hash, reproduced packet by packet: what tells whether
+/// the flow hash a packet carries (`tp_rxhash`) is the NIC's Toeplitz
+/// hash, the one thing the pcapng epb_hash option has an algorithm code
+/// for. The ring does not say which hash a packet has (the NIC's, the
+/// kernel's own when the driver gave none or one that does not cover the
+/// ports, a sending socket's random one, one a veth peer set), so the
+/// hash of the packet's tuple is computed with the device's key over the
+/// fields it hashes, and compared.
+pub struct NicHash {
+    table: crate::rss::ToeplitzTable,
+    fields: Vec<(FlowType, Fields)>,
+}
+
+impl NicHash {
+    /// `ifname`'s, or why no packet's hash can be shown to be its
+    /// Toeplitz hash.
+    pub fn read(ifname: &str) -> Result<NicHash, String> {
+        let hashing = ethtool::rx_hashing(ifname);
+        let rss = ethtool::rss(ifname);
+        let mut fields = Vec::new();
+        if matches!(&rss, Ok(Some(r)) if r.hash_is_reproducible()) {
+            for flow in FlowType::ALL {
+                if let Ok(Some(bits)) = ethtool::rx_hash_fields(ifname, flow) {
+                    fields.push((flow, Fields::from_rxh(bits)));
+                }
+            }
+        }
+        NicHash::from_parts(ifname, hashing, rss, fields)
+    }
+
+    /// [`NicHash::read`] from what the device answered.
+    pub fn from_parts(
+        ifname: &str,
+        hashing: io::Result<Option<bool>>,
+        rss: io::Result<Option<Rss>>,
+        fields: Vec<(FlowType, Fields)>,
+    ) -> Result<NicHash, String> {
+        match hashing {
+            Ok(Some(true)) => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{ifname} does not hand the kernel a receive hash (receive-hashing off)"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {ifname}'s features: {}",
+                    crate::error::Why(e)
+                ))
+            }
+        }
+        let rss = match rss {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(format!("{ifname} reports no RSS key")),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {ifname}'s RSS configuration: {}",
+                    crate::error::Why(e)
+                ))
+            }
+        };
+        if !rss.hash_is_reproducible() {
+            return Err(format!(
+                "{ifname}'s RSS hash cannot be reproduced (hash function {}, a {}-byte key{})",
+                rss.hash_function().name(),
+                rss.key.len(),
+                if rss.input_xfrm != 0 {
+                    ", input transformed"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if fields.is_empty() {
+            return Err(format!("{ifname} does not say which fields it hashes"));
+        }
+        Ok(NicHash {
+            table: crate::rss::ToeplitzTable::new(&rss.key),
+            fields,
+        })
+    }
+
+    /// Whether `hash` is the device's Toeplitz hash of the IP packet whose
+    /// network header starts `l3`. False for anything else: not IP, ports
+    /// not captured, a flow type whose fields the device did not report, a
+    /// key too short for IPv6, or another hash.
+    pub fn is_its_hash(&self, l3: &[u8], hash: u32) -> bool {
+        let Some((tuple, flow)) = packet_flow(l3) else {
+            return false;
+        };
+        let Some(&(_, fields)) = self.fields.iter().find(|(f, _)| *f == flow) else {
+            return false;
+        };
+        // The table covers the longest input; a key shorter than the
+        // input needs is what the NIC cannot have hashed with.
+        let (buf, len) = tuple.input(fields);
+        self.table.covers(len + 4) && self.table.hash(&buf[..len]) == hash
+    }
 }
 
 /// The tuple and flow type of an IP packet (`l3` from its network
@@ -765,7 +940,7 @@ mod tests {
     #[test]
     fn rps_picks_from_the_map_by_the_high_bits() {
         let c = config(vec![rxq(0, &[1, 3])]);
-        let e = |h| expected_rx_cpu(&c, None, h, Some(0));
+        let e = |h| expected_rx_cpu(&c, 0, h, Some(0));
         assert_eq!(
             e(0x0000_0001),
             Expectation {
@@ -795,42 +970,92 @@ mod tests {
                 by: Mechanism::Rps
             }
         );
-        assert_eq!(expected_rx_cpu(&c, None, 0, None).stream, None);
+        assert_eq!(expected_rx_cpu(&c, 0, 0, None).stream, None);
+        // One queue: which queue a packet came in on cannot matter.
+        assert_eq!(c.rx_queue_kinds(), [0]);
+        assert_eq!(
+            expected_rx_cpu_any_queue(&c, &[0], 0x8000_0000, Some),
+            e(0x8000_0000)
+        );
     }
 
     #[test]
-    fn rps_uses_the_recorded_queue_and_falls_back_for_offline_cpus() {
+    fn rps_uses_the_queue_and_falls_back_for_offline_cpus() {
         let mut c = config(vec![rxq(0, &[0]), rxq(1, &[2, 3])]);
-        assert_eq!(
-            expected_rx_cpu(&c, Some(1), 0xffff_ffff, None).stream,
-            Some(3)
-        );
-        // No queue recorded and no RSS table: queue 0.
-        assert_eq!(
-            expected_rx_cpu(&c, None, 0xffff_ffff, Some(1)).stream,
-            Some(0)
-        );
+        assert_eq!(expected_rx_cpu(&c, 1, 0xffff_ffff, None).stream, Some(3));
+        // Queue 0 (also: none recorded).
+        assert_eq!(expected_rx_cpu(&c, 0, 0xffff_ffff, Some(1)).stream, Some(0));
         // A map cpu that went offline after rps_cpus was written.
         c.online = cpus("0-2");
         assert_eq!(
-            expected_rx_cpu(&c, Some(1), 0xffff_ffff, Some(1)),
+            expected_rx_cpu(&c, 1, 0xffff_ffff, Some(1)),
             Expectation {
                 stream: Some(1),
                 by: Mechanism::Rps
             }
         );
-        assert_eq!(
-            expected_rx_cpu(&c, Some(1), 0x7fff_ffff, Some(1)).stream,
-            Some(2)
-        );
+        assert_eq!(expected_rx_cpu(&c, 1, 0x7fff_ffff, Some(1)).stream, Some(2));
         // A queue the device does not have is not steered.
         assert_eq!(
-            expected_rx_cpu(&c, Some(7), 1, Some(1)),
+            expected_rx_cpu(&c, 7, 1, Some(1)),
             Expectation {
                 stream: Some(1),
                 by: Mechanism::None
             }
         );
+    }
+
+    /// The veth: rx-0 steers to cpu1, rx-1 to cpu0, rx-2 not at
+    /// all. Without the queue, no cpu is predicted, whatever the hash.
+    #[test]
+    fn queues_that_steer_differently_predict_nothing_without_the_queue() {
+        let mut c = config(vec![rxq(0, &[1]), rxq(1, &[0]), rxq(2, &[])]);
+        let kinds = c.rx_queue_kinds();
+        assert_eq!(kinds, [0, 1, 2]);
+        for hash in [0, 1, 0x8000_0000, u32::MAX] {
+            assert_eq!(
+                expected_rx_cpu_any_queue(&c, &kinds, hash, Some),
+                Expectation {
+                    stream: None,
+                    by: Mechanism::Rps
+                },
+                "{hash:08x}"
+            );
+        }
+        // Known, each queue has its own answer.
+        assert_eq!(expected_rx_cpu(&c, 0, 1, None).stream, Some(1));
+        assert_eq!(expected_rx_cpu(&c, 1, 1, None).stream, Some(0));
+        // The same map on every queue (the usual way to set up RPS): one
+        // kind, and a sound prediction.
+        for q in &mut c.rx {
+            q.rps_map = vec![2, 3];
+        }
+        let kinds = c.rx_queue_kinds();
+        assert_eq!(kinds, [0]);
+        assert_eq!(
+            expected_rx_cpu_any_queue(&c, &kinds, 0x8000_0000, Some),
+            Expectation {
+                stream: Some(3),
+                by: Mechanism::Rps
+            }
+        );
+        // Maps that differ but name cpus of one node: the node is known.
+        c.rx[1].rps_map = vec![3];
+        let kinds = c.rx_queue_kinds();
+        assert_eq!(kinds, [0, 1]);
+        assert_eq!(expected_rx_cpu_any_queue(&c, &kinds, 1, Some).stream, None);
+        assert_eq!(
+            expected_rx_cpu_any_queue(&c, &kinds, 1, |_| Some(0)),
+            Expectation {
+                stream: Some(0),
+                by: Mechanism::Rps
+            }
+        );
+        // RFS on one queue only: another kind.
+        c.rx[1].rps_map = vec![2, 3];
+        c.rx[1].rps_flow_cnt = 64;
+        c.rps_sock_flow_entries = Some(4096);
+        assert_eq!(c.rx_queue_kinds(), [0, 1]);
     }
 
     #[test]
@@ -840,10 +1065,10 @@ mod tests {
             ..rxq(0, &[0, 1])
         }]);
         // The global table is off: plain RPS.
-        assert_eq!(expected_rx_cpu(&c, None, 1, None).by, Mechanism::Rps);
+        assert_eq!(expected_rx_cpu(&c, 0, 1, None).by, Mechanism::Rps);
         c.rps_sock_flow_entries = Some(32768);
         assert_eq!(
-            expected_rx_cpu(&c, None, 1, None),
+            expected_rx_cpu(&c, 0, 1, None),
             Expectation {
                 stream: None,
                 by: Mechanism::Rfs
@@ -851,7 +1076,7 @@ mod tests {
         );
         // Hash 0: neither RFS nor RPS steers it.
         assert_eq!(
-            expected_rx_cpu(&c, None, 0, Some(1)),
+            expected_rx_cpu(&c, 0, 0, Some(1)),
             Expectation {
                 stream: Some(1),
                 by: Mechanism::Rfs
@@ -859,11 +1084,11 @@ mod tests {
         );
         // Not visible (a network namespace): possibly RFS, so no prediction.
         c.rps_sock_flow_entries = None;
-        assert_eq!(expected_rx_cpu(&c, None, 1, None).by, Mechanism::Rfs);
+        assert_eq!(expected_rx_cpu(&c, 0, 1, None).by, Mechanism::Rfs);
         assert_eq!(c.rx_mechanism(), Mechanism::Rfs);
         // RFS without a flow table on the queue: RPS.
         c.rx[0].rps_flow_cnt = 0;
-        assert_eq!(expected_rx_cpu(&c, None, 1, None).by, Mechanism::Rps);
+        assert_eq!(expected_rx_cpu(&c, 0, 1, None).by, Mechanism::Rps);
     }
 
     fn irq_on(irq: u32, list: &str) -> Option<QueueIrq> {
@@ -894,34 +1119,51 @@ mod tests {
     }
 
     #[test]
-    fn rss_queue_and_its_interrupt_cpu() {
+    fn rss_queue_of_a_flow_and_its_interrupt_cpu() {
         let mut c = rss_device();
-        // Slot 0x51ccc178 % 128 = 120 → queue 0, whose irq runs on cpu 3.
+        let t = crate::rss::parse_tuple("66.9.149.187,2794,161.142.100.80,1766").unwrap();
+        // The device has not said which fields it hashes for tcp4.
+        assert_eq!(c.rss_queue_of(&t, FlowType::TcpV4), None);
+        c.hash_fields = vec![
+            (FlowType::TcpV4, Fields::ALL),
+            (FlowType::UdpV4, Fields::ADDRESSES),
+        ];
+        // 0x51ccc178 % 128 = 120 → queue 0; addresses only, 0x323e8fc2:
+        // slot 66 → queue 2.
+        assert_eq!(c.rss_queue_of(&t, FlowType::TcpV4), Some(0));
+        assert_eq!(c.rss_queue_of(&t, FlowType::UdpV4), Some(2));
+        assert_eq!(c.rss_queue_of(&t, FlowType::SctpV4), None);
         assert_eq!(
-            expected_rx_queue(&c, 0x51ccc178),
+            expected_rx_queue(&c, Some(0)),
             Expectation {
                 stream: Some(0),
                 by: Mechanism::Rss
             }
         );
+        // Queue 0's irq runs on cpu 3, queue 2's on cpu 1.
         assert_eq!(
-            expected_rx_cpu(&c, None, 0x51ccc178, None),
+            expected_rx_cpu(&c, 0, 0x51ccc178, None),
             Expectation {
                 stream: Some(3),
                 by: Mechanism::Rss
             }
         );
-        assert_eq!(expected_rx_cpu(&c, None, 0x51ccc179, None).stream, Some(2));
-        // A recorded queue wins over the table.
-        assert_eq!(
-            expected_rx_cpu(&c, Some(3), 0x51ccc178, None).stream,
-            Some(0)
-        );
+        assert_eq!(expected_rx_cpu(&c, 2, 0x1234, None).stream, Some(1));
         assert_eq!(c.rx_mechanism(), Mechanism::Rss);
+        // Without the queue: four interrupt cpus, four kinds, nothing.
+        let kinds = c.rx_queue_kinds();
+        assert_eq!(kinds, [0, 1, 2, 3]);
+        assert_eq!(
+            expected_rx_cpu_any_queue(&c, &kinds, 0x51ccc178, Some),
+            Expectation {
+                stream: None,
+                by: Mechanism::Rss
+            }
+        );
         // RPS on the RSS-picked queue moves it on.
         c.rx[0].rps_map = vec![1];
         assert_eq!(
-            expected_rx_cpu(&c, None, 0x51ccc178, None),
+            expected_rx_cpu(&c, 0, 0x51ccc178, None),
             Expectation {
                 stream: Some(1),
                 by: Mechanism::Rps
@@ -930,35 +1172,41 @@ mod tests {
         // An interrupt spread over cpus, or a threaded NAPI: no cpu.
         c.rx[1].irq = irq_on(41, "0-1");
         assert_eq!(
-            expected_rx_cpu(&c, None, 0x51ccc179, None),
+            expected_rx_cpu(&c, 1, 0x51ccc179, None),
             Expectation {
                 stream: None,
                 by: Mechanism::Rss
             }
         );
         c.rx[2].irq.as_mut().unwrap().napi_pid = Some(99);
-        assert_eq!(expected_rx_cpu(&c, None, 0x51ccc17a, None).stream, None);
+        assert_eq!(expected_rx_cpu(&c, 2, 0x51ccc17a, None).stream, None);
+        // A hash that cannot be reproduced: no queue.
+        c.rss.as_mut().unwrap().hfunc = ethtool::ETH_RSS_HASH_XOR;
+        assert_eq!(c.rss_queue_of(&t, FlowType::TcpV4), None);
+        c.rss.as_mut().unwrap().hfunc = ethtool::ETH_RSS_HASH_TOP;
+        c.rss.as_mut().unwrap().indirection.clear();
+        assert_eq!(c.rss_queue_of(&t, FlowType::TcpV4), None);
     }
 
     #[test]
     fn nothing_configured_is_none() {
         let c = config(vec![rxq(0, &[])]);
         assert_eq!(
-            expected_rx_cpu(&c, None, 5, Some(1)),
+            expected_rx_cpu(&c, 0, 5, Some(1)),
             Expectation {
                 stream: Some(1),
                 by: Mechanism::None
             }
         );
         assert_eq!(
-            expected_rx_cpu(&c, None, 5, None),
+            expected_rx_cpu(&c, 0, 5, None),
             Expectation {
                 stream: None,
                 by: Mechanism::None
             }
         );
         assert_eq!(
-            expected_rx_queue(&c, 5),
+            expected_rx_queue(&c, None),
             Expectation {
                 stream: Some(0),
                 by: Mechanism::None
@@ -968,14 +1216,22 @@ mod tests {
         assert_eq!(c.tx_mechanism(), Mechanism::None);
         // No queues known at all (sysfs unreadable).
         let empty = Config::default();
+        assert_eq!(empty.rx_queue_kinds(), Vec::<u32>::new());
         assert_eq!(
-            expected_rx_cpu(&empty, None, 5, Some(1)),
+            expected_rx_cpu(&empty, 0, 5, Some(1)),
             Expectation {
                 stream: Some(1),
                 by: Mechanism::None
             }
         );
-        assert_eq!(expected_rx_queue(&empty, 5).stream, None);
+        assert_eq!(
+            expected_rx_cpu_any_queue(&empty, &[], 5, Some),
+            Expectation {
+                stream: None,
+                by: Mechanism::None
+            }
+        );
+        assert_eq!(expected_rx_queue(&empty, None).stream, None);
     }
 
     fn txq(index: u32, xps: &str, rxqs: &str) -> TxQueue {
@@ -1065,6 +1321,77 @@ mod tests {
         );
         c.rss.as_mut().unwrap().hfunc = ethtool::ETH_RSS_HASH_XOR;
         assert_eq!(rss_hash_matches(&c, &t, FlowType::TcpV4, 0x51ccc178), None);
+    }
+
+    #[test]
+    fn nic_hash_is_claimed_only_where_it_is_the_packets() {
+        let rss = || rss_device().rss;
+        let fields = vec![
+            (FlowType::TcpV4, Fields::ALL),
+            (FlowType::UdpV4, Fields::ADDRESSES),
+            (FlowType::UdpV6, Fields::ALL),
+        ];
+        let no = |h: io::Result<Option<bool>>, r: io::Result<Option<Rss>>, f: Vec<_>| {
+            NicHash::from_parts("eth9", h, r, f).err().unwrap()
+        };
+        // Why not, in the order a reader would look.
+        assert_eq!(
+            no(Ok(Some(false)), Ok(rss()), fields.clone()),
+            "eth9 does not hand the kernel a receive hash (receive-hashing off)"
+        );
+        assert_eq!(
+            no(
+                Err(io::Error::from_raw_os_error(libc::ENODEV)),
+                Ok(rss()),
+                fields.clone()
+            ),
+            "cannot read eth9's features: No such device"
+        );
+        assert_eq!(
+            no(Ok(Some(true)), Ok(None), fields.clone()),
+            "eth9 reports no RSS key"
+        );
+        let mut xor = rss().unwrap();
+        xor.hfunc = ethtool::ETH_RSS_HASH_XOR;
+        assert_eq!(
+            no(Ok(Some(true)), Ok(Some(xor)), fields.clone()),
+            "eth9's RSS hash cannot be reproduced (hash function xor, a 40-byte key)"
+        );
+        assert_eq!(
+            no(Ok(Some(true)), Ok(rss()), Vec::new()),
+            "eth9 does not say which fields it hashes"
+        );
+        let nic = NicHash::from_parts("eth9", Ok(Some(true)), Ok(rss()), fields.clone()).unwrap();
+
+        // 66.9.149.187:2794 -> 161.142.100.80:1766: the Microsoft vectors.
+        let mut v4 = vec![
+            0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 66, 9, 149, 187, 161, 142, 100, 80,
+        ];
+        v4.extend_from_slice(&[0x0a, 0xea, 0x06, 0xe6, 0, 0, 0, 0]);
+        assert!(nic.is_its_hash(&v4, 0x51ccc178));
+        assert!(!nic.is_its_hash(&v4, 0x51ccc179));
+        // UDP hashed over the addresses only.
+        v4[9] = 17;
+        assert!(nic.is_its_hash(&v4, 0x323e8fc2));
+        assert!(!nic.is_its_hash(&v4, 0x51ccc178));
+        // A flow type the device did not report; not IP; ports cut off.
+        v4[9] = 132;
+        assert!(!nic.is_its_hash(&v4, 0x51ccc178));
+        v4[9] = 6;
+        assert!(!nic.is_its_hash(&v4[..22], 0x51ccc178));
+        assert!(!nic.is_its_hash(&[0x12; 40], 0x51ccc178));
+        assert!(!nic.is_its_hash(&[], 0));
+        // IPv6 needs a 40-byte key.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        for a in ["3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1"] {
+            v6.extend_from_slice(&a.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        }
+        v6.extend_from_slice(&[0x0a, 0xea, 0x06, 0xe6, 0, 8, 0, 0]);
+        assert!(nic.is_its_hash(&v6, 0x40207d3d));
+        let mut short = rss().unwrap();
+        short.key.truncate(16);
+        let nic16 = NicHash::from_parts("eth9", Ok(Some(true)), Ok(Some(short)), fields).unwrap();
+        assert!(!nic16.is_its_hash(&v6, 0x40207d3d));
     }
 
     /// A /sys/class/net/IF/queues of a 2-queue device, as files.
@@ -1407,7 +1734,7 @@ mod tests {
             let got = collect(&mut rings, PORT, FLOWS);
             let mut per_cpu = [0; 2];
             for &(cpu, hash, sport) in &got {
-                let e = expected_rx_cpu(&config, None, hash, Some(0));
+                let e = expected_rx_cpu(&config, 0, hash, Some(0));
                 assert_eq!(e.by, Mechanism::Rps);
                 assert_eq!(
                     e.stream,
@@ -1608,10 +1935,7 @@ mod tests {
             send_flows(&a, 0, 32, PORT);
             for (cpu, hash, _) in collect(&mut rings, PORT, 32) {
                 // A flow for cpu1 stays on cpu0, which received it.
-                assert_eq!(
-                    expected_rx_cpu(&config, None, hash, Some(0)).stream,
-                    Some(0)
-                );
+                assert_eq!(expected_rx_cpu(&config, 0, hash, Some(0)).stream, Some(0));
                 assert_eq!(cpu, 0);
             }
         });

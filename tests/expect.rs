@@ -209,8 +209,14 @@ fn rps_flows(rps_mask: &str) -> (Value, Finished) {
 }
 
 fn assert_all_expected(r: &Value, by: &str) -> Vec<u64> {
+    assert_all_expected_of(r, by, 64)
+}
+
+/// Checks that each of the `n` flows of `r` is on one stream, the one
+/// expected `by` that mechanism; returns the streams.
+fn assert_all_expected_of(r: &Value, by: &str, n: usize) -> Vec<u64> {
     let flows = r["flows"].as_array().unwrap();
-    assert_eq!(flows.len(), 64, "{r}");
+    assert_eq!(flows.len(), n, "{r}");
     let mut on = Vec::new();
     for f in flows {
         let streams = f["streams"].as_object().unwrap();
@@ -274,7 +280,8 @@ fn without_steering_nothing_is_expected() {
         "{f}"
     );
     assert_eq!(flow["unexpected"], false);
-    // lo and tun: no error either.
+    // lo and tun: no error either. On lo every flow goes both ways: no
+    // single stream is expected, and the summary says so.
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxcpu", &["--flows", "lo"]);
     udp_send(&ns, 0, LO, LO, 1);
@@ -282,9 +289,10 @@ fn without_steering_nothing_is_expected() {
     assert_eq!(f.status.code(), Some(0), "{f}");
     assert!(
         f.stdout
-            .contains("0 flows off the expected stream (UNEXPECTED)."),
+            .contains("\nNo flow has an expected stream: nothing could be predicted.\n"),
         "{f}"
     );
+    assert!(!f.stdout.contains("off the expected stream"), "{f}");
     let tun = MqTun::new(&ns, 2);
     let sink = UdpSink::bind(&ns, tun.addr);
     let cap = Capture::start(&ns, "rxqueue", &["--flows", "--json", &tun.ifname]);
@@ -407,4 +415,85 @@ fn xps_expectations_match_every_flow() {
         assert_eq!(flow["unexpected"], false, "{flow}");
     }
     assert!(f.stderr.contains("sender tap"), "{f}");
+}
+
+/// The issue's veth: three queues; the sender's XPS puts cpu1's traffic
+/// on tx-2, which the receiver sees as rx-1 (veth keeps the peer's
+/// transmit queue, read one off). The receiver's rx-0 steers to cpu1,
+/// rx-1 to cpu0. A capture by cpu cannot see which queue a packet came in
+/// on, so with queues that steer differently it predicts nothing (never
+/// rx-0's cpu1, which marked every flow UNEXPECTED though each went
+/// exactly where its queue sends it), and says why with -v. With the same
+/// map on every queue the queue does not matter, and the prediction holds.
+#[test]
+fn unknown_receive_queue_is_no_prediction() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair_with_queues(&a, &b, 3);
+    for (q, mask) in [(0, "0"), (1, "1"), (2, "2")] {
+        set_sysfs(&a, &va.ifname, &format!("queues/tx-{q}/xps_cpus"), mask);
+    }
+    let run = |base: u16| {
+        let sink = UdpSink::bind(&b, vb.addr);
+        let cap = Capture::start(&b, "rxcpu", &["--flows=0", "--json", &vb.ifname]);
+        let text = Capture::start(&b, "rxcpu", &["-v", "--flows=0", &vb.ifname]);
+        for i in 0..8u16 {
+            udp_flow(
+                &a,
+                1,
+                (IpAddr::V4(va.addr), base + i),
+                (IpAddr::V4(vb.addr), UDP_PORT),
+                2,
+            );
+            sink.expect(2);
+        }
+        (json(&interrupt(cap)), interrupt(text))
+    };
+    set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "2");
+    set_sysfs(&b, &vb.ifname, "queues/rx-1/rps_cpus", "1");
+    let (r, text) = run(4400);
+    let flows = r["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 8, "{r}");
+    for flow in flows {
+        // rx-1's map: every flow on cpu0, as configured.
+        assert_eq!(flow["streams"], serde_json::json!({"0": 2}), "{flow}");
+        assert_eq!(flow["expected"], Value::Null, "{flow}");
+        assert_eq!(flow["by"], "rps", "{flow}");
+        assert_eq!(flow["unexpected"], false, "{flow}");
+    }
+    assert_eq!(r["flow_summary"]["predicted"], 0, "{r}");
+    assert_eq!(r["flow_summary"]["unexpected"], 0, "{r}");
+    assert!(!text.stdout.contains("UNEXPECTED"), "{text}");
+    assert!(
+        text.stdout
+            .contains("\nNo flow has an expected stream: nothing could be predicted.\n"),
+        "{text}"
+    );
+    for row in text.stdout.lines().filter(|l| l.starts_with("udp")) {
+        assert!(row.ends_with("cpu0:2   -         rps"), "{row:?}\n{text}");
+    }
+    assert!(
+        text.stderr.contains(&format!(
+            "rxcpu: steering: {}: its receive queues steer differently (rps_cpus, \
+             rps_flow_cnt or interrupt cpus) and a capture by cpu does not see the queue \
+             a packet came in on: received flows have no expected stream\n",
+            vb.ifname
+        )),
+        "{text}"
+    );
+
+    // The same map on every queue: predicted, and right.
+    for q in 0..3 {
+        set_sysfs(&b, &vb.ifname, &format!("queues/rx-{q}/rps_cpus"), "2");
+    }
+    let (r, text) = run(4500);
+    let on = assert_all_expected_of(&r, "rps", 8);
+    assert!(on.iter().all(|&c| c == 1), "{r}");
+    assert_eq!(r["flow_summary"]["predicted"], 8, "{r}");
+    assert_eq!(r["flow_summary"]["unexpected"], 0, "{r}");
+    assert!(
+        text.stdout
+            .contains("\n0 flows off the expected stream (UNEXPECTED).\n"),
+        "{text}"
+    );
+    assert!(!text.stderr.contains("steer differently"), "{text}");
 }

@@ -377,7 +377,7 @@ fn json_with_write_to_stdout_goes_to_stderr() {
     assert_eq!(r["total"], 4);
     assert_eq!(
         r["streams"],
-        serde_json::json!([{"id": 1, "captured": 4, "dropped": 0}])
+        serde_json::json!([{"id": 1, "name": "cpu1", "captured": 4, "dropped": 0}])
     );
 }
 
@@ -393,7 +393,7 @@ fn json_without_flows_and_per_node() {
             "vantage": "numa",
             "interface": "lo",
             "direction": "rxtx",
-            "streams": [{"id": 0, "captured": 6, "dropped": 0}],
+            "streams": [{"id": 0, "name": "node0", "captured": 6, "dropped": 0}],
             "total": 6
         })
     );
@@ -403,13 +403,81 @@ fn json_without_flows_and_per_node() {
     let r = json(&interrupt(cap));
     assert_eq!(
         r["streams"],
-        serde_json::json!([{"id": 0, "captured": 1, "dropped": 0}, {"id": null, "captured": 1, "dropped": 0}])
+        serde_json::json!([
+            {"id": 0, "name": "queue0", "captured": 1, "dropped": 0},
+            {"id": null, "name": "noqueue", "captured": 1, "dropped": 0}
+        ])
     );
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxcpu", &["--json"]);
     udp_send(&ns, 1, LO, LO, 1);
     let r = json(&interrupt(cap));
     assert_eq!(r["interface"], Value::Null);
+}
+
+/// The stream of packets with no receive queue recorded has one name,
+/// `noqueue`, wherever streams are named: the flow table, the report's
+/// JSON (`name` beside `id`: null), each flow's `streams_by_name` (beside
+/// `streams`, whose `none` key stays for the scripts that read it), the
+/// flow summary, and the live view's lines.
+#[test]
+fn no_queue_stream_has_one_name() {
+    let ns = Netns::new();
+    let _sink = UdpSink::bind(&ns, LO);
+    let text = Capture::start(&ns, "rxtxqueue", &["--flows=0", "lo"]);
+    let cap = Capture::start(
+        &ns,
+        "rxtxqueue",
+        &["--flows=0", "--json", "--live", "--interval=0.1", "lo"],
+    );
+    // Sent on lo's one transmit queue, received with no queue recorded.
+    udp_flow(&ns, 0, (LO4, 2700), (LO4, UDP_PORT), 2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let f = interrupt(cap);
+    let r = json(&f);
+    assert_eq!(
+        r["streams"],
+        serde_json::json!([
+            {"id": 0, "name": "queue0", "captured": 2, "dropped": 0},
+            {"id": null, "name": "noqueue", "captured": 2, "dropped": 0}
+        ]),
+        "{f}"
+    );
+    let flow = &by_sport(&r)[&2700];
+    assert_eq!(flow["streams"], serde_json::json!({"0": 2, "none": 2}));
+    assert_eq!(
+        flow["streams_by_name"],
+        serde_json::json!({"queue0": 2, "noqueue": 2})
+    );
+    let summary = &r["flow_summary"]["streams"];
+    assert_eq!(summary[0]["name"], "queue0", "{r}");
+    assert_eq!(summary[1]["name"], "noqueue", "{r}");
+    assert_eq!(summary[1]["id"], Value::Null, "{r}");
+    // The live view's JSON lines.
+    let mut live = 0;
+    for l in f.after_ready().lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        let s = &v["streams"][1];
+        assert_eq!(
+            (&s["stream"], &s["id"]),
+            (&Value::from("noqueue"), &Value::Null),
+            "{l}"
+        );
+        live += 1;
+    }
+    assert!(live > 0, "no live lines\n{f}");
+
+    let t = interrupt(text);
+    let row = t
+        .stdout
+        .lines()
+        .find(|l| l.contains("127.0.0.1:2700"))
+        .unwrap_or_else(|| panic!("no row\n{t}"));
+    assert!(row.contains("  queue0:2 noqueue:2"), "{row}");
+    assert!(
+        t.stdout.contains("\nnoqueue: 1 flow, 2 packets (50.0%).\n"),
+        "{t}"
+    );
 }
 
 #[test]

@@ -72,6 +72,13 @@ fn merged_file_has_one_interface_per_stream() {
         ]
     );
     assert_eq!(by_interface(&file), [(0, 8), (1, 6)].into(), "{f}");
+    // lo has no receive hash: each flow hash is in the packet's comment,
+    // none is called Toeplitz.
+    for o in &file.options {
+        assert!(o.hashes.is_empty(), "{o:?}");
+        assert!(o.comments.len() == 1 && o.comments[0].len() == 20, "{o:?}");
+        assert!(o.comments[0].starts_with("flow hash 0x"), "{o:?}");
+    }
     // One timeline.
     let (in_file, said) = out_of_order(&file, &f);
     assert!(in_file <= said, "{in_file} packets out of order\n{f}");
@@ -582,4 +589,92 @@ fn rotation_usage_errors() {
             "-G [--rotate-seconds] needs a file to write: '-' (stdout) cannot be rotated.",
         ),
     ]);
+}
+
+/// A veth has no receive hash of its own: the flow hash of its packets is
+/// the kernel's (or one its peer's socket set), never the Toeplitz hash
+/// the epb_hash option would claim. Each packet carries the hash in its
+/// comment instead (which readers show and Wireshark filters on, as
+/// `frame.comment`), the same hash the flow table gives its flow, and -v
+/// says why there is no epb_hash.
+#[test]
+fn veth_flow_hash_is_not_called_toeplitz() {
+    use std::net::IpAddr;
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let dir = TempDir::new();
+    let path = dir.path("v.pcapng");
+    let sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(
+        &b,
+        "rxcpu",
+        &[
+            "-v",
+            "--pcapng",
+            "-w",
+            &path,
+            "--flows=0",
+            "--json",
+            &vb.ifname,
+        ],
+    );
+    for i in 0..4u16 {
+        udp_flow(
+            &a,
+            usize::from(i % 2),
+            (IpAddr::V4(va.addr), 4600 + i),
+            (IpAddr::V4(vb.addr), UDP_PORT),
+            2,
+        );
+        sink.expect(2);
+    }
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r: serde_json::Value =
+        serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    // The flow table's hash, by source port.
+    let hash_of: BTreeMap<u16, String> = r["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|fl| {
+            let port = fl["src"].as_str().unwrap().rsplit(':').next().unwrap();
+            (
+                port.parse().unwrap(),
+                fl["hash"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(hash_of.len(), 4, "{f}");
+    let file = read_pcapng(std::fs::File::open(&path).unwrap());
+    assert_eq!(file.packets.len(), 8, "{f}");
+    for (p, o) in file.packets.iter().zip(&file.options) {
+        assert!(o.hashes.is_empty(), "an epb_hash on a veth: {o:?}");
+        // Ethernet, IPv4 without options: the source port at 34.
+        let sport = u16::from_be_bytes([p.3[34], p.3[35]]);
+        assert_eq!(
+            o.comments,
+            [format!("flow hash {}", hash_of[&sport])],
+            "{o:?}"
+        );
+    }
+    assert!(
+        f.stderr.contains(&format!(
+            "rxcpu: pcapng: each packet's flow hash is in its comment, with no epb_hash \
+             (no algorithm claimed): {} does not hand the kernel a receive hash \
+             (receive-hashing off)\n",
+            vb.ifname
+        )),
+        "{f}"
+    );
+    // What a Wireshark user sees and filters on.
+    let Some(rows) = tshark_fields(&path, &["udp.srcport", "frame.comment"]) else {
+        eprintln!("tshark not installed; skipping its checks");
+        return;
+    };
+    assert_eq!(rows.len(), 8);
+    for row in rows {
+        let sport: u16 = row[0].parse().unwrap();
+        assert_eq!(row[1], format!("flow hash {}", hash_of[&sport]), "{row:?}");
+    }
 }

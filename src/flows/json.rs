@@ -34,11 +34,15 @@ pub struct Report {
 }
 
 /// One stream's counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamJson {
     /// The cpu, queue or node; null for a stream that has none (the
     /// no-queue stream).
     pub id: Option<u32>,
+    /// Its name, as the text and the file names give it: `cpu3`,
+    /// `queue2`, `node0`, `noqueue` (added beside `id`, which stays).
+    #[serde(default)]
+    pub name: String,
     pub captured: u64,
     pub dropped: u64,
 }
@@ -58,6 +62,11 @@ pub struct FlowJson {
     /// Stream id (as a string, JSON keys being strings; `none` for a
     /// stream without an id) to packets, in stream order.
     pub streams: StreamPackets,
+    /// The same, by stream name (`cpu3`, `noqueue`: the one name the text,
+    /// the files and [`StreamJson::name`] use). Added beside `streams`,
+    /// whose `none` key stays for the scripts that read it.
+    #[serde(default)]
+    pub streams_by_name: StreamPackets,
     /// `0x%08x` of the first packet's flow hash; null when none was seen.
     pub hash: Option<String>,
     /// Seen on more than one stream.
@@ -90,6 +99,13 @@ pub struct FlowSummaryJson {
     pub split: u64,
     /// Flows whose hash changed.
     pub hash_changed: u64,
+    /// With expectations (an interface's steering read): flows with an
+    /// expected stream, and of those the ones that landed off it (the
+    /// text's UNEXPECTED count). Absent without expectations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unexpected: Option<u64>,
     /// Flows in the `flows` list.
     pub listed: u64,
     /// `--flows-max`.
@@ -102,10 +118,12 @@ pub struct FlowSummaryJson {
 }
 
 /// What one stream carried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamFlowsJson {
     /// As in [`StreamJson`].
     pub id: Option<u32>,
+    #[serde(default)]
+    pub name: String,
     /// Distinct flows.
     pub flows: u64,
     /// Packets, tracked or not.
@@ -174,18 +192,22 @@ impl Report {
 
     /// Adds the flows the text table would list with the same `limit`,
     /// in its order, and the summary. `id` maps the stream numbers the
-    /// tables were made with to the streams' ids.
+    /// tables were made with to the streams' ids, `name` to their names.
     pub fn with_flows(
         mut self,
         flows: &Flows,
         limit: usize,
         id: &dyn Fn(u32) -> Option<u32>,
+        name: &dyn Fn(u32) -> String,
     ) -> Report {
         let rows = flows.rows(limit);
+        let expected = flows.expectations_made();
         self.flow_summary = Some(FlowSummaryJson {
             seen: flows.records.len() as u64,
             split: flows.split_count() as u64,
             hash_changed: flows.hash_changed_count() as u64,
+            predicted: expected.then(|| flows.predicted_count() as u64),
+            unexpected: expected.then(|| flows.unexpected_count() as u64),
             listed: rows.len() as u64,
             max_flows: flows.max_flows,
             untracked_packets: flows.untracked_packets,
@@ -195,12 +217,17 @@ impl Report {
                 .iter()
                 .map(|s| StreamFlowsJson {
                     id: id(s.stream),
+                    name: name(s.stream),
                     flows: s.flows,
                     packets: s.packets,
                 })
                 .collect(),
         });
-        self.flows = Some(rows.into_iter().map(|r| FlowJson::new(r, id)).collect());
+        self.flows = Some(
+            rows.into_iter()
+                .map(|r| FlowJson::new(r, id, name))
+                .collect(),
+        );
         self
     }
 
@@ -215,8 +242,12 @@ impl Report {
 }
 
 impl FlowJson {
-    /// `r` with its streams named by `id`.
-    pub fn new(r: &FlowRecord, id: &dyn Fn(u32) -> Option<u32>) -> FlowJson {
+    /// `r` with its streams known by `id` and `name`.
+    pub fn new(
+        r: &FlowRecord,
+        id: &dyn Fn(u32) -> Option<u32>,
+        name: &dyn Fn(u32) -> String,
+    ) -> FlowJson {
         let vlan = r.key.vlans();
         FlowJson {
             proto: r.key.proto().name(),
@@ -230,6 +261,7 @@ impl FlowJson {
                     .map(|&(s, n)| (stream_key(id(s)), n))
                     .collect(),
             ),
+            streams_by_name: StreamPackets(r.streams.iter().map(|&(s, n)| (name(s), n)).collect()),
             hash: r.hash.map(|h| format!("0x{h:08x}")),
             split: r.split(),
             hash_changed: r.hash_changed,

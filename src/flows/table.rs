@@ -536,6 +536,19 @@ impl Flows {
         self.records.iter().filter(|r| r.unexpected()).count()
     }
 
+    /// Whether expectations were made (an interface's steering was read).
+    pub fn expectations_made(&self) -> bool {
+        self.records.iter().any(|r| r.expected.is_some())
+    }
+
+    /// Flows with an expected stream: those checked for being off it.
+    pub fn predicted_count(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| r.expected.is_some_and(|e| e.stream.is_some()))
+            .count()
+    }
+
     /// Packets recorded on all streams.
     pub fn packets(&self) -> u64 {
         self.streams.iter().map(|s| s.packets).sum()

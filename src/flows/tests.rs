@@ -906,13 +906,53 @@ udp    10.0.0.1:1  10.0.0.2:80        4    400  0x00001001  node 0:4  node 1    
 udp    10.0.0.1:2  10.0.0.2:80        2    200  0x00001002  node 1:2  -         none
 2 flows seen, 0 on more than one stream (SPLIT).
 1 flow off the expected stream (UNEXPECTED).
+1 flow with no expected stream (EXPECTED -).
 node 0: 1 flow, 4 packets (66.7%).
 node 1: 1 flow, 2 packets (33.3%).
 "
     );
+    // Every flow predicted: the count alone.
+    flows.records.retain(|r| r.key.ports().unwrap().0 == 1);
+    assert!(text::table(&flows, 0, &node)
+        .contains("\n1 flow off the expected stream (UNEXPECTED).\nnode 0:"));
+}
+
+/// No flow has an expected stream (the queue unknown, both directions on
+/// lo, RFS): no count of flows off it, which would read as if all had
+/// been checked.
+#[test]
+fn text_table_when_nothing_was_predicted() {
+    let mut flows = flows_of(&[(1, &[(0, 4)]), (2, &[(1, 2)])], &[0, 1]);
+    for r in &mut flows.records {
+        r.expected = Some(Expectation {
+            stream: None,
+            by: Mechanism::Rps,
+        });
+    }
+    let t = text::table(&flows, 0, &cpu);
+    assert!(!t.contains("off the expected stream"), "{t}");
+    assert!(!t.contains(text::UNEXPECTED), "{t}");
+    assert!(
+        t.contains("\nNo flow has an expected stream: nothing could be predicted.\n"),
+        "{t}"
+    );
+    let rows: Vec<&str> = t.lines().skip(1).take(2).collect();
+    for row in rows {
+        assert!(row.ends_with("  -         rps"), "{row:?}");
+    }
+    assert_eq!(flows.predicted_count(), 0);
+    assert_eq!(flows.unexpected_count(), 0);
 }
 
 // ---- JSON ----
+
+fn cpu_name(id: u32) -> String {
+    format!("cpu{id}")
+}
+
+fn queue_name(id: u32) -> String {
+    format!("queue{id}")
+}
 
 #[test]
 fn json_report_without_flows() {
@@ -923,11 +963,13 @@ fn json_report_without_flows() {
         vec![
             StreamJson {
                 id: Some(0),
+                name: "cpu0".into(),
                 captured: 12,
                 dropped: 0,
             },
             StreamJson {
                 id: Some(1),
+                name: "cpu1".into(),
                 captured: 3,
                 dropped: 2,
             },
@@ -936,7 +978,7 @@ fn json_report_without_flows() {
     );
     assert_eq!(
         r.to_json(),
-        "{\"vantage\":\"cpu\",\"interface\":null,\"direction\":\"rx\",\"streams\":[{\"id\":0,\"captured\":12,\"dropped\":0},{\"id\":1,\"captured\":3,\"dropped\":2}],\"total\":15}\n"
+        "{\"vantage\":\"cpu\",\"interface\":null,\"direction\":\"rx\",\"streams\":[{\"id\":0,\"name\":\"cpu0\",\"captured\":12,\"dropped\":0},{\"id\":1,\"name\":\"cpu1\",\"captured\":3,\"dropped\":2}],\"total\":15}\n"
     );
     let back: Report = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(back, r);
@@ -965,18 +1007,20 @@ fn json_report_with_flows_round_trips() {
         vec![
             StreamJson {
                 id: Some(2),
+                name: "queue2".into(),
                 captured: 2,
                 dropped: 0,
             },
             StreamJson {
                 id: Some(10),
+                name: "queue10".into(),
                 captured: 4,
                 dropped: 1,
             },
         ],
         6,
     )
-    .with_flows(&flows, 20, &Some);
+    .with_flows(&flows, 20, &Some, &queue_name);
     let text = r.to_json();
     assert!(text.ends_with("}\n") && !text[..text.len() - 1].contains('\n'));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -992,10 +1036,11 @@ fn json_report_with_flows_round_trips() {
     // Split first; keys in a fixed order.
     assert!(text.contains(
         "\"flows\":[{\"proto\":\"udp\",\"src\":\"[2001:db8::1]:53\",\"dst\":\"[2001:db8::2]:5353\",\
-         \"packets\":3,\"bytes\":300,\"streams\":{\"2\":1,\"10\":2},\"hash\":\"0xdeadbeef\",\
+         \"packets\":3,\"bytes\":300,\"streams\":{\"2\":1,\"10\":2},\
+         \"streams_by_name\":{\"queue2\":1,\"queue10\":2},\"hash\":\"0xdeadbeef\",\
          \"split\":true,\"hash_changed\":false,\"vlan\":null},"
     ));
-    assert_eq!(f[0].as_object().unwrap().len(), 10);
+    assert_eq!(f[0].as_object().unwrap().len(), 11);
     assert_eq!(f[0]["proto"], "udp");
     assert_eq!(f[0]["src"], "[2001:db8::1]:53");
     assert_eq!(f[0]["dst"], "[2001:db8::2]:5353");
@@ -1027,7 +1072,12 @@ fn json_report_with_flows_round_trips() {
     assert_eq!(s["untracked_bytes"], 60);
     assert_eq!(
         s["streams"][1],
-        serde_json::json!({"id": 10, "flows": 2, "packets": 4})
+        serde_json::json!({"id": 10, "name": "queue10", "flows": 2, "packets": 4})
+    );
+    // No expectations made: no counts of them.
+    assert!(
+        s.get("predicted").is_none() && s.get("unexpected").is_none(),
+        "{s}"
     );
     let back: Report = serde_json::from_str(&text).unwrap();
     assert_eq!(back, r);
@@ -1047,7 +1097,7 @@ fn json_expectation_keys() {
             },
         });
     }
-    let r = Report::new("cpu", None, "rx", vec![], 6).with_flows(&flows, 0, &Some);
+    let r = Report::new("cpu", None, "rx", vec![], 6).with_flows(&flows, 0, &Some, &cpu_name);
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     let f = &v["flows"];
     assert_eq!(f[0]["expected"], 1);
@@ -1056,6 +1106,10 @@ fn json_expectation_keys() {
     assert_eq!(f[1]["expected"], serde_json::Value::Null);
     assert_eq!(f[1]["by"], "none");
     assert_eq!(f[1]["unexpected"], false);
+    // The summary counts what the text's says: one flow checked, off its
+    // stream.
+    assert_eq!(v["flow_summary"]["predicted"], 1);
+    assert_eq!(v["flow_summary"]["unexpected"], 1);
     let back: Report = serde_json::from_str(&r.to_json()).unwrap();
     assert_eq!(back, r);
 }
@@ -1066,7 +1120,7 @@ fn json_limit_matches_the_table() {
         &[(1, &[(0, 4)]), (2, &[(0, 2)]), (3, &[(0, 1), (1, 1)])],
         &[0, 1],
     );
-    let r = Report::new("cpu", None, "rx", vec![], 8).with_flows(&flows, 1, &Some);
+    let r = Report::new("cpu", None, "rx", vec![], 8).with_flows(&flows, 1, &Some, &cpu_name);
     let f = r.flows.as_ref().unwrap();
     // The split flow, whatever the limit.
     assert_eq!(f.len(), 1);

@@ -10,6 +10,9 @@ pub const SPLIT: &str = "SPLIT";
 pub const REHASHED: &str = "REHASHED";
 /// The mark of a flow off its expected stream.
 pub const UNEXPECTED: &str = "UNEXPECTED";
+/// The summary line, instead of the count of flows off their expected
+/// stream, when no flow had one.
+pub const NOTHING_PREDICTED: &str = "No flow has an expected stream: nothing could be predicted.";
 
 /// The flow table: a header line, one row per flow (see [`Flows::rows`]
 /// for which and in what order, `limit` 0 meaning all), then the summary
@@ -130,12 +133,27 @@ fn summary(out: &mut String, flows: &Flows, label: &dyn Fn(u32) -> String) {
         count(flows.records.len() as u64, "flow"),
         flows.split_count()
     );
-    if flows.records.iter().any(|r| r.expected.is_some()) {
-        let _ = writeln!(
-            out,
-            "{} off the expected stream ({UNEXPECTED}).",
-            count(flows.unexpected_count() as u64, "flow")
-        );
+    if flows.expectations_made() {
+        // Only flows with an expected stream were checked: say so when
+        // some (or all) had none, rather than count them as on it.
+        let predicted = flows.predicted_count();
+        let unpredicted = flows.records.len() - predicted;
+        if predicted == 0 {
+            let _ = writeln!(out, "{NOTHING_PREDICTED}");
+        } else {
+            let _ = writeln!(
+                out,
+                "{} off the expected stream ({UNEXPECTED}).",
+                count(flows.unexpected_count() as u64, "flow")
+            );
+            if unpredicted > 0 {
+                let _ = writeln!(
+                    out,
+                    "{} with no expected stream (EXPECTED -).",
+                    count(unpredicted as u64, "flow")
+                );
+            }
+        }
     }
     let rehashed = flows.hash_changed_count();
     if rehashed > 0 {

@@ -82,6 +82,7 @@ use serde_json::{json, Map, Value};
 
 use super::rates::{Rates, StreamRate};
 use super::{Header, Snapshot};
+use crate::vantage::NO_ID;
 
 /// The bar's width limits (the brackets not included).
 pub const BAR_MAX: usize = 40;
@@ -399,9 +400,8 @@ pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) ->
     let mut out = Vec::new();
     for s in &r.streams {
         let mut l = format!(
-            "{t} stream={}{} pps={} mbps={} drops_ps={} share_pct={} packets={} interval_packets={} drops={}",
-            header.vantage.as_str(),
-            s.id,
+            "{t} stream={} pps={} mbps={} drops_ps={} share_pct={} packets={} interval_packets={} drops={}",
+            stream_name(header.vantage, s.id),
             num(s.pps, 1),
             num(s.mbps, 3),
             num(s.drops_ps, 1),
@@ -447,11 +447,10 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
         .iter()
         .map(|s| {
             let mut o = Map::new();
-            o.insert(
-                "stream".into(),
-                format!("{}{}", header.vantage.as_str(), s.id).into(),
-            );
-            o.insert("id".into(), s.id.into());
+            o.insert("stream".into(), stream_name(header.vantage, s.id).into());
+            // null for the no-queue stream, as in the report's JSON.
+            let id = (s.id != NO_ID).then_some(s.id);
+            o.insert("id".into(), id.into());
             o.insert("label".into(), s.label.clone().into());
             o.insert("pps".into(), f3(s.pps));
             o.insert("mbps".into(), f3(s.mbps));
@@ -492,6 +491,17 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
             .collect();
     }
     Some(obj.to_string())
+}
+
+/// The `stream` field: the vantage and the stream's id (`cpu3`, `queue2`,
+/// `numa0`); `noqueue` for the packets with no receive queue recorded, the
+/// name the report, the flow table and the file names give it.
+fn stream_name(vantage: super::Vantage, id: u32) -> String {
+    if id == NO_ID {
+        "noqueue".to_string()
+    } else {
+        format!("{}{id}", vantage.as_str())
+    }
 }
 
 /// A float rounded to 3 decimals, or null.

@@ -1727,9 +1727,19 @@ pub struct PcapNg {
     pub interfaces: Vec<(String, String)>,
     /// (interface, timestamp, epb_flags, data) of each packet.
     pub packets: Vec<(u32, Duration, Option<u32>, Vec<u8>)>,
+    /// The other options of each packet, in the order of `packets`.
+    pub options: Vec<EpbOptions>,
     /// (interface, isb_ifrecv, isb_ifdrop, isb_osdrop) of each statistics
     /// block.
     pub stats: Vec<IsbCounts>,
+}
+
+/// A packet's epb_hash options (algorithm octet, then the hash) and
+/// comments.
+#[derive(Debug, Default)]
+pub struct EpbOptions {
+    pub hashes: Vec<Vec<u8>>,
+    pub comments: Vec<String>,
 }
 
 /// (interface, isb_ifrecv, isb_ifdrop, isb_osdrop) of a statistics block.
@@ -1761,6 +1771,15 @@ pub fn read_pcapng(input: impl Read) -> PcapNg {
                     EnhancedPacketOption::Flags(f) => Some(*f),
                     _ => None,
                 });
+                let mut options = EpbOptions::default();
+                for o in &epb.options {
+                    match o {
+                        EnhancedPacketOption::Hash(h) => options.hashes.push(h.to_vec()),
+                        EnhancedPacketOption::Comment(c) => options.comments.push(c.to_string()),
+                        _ => {}
+                    }
+                }
+                file.options.push(options);
                 file.packets.push((
                     epb.interface_id,
                     epb.timestamp,

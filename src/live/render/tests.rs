@@ -439,6 +439,26 @@ fn json_without_cpus_or_flows() {
     assert_eq!(v["vantage"], "queue");
 }
 
+/// The stream with no receive queue recorded is `noqueue` with a null id,
+/// as in the report (not the id that stands for it inside, 4294967295).
+#[test]
+fn no_queue_stream_is_named_noqueue() {
+    let (mut a, mut b) = pair();
+    for s in [&mut a, &mut b] {
+        s.cpus = None;
+        s.flows = None;
+        s.streams[1].id = crate::vantage::NO_ID;
+        s.streams[1].label = "no queue".into();
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&render_json(&header(Vantage::Queue), Some(&a), &b).unwrap()).unwrap();
+    assert_eq!(v["streams"][1]["stream"], "noqueue");
+    assert_eq!(v["streams"][1]["id"], serde_json::Value::Null);
+    assert_eq!(v["streams"][0]["id"], 0);
+    let plain = render_plain(&header(Vantage::Queue), Some(&a), &b);
+    assert!(plain[1].contains(" stream=noqueue pps="), "{plain:?}");
+}
+
 #[test]
 fn share_bars() {
     assert_eq!(share_bar(Some(0.5), 10), "#####.....");
