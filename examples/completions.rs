@@ -77,6 +77,8 @@ fn main() {
         .mut_arg("mask", |a| a.value_hint(ValueHint::Other))
         .mut_arg("buffer-size", |a| a.value_hint(ValueHint::Other))
         .mut_arg("snapshot-length", |a| a.value_hint(ValueHint::Other))
-        .mut_arg("interface", |a| a.value_hint(ValueHint::Other));
+        .mut_arg("duration", |a| a.value_hint(ValueHint::Other))
+        .mut_arg("interface", |a| a.value_hint(ValueHint::Other))
+        .mut_arg(rxtxcpu::cli::POSITIONAL, |a| a.value_hint(ValueHint::Other));
     clap_complete::generate(shell, &mut cmd, name, &mut io::stdout());
 }

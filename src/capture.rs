@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -201,8 +203,9 @@ fn signal_fd(opts: &Options) -> Result<SignalFd> {
 }
 
 /// Reads the signals that came: true when one of them ends the capture
-/// (SIGINT first puts its newline on stderr, so the report does not start
-/// on the terminal's `^C` line); the live view takes its own.
+/// (SIGINT first puts its newline on stderr when that is a terminal, so
+/// the report does not start on its `^C` line; a file or pipe has no `^C`
+/// and gets nothing); the live view takes its own.
 pub(crate) fn stop_signal(sigfd: &SignalFd, mut monitor: Option<&mut Monitor>) -> bool {
     while let Ok(Some(info)) = sigfd.read_signal() {
         let signo = info.ssi_signo as i32;
@@ -211,12 +214,56 @@ pub(crate) fn stop_signal(sigfd: &SignalFd, mut monitor: Option<&mut Monitor>) -
                 continue;
             }
         }
-        if signo == libc::SIGINT {
+        if signo == libc::SIGINT && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             errln!();
         }
         return true;
     }
     false
+}
+
+/// `--duration`: a one-shot CLOCK_MONOTONIC timerfd, created with the
+/// signalfd and armed once the capture listens. The main thread polls it
+/// next to the signalfd, so it costs one wakeup, when it expires; without
+/// `--duration` there is no timer.
+pub(crate) struct Deadline(Option<(TimerFd, Duration)>);
+
+impl Deadline {
+    fn new(opts: &Options) -> Result<Deadline> {
+        let Some(d) = opts.duration else {
+            return Ok(Deadline(None));
+        };
+        let t = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+        )
+        .map_err(|e| Error::os("error creating the --duration timer", e.into()))?;
+        Ok(Deadline(Some((t, d))))
+    }
+
+    /// Starts the clock: called when the capture starts listening.
+    pub(crate) fn arm(&self, v: &Verbose) {
+        if let Some((t, d)) = &self.0 {
+            let expiration = Expiration::OneShot(TimeSpec::from_duration(*d));
+            match t.set(expiration, TimerSetTimeFlags::empty()) {
+                Ok(()) => v.say(format!("stopping after {} s (--duration)", d.as_secs_f64())),
+                // Cannot happen for a positive duration; if it did, the
+                // capture would run until a signal, so say so.
+                Err(e) => errln!(
+                    "{}: error setting the --duration timer: {}; stop with Ctrl-C",
+                    v.name,
+                    Why(e.into())
+                ),
+            }
+        }
+    }
+
+    /// What to poll: the timer, if there is one.
+    pub(crate) fn poll_fd(&self) -> Option<PollFd<'_>> {
+        self.0
+            .as_ref()
+            .map(|(t, _)| PollFd::new(t.as_fd(), PollFlags::POLLIN))
+    }
 }
 
 /// Whether `sig` is ignored, from the SigIgn mask in /proc/self/status.
@@ -286,6 +333,7 @@ struct Capture<'a> {
     /// For the merged file: the device's RSS hash, where a packet's flow
     /// hash can be it.
     nic_hash: Option<Arc<NicHash>>,
+    deadline: &'a Deadline,
 }
 
 /// What every run path does first: the stop signals blocked into a signalfd
@@ -294,20 +342,21 @@ struct Capture<'a> {
 pub(crate) fn begin<'a>(
     opts: &'a Options,
     plan: &Plan,
-) -> Result<(Verbose<'a>, SignalFd, source::Target)> {
+) -> Result<(Verbose<'a>, SignalFd, Deadline, source::Target)> {
     let v = Verbose {
         name: &opts.name,
         on: opts.verbose,
     };
     let sigfd = signal_fd(opts)?;
+    let deadline = Deadline::new(opts)?;
     let target = source::target(opts)?;
-    for note in &plan.notes {
+    for note in opts.notes.iter().chain(&plan.notes) {
         v.say(note);
     }
     for warning in &plan.warnings {
         errln!("{}: {warning}", opts.name);
     }
-    Ok((v, sigfd, target))
+    Ok((v, sigfd, deadline, target))
 }
 
 /// Runs the capture described by `opts`; returns the exit status. Errors
@@ -317,7 +366,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     if opts.xdp.is_some() {
         return crate::xdprun::run(opts, plan);
     }
-    let (v, sigfd, target) = begin(opts, plan)?;
+    let (v, sigfd, deadline, target) = begin(opts, plan)?;
     v.say(format!("direction {}", opts.direction.as_str()));
     v.say(format!(
         "interface {} (ifindex {})",
@@ -429,6 +478,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         shared: &shared,
         sigfd: &sigfd,
         nic_hash,
+        deadline: &deadline,
     };
     let ended = run_workers(&capture, &group.sockets, group.rings, outputs, tap);
     let mut status = report_faults(&capture, &ended.failed);
@@ -554,6 +604,7 @@ fn run_workers<'a>(
         // Returns once every sender is gone.
         let _ = ready_rx.recv();
         let started = merge::realtime_ns();
+        c.deadline.arm(&c.v);
         if failed.is_empty() {
             c.v.say(format!(
                 "listening on {}, link-type {}, snapshot length {} bytes",
@@ -890,9 +941,9 @@ fn report_faults(c: &Capture, failed: &[usize]) -> i32 {
     status
 }
 
-/// Waits for a stop signal, for the workers to stop by themselves, or
-/// (`--pcapng -w -`) for the reader of stdout to go away; with `--live`,
-/// waking once per interval to redraw.
+/// Waits for a stop signal, for `--duration` to pass, for the workers to
+/// stop by themselves, or (`--pcapng -w -`) for the reader of stdout to go
+/// away; with `--live`, waking once per interval to redraw.
 fn wait_for_stop(
     c: &Capture,
     watch: Option<OwnedFd>,
@@ -904,11 +955,16 @@ fn wait_for_stop(
             PollFd::new(c.sigfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(c.shared.stop_fd().as_fd(), PollFlags::POLLIN),
         ];
-        if let Some(w) = &watch {
+        let reader = watch.as_ref().map(|w| {
             // No events asked for: POLLERR comes regardless once the pipe's
             // reader has gone.
             fds.push(PollFd::new(w.as_fd(), PollFlags::empty()));
-        }
+            fds.len() - 1
+        });
+        let timer = c.deadline.poll_fd().map(|t| {
+            fds.push(t);
+            fds.len() - 1
+        });
         let timeout = match &monitor {
             Some(m) => PollTimeout::try_from(m.timeout_ms()).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
@@ -917,11 +973,14 @@ fn wait_for_stop(
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return,
         }
-        let reader_gone = fds
-            .get(2)
-            .and_then(|f| f.revents())
+        let reader_gone = reader
+            .and_then(|i| fds[i].revents())
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        let expired = timer.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
         if stop_signal(c.sigfd, monitor.as_deref_mut()) {
+            return;
+        }
+        if expired {
             return;
         }
         if let Some(m) = monitor.as_deref_mut() {

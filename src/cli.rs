@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, Command};
 
 use crate::cpuset::CpuSet;
@@ -131,6 +132,12 @@ pub struct Options {
     pub live: Option<std::time::Duration>,
     /// `--xdp[=MODE]`: the XDP hook instead of packet sockets.
     pub xdp: Option<crate::xdp::Mode>,
+    /// `--duration`: stop this long after the capture started, as SIGINT
+    /// does.
+    pub duration: Option<std::time::Duration>,
+    /// What the command line implied, for `-v` (`--xdp` taking received
+    /// packets only, `-i any`).
+    pub notes: Vec<String>,
 }
 
 /// Where the filter expression comes from.
@@ -156,6 +163,10 @@ pub struct RssQuery {
     pub tuple: crate::rss::Tuple,
     pub key: Option<Vec<u8>>,
     pub interface: Option<String>,
+    /// `-v`: say which key and table were used (stderr).
+    pub verbose: bool,
+    /// `--json`: the answer as one JSON object.
+    pub json: bool,
 }
 
 /// A usage error: the message (without the name prefix) for stderr; the
@@ -447,6 +458,27 @@ const OPTIONS: &[OptSpec] = &[
             "  Default: {vantage}",
         ],
     },
+    OptSpec {
+        id: "interface",
+        short: Some('i'),
+        long: "interface",
+        value: Some("INTERFACE"),
+        help: &[
+            "Capture on INTERFACE (tcpdump's -i).",
+            "  Every argument is then the filter",
+            "  expression; any: every interface.",
+        ],
+    },
+    OptSpec {
+        id: "duration",
+        short: None,
+        long: "duration",
+        value: Some("SECONDS"),
+        help: &[
+            "Stop after SECONDS, as Ctrl-C does.",
+            "  Fractions allowed: 2.5",
+        ],
+    },
 ];
 
 /// Fills in a help line or option name for `vantage` under `name`:
@@ -509,22 +541,81 @@ pub fn command(name: &str, vantage: Vantage) -> Command {
                 .action(ArgAction::Set),
             None => arg.action(ArgAction::SetTrue),
         };
+        let arg = original_abbreviations(o.id, name, vantage)
+            .into_iter()
+            .fold(arg, Arg::alias);
         cmd = cmd.arg(arg);
     }
+    let interface = match vantage {
+        Vantage::Queue => "Capture on INTERFACE (required: its queues are the streams)",
+        _ => "Capture on INTERFACE (default: every interface)",
+    };
+    // The interface, then (as tcpdump takes it) the words of a filter
+    // expression; with -i every word is the expression.
     cmd.arg(
-        Arg::new("interface")
+        Arg::new(POSITIONAL)
             .value_name("INTERFACE")
             .num_args(0..)
             .action(ArgAction::Append)
-            .help("Capture on INTERFACE (default: every interface)"),
+            .help(format!("{interface}; words after it: a filter expression")),
     )
+}
+
+/// The clap id of the positional arguments: the interface, then the
+/// words of a filter expression.
+pub const POSITIONAL: &str = "arguments";
+
+/// The original's options (rxtxcpu 1.2.6), by id.
+const ORIGINAL: &[&str] = &[
+    "count",
+    "direction",
+    "help",
+    "list",
+    "mask",
+    "promiscuous",
+    "packet-buffered",
+    "verbose",
+    "version",
+    "write",
+];
+
+/// The abbreviations of option `id` that were unambiguous among the
+/// original's options but are not among today's (`--d`, once only
+/// `--direction`, now also `--duration`): hidden aliases keep the
+/// original's command lines working. Exact names win in clap before any
+/// prefix is inferred.
+fn original_abbreviations(id: &str, name: &str, vantage: Vantage) -> Vec<String> {
+    if !ORIGINAL.contains(&id) {
+        return Vec::new();
+    }
+    let long_of = |o: &OptSpec| expand(o.long, name, vantage);
+    let all: Vec<String> = OPTIONS.iter().map(long_of).collect();
+    let original: Vec<String> = OPTIONS
+        .iter()
+        .filter(|o| ORIGINAL.contains(&o.id))
+        .map(long_of)
+        .collect();
+    let Some(long) = OPTIONS.iter().find(|o| o.id == id).map(long_of) else {
+        return Vec::new();
+    };
+    let count = |set: &[String], p: &str| set.iter().filter(|l| l.starts_with(p)).count();
+    (1..long.len())
+        .map(|n| &long[..n])
+        .filter(|p| count(&original, p) == 1 && count(&all, p) > 1)
+        .map(str::to_string)
+        .collect()
 }
 
 const HELP_COLUMN: usize = 33;
 
 /// `--help` text for stdout.
 pub fn help(name: &str, vantage: Vantage) -> String {
-    let mut out = format!("Usage:\n  {name} [OPTIONS] [INTERFACE]\n\nOptions:\n");
+    // The queue vantage's streams are the interface's queues: it needs one.
+    let interface = match vantage {
+        Vantage::Queue => "INTERFACE",
+        _ => "[INTERFACE]",
+    };
+    let mut out = format!("Usage:\n  {name} [OPTIONS] {interface}\n\nOptions:\n");
     for o in OPTIONS {
         let short = o.short.map(|c| format!("-{c},")).unwrap_or_default();
         let long = expand(o.long, name, vantage);
@@ -551,18 +642,25 @@ pub fn help(name: &str, vantage: Vantage) -> String {
     let trailer = match vantage {
         Vantage::Queue => {
             "\nINTERFACE is required: its queues are the streams.\n\
-             Per-queue counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n"
+             Per-queue counts go to stdout at the end (Ctrl-C, SIGTERM, -c N or\n\
+             --duration).\n"
         }
         Vantage::Numa => {
             "\nWith no INTERFACE, capture on every interface of the network namespace.\n\
-             Per-node counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n"
+             Per-node counts go to stdout at the end (Ctrl-C, SIGTERM, -c N or\n\
+             --duration).\n"
         }
         Vantage::Cpu => {
             "\nWith no INTERFACE, capture on every interface of the network namespace.\n\
-             Per-cpu counts go to stdout at the end (Ctrl-C, SIGTERM or -c N).\n"
+             Per-cpu counts go to stdout at the end (Ctrl-C, SIGTERM, -c N or\n\
+             --duration).\n"
         }
     };
     out.push_str(trailer);
+    out.push_str(
+        "Words after INTERFACE are a filter expression, as tcpdump takes them\n\
+         (\"eth0 udp port 9\" is --filter='udp port 9' eth0); with -i, every word.\n",
+    );
     out
 }
 
@@ -665,7 +763,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     let vantage = vantage_of(name, args);
     let m = command(name, vantage)
         .try_get_matches_from(args)
-        .map_err(|e| translate(e, args, vantage))?;
+        .map_err(|e| translate(e, args, name, vantage))?;
 
     // getopt acts on -h and -V as soon as it sees them; whatever else the
     // line holds does not matter then.
@@ -702,11 +800,16 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     let mask = value("mask")
         .map(|v| CpuSet::parse_mask(v).ok_or_else(|| invalid(&format!("{word} mask"), v)))
         .transpose()?;
+    // Values out of range say the range, as the rss hash port does.
+    let out_of_range = |what: &str, v: &str, range: &str| {
+        UsageError(format!("Invalid {what} '{v}' (expected {range})."))
+    };
     let buffer_bytes = match value("buffer-size") {
         Some(v) => Some(
             parse_decimal(v)
-                .filter(|&k| (1..=(16 << 20)).contains(&k))
-                .ok_or_else(|| invalid("buffer size", v))? as usize
+                .filter(|&k| (1..=MAX_BUFFER_KIB).contains(&k))
+                .ok_or_else(|| out_of_range("buffer size", v, &format!("1-{MAX_BUFFER_KIB} KiB")))?
+                as usize
                 * 1024,
         ),
         None => None,
@@ -715,7 +818,13 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         Some(v) => match parse_decimal(v) {
             Some(0) => DEFAULT_SNAPLEN,
             Some(n) if n <= u64::from(DEFAULT_SNAPLEN) => n as u32,
-            _ => return Err(invalid("snapshot length", v)),
+            _ => {
+                return Err(out_of_range(
+                    "snapshot length",
+                    v,
+                    &format!("0-{DEFAULT_SNAPLEN}"),
+                ))
+            }
         },
         None => DEFAULT_SNAPLEN,
     };
@@ -725,31 +834,76 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         Some(v) => return Err(invalid("time stamp precision", v)),
         None => Precision::Micro,
     };
+    let duration = value("duration")
+        .map(|v| {
+            parse_seconds(v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| out_of_range("duration", v, "seconds above 0, as 10 or 2.5"))
+        })
+        .transpose()?;
+    let mut notes = Vec::new();
 
-    let interfaces: Vec<&String> = m
-        .get_many::<String>("interface")
-        .map(|v| v.collect())
+    // The interface and a filter expression, as tcpdump takes them: the
+    // first word is the interface and the rest the expression, or with
+    // -i every word is the expression.
+    let words: Vec<&str> = m
+        .get_many::<String>(POSITIONAL)
+        .map(|v| v.map(String::as_str).collect())
         .unwrap_or_default();
-    if interfaces.len() > 1 {
-        let quoted: Vec<String> = interfaces.iter().map(|i| format!("'{i}'")).collect();
-        return Err(UsageError(format!(
-            "Only one interface argument is allowed (got [ {} ]).",
-            quoted.join(", ")
-        )));
+    let dash_i = value("interface");
+    let (interface, expression) = match dash_i {
+        Some(i) => (Some(i), (!words.is_empty()).then(|| words.join(" "))),
+        None => (
+            words.first().copied(),
+            (words.len() > 1).then(|| words[1..].join(" ")),
+        ),
+    };
+    if let Some(e) = &expression {
+        let conflict = match (value("filter"), value("filter-file")) {
+            (Some(_), _) => Some("--filter"),
+            (None, Some(_)) => Some("-F [--filter-file]"),
+            (None, None) => None,
+        };
+        if let Some(option) = conflict {
+            return Err(UsageError(format!(
+                "{option} and a filter expression argument ('{e}') are mutually exclusive."
+            )));
+        }
+        // The original took every argument as an interface and said so:
+        // words that are no filter expression (`lo lo2`) still get its
+        // message. With -i the words can only be an expression, and a bad
+        // one gets libpcap's message when the capture compiles it.
+        if dash_i.is_none() && !is_filter_expression(e) {
+            let quoted: Vec<String> = words.iter().map(|i| format!("'{i}'")).collect();
+            return Err(UsageError(format!(
+                "Only one interface argument is allowed (got [ {} ]).",
+                quoted.join(", ")
+            )));
+        }
     }
+    // tcpdump's name for every interface; here that is no interface.
+    let interface = match interface {
+        Some("any") if dash_i.is_some() => {
+            notes.push("-i any: capturing on every interface".to_string());
+            None
+        }
+        i => i.map(str::to_string),
+    };
 
-    let filter = match (value("filter"), value("filter-file")) {
-        (Some(_), Some(_)) => {
+    let filter = match (value("filter"), value("filter-file"), expression.as_deref()) {
+        (Some(_), Some(_), _) => {
             return Err(UsageError(
                 "--filter and -F [--filter-file] are mutually exclusive.".into(),
             ))
         }
         // tcpdump takes an empty expression as "everything"; here it is
         // more likely a script's unset variable.
-        (Some(e), None) if e.trim().is_empty() => return Err(invalid("filter expression", e)),
-        (Some(e), None) => Some(FilterSource::Expression(e.to_string())),
-        (None, Some(f)) => Some(FilterSource::File(f.to_string())),
-        (None, None) => None,
+        (Some(e), None, _) | (None, None, Some(e)) if e.trim().is_empty() => {
+            return Err(invalid("filter expression", e))
+        }
+        (Some(e), None, _) | (None, None, Some(e)) => Some(FilterSource::Expression(e.to_string())),
+        (None, Some(f), _) => Some(FilterSource::File(f.to_string())),
+        (None, None, None) => None,
     };
 
     let pcapng = m.get_flag("pcapng");
@@ -790,6 +944,24 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     };
 
     if let Some(t) = value("rss-hash") {
+        // It captures nothing: an option that only means something to a
+        // capture is a mistake to point out, not to ignore.
+        let given = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+        if let Some(o) = OPTIONS
+            .iter()
+            .find(|o| !RSS_HASH_OPTIONS.contains(&o.id) && given(o.id))
+        {
+            return Err(UsageError(format!(
+                "{} does not work with --rss-hash (it captures nothing).",
+                option_display(o, vantage)
+            )));
+        }
+        if let Some(e) = &expression {
+            return Err(UsageError(format!(
+                "A filter expression argument ('{e}') does not work with --rss-hash \
+                 (it captures nothing)."
+            )));
+        }
         let tuple = crate::rss::parse_tuple(t).map_err(|e| UsageError(e.to_string()))?;
         let key = value("rss-key")
             .map(crate::rss::parse_key)
@@ -798,7 +970,9 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         return Ok(Invocation::RssHash(RssQuery {
             tuple,
             key,
-            interface: interfaces.first().map(|s| s.to_string()),
+            interface,
+            verbose: m.get_flag("verbose"),
+            json: m.get_flag("json"),
         }));
     }
     if value("rss-key").is_some() {
@@ -810,14 +984,30 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         Some("") => Some(crate::xdp::Mode::Auto),
         Some(v) => Some(crate::xdp::Mode::parse(v).ok_or_else(|| invalid("xdp mode", v))?),
     };
+    let mut direction = direction;
     if xdp.is_some() {
-        if interfaces.is_empty() {
+        if interface.is_none() {
             return Err(UsageError("--xdp needs an interface.".into()));
+        }
+        // The XDP hook sees received frames only. A name that captures
+        // both directions by default (rxtxcpu) gets what the hook can
+        // give; asking for transmitted packets (-d, txcpu) is an error.
+        if direction == Direction::RxTx && value("direction").is_none() {
+            direction = Direction::Rx;
+            notes.push(
+                "--xdp: capturing received packets only (the XDP hook sees no transmitted ones)"
+                    .to_string(),
+            );
         }
         if direction != Direction::Rx {
             return Err(UsageError(
                 "--xdp captures received packets only: use -d rx.".into(),
             ));
+        }
+        if let Some(e) = &expression {
+            return Err(UsageError(format!(
+                "A filter expression argument ('{e}') does not work with --xdp."
+            )));
         }
         if filter.is_some() {
             return Err(UsageError(
@@ -829,9 +1019,17 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         (false, Some(_)) => return Err(UsageError("--interval needs --live.".into())),
         (false, None) => None,
         (true, None) => Some(crate::monitor::DEFAULT_INTERVAL),
-        (true, Some(v)) => {
-            Some(crate::live::parse_interval(v).ok_or_else(|| invalid("interval", v))?)
-        }
+        (true, Some(v)) => Some(crate::live::parse_interval(v).ok_or_else(|| {
+            out_of_range(
+                "interval",
+                v,
+                &format!(
+                    "{}-{} seconds",
+                    crate::live::MIN_INTERVAL.as_secs_f64(),
+                    crate::live::MAX_INTERVAL.as_secs()
+                ),
+            )
+        })?),
     };
 
     let selection = match (list, mask) {
@@ -864,7 +1062,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         buffer_bytes,
         snaplen,
         precision,
-        interface: interfaces.first().map(|s| s.to_string()),
+        interface,
         filter,
         pcapng,
         rotation,
@@ -873,7 +1071,62 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         json: m.get_flag("json"),
         live,
         xdp,
+        duration,
+        notes,
     })))
+}
+
+/// The largest `-B`, in KiB (16 GiB per stream).
+pub const MAX_BUFFER_KIB: u64 = 16 << 20;
+
+/// What `--rss-hash` goes with; any other option is a usage error with it.
+const RSS_HASH_OPTIONS: &[&str] = &[
+    "rss-hash",
+    "rss-key",
+    "interface",
+    "verbose",
+    "json",
+    "vantage",
+    "help",
+    "version",
+];
+
+/// An option as messages name it: `-c [--count]`, `--live`.
+fn option_display(o: &OptSpec, vantage: Vantage) -> String {
+    let long = expand(o.long, "", vantage);
+    match o.short {
+        Some(c) => format!("-{c} [--{long}]"),
+        None => format!("--{long}"),
+    }
+}
+
+/// Whether the words after the interface compile as a filter expression
+/// (for Ethernet, what nearly every expression compiles for; the capture
+/// compiles it again for the interface's link type). No libpcap: no
+/// expression.
+fn is_filter_expression(e: &str) -> bool {
+    !e.trim().is_empty()
+        && crate::pcapfilter::compile(e, crate::output::LinkType::Ethernet, DEFAULT_SNAPLEN).is_ok()
+}
+
+/// Seconds as a decimal number with up to nine decimals (`10`, `2.5`,
+/// `.5`): no sign, no exponent, no overflow.
+pub fn parse_seconds(s: &str) -> Option<std::time::Duration> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 9
+    {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(std::time::Duration::new(secs, nanos))
 }
 
 /// A plain decimal number: digits only, no sign, no overflow.
@@ -885,7 +1138,7 @@ pub fn parse_decimal(s: &str) -> Option<u64> {
 }
 
 /// Turns a clap error into the original's message.
-fn translate(e: clap::Error, args: &[OsString], vantage: Vantage) -> UsageError {
+fn translate(e: clap::Error, args: &[OsString], name: &str, vantage: Vantage) -> UsageError {
     let invalid_arg = || match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => s.clone(),
         _ => String::new(),
@@ -896,7 +1149,7 @@ fn translate(e: clap::Error, args: &[OsString], vantage: Vantage) -> UsageError 
             // clap names an unknown long option with its `=value`; getopt
             // does too, but the original printed the option alone.
             let arg = arg.split('=').next().unwrap_or("").to_string();
-            UsageError(format!("Unrecognized option '{arg}'."))
+            unknown_option(&arg, name, vantage)
         }
         ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::WrongNumberOfValues => {
             UsageError(format!(
@@ -922,6 +1175,51 @@ fn translate(e: clap::Error, args: &[OsString], vantage: Vantage) -> UsageError 
             UsageError(format!("{}{}.", first.unwrap_or_default(), chars.as_str()))
         }
     }
+}
+
+/// Why `arg` (as typed, without a value) is no option: a prefix of more
+/// than one long option is ambiguous, and getopt_long lists the
+/// candidates; the list and mask options of another vantage belong to it
+/// (the help and man page name them all); anything else is unrecognized.
+fn unknown_option(arg: &str, name: &str, vantage: Vantage) -> UsageError {
+    let Some(typed) = arg.strip_prefix("--").filter(|t| !t.is_empty()) else {
+        return UsageError(format!("Unrecognized option '{arg}'."));
+    };
+    let candidates: Vec<String> = OPTIONS
+        .iter()
+        .map(|o| expand(o.long, name, vantage))
+        .filter(|l| l.starts_with(typed))
+        .map(|l| format!("'--{l}'"))
+        .collect();
+    if candidates.len() > 1 {
+        return UsageError(format!(
+            "Ambiguous option '{arg}' (could be {}).",
+            candidates.join(", ")
+        ));
+    }
+    let other = [Vantage::Cpu, Vantage::Queue, Vantage::Numa]
+        .into_iter()
+        .filter(|v| *v != vantage)
+        .find(|v| {
+            ["list", "mask"]
+                .iter()
+                .any(|what| format!("{}-{what}", v.list_word()).starts_with(typed))
+        });
+    if let Some(v) = other {
+        // The name with this name's direction in that vantage: rxcpu's
+        // queue options are rxqueue's.
+        let direction = Direction::for_name(name);
+        let sibling = vantage::NAMES
+            .iter()
+            .find(|(_, nv, d)| *nv == v && *d == direction)
+            .map_or("rxtxcpu", |(n, _, _)| n);
+        return UsageError(format!(
+            "Option '{arg}' is for the {} vantage ({sibling}, or --vantage={}).",
+            v.as_str(),
+            v.as_str()
+        ));
+    }
+    UsageError(format!("Unrecognized option '{arg}'."))
 }
 
 /// The option the user typed for clap's `--write <FILE>`: `-w` or the long
@@ -1072,6 +1370,25 @@ mod tests {
             opts(&["--vant", "numa", "--numa-m", "1"]).vantage,
             Vantage::Numa
         );
+        // What the original took stays: --d was --direction before
+        // --duration came.
+        assert_eq!(opts(&["--d", "tx"]).direction, Direction::Tx);
+        assert_eq!(
+            original_abbreviations("direction", "rxtxcpu", Vantage::Cpu),
+            ["d"]
+        );
+        assert_eq!(
+            opts(&["--du=2"]).duration,
+            Some(std::time::Duration::from_secs(2))
+        );
+        for v in [Vantage::Cpu, Vantage::Queue, Vantage::Numa] {
+            for o in OPTIONS.iter().filter(|o| o.id != "direction") {
+                assert_eq!(
+                    original_abbreviations(o.id, "rxtxcpu", v),
+                    Vec::<String>::new()
+                );
+            }
+        }
     }
 
     #[test]
@@ -1105,12 +1422,18 @@ mod tests {
             err(&["lo", "lo2"]),
             "Only one interface argument is allowed (got [ 'lo', 'lo2' ])."
         );
-        assert_eq!(err(&["-s", "262145"]), "Invalid snapshot length '262145'.");
+        assert_eq!(
+            err(&["-s", "262145"]),
+            "Invalid snapshot length '262145' (expected 0-262144)."
+        );
         assert_eq!(
             err(&["a\nb", ""]),
             "Only one interface argument is allowed (got [ 'a\\nb', '' ])."
         );
-        assert_eq!(err(&["-B", "0"]), "Invalid buffer size '0'.");
+        assert_eq!(
+            err(&["-B", "0"]),
+            "Invalid buffer size '0' (expected 1-16777216 KiB)."
+        );
         assert_eq!(
             err(&["--time-stamp-precision=milli"]),
             "Invalid time stamp precision 'milli'."
@@ -1118,7 +1441,35 @@ mod tests {
         assert_eq!(err(&["--vantage=core"]), "Invalid vantage 'core'.");
         assert_eq!(
             err(&["--queue-list=1"]),
-            "Unrecognized option '--queue-list'."
+            "Option '--queue-list' is for the queue vantage (rxtxqueue, or --vantage=queue)."
+        );
+        assert_eq!(
+            err(&["--flow"]),
+            "Ambiguous option '--flow' (could be '--flows', '--flows-max')."
+        );
+        assert_eq!(
+            err(&["--filt=x"]),
+            "Ambiguous option '--filt' (could be '--filter', '--filter-file')."
+        );
+        assert_eq!(
+            err(&["--live", "--interval=0.05"]),
+            "Invalid interval '0.05' (expected 0.1-86400 seconds)."
+        );
+        assert_eq!(
+            err(&["--duration=0"]),
+            "Invalid duration '0' (expected seconds above 0, as 10 or 2.5)."
+        );
+        assert_eq!(
+            err(&["--rss-hash=1.2.3.4,1,5.6.7.8,2", "--live"]),
+            "--live does not work with --rss-hash (it captures nothing)."
+        );
+        assert_eq!(
+            err(&["--rss-hash=1.2.3.4,1,5.6.7.8,2", "-w", "x"]),
+            "-w [--write] does not work with --rss-hash (it captures nothing)."
+        );
+        assert_eq!(
+            err(&["-d", "rxtx", "--xdp", "lo"]),
+            "--xdp captures received packets only: use -d rx."
         );
         assert_eq!(
             err(&["--vantage=queue", "-l1", "-m1"]),
@@ -1127,6 +1478,98 @@ mod tests {
         assert_eq!(
             err(&["--vantage=numa", "-l", "x"]),
             "Invalid numa list 'x'."
+        );
+    }
+
+    #[test]
+    fn interface_and_expression() {
+        // tcpdump's habit: the first word is the interface, the rest the
+        // filter expression.
+        let o = opts(&["lo", "udp", "port", "9"]);
+        assert_eq!(o.interface.as_deref(), Some("lo"));
+        assert_eq!(
+            o.filter,
+            Some(FilterSource::Expression("udp port 9".into()))
+        );
+        // With -i every word is the expression.
+        let o = opts(&["-i", "lo", "udp", "port", "9"]);
+        assert_eq!(o.interface.as_deref(), Some("lo"));
+        assert_eq!(
+            o.filter,
+            Some(FilterSource::Expression("udp port 9".into()))
+        );
+        let o = opts(&["-ilo"]);
+        assert_eq!((o.interface.as_deref(), o.filter), (Some("lo"), None));
+        let o = opts(&["--interface=any"]);
+        assert_eq!(o.interface, None);
+        assert_eq!(o.notes, ["-i any: capturing on every interface"]);
+        // Words that are no filter expression: the original's message.
+        assert_eq!(
+            err(&["lo", "lo2", "lo3"]),
+            "Only one interface argument is allowed (got [ 'lo', 'lo2', 'lo3' ])."
+        );
+        assert_eq!(
+            err(&["lo", "udp", "prot", "9"]),
+            "Only one interface argument is allowed (got [ 'lo', 'udp', 'prot', '9' ])."
+        );
+        assert_eq!(
+            err(&["lo", "icmp", "--filter=udp"]),
+            "--filter and a filter expression argument ('icmp') are mutually exclusive."
+        );
+        assert_eq!(
+            err(&["-i", "lo", "lo2", "-F", "f"]),
+            "-F [--filter-file] and a filter expression argument ('lo2') are mutually exclusive."
+        );
+        assert_eq!(err(&["-i", "lo", " "]), "Invalid filter expression ' '.");
+        assert_eq!(
+            err(&["--xdp", "lo", "udp"]),
+            "A filter expression argument ('udp') does not work with --xdp."
+        );
+    }
+
+    #[test]
+    fn xdp_implies_receive_where_the_name_says_both() {
+        let o = opts(&["--xdp", "lo"]);
+        assert_eq!(o.direction, Direction::Rx);
+        assert_eq!(
+            o.notes,
+            ["--xdp: capturing received packets only (the XDP hook sees no transmitted ones)"]
+        );
+        let args: Vec<OsString> = ["--xdp", "lo"].iter().map(OsString::from).collect();
+        assert!(matches!(
+            parse("txcpu", &args),
+            Err(UsageError(m)) if m == "--xdp captures received packets only: use -d rx."
+        ));
+        assert_eq!(
+            opts(&["-d", "rx", "--xdp", "lo"]).notes,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn seconds() {
+        use std::time::Duration;
+        assert_eq!(parse_seconds("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds(".5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("2."), Some(Duration::from_secs(2)));
+        assert_eq!(parse_seconds("0.000000001"), Some(Duration::from_nanos(1)));
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "+1",
+            "1e3",
+            "0.0000000001",
+            "1 ",
+            "inf",
+            "1,5",
+        ] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            opts(&["--duration=1.25"]).duration,
+            Some(Duration::from_millis(1250))
         );
     }
 

@@ -102,8 +102,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             0
         }
         Ok(cli::Invocation::RssHash(q)) => {
-            match steering::rss_hash_command(&q.tuple, q.key.as_deref(), q.interface.as_deref()) {
-                Ok(text) => {
+            let interface = q.interface.as_deref();
+            match steering::rss_hash_command(&q.tuple, q.key.as_deref(), interface) {
+                Ok(report) => {
+                    if q.verbose {
+                        for line in report.verbose(interface) {
+                            errln!("{name}: {line}");
+                        }
+                    }
+                    let text = if q.json {
+                        report.to_json(interface)
+                    } else {
+                        report.to_string()
+                    };
                     let mut out = std::io::stdout().lock();
                     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
                     0

@@ -148,8 +148,8 @@ impl Written<'_> {
 fn order_note(merge: &MergeStats) -> Option<String> {
     (merge.late > 0).then(|| {
         format!(
-            "{} packets written out of timestamp order in the merged file.",
-            merge.late
+            "{} written out of timestamp order in the merged file.",
+            crate::report::count(merge.late, "packet")
         )
     })
 }
@@ -194,8 +194,9 @@ pub fn close(
     let summary = written.finish(&stats);
     if summary.rotated_away > 0 {
         report.notes.push(format!(
-            "{} packets in {} files rotated away.",
-            summary.records_lost, summary.rotated_away
+            "{} in {} rotated away.",
+            crate::report::count(summary.records_lost, "packet"),
+            crate::report::count(summary.rotated_away, "file")
         ));
     }
     report.file_limit |= summary.limit_reached;

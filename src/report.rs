@@ -34,7 +34,9 @@ impl Report {
         let (files, records) = l.rotated_away;
         if files > 0 {
             self.notes.push(format!(
-                "{records} packets in {files} files rotated away {place}."
+                "{} in {} rotated away {place}.",
+                count(records, "packet"),
+                count(files, "file")
             ));
         }
         self.file_limit |= l.file_limit;
@@ -88,7 +90,14 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
     } else {
         let mut text = counts(&report.streams);
         if let Some(f) = &report.flows {
-            text.push_str(&flows::text::table(f, rows, &label));
+            // On a terminal the table fits its width; a file or a pipe
+            // (scripts) gets it whole.
+            let fd = match opts.write.as_deref() {
+                Some("-") => libc::STDERR_FILENO,
+                _ => libc::STDOUT_FILENO,
+            };
+            let width = crate::live::term::columns(fd);
+            text.push_str(&flows::text::table_fit(f, rows, &label, width));
         }
         text
     };
@@ -124,6 +133,16 @@ pub struct StreamCount {
     pub lost: u64,
 }
 
+/// `1 packet`, `2 packets`: for the lines outside the contract's report,
+/// whose `N packets captured` stays as the original wrote it for every N.
+pub fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// The contract's report: one line per captured stream in order, then the
 /// total. Goes to stdout (stderr with `-w -`).
 pub fn counts(streams: &[StreamCount]) -> String {
@@ -144,16 +163,22 @@ pub fn drops(streams: &[StreamCount]) -> String {
     let mut out = String::new();
     for s in streams {
         if s.drops > 0 {
-            let _ = writeln!(out, "{} packets dropped by kernel {}.", s.drops, s.place);
+            let _ = writeln!(
+                out,
+                "{} dropped by kernel {}.",
+                count(s.drops, "packet"),
+                s.place
+            );
         }
         if s.lost > 0 {
-            let _ = writeln!(out, "{} packets dropped {}.", s.lost, s.place);
+            let _ = writeln!(out, "{} dropped {}.", count(s.lost, "packet"), s.place);
         }
         if s.unread > 0 {
             let _ = writeln!(
                 out,
-                "{} packets left unread in the ring {}.",
-                s.unread, s.place
+                "{} left unread in the ring {}.",
+                count(s.unread, "packet"),
+                s.place
             );
         }
     }
@@ -204,7 +229,32 @@ mod tests {
         );
         assert_eq!(
             drops(&q),
-            "1 packets dropped by kernel with no receive queue recorded.\n"
+            "1 packet dropped by kernel with no receive queue recorded.\n"
         );
+        // The contract's line keeps its plural.
+        let one = [StreamCount {
+            place: "on cpu0".into(),
+            packets: 1,
+            unread: 1,
+            lost: 1,
+            ..StreamCount::default()
+        }];
+        assert_eq!(
+            counts(&one),
+            "1 packets captured on cpu0.\n1 packets captured total.\n"
+        );
+        assert_eq!(
+            drops(&one),
+            "1 packet dropped on cpu0.\n1 packet left unread in the ring on cpu0.\n"
+        );
+        let mut r = Report::default();
+        r.take_leftovers(
+            "on cpu0",
+            crate::consumers::Leftovers {
+                rotated_away: (1, 686),
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.notes, ["686 packets in 1 file rotated away on cpu0."]);
     }
 }

@@ -4,7 +4,7 @@
 //! Everything here is pure computation: the device's table, key, hashed
 //! fields and queue interrupts come from [`crate::ethtool`];
 //! [`crate::steering::rss_hash_command`] puts them together for
-//! `--rss-hash`.
+//! `--rss-hash`, [`Report`] says the answer (text, `-v`, `--json`).
 //!
 //! The input is laid out as in Microsoft's RSS specification: source
 //! address, destination address, source port, destination port, each in
@@ -386,22 +386,123 @@ pub fn queue_for(hash: u32, table: &[u32]) -> Option<u32> {
 /// What `--rss-hash` prints: `hash:  xxxxxxxx`, and with an indirection
 /// table `idx:   N` and `queue: Q`, then `cpus:  LIST` when the queue's
 /// interrupt cpus are known. The spacing is the contrib script's (values
-/// line up in column 8).
+/// line up in column 8). `-v` adds [`Report::verbose`], `--json` prints
+/// [`Report::to_json`] instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     pub hash: u32,
     /// (index, queue) from the interface's table.
     pub slot: Option<(usize, u32)>,
     pub cpus: Option<CpuSet>,
+    /// Entries of the interface's indirection table; 0: none.
+    pub table_len: usize,
+    /// The key hashed with, and where it came from.
+    pub key: Vec<u8>,
+    pub key_source: KeySource,
+}
+
+/// Where the key of `--rss-hash` came from (see [`choose_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// `--rss-key`.
+    Argument,
+    /// The interface's own key (`ethtool -x`).
+    Interface,
+    /// Microsoft's verification key: no `--rss-key`, and no interface or
+    /// one that reports no key.
+    Microsoft,
+}
+
+impl KeySource {
+    /// As `--json` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Argument => "rss-key",
+            KeySource::Interface => "interface",
+            KeySource::Microsoft => "microsoft",
+        }
+    }
+}
+
+/// The `--json` object of `--rss-hash` (keys documented in the man page,
+/// only ever added to).
+#[derive(serde::Serialize)]
+struct ReportJson<'a> {
+    hash: String,
+    interface: Option<&'a str>,
+    index: Option<usize>,
+    queue: Option<u32>,
+    cpus: Option<Vec<u32>>,
+    table_size: usize,
+    key: String,
+    key_source: &'static str,
 }
 
 impl Report {
     /// The report for `hash` with `table` (empty: none) and a way to find
-    /// a queue's interrupt cpus.
+    /// a queue's interrupt cpus; hashed with Microsoft's key unless
+    /// [`Report::with_key`] says otherwise.
     pub fn new(hash: u32, table: &[u32], cpus_of: impl FnOnce(u32) -> Option<CpuSet>) -> Report {
         let slot = table_index(hash, table.len()).map(|i| (i, table[i]));
         let cpus = slot.and_then(|(_, q)| cpus_of(q)).filter(|c| !c.is_empty());
-        Report { hash, slot, cpus }
+        Report {
+            hash,
+            slot,
+            cpus,
+            table_len: table.len(),
+            key: MICROSOFT_KEY.to_vec(),
+            key_source: KeySource::Microsoft,
+        }
+    }
+
+    /// The key the hash was computed with.
+    pub fn with_key(mut self, key: &[u8], source: KeySource) -> Report {
+        self.key = key.to_vec();
+        self.key_source = source;
+        self
+    }
+
+    /// The `-v` lines: which key and which table (of `interface`, if
+    /// one was given) the answer comes from.
+    pub fn verbose(&self, interface: Option<&str>) -> Vec<String> {
+        let key = format_key(&self.key);
+        let n = self.key.len();
+        let key_line = match (self.key_source, interface) {
+            (KeySource::Argument, _) => format!("key {key} ({n} bytes, --rss-key)"),
+            (KeySource::Interface, Some(i)) => format!("key {key} ({n} bytes, {i}'s)"),
+            (_, Some(i)) => format!(
+                "key {key} ({n} bytes, Microsoft's verification key: no --rss-key, and {i} reports no key)"
+            ),
+            (_, None) => format!(
+                "key {key} ({n} bytes, Microsoft's verification key: no --rss-key, no interface)"
+            ),
+        };
+        let table_line = match interface {
+            Some(i) if self.table_len > 0 => {
+                format!("indirection table of {i}: {} entries", self.table_len)
+            }
+            Some(i) => format!("no indirection table: {i} reports none"),
+            None => "no indirection table: no interface given".to_string(),
+        };
+        vec![key_line, table_line]
+    }
+
+    /// The answer as one JSON object on one line.
+    pub fn to_json(&self, interface: Option<&str>) -> String {
+        let j = ReportJson {
+            hash: format!("0x{:08x}", self.hash),
+            interface,
+            index: self.slot.map(|(i, _)| i),
+            queue: self.slot.map(|(_, q)| q),
+            cpus: self.cpus.as_ref().map(|c| c.iter().collect()),
+            table_size: self.table_len,
+            key: format_key(&self.key),
+            key_source: self.key_source.as_str(),
+        };
+        // Plain strings, numbers and lists: serializing cannot fail.
+        let mut s = serde_json::to_string(&j).unwrap_or_default();
+        s.push('\n');
+        s
     }
 }
 
@@ -424,6 +525,15 @@ impl fmt::Display for Report {
 pub fn choose_key<'a>(arg: Option<&'a [u8]>, device: Option<&'a [u8]>) -> &'a [u8] {
     arg.or(device.filter(|k| !k.is_empty()))
         .unwrap_or(&MICROSOFT_KEY)
+}
+
+/// Where [`choose_key`]'s key comes from.
+pub fn key_source(arg: Option<&[u8]>, device: Option<&[u8]>) -> KeySource {
+    match (arg, device) {
+        (Some(_), _) => KeySource::Argument,
+        (None, Some(k)) if !k.is_empty() => KeySource::Interface,
+        _ => KeySource::Microsoft,
+    }
 }
 
 #[cfg(test)]
@@ -719,6 +829,48 @@ mod tests {
         assert_eq!(choose_key(None, Some(&dev)), &dev);
         assert_eq!(choose_key(None, Some(&[])), &MICROSOFT_KEY);
         assert_eq!(choose_key(None, None), &MICROSOFT_KEY);
+        assert_eq!(key_source(Some(&arg), Some(&dev)), KeySource::Argument);
+        assert_eq!(key_source(None, Some(&dev)), KeySource::Interface);
+        assert_eq!(key_source(None, Some(&[])), KeySource::Microsoft);
+        assert_eq!(key_source(None, None), KeySource::Microsoft);
+    }
+
+    #[test]
+    fn report_verbose_and_json() {
+        let table: Vec<u32> = (0..128).map(|i| i % 4).collect();
+        let r = Report::new(0x51ccc178, &table, |_| CpuSet::parse_list("2-3"));
+        assert_eq!(
+            r.to_json(Some("eth0")),
+            format!(
+                "{{\"hash\":\"0x51ccc178\",\"interface\":\"eth0\",\"index\":120,\"queue\":0,\
+                 \"cpus\":[2,3],\"table_size\":128,\"key\":\"{}\",\"key_source\":\"microsoft\"}}\n",
+                format_key(&MICROSOFT_KEY)
+            )
+        );
+        assert_eq!(
+            r.verbose(Some("eth0")),
+            [
+                format!(
+                    "key {} (40 bytes, Microsoft's verification key: no --rss-key, and eth0 reports no key)",
+                    format_key(&MICROSOFT_KEY)
+                ),
+                "indirection table of eth0: 128 entries".to_string()
+            ]
+        );
+        let r = Report::new(7, &[], |_| None).with_key(&[0xab; 40], KeySource::Argument);
+        assert_eq!(
+            r.to_json(None),
+            format!(
+                "{{\"hash\":\"0x00000007\",\"interface\":null,\"index\":null,\"queue\":null,\
+                 \"cpus\":null,\"table_size\":0,\"key\":\"{}\",\"key_source\":\"rss-key\"}}\n",
+                ["ab"; 40].join(":")
+            )
+        );
+        assert_eq!(
+            r.verbose(None)[1],
+            "no indirection table: no interface given"
+        );
+        assert!(r.verbose(None)[0].ends_with("(40 bytes, --rss-key)"));
     }
 
     #[test]

@@ -842,15 +842,15 @@ pub enum RssHashError {
     KeyTooShort(#[from] crate::rss::KeyTooShort),
 }
 
-/// `--rss-hash`: the lines to print for `tuple`, with `key` from
-/// `--rss-key` if given and `ifname`'s table, key and queue interrupt cpus
-/// if an interface is given (a device without RSS just has no `idx` and
-/// `queue` lines).
+/// `--rss-hash`: the answer for `tuple`, with `key` from `--rss-key` if
+/// given and `ifname`'s table, key and queue interrupt cpus if an
+/// interface is given (a device without RSS just has no `idx` and `queue`
+/// lines).
 pub fn rss_hash_command(
     tuple: &Tuple,
     key: Option<&[u8]>,
     ifname: Option<&str>,
-) -> Result<String, RssHashError> {
+) -> Result<crate::rss::Report, RssHashError> {
     let Some(name) = ifname else {
         return rss_hash_report(tuple, key, None, |_| None);
     };
@@ -873,7 +873,7 @@ pub fn rss_hash_report(
     key: Option<&[u8]>,
     device: Option<(&str, &Rss)>,
     cpus_of: impl FnOnce(u32) -> Option<CpuSet>,
-) -> Result<String, RssHashError> {
+) -> Result<crate::rss::Report, RssHashError> {
     if let Some((name, d)) = device {
         use ethtool::HashFunction::{Toeplitz, Unreported};
         let f = d.hash_function();
@@ -894,10 +894,12 @@ pub fn rss_hash_report(
         let device_len = rss.map(|d| d.key.len()).filter(|&n| n > 0);
         crate::rss::check_key_length(k, device_len)?;
     }
-    let k = crate::rss::choose_key(key, rss.map(|d| d.key.as_slice()));
+    let device_key = rss.map(|d| d.key.as_slice());
+    let k = crate::rss::choose_key(key, device_key);
     let hash = crate::rss::hash(k, tuple, Fields::ALL)?;
     let table = rss.map(|d| d.indirection.as_slice()).unwrap_or(&[]);
-    Ok(crate::rss::Report::new(hash, table, cpus_of).to_string())
+    Ok(crate::rss::Report::new(hash, table, cpus_of)
+        .with_key(k, crate::rss::key_source(key, device_key)))
 }
 
 #[cfg(test)]
@@ -1825,7 +1827,7 @@ mod tests {
         ] {
             let t = crate::rss::parse_tuple(arg).unwrap();
             assert_eq!(
-                rss_hash_command(&t, None, None).unwrap(),
+                rss_hash_command(&t, None, None).unwrap().to_string(),
                 format!("hash:  {want}\n")
             );
         }
@@ -1853,7 +1855,7 @@ mod tests {
             // No table: the hash alone, with the default key.
             for dev in ["lo", "va"] {
                 assert_eq!(
-                    rss_hash_command(&t, None, Some(dev)).unwrap(),
+                    rss_hash_command(&t, None, Some(dev)).unwrap().to_string(),
                     "hash:  51ccc178\n"
                 );
             }
@@ -2085,19 +2087,25 @@ mod tests {
             CpuSet::parse_list("3")
         });
         assert_eq!(
-            r.unwrap(),
+            r.unwrap().to_string(),
             "hash:  51ccc178\nidx:   120\nqueue: 0\ncpus:  3\n"
         );
         // The device's key is used when no --rss-key is given.
         rss.key = [0x6d, 0x5a].repeat(26);
-        let sym = rss_hash_report(&t, None, Some(("eth9", &rss)), |_| None).unwrap();
-        let back = rss_hash_report(&t.reversed(), None, Some(("eth9", &rss)), |_| None).unwrap();
+        let sym = rss_hash_report(&t, None, Some(("eth9", &rss)), |_| None)
+            .unwrap()
+            .to_string();
+        let back = rss_hash_report(&t.reversed(), None, Some(("eth9", &rss)), |_| None)
+            .unwrap()
+            .to_string();
         assert_eq!(sym.lines().next(), back.lines().next());
         assert_ne!(sym.lines().next(), Some("hash:  51ccc178"));
         // --rss-key wins, and may have the device's length (52) or 40.
         let ms52 = [&crate::rss::MICROSOFT_KEY[..], &[0; 12]].concat();
         for k in [&crate::rss::MICROSOFT_KEY[..], &ms52] {
-            let r = rss_hash_report(&t, Some(k), Some(("eth9", &rss)), |_| None).unwrap();
+            let r = rss_hash_report(&t, Some(k), Some(("eth9", &rss)), |_| None)
+                .unwrap()
+                .to_string();
             assert!(r.starts_with("hash:  51ccc178\n"), "{r}");
         }
         let e = rss_hash_report(&t, Some(&[0; 48]), Some(("eth9", &rss)), |_| None).unwrap_err();

@@ -296,6 +296,8 @@ pub fn every_cpu(direction: Direction) -> Plan {
         json: false,
         live: None,
         xdp: None,
+        duration: None,
+        notes: Vec::new(),
     };
     // With no selection the cpu plan cannot fail.
     cpu_plan(&opts).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))

@@ -17,7 +17,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
 use crate::afpacket::{self, Filter, PacketSocket};
-use crate::capture::{stop_signal, Outputs, Verbose, RETIRE_MS};
+use crate::capture::{stop_signal, Deadline, Outputs, Verbose, RETIRE_MS};
 use crate::cli::Options;
 use crate::consumers::{Consumers, Leftovers, MergedStream, Outcome};
 use crate::cpuset::CpuSet;
@@ -39,7 +39,7 @@ const ATTACHED_CHECK: Duration = Duration::from_millis(200);
 
 /// Runs the capture; as [`crate::capture::run`].
 pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
-    let (v, sigfd, target) = crate::capture::begin(opts, plan)?;
+    let (v, sigfd, deadline, target) = crate::capture::begin(opts, plan)?;
     let ifname = target.label.clone();
     let hatype = afpacket::hardware_type(&ifname).map_err(|e| Error::Interface {
         name: ifname.clone(),
@@ -90,7 +90,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     // start has succeeded.
     outputs.start()?;
     let ended = run_workers(
-        opts, plan, &target, &v, &xdp, &shared, &sigfd, hatype, readers, outputs,
+        opts, plan, &target, &v, &xdp, &shared, &sigfd, &deadline, hatype, readers, outputs,
     );
 
     let counts = xdp
@@ -202,6 +202,7 @@ fn run_workers<'a>(
     xdp: &XdpCapture,
     shared: &Shared,
     sigfd: &SignalFd,
+    deadline: &Deadline,
     hatype: u16,
     readers: Vec<PerfReader>,
     mut outputs: Outputs<'a>,
@@ -275,6 +276,7 @@ fn run_workers<'a>(
                 }
             }
         }
+        deadline.arm(v);
         v.say(format!(
             "listening on {}, link-type {}, snapshot length {} bytes",
             target.label,
@@ -287,7 +289,15 @@ fn run_workers<'a>(
         if let Some(m) = &mut monitor {
             m.begin(&counters, shared);
         }
-        gone = wait_for_stop(xdp, shared, sigfd, watch, monitor.as_mut(), &counters);
+        gone = wait_for_stop(
+            xdp,
+            shared,
+            sigfd,
+            deadline,
+            watch,
+            monitor.as_mut(),
+            &counters,
+        );
         if let Some(m) = &mut monitor {
             m.stopping();
         }
@@ -580,13 +590,15 @@ fn per_stream(plan: &Plan, counts: &Counts) -> Vec<xdp::Tally> {
         .collect()
 }
 
-/// Waits for a signal, the `-c` count, the interface to go, or (with
-/// `--pcapng -w -`) the reader of stdout to go; with `--live`, waking once
-/// per interval. Returns whether the interface went away.
+/// Waits for a signal, `--duration` to pass, the `-c` count, the
+/// interface to go, or (with `--pcapng -w -`) the reader of stdout to go;
+/// with `--live`, waking once per interval. Returns whether the interface
+/// went away.
 fn wait_for_stop(
     xdp: &XdpCapture,
     shared: &Shared,
     sigfd: &SignalFd,
+    deadline: &Deadline,
     watch: Option<OwnedFd>,
     mut monitor: Option<&mut Monitor>,
     counters: &XdpCounters,
@@ -597,9 +609,14 @@ fn wait_for_stop(
             PollFd::new(shared.stop_fd().as_fd(), PollFlags::POLLIN),
             PollFd::new(xdp.done_fd(), PollFlags::POLLIN),
         ];
-        if let Some(w) = &watch {
+        let reader = watch.as_ref().map(|w| {
             fds.push(PollFd::new(w.as_fd(), PollFlags::empty()));
-        }
+            fds.len() - 1
+        });
+        let timer = deadline.poll_fd().map(|t| {
+            fds.push(t);
+            fds.len() - 1
+        });
         let check = ATTACHED_CHECK.as_millis() as i32;
         let ms = monitor
             .as_ref()
@@ -614,14 +631,14 @@ fn wait_for_stop(
         let done = fds[2]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLIN));
-        let reader_gone = fds
-            .get(3)
-            .and_then(|f| f.revents())
+        let reader_gone = reader
+            .and_then(|i| fds[i].revents())
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        let expired = timer.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
         if stop_signal(sigfd, monitor.as_deref_mut()) {
             return false;
         }
-        if done || reader_gone || shared.stopping() {
+        if done || reader_gone || expired || shared.stopping() {
             return false;
         }
         if !xdp.is_attached() {

@@ -277,3 +277,238 @@ fn unknown_interface() {
         ));
     }
 }
+
+#[test]
+fn ambiguous_abbreviations_list_the_candidates() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["--flow"][..],
+            "Ambiguous option '--flow' (could be '--flows', '--flows-max').",
+        ),
+        (
+            "rxtxcpu",
+            &["--filt", "udp", "lo"],
+            "Ambiguous option '--filt' (could be '--filter', '--filter-file').",
+        ),
+        (
+            "rxcpu",
+            &["--fil=x"],
+            "Ambiguous option '--fil' (could be '--filter', '--filter-file', '--file-size', \
+             '--file-count').",
+        ),
+        (
+            "rxtxcpu",
+            &["--cpu"],
+            "Ambiguous option '--cpu' (could be '--cpu-list', '--cpu-mask').",
+        ),
+        (
+            "rxqueue",
+            &["--queue=1", "lo"],
+            "Ambiguous option '--queue' (could be '--queue-list', '--queue-mask').",
+        ),
+        ("rxtxcpu", &["--d"], "Option '--d' requires an argument."),
+        // What the original took keeps its meaning: --d is --direction,
+        // though --duration starts with it too.
+        ("rxtxcpu", &["--d", "10j"], "Invalid direction '10j'."),
+        (
+            "rxtxcpu",
+            &["--du=x"],
+            "Invalid duration 'x' (expected seconds above 0, as 10 or 2.5).",
+        ),
+    ]);
+}
+
+#[test]
+fn options_of_another_vantage_say_whose_they_are() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["--queue-list=0", "vb"][..],
+            "Option '--queue-list' is for the queue vantage (rxtxqueue, or --vantage=queue).",
+        ),
+        (
+            "rxcpu",
+            &["--queue-m", "1", "vb"],
+            "Option '--queue-m' is for the queue vantage (rxqueue, or --vantage=queue).",
+        ),
+        (
+            "txcpu",
+            &["--numa-list=0"],
+            "Option '--numa-list' is for the numa vantage (txnuma, or --vantage=numa).",
+        ),
+    ]);
+}
+
+#[test]
+fn range_errors_say_the_range() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["-B", "0"][..],
+            "Invalid buffer size '0' (expected 1-16777216 KiB).",
+        ),
+        (
+            "rxtxcpu",
+            &["--live", "--interval=0.05"],
+            "Invalid interval '0.05' (expected 0.1-86400 seconds).",
+        ),
+        (
+            "rxtxcpu",
+            &["-s", "262145"],
+            "Invalid snapshot length '262145' (expected 0-262144).",
+        ),
+        (
+            "rxtxcpu",
+            &["--duration=0"],
+            "Invalid duration '0' (expected seconds above 0, as 10 or 2.5).",
+        ),
+        (
+            "rxtxcpu",
+            &["--duration", "-1"],
+            "Invalid duration '-1' (expected seconds above 0, as 10 or 2.5).",
+        ),
+        (
+            "rxtxcpu",
+            &["--duration=1m"],
+            "Invalid duration '1m' (expected seconds above 0, as 10 or 2.5).",
+        ),
+        (
+            "rxtxcpu",
+            &["--duration"],
+            "Option '--duration' requires an argument.",
+        ),
+    ]);
+}
+
+/// The words after the interface are a filter expression (tested with
+/// captures in tests/capture.rs); where they cannot be one, the original's
+/// message stays.
+#[test]
+fn interface_arguments_and_filter_expressions() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["lo", "lo2"][..],
+            "Only one interface argument is allowed (got [ 'lo', 'lo2' ]).",
+        ),
+        (
+            "rxtxcpu",
+            &["eth0", "udp", "prot", "9"],
+            "Only one interface argument is allowed (got [ 'eth0', 'udp', 'prot', '9' ]).",
+        ),
+        (
+            "rxtxcpu",
+            &["lo", "udp", "port", "9", "--filter=icmp"],
+            "--filter and a filter expression argument ('udp port 9') are mutually exclusive.",
+        ),
+        (
+            "rxtxcpu",
+            &["-F", "f.bpf", "-i", "lo", "udp"],
+            "-F [--filter-file] and a filter expression argument ('udp') are mutually exclusive.",
+        ),
+        (
+            "rxtxcpu",
+            &["-i", "lo", "-d", "rx", "--xdp", "udp"],
+            "A filter expression argument ('udp') does not work with --xdp.",
+        ),
+        (
+            "rxtxcpu",
+            &["-i", "lo", ""],
+            "Invalid filter expression ''.",
+        ),
+        ("rxtxcpu", &["-i"], "Option '-i' requires an argument."),
+    ]);
+}
+
+#[test]
+fn rss_hash_refuses_capture_options() {
+    let tuple = "--rss-hash=66.9.149.187,2794,161.142.100.80,1766";
+    let msg = |o: &str| format!("{o} does not work with --rss-hash (it captures nothing).");
+    check_usage_errors(&[
+        ("rxtxcpu", &[tuple, "-c", "5"][..], msg("-c [--count]")),
+        ("rxtxcpu", &[tuple, "--live"], msg("--live")),
+        ("rxtxcpu", &[tuple, "-w", "x.pcap"], msg("-w [--write]")),
+        ("rxtxcpu", &[tuple, "-l", "0"], msg("-l [--cpu-list]")),
+        (
+            "rxqueue",
+            &[tuple, "-m", "1", "lo"],
+            msg("-m [--queue-mask]"),
+        ),
+        ("rxtxcpu", &[tuple, "--duration=1"], msg("--duration")),
+        ("rxtxcpu", &[tuple, "--flows"], msg("--flows")),
+        (
+            "rxtxcpu",
+            &[tuple, "lo", "udp"],
+            "A filter expression argument ('udp') does not work with --rss-hash \
+             (it captures nothing)."
+                .to_string(),
+        ),
+    ]);
+}
+
+#[test]
+fn rss_hash_verbose_and_json() {
+    let tuple = "--rss-hash=66.9.149.187,2794,161.142.100.80,1766";
+    let ms = "6d:5a:56:da:25:5b:0e:c2:41:67:25:3d:43:a3:8f:b0:d0:ca:2b:cb:\
+              ae:7b:30:b4:77:cb:2d:a3:80:30:f2:0c:6a:42:b7:3b:be:ac:01:fa";
+    let f = run("rxtxcpu", &["-v", tuple]);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert_eq!(f.stdout, "hash:  51ccc178\n", "{f}");
+    assert_eq!(
+        f.stderr,
+        format!(
+            "rxtxcpu: key {ms} (40 bytes, Microsoft's verification key: no --rss-key, \
+             no interface)\nrxtxcpu: no indirection table: no interface given\n"
+        ),
+        "{f}"
+    );
+    let key = ["6d:5a"; 20].join(":");
+    let f = run("rxtxcpu", &["--verbose", tuple, "--rss-key", &key]);
+    assert!(
+        f.stderr
+            .starts_with(&format!("rxtxcpu: key {key} (40 bytes, --rss-key)\n")),
+        "{f}"
+    );
+    // lo has neither key nor table.
+    let ns = Netns::new();
+    let f = run_in(&ns, "rxtxcpu", &["--json", tuple, "-i", "lo"]);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert_eq!(f.stderr, "", "{f}");
+    let j: serde_json::Value = serde_json::from_str(&f.stdout).expect("JSON");
+    assert_eq!(
+        j,
+        serde_json::json!({
+            "hash": "0x51ccc178",
+            "interface": "lo",
+            "index": null,
+            "queue": null,
+            "cpus": null,
+            "table_size": 0,
+            "key": ms,
+            "key_source": "microsoft",
+        }),
+        "{f}"
+    );
+    assert!(f.stdout.ends_with("}\n") && f.stdout.lines().count() == 1);
+}
+
+#[test]
+fn help_names_the_new_options() {
+    let f = run("rxtxcpu", &["--help"]);
+    for entry in ["-i, [--interface=INTERFACE]", "[--duration=SECONDS]"] {
+        assert!(
+            f.stdout.lines().any(|l| l.trim_start().starts_with(entry)),
+            "no help entry `{entry}`\n{f}"
+        );
+    }
+    assert!(
+        f.stdout
+            .contains("Words after INTERFACE are a filter expression"),
+        "{f}"
+    );
+    let e = run("rxtxcpu", &["-z"]);
+    for item in ["[--interface=INTERFACE]", "[--duration=SECONDS]"] {
+        assert!(e.stderr.contains(item), "usage lacks {item}\n{e}");
+    }
+}

@@ -181,6 +181,67 @@ fn rps_keeps_each_flow_on_one_cpu() {
     assert_eq!(r["flow_summary"]["split"], 0);
 }
 
+/// The table as README's RPS example prints it (93 columns and more) goes
+/// whole into a pipe, for scripts, and fits a terminal of 80 columns, or
+/// a narrower one with addresses shortened in the middle.
+#[test]
+fn flow_table_fits_the_terminal() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "3");
+    let sink = UdpSink::bind(&b, vb.addr);
+    // (columns of the terminal, None: a pipe) -> the table on stdout.
+    let table = |columns: Option<u16>| -> String {
+        let args = ["-d", "rx", "--flows", &vb.ifname];
+        let (cap, terminal) = match columns {
+            None => (Capture::start(&b, "rxtxcpu", &args), None),
+            Some(c) => {
+                let mut pty = Pty::new(c, 24);
+                let mut cap = Capture::spawn_with_stdout(&b, &args, pty.stdio());
+                cap.wait_ready();
+                (cap, Some(pty.lines()))
+            }
+        };
+        for i in 0..4u16 {
+            udp_flow(
+                &a,
+                0,
+                (IpAddr::V4(va.addr), 40000 + i),
+                (IpAddr::V4(vb.addr), UDP_PORT),
+                3,
+            );
+            sink.expect(3);
+        }
+        let f = interrupt(cap);
+        assert_eq!(f.status.code(), Some(0), "{f}");
+        let out = terminal.map_or(f.stdout.clone(), |t| read_terminal(&t));
+        assert!(out.contains("4 flows seen"), "{out}\n{f}");
+        out
+    };
+    let widest = |t: &str| t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+
+    let piped = table(None);
+    assert!(widest(&piped) > 80, "{piped}");
+    assert!(
+        piped.lines().any(|l| l.starts_with("PROTO  SOURCE  ")),
+        "{piped}"
+    );
+    assert!(piped.contains("  192.0.2.1:40000  "), "{piped}");
+
+    let on_80 = table(Some(80));
+    assert!(widest(&on_80) <= 80, "{on_80}");
+    assert!(
+        on_80.lines().any(|l| l.starts_with("PROTO SRC ")),
+        "{on_80}"
+    );
+    assert!(on_80.contains(" 192.0.2.1:40000 "), "{on_80}");
+
+    let on_70 = table(Some(70));
+    assert!(widest(&on_70) <= 70, "{on_70}");
+    assert!(on_70.contains("~"), "{on_70}");
+    assert!(!on_70.contains("192.0.2.1:40000"), "{on_70}");
+}
+
 #[test]
 fn flows_under_the_queue_vantage() {
     let ns = Netns::new();

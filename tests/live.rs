@@ -321,17 +321,17 @@ fn interval_usage_errors() {
         (
             "rxtxcpu",
             &["--live", "--interval=0.05"],
-            "Invalid interval '0.05'.",
+            "Invalid interval '0.05' (expected 0.1-86400 seconds).",
         ),
         (
             "rxtxcpu",
             &["--live", "--interval=x"],
-            "Invalid interval 'x'.",
+            "Invalid interval 'x' (expected 0.1-86400 seconds).",
         ),
         (
             "rxtxcpu",
             &["--live", "--interval=-1"],
-            "Invalid interval '-1'.",
+            "Invalid interval '-1' (expected 0.1-86400 seconds).",
         ),
     ]);
 }

@@ -393,6 +393,36 @@ fn file_count_keeps_a_ring_of_files() {
     assert!(line.contains(" packets in 4 files rotated away"), "{line}");
 }
 
+/// One file rotated away is `1 file`.
+#[test]
+fn one_file_rotated_away_is_singular() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let template = dir.path("w.pcap");
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["-l0", "-C", "1", "-W", "6", "-w", &template, "lo"],
+    );
+    let sink = UdpSink::bind(&ns, LO);
+    for _ in 0..60 {
+        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+    }
+    let f = interrupt(cap);
+    f.assert_report(&[(0, 6000)]);
+    // 6000 records of 1058 bytes fill 7 files of 1 MB: 1 was overwritten.
+    let line = f
+        .stderr
+        .lines()
+        .find(|l| l.contains("rotated away"))
+        .unwrap_or_else(|| panic!("no rotated-away line\n{f}"));
+    assert!(
+        line.ends_with(" packets in 1 file rotated away on cpu0."),
+        "{line}"
+    );
+}
+
 #[test]
 fn rotation_by_time_with_strftime_names() {
     let ns = Netns::new();

@@ -422,32 +422,40 @@ fn usage_errors_of_the_newer_options() {
             &["--time-stamp-precision"],
             "Option '--time-stamp-precision' requires an argument.".into(),
         ),
-        ("rxtxcpu", &["-B", "0"], "Invalid buffer size '0'.".into()),
+        (
+            "rxtxcpu",
+            &["-B", "0"],
+            "Invalid buffer size '0' (expected 1-16777216 KiB).".into(),
+        ),
         (
             "rxtxcpu",
             &["-B", "16777217"],
-            "Invalid buffer size '16777217'.".into(),
+            "Invalid buffer size '16777217' (expected 1-16777216 KiB).".into(),
         ),
-        ("rxtxcpu", &["-Bx"], "Invalid buffer size 'x'.".into()),
+        (
+            "rxtxcpu",
+            &["-Bx"],
+            "Invalid buffer size 'x' (expected 1-16777216 KiB).".into(),
+        ),
         (
             "rxtxcpu",
             &["--buffer-size="],
-            "Invalid buffer size ''.".into(),
+            "Invalid buffer size '' (expected 1-16777216 KiB).".into(),
         ),
         (
             "rxtxcpu",
             &["-s", "262145"],
-            "Invalid snapshot length '262145'.".into(),
+            "Invalid snapshot length '262145' (expected 0-262144).".into(),
         ),
         (
             "rxtxcpu",
             &["-s", "-1"],
-            "Invalid snapshot length '-1'.".into(),
+            "Invalid snapshot length '-1' (expected 0-262144).".into(),
         ),
         (
             "rxcpu",
             &["--snapshot-length=64k"],
-            "Invalid snapshot length '64k'.".into(),
+            "Invalid snapshot length '64k' (expected 0-262144).".into(),
         ),
         (
             "rxtxcpu",

@@ -281,6 +281,11 @@ fn vantage_option_without_a_symlink() {
 fn usage_errors_of_the_queue_names() {
     let mut cases: Vec<(&str, Vec<&str>, String)> = Vec::new();
     for name in ["rxtxqueue", "rxqueue", "txqueue"] {
+        // The cpu vantage's options are named, with the sibling to use.
+        let cpu_option_message = format!(
+            "Option '--cpu-list' is for the cpu vantage ({}cpu, or --vantage=cpu).",
+            name.trim_end_matches("queue")
+        );
         for (args, msg) in [
             (vec!["-l", "10j", "lo"], "Invalid queue list '10j'."),
             (vec!["--queue-list=x", "lo"], "Invalid queue list 'x'."),
@@ -298,10 +303,7 @@ fn usage_errors_of_the_queue_names() {
                 vec!["-m", "f0", "lo"],
                 "No configured queues present in queue mask.",
             ),
-            (
-                vec!["--cpu-list=0", "lo"],
-                "Unrecognized option '--cpu-list'.",
-            ),
+            (vec!["--cpu-list=0", "lo"], &cpu_option_message),
             (vec!["-c", "x", "lo"], "Invalid count 'x'."),
             (
                 vec![],
@@ -340,6 +342,10 @@ fn usage_errors_of_the_queue_names() {
 fn usage_errors_of_the_numa_names() {
     let mut cases: Vec<(&str, Vec<&str>, String)> = Vec::new();
     for name in ["rxtxnuma", "rxnuma", "txnuma"] {
+        let cpu_option_message = format!(
+            "Option '--cpu-mask' is for the cpu vantage ({}cpu, or --vantage=cpu).",
+            name.trim_end_matches("numa")
+        );
         for (args, msg) in [
             (vec!["-l", "10j"], "Invalid numa list '10j'."),
             (vec!["--numa-list="], "Invalid numa list ''."),
@@ -361,7 +367,7 @@ fn usage_errors_of_the_numa_names() {
                 vec!["-m", "2"],
                 "No configured numa nodes present in numa mask.",
             ),
-            (vec!["--cpu-mask=1"], "Unrecognized option '--cpu-mask'."),
+            (vec!["--cpu-mask=1"], &cpu_option_message),
         ] {
             cases.push((name, args, msg.to_string()));
         }
@@ -380,13 +386,18 @@ fn help_of_every_name() {
     for name in NAMES {
         let f = run(name, &["--help"]);
         assert_eq!(f.status.code(), Some(0), "{f}");
+        let word = list_word(name);
+        // The queue names need an interface: their streams are its queues.
+        let interface = match word {
+            "queue" => "INTERFACE",
+            _ => "[INTERFACE]",
+        };
         assert!(
             f.stdout.starts_with(&format!(
-                "Usage:\n  {name} [OPTIONS] [INTERFACE]\n\nOptions:\n"
+                "Usage:\n  {name} [OPTIONS] {interface}\n\nOptions:\n"
             )),
             "{f}"
         );
-        let word = list_word(name);
         let up = word.to_uppercase();
         let plural = match word {
             "cpu" => "cpus",

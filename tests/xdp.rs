@@ -219,13 +219,53 @@ fn numa_and_queue_vantages_by_xdp() {
     assert_eq!(read_pcap(&dir.path("q-1.pcap")).1.len(), 5);
 }
 
+/// rxtxcpu's default (both directions) takes what the hook can give:
+/// received packets, and -v says so.
+#[test]
+fn xdp_under_rxtxcpu_captures_received_packets() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(&b, "rxtxcpu", &["--xdp", &vb.ifname]);
+    assert!(
+        cap.stderr_now().contains(
+            "rxtxcpu: --xdp: capturing received packets only (the XDP hook sees no transmitted ones)\n"
+        ),
+        "{}",
+        cap.stderr_now()
+    );
+    send(&a, &sink, 1, &va, &vb, 7);
+    interrupt(cap).assert_report(&[(0, 0), (1, 7)]);
+}
+
+/// --duration ends an XDP capture too (its main thread polls the same
+/// timer), report and all.
+#[test]
+fn duration_ends_an_xdp_capture() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(&b, "rxcpu", &["--xdp", "--duration=3", &vb.ifname]);
+    send(&a, &sink, 0, &va, &vb, 5);
+    let f = cap.wait();
+    f.assert_report(&[(0, 5), (1, 0)]);
+    assert_eq!(f.after_ready(), "", "{f}");
+    assert!(!has_xdp(&b, &vb.ifname));
+}
+
 #[test]
 fn xdp_usage_errors() {
     check_usage_errors(&[
         ("rxcpu", &["--xdp"][..], "--xdp needs an interface."),
+        // Transmit asked for: by -d, or by the name.
         (
             "rxtxcpu",
-            &["--xdp", "lo"],
+            &["-d", "rxtx", "--xdp", "lo"],
+            "--xdp captures received packets only: use -d rx.",
+        ),
+        (
+            "rxcpu",
+            &["-d", "tx", "--xdp", "lo"],
             "--xdp captures received packets only: use -d rx.",
         ),
         (

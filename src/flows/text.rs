@@ -25,6 +25,19 @@ pub const NOTHING_PREDICTED: &str = "No flow has an expected stream: nothing cou
 /// row. Text columns are left-aligned, numbers right-aligned, two spaces
 /// apart, no trailing blanks.
 pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> String {
+    table_fit(flows, limit, label, None)
+}
+
+/// [`table`], fit to a terminal `width` columns wide if it is wider than
+/// that (None: full width, for files and pipes): shorter headers (SRC,
+/// DST, PKTS, EXP), one space between columns, then the addresses
+/// shortened in their middle around [`ELISION`].
+pub fn table_fit(
+    flows: &Flows,
+    limit: usize,
+    label: &dyn Fn(u32) -> String,
+    width: Option<usize>,
+) -> String {
     let rows = flows.rows(limit);
     let mut out = String::new();
     if !rows.is_empty() {
@@ -51,6 +64,10 @@ pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> Stri
         for r in &rows {
             cells.push(row(r, with_hash, with_expected, label));
         }
+        let gap = match width {
+            Some(w) if line_width(&cells, 2) > w => fit(&mut cells, w),
+            _ => 2,
+        };
         let mut widths = vec![0usize; right.len()];
         for c in &cells {
             for (w, s) in widths.iter_mut().zip(c) {
@@ -61,7 +78,7 @@ pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> Stri
             let mut line = String::new();
             for (i, s) in c.iter().enumerate() {
                 if i > 0 {
-                    line.push_str("  ");
+                    line.push_str(&" ".repeat(gap));
                 }
                 if right[i] {
                     let _ = write!(line, "{s:>w$}", w = widths[i]);
@@ -78,6 +95,87 @@ pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> Stri
         }
     }
     summary(&mut out, flows, label);
+    out
+}
+
+/// What marks an address shortened in its middle to fit a terminal.
+pub const ELISION: char = '~';
+
+/// The narrowest an address column gets on a terminal.
+const MIN_ADDRESS: usize = 9;
+
+/// The widest line of `cells` (the header first) laid out `gap` spaces
+/// apart, without trailing blanks.
+fn line_width(cells: &[Vec<String>], gap: usize) -> usize {
+    let columns = cells.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // The last column is not padded: a line ends where its last cell does.
+    let used: Vec<usize> = widths.iter().copied().filter(|&w| w > 0).collect();
+    used.iter().sum::<usize>() + gap * used.len().saturating_sub(1)
+}
+
+/// Fits the table to `width` columns (a terminal that would wrap it):
+/// shorter headers (SRC, DST, PKTS, EXP), one space between columns, then
+/// source and destination shortened in the middle, with [`ELISION`]
+/// where characters were left out, the longer of the two first, down to
+/// [`MIN_ADDRESS`] each. Returns the gap. A row still wider than the
+/// terminal (a flow on many streams) wraps: nothing else is cut.
+fn fit(cells: &mut [Vec<String>], width: usize) -> usize {
+    for h in cells[0].iter_mut() {
+        let short = match h.as_str() {
+            "SOURCE" => "SRC",
+            "DESTINATION" => "DST",
+            "PACKETS" => "PKTS",
+            "EXPECTED" => "EXP",
+            other => other,
+        };
+        *h = short.to_string();
+    }
+    let gap = 1;
+    let column = |cells: &[Vec<String>], i: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (mut src, mut dst) = (column(cells, 1), column(cells, 2));
+    let mut excess = line_width(cells, gap).saturating_sub(width);
+    while excess > 0 && (src > MIN_ADDRESS || dst > MIN_ADDRESS) {
+        if src >= dst && src > MIN_ADDRESS || dst <= MIN_ADDRESS {
+            src -= 1;
+        } else {
+            dst -= 1;
+        }
+        excess -= 1;
+    }
+    for c in cells.iter_mut().skip(1) {
+        c[1] = elide(&c[1], src);
+        c[2] = elide(&c[2], dst);
+    }
+    gap
+}
+
+/// `s` in at most `width` characters: as is if it fits, else its start
+/// and its end (the port) around [`ELISION`]: `192.0.2~:40000`.
+pub fn elide(s: &str, width: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= width || width == 0 {
+        return s.to_string();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push(ELISION);
+    out.extend(&chars[chars.len() - tail..]);
     out
 }
 
@@ -203,4 +301,76 @@ fn percent(n: u64, total: u64) -> String {
     // count (no f64 rounding of 50.05 to 50.0).
     let tenths = (u128::from(n) * 2000 + u128::from(total)) / (2 * u128::from(total));
     format!("{}.{}%", tenths / 10, tenths % 10)
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn elision_keeps_both_ends() {
+        assert_eq!(elide("192.0.2.1:40000", 15), "192.0.2.1:40000");
+        assert_eq!(elide("192.0.2.1:40000", 12), "192.0~:40000");
+        assert_eq!(elide("192.0.2.1:40000", 9), "192.~0000");
+        assert_eq!(elide("[2001:db8::1]:443", 14), "[2001:~:1]:443");
+    }
+
+    #[test]
+    fn a_wide_table_fits_80_columns() {
+        let header = [
+            "PROTO",
+            "SOURCE",
+            "DESTINATION",
+            "PACKETS",
+            "BYTES",
+            "HASH",
+            "STREAMS",
+            "EXPECTED",
+            "BY",
+            "",
+        ];
+        let row = |src: &str, bytes: &str, streams: &str, marks: &str| {
+            let r = [
+                "udp",
+                src,
+                "192.0.2.2:9999",
+                "3",
+                bytes,
+                "0x37f05759",
+                streams,
+                "cpu0",
+                "rps",
+                marks,
+            ];
+            r.map(String::from).to_vec()
+        };
+        // README's RPS example with a flow off its stream: 103 wide.
+        let mut cells = vec![
+            header.map(String::from).to_vec(),
+            row("192.0.2.1:40000", "189", "cpu1:3", "UNEXPECTED"),
+            row("192.0.2.1:40001", "189", "cpu0:3", ""),
+        ];
+        assert_eq!(line_width(&cells, 2), 102);
+        assert_eq!(fit(&mut cells, 80), 1);
+        assert_eq!(line_width(&cells, 1), 80);
+        assert_eq!(cells[0][1..4], ["SRC", "DST", "PKTS"]);
+        assert_eq!(cells[1][1..3], ["192.0~40000", "192.0~2:9999"]);
+        // Too wide even so (big counts, many streams, every mark): the
+        // addresses go down to their narrowest, the rest stays whole.
+        let mut cells = vec![
+            header.map(String::from).to_vec(),
+            row(
+                "192.0.2.1:40000",
+                "123456789",
+                "cpu0:3 cpu1:3 cpu2:3",
+                "UNEXPECTED SPLIT",
+            ),
+        ];
+        fit(&mut cells, 80);
+        assert_eq!(cells[1][1..3], ["192.~0000", "192.~9999"]);
+        assert_eq!(
+            cells[1][4..],
+            row("", "123456789", "cpu0:3 cpu1:3 cpu2:3", "UNEXPECTED SPLIT")[4..]
+        );
+    }
 }

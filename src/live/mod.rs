@@ -479,22 +479,7 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 /// `2.`) of at most nanosecond precision, from 0.1 to 86400. `None` for
 /// anything else (no signs, exponents, `inf`, spaces).
 pub fn parse_interval(s: &str) -> Option<Duration> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-        || frac.len() > 9
-    {
-        return None;
-    }
-    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
-    let d = Duration::new(secs, nanos);
-    (MIN_INTERVAL..=MAX_INTERVAL).contains(&d).then_some(d)
+    crate::cli::parse_seconds(s).filter(|d| (MIN_INTERVAL..=MAX_INTERVAL).contains(d))
 }
 
 #[cfg(test)]

@@ -66,6 +66,18 @@ pub fn size() -> Option<(usize, usize)> {
     (r == 0 && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col as usize, ws.ws_row as usize))
 }
 
+/// The width of the terminal on `fd`; `None` when `fd` is not a terminal
+/// or it does not say (a width of 0).
+pub fn columns(fd: std::os::fd::RawFd) -> Option<usize> {
+    // SAFETY: all-zero is a valid winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one struct winsize through its pointer
+    // argument and nothing else; `ws` is one, alive for the call. On a
+    // descriptor that is not a terminal it fails with ENOTTY.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
 /// One full frame for `lines` on a screen of `width` x `height`: from the
 /// top-left corner, each line cleared to its end, the screen cleared
 /// below the last. Auto-wrap is off, so after a line that fills the width
