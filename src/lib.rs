@@ -49,6 +49,7 @@ macro_rules! err {
 
 pub mod afpacket;
 pub mod bpf;
+pub mod btf;
 pub mod cache;
 pub mod capture;
 pub mod cli;
@@ -68,12 +69,18 @@ pub mod output;
 pub mod pcapfilter;
 pub mod pcapng;
 pub mod perf;
+pub mod probe_drops;
+#[cfg(test)]
+mod probe_facts;
+#[cfg(test)]
+mod probe_testnet;
 pub mod report;
 pub mod ring;
 pub mod rotate;
 pub mod rss;
 pub mod source;
 pub mod steering;
+pub mod tracing;
 pub mod vantage;
 pub mod worker;
 pub mod xdp;
