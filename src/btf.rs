@@ -587,26 +587,26 @@ fn kind_name(k: Kind) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds raw BTF: strings interned, types appended as raw words.
     #[derive(Default)]
-    struct Blob {
+    pub(crate) struct Blob {
         strings: Vec<u8>,
         types: Vec<u8>,
         count: u32,
     }
 
     impl Blob {
-        fn new() -> Blob {
+        pub(crate) fn new() -> Blob {
             Blob {
                 strings: vec![0],
                 ..Blob::default()
             }
         }
 
-        fn s(&mut self, name: &str) -> u32 {
+        pub(crate) fn s(&mut self, name: &str) -> u32 {
             if name.is_empty() {
                 return 0;
             }
@@ -617,7 +617,7 @@ mod tests {
         }
 
         /// Appends a type; returns its id.
-        fn ty(
+        pub(crate) fn ty(
             &mut self,
             kind: Kind,
             name: &str,
@@ -635,12 +635,12 @@ mod tests {
             self.count
         }
 
-        fn int(&mut self, name: &str, bytes: u32) -> u32 {
+        pub(crate) fn int(&mut self, name: &str, bytes: u32) -> u32 {
             self.ty(Kind::Int, name, false, 0, bytes, &[bytes * 8])
         }
 
         /// A struct (or union) from (name, type, offset word).
-        fn comp(
+        pub(crate) fn comp(
             &mut self,
             kind: Kind,
             name: &str,
@@ -652,7 +652,7 @@ mod tests {
             self.ty(kind, name, flag, m.len() as u32, size, &words)
         }
 
-        fn bytes(&self) -> Vec<u8> {
+        pub(crate) fn bytes(&self) -> Vec<u8> {
             let mut v = Vec::new();
             v.extend_from_slice(&MAGIC.to_ne_bytes());
             v.extend_from_slice(&[1, 0]);
@@ -665,7 +665,7 @@ mod tests {
             v
         }
 
-        fn parse(&self) -> Btf {
+        pub(crate) fn parse(&self) -> Btf {
             Btf::parse(self.bytes()).unwrap()
         }
     }

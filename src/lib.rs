@@ -23,6 +23,9 @@
 //!   [`output`] (pcap files, naming, rotation with [`rotate`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
 //!   [`flows`] (flow tables), live counters
+//! - kernel probes (groundwork for kernel drops and a flow's path):
+//!   [`btf`] (the kernel's types), [`tracing`] (tracing programs and
+//!   their links), [`probe_drops`] (the kernel's drops per cpu and reason)
 //! - [`cache`]: prefetch hints, for the ring walk, the flow tables and
 //!   the merged file's batches
 //! - report: [`report`] (text or JSON), [`expect`] with [`steering`],

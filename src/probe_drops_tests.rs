@@ -396,3 +396,41 @@ fn cost() {
     println!("{counted} drops counted of {} sent", 2 * FLOOD);
     println!("datagrams/s: {bare:.0} without probes, {probed:.0} with two, {measured:.0} with statistics");
 }
+
+/// A kernel whose kfree_skb has no reason (before 5.17), or no BTF: the
+/// error names what is missing.
+#[test]
+fn missing_pieces_are_named() {
+    use crate::btf::tests::Blob;
+    use crate::btf::Kind;
+    let mut b = Blob::new();
+    let skb = b.comp(Kind::Struct, "sk_buff", false, 0, &[]);
+    let skb_ptr = b.ty(Kind::Ptr, "", false, 0, skb, &[]);
+    let void_ptr = b.ty(Kind::Ptr, "", false, 0, 0, &[]);
+    let proto = b.ty(
+        Kind::FuncProto,
+        "",
+        false,
+        3,
+        0,
+        &[0, void_ptr, 0, skb_ptr, 0, void_ptr],
+    );
+    let fp = b.ty(Kind::Ptr, "", false, 0, proto, &[]);
+    b.ty(Kind::Typedef, "btf_trace_kfree_skb", false, 0, fp, &[]);
+    let e = Layout::from_btf(&b.parse()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the kernel's skb:kfree_skb has no reason argument"
+    );
+    let e = Layout::from_btf(&Blob::new().parse()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the kernel's BTF has no tracepoint kfree_skb (typedef btf_trace_kfree_skb)"
+    );
+    let e =
+        crate::btf::BtfError::NoKernelBtf(std::io::Error::from_raw_os_error(libc::ENOENT).into());
+    assert_eq!(
+        e.to_string(),
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux): No such file or directory"
+    );
+}
