@@ -1,7 +1,9 @@
 //! The bpf(2) system call: loading the project's eBPF programs (see
 //! [`crate::ebpf`] for how they are written), creating and reading their
-//! maps, and attaching them through BPF links. This is the only module
-//! that calls bpf(2); each unsafe block states what the kernel expects.
+//! maps, and attaching them through BPF links. This module and
+//! [`crate::tracing`] (the commands of tracing programs, through
+//! `sys_bpf`) are the only ones that call bpf(2); each unsafe block
+//! states what the kernel expects.
 
 use std::io;
 use std::mem;
@@ -31,6 +33,12 @@ pub enum ProgType {
     /// Socket filters; also what PACKET_FANOUT_EBPF runs to pick a member.
     SocketFilter = 1,
     Xdp = 6,
+    /// Raw tracepoints by name: the context is the tracepoint's arguments
+    /// as u64s, pointers untyped (read through bpf_probe_read_kernel).
+    RawTracepoint = 17,
+    /// BTF-typed tracing (tp_btf, fentry, fexit): the verifier knows each
+    /// argument's kernel type, so the program loads through pointers.
+    Tracing = 26,
 }
 
 /// What BPF_PROG_LOAD takes besides the instructions.
@@ -38,6 +46,9 @@ pub enum ProgType {
 pub struct LoadOptions {
     pub expected_attach_type: u32,
     pub prog_flags: u32,
+    /// For tracing programs: the BTF id (in vmlinux) of what they attach
+    /// to: the `btf_trace_<tracepoint>` typedef, or the kernel function.
+    pub attach_btf_id: u32,
 }
 
 /// The first fields of `union bpf_attr` for BPF_PROG_LOAD. The kernel
@@ -57,6 +68,16 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    /// attach_btf_obj_fd: 0 for vmlinux.
+    attach_btf_obj_fd: u32,
 }
 
 /// Why a program did not load.
@@ -145,6 +166,7 @@ fn load(
         license: LICENSE.as_ptr() as u64,
         prog_flags: options.prog_flags,
         expected_attach_type: options.expected_attach_type,
+        attach_btf_id: options.attach_btf_id,
         ..ProgLoadAttr::default()
     };
     for (d, s) in attr.prog_name.iter_mut().zip(name.bytes().take(15)) {
@@ -213,7 +235,7 @@ fn obj_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
 /// BPF_OBJ_GET_INFO_BY_FD into `info` (a bpf_prog_info, bpf_map_info or
 /// bpf_link_info prefix, as u32 words). The kernel fills at most the
 /// length given and zeroes nothing beyond it.
-fn obj_info(fd: BorrowedFd<'_>, info: &mut [u32]) -> io::Result<()> {
+pub(crate) fn obj_info(fd: BorrowedFd<'_>, info: &mut [u32]) -> io::Result<()> {
     #[repr(C)]
     struct InfoAttr {
         bpf_fd: u32,
@@ -468,6 +490,12 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link another bpf(2) command made (BPF_RAW_TRACEPOINT_OPEN, or
+    /// BPF_LINK_CREATE for tracing programs: [`crate::tracing`]).
+    pub(crate) fn from_fd(fd: OwnedFd) -> Link {
+        Link { fd }
+    }
+
     /// Attaches XDP program `prog` to interface `ifindex` of the calling
     /// thread's network namespace (BPF_LINK_CREATE, Linux 5.9+); `flags`
     /// are XDP_FLAGS_SKB_MODE or XDP_FLAGS_DRV_MODE.

@@ -64,6 +64,7 @@ const BPF_JEQ: u8 = 0x10;
 const BPF_JGT: u8 = 0x20;
 const BPF_JGE: u8 = 0x30;
 const BPF_JNE: u8 = 0x50;
+const BPF_JLT: u8 = 0xa0;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
 /// src_reg of a 64-bit immediate load that names a map by its fd.
@@ -99,6 +100,7 @@ pub enum Cond {
     Ne,
     Gt,
     Ge,
+    Lt,
 }
 
 impl Cond {
@@ -108,6 +110,7 @@ impl Cond {
             Cond::Ne => BPF_JNE,
             Cond::Gt => BPF_JGT,
             Cond::Ge => BPF_JGE,
+            Cond::Lt => BPF_JLT,
         }
     }
 }
@@ -342,6 +345,10 @@ pub mod helper {
     pub const MAP_LOOKUP_ELEM: i32 = 1;
     pub const KTIME_GET_NS: i32 = 5;
     pub const GET_SMP_PROCESSOR_ID: i32 = 8;
+    /// bpf_get_current_pid_tgid(): tgid << 32 | pid (the thread's id).
+    pub const GET_CURRENT_PID_TGID: i32 = 14;
+    /// bpf_get_current_comm(buf, size): the current task's name.
+    pub const GET_CURRENT_COMM: i32 = 16;
     pub const PERF_EVENT_OUTPUT: i32 = 25;
     pub const GET_NUMA_NODE_ID: i32 = 42;
     /// bpf_ringbuf_output(map, data, size, flags) (Linux 5.8+).
@@ -349,6 +356,9 @@ pub mod helper {
     /// bpf_xdp_get_buff_len(ctx): the frame's length, fragments included
     /// (Linux 5.18+).
     pub const XDP_GET_BUFF_LEN: i32 = 188;
+    /// bpf_probe_read_kernel(dst, size, ptr): copies kernel memory, zeros
+    /// on a fault (Linux 5.5+).
+    pub const PROBE_READ_KERNEL: i32 = 113;
 }
 
 /// Offsets in `struct xdp_md`, the context of XDP programs.
@@ -378,6 +388,7 @@ mod tests {
         assert_eq!(call(42).code, 0x85);
         assert_eq!(mov_imm(Reg::R0, 7).code, 0xb7);
         assert_eq!(jump_imm(Cond::Ge, Reg::R0, 4, 1).code, 0x35);
+        assert_eq!(jump_imm(Cond::Lt, Reg::R9, 4, 1).code, 0xa5);
         let [a, b] = load_map_fd(Reg::R1, 9);
         assert_eq!((a.code, a.regs, a.imm, b.code), (0x18, 0x11, 9, 0));
         assert_eq!(std::mem::size_of::<Insn>(), 8);

@@ -24,6 +24,9 @@
 //!   names and how outputs open with [`destination`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
 //!   [`flows`] (flow tables), live counters
+//! - kernel probes (groundwork for kernel drops and a flow's path):
+//!   [`btf`] (the kernel's types), [`tracing`] (tracing programs and
+//!   their links), [`probe_drops`] (the kernel's drops per cpu and reason)
 //! - [`cache`]: prefetch hints, for the ring walk, the flow tables and
 //!   the merged file's batches
 //! - report: [`report`] (text or JSON), [`expect`] with [`steering`],
@@ -50,6 +53,7 @@ macro_rules! err {
 
 pub mod afpacket;
 pub mod bpf;
+pub mod btf;
 pub mod cache;
 pub mod capture;
 pub mod cli;
@@ -70,12 +74,18 @@ pub mod output;
 pub mod pcapfilter;
 pub mod pcapng;
 pub mod perf;
+pub mod probe_drops;
+#[cfg(test)]
+mod probe_facts;
+#[cfg(test)]
+mod probe_testnet;
 pub mod report;
 pub mod ring;
 pub mod rotate;
 pub mod rss;
 pub mod source;
 pub mod steering;
+pub mod tracing;
 pub mod vantage;
 pub mod worker;
 pub mod xdp;

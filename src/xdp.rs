@@ -807,6 +807,7 @@ impl XdpCapture {
             LoadOptions {
                 expected_attach_type: BPF_XDP,
                 prog_flags: BPF_F_XDP_HAS_FRAGS,
+                ..LoadOptions::default()
             },
         )
         .map_err(|e| load_error(e, perfmon))?;
@@ -2056,6 +2057,7 @@ mod tests {
             LoadOptions {
                 expected_attach_type: BPF_XDP,
                 prog_flags: 0,
+                ..LoadOptions::default()
             },
         )
         .unwrap()
