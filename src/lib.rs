@@ -69,6 +69,7 @@ pub mod flows;
 pub mod live;
 pub mod merge;
 pub mod merged;
+pub mod metrics;
 pub mod monitor;
 pub mod output;
 pub mod pcapfilter;

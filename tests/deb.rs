@@ -1,8 +1,11 @@
 //! `make deb`: the Debian package holds what `make install PREFIX=/usr`
 //! installs (man pages gzipped, zsh completions in Debian's vendor
-//! directory); its control fields; the programs unpacked from it (dpkg -x)
-//! answering `--version` under every name; dpkg installing and removing it
-//! in a scratch root; and lintian (where installed) finding no error.
+//! directory) and the service (the rxtxcpu@.service template, its options
+//! in /etc/default/rxtxcpu, a conffile; no maintainer script, so nothing
+//! is enabled or started); its control fields; the programs unpacked from
+//! it (dpkg -x) answering `--version` under every name; `systemd-analyze
+//! verify` clean on the unit; dpkg installing, removing and purging it in
+//! a scratch root; and lintian (where installed) finding no error.
 //!
 //! The package is built from the release build of tests/install.rs: the
 //! same target directory, `<CARGO_TARGET_TMPDIR>/install-target` (see the
@@ -10,9 +13,10 @@
 //! the program is compiled once for both. Cargo runs the test binaries one
 //! after another, so the two never run make in that directory at once.
 //!
-//! cargo-deb, dpkg-deb and lintian are not on every machine: without them
-//! the checks that need them are skipped with a message, except on CI
-//! (`CI` set), where `.ci/run` installs them and a missing one fails.
+//! cargo-deb, dpkg-deb, systemd-analyze and lintian are not on every
+//! machine: without them the checks that need them are skipped with a
+//! message, except on CI (`CI` set), where `.ci/run` installs them and a
+//! missing one fails.
 
 mod common;
 
@@ -179,8 +183,16 @@ fn expected() -> BTreeMap<String, Option<String>> {
     }
     want.insert("usr/share/doc/rxtxcpu/copyright".into(), None);
     want.insert("usr/share/doc/rxtxcpu/changelog.gz".into(), None);
+    // The service: the unit template and its options (a conffile).
+    want.insert(UNIT.into(), None);
+    want.insert(DEFAULTS.into(), None);
     want
 }
+
+/// The systemd unit template, where the package puts it.
+const UNIT: &str = "lib/systemd/system/rxtxcpu@.service";
+/// Its options.
+const DEFAULTS: &str = "etc/default/rxtxcpu";
 
 fn gunzip(path: &Path) -> Vec<u8> {
     run("gzip", &["-dc", path.to_str().unwrap()]).stdout
@@ -315,6 +327,36 @@ fn deb_package() {
         "the extended description names the other programs:\n{long}"
     );
 
+    // The control archive: the options file is a conffile (an admin's
+    // changes survive upgrades), and there is no maintainer script, so
+    // installing enables and starts nothing (the unit is a template: only
+    // an admin's `systemctl enable rxtxcpu@IFACE` makes an instance;
+    // systemd's own dpkg trigger reloads its units).
+    let control_files = stdout(&run(
+        "sh",
+        &[
+            "-c",
+            &format!("dpkg-deb --ctrl-tarfile '{}' | tar t", deb.display()),
+        ],
+    ));
+    let control_files: BTreeSet<&str> = control_files.lines().filter(|l| *l != "./").collect();
+    assert_eq!(
+        control_files,
+        BTreeSet::from(["./control", "./conffiles"]),
+        "the control archive"
+    );
+    let conffiles = stdout(&run(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "dpkg-deb --ctrl-tarfile '{}' | tar xO ./conffiles",
+                deb.display()
+            ),
+        ],
+    ));
+    assert_eq!(conffiles, format!("/{DEFAULTS}\n"));
+
     // Unpacked into a scratch root: every name runs, through its symlink,
     // and says the package's version.
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deb-root");
@@ -359,10 +401,23 @@ fn deb_package() {
     let out = run(dpkg_root.join("usr/sbin/txnuma"), &["--version"]);
     assert_eq!(stdout(&out), format!("txnuma version {VERSION}\n"));
     dpkg(&["-r", "rxtxcpu"]);
+    for dir in ["usr", "lib"] {
+        assert!(
+            !dpkg_root.join(dir).exists(),
+            "dpkg -r left {:?}",
+            files_under(&dpkg_root.join(dir))
+        );
+    }
+    // The conffile stays until the package is purged.
     assert!(
-        !dpkg_root.join("usr").exists(),
-        "dpkg -r left {:?}",
-        files_under(&dpkg_root.join("usr"))
+        dpkg_root.join(DEFAULTS).is_file(),
+        "dpkg -r removed the conffile"
+    );
+    dpkg(&["--purge", "rxtxcpu"]);
+    assert!(
+        !dpkg_root.join("etc").exists(),
+        "dpkg --purge left {:?}",
+        files_under(&dpkg_root.join("etc"))
     );
     fs::remove_dir_all(&dpkg_root).unwrap();
 
@@ -443,6 +498,17 @@ fn deb_package() {
         }
     }
 
+    // The service files are the sources'.
+    assert_eq!(
+        fs::read(scratch.join(UNIT)).unwrap(),
+        fs::read(root().join("debian/rxtxcpu@.service")).unwrap()
+    );
+    assert_eq!(
+        fs::read(scratch.join(DEFAULTS)).unwrap(),
+        fs::read(root().join("debian/rxtxcpu.default")).unwrap()
+    );
+    verify_unit(&scratch);
+
     // lintian: no errors; warnings and notes are printed (the comment on
     // [package.metadata.deb] in Cargo.toml says which remain and why).
     if have("lintian", &["--version"], "apt-get install lintian") {
@@ -466,4 +532,41 @@ fn deb_package() {
         );
     }
     fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// `systemd-analyze verify` on the unit unpacked in `scratch`, as an
+/// instance and as the template, finds nothing to say. It runs with
+/// `--root` on the scratch root, so that ExecStart= names the packaged
+/// program; the host's system units are copied beside the unit (what its
+/// dependencies name: sysinit.target, the device units' targets), and the
+/// packaged man page is on MANPATH (verify runs `man` for
+/// Documentation=).
+fn verify_unit(scratch: &Path) {
+    if !have("systemd-analyze", &["--version"], "apt-get install systemd") {
+        return;
+    }
+    let units = scratch.join("lib/systemd/system");
+    // -n: the packaged unit stays, whatever the host has installed.
+    run(
+        "cp",
+        &["-a", "-n", "/lib/systemd/system/.", units.to_str().unwrap()],
+    );
+    for unit in [
+        "rxtxcpu@eth0.service",
+        "/lib/systemd/system/rxtxcpu@.service",
+    ] {
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", scratch.display()))
+            .arg(unit)
+            .env("MANPATH", scratch.join("usr/share/man"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run systemd-analyze");
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "{}",
+            show(&format!("systemd-analyze verify {unit}"), &out)
+        );
+    }
 }

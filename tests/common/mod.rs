@@ -10,6 +10,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;

@@ -1,0 +1,712 @@
+//! The metrics endpoint over real sockets, each test in its own network
+//! namespace: scrapes in both formats, what is refused (404, 405, 400,
+//! 431), clients that send nothing, a megabyte, 200 connections at once,
+//! bind errors with their exact messages, `promtool check metrics` on the
+//! exposition, a real Prometheus scraping it, and the fleet recipe's
+//! configuration and alert rules (`promtool check`/`test rules`).
+//!
+//! The server here serves a fixed snapshot (the capture's counters come
+//! with the integration of `--metrics`), so every number is exact.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::prometheus::{self, Prometheus};
+use common::{in_netns, root, show, Netns};
+use rxtxcpu::metrics::{
+    parse_address, CpuCounters, Description, Exporter, FlowCounts, Format, Limits, ReasonDrops,
+    Server, Snapshot, Softnet, StreamCounts,
+};
+
+const ADDR: &str = "127.0.0.1:9101";
+
+fn addr() -> SocketAddr {
+    ADDR.parse().unwrap()
+}
+
+fn description() -> Description {
+    Description {
+        interface: "veth0".into(),
+        vantage: "cpu".into(),
+        direction: "rxtx".into(),
+        streams: vec!["0".into(), "1".into()],
+        start: UNIX_EPOCH + Duration::from_secs(1_765_000_000),
+    }
+}
+
+/// Every family, with exact numbers.
+fn snapshot() -> Snapshot {
+    Snapshot {
+        streams: vec![
+            StreamCounts {
+                packets: 1234,
+                bytes: 123_400,
+                kernel_drops: 5,
+            },
+            StreamCounts {
+                packets: 66,
+                bytes: 6600,
+                kernel_drops: 0,
+            },
+        ],
+        repeated_copies: Some(vec![0, 17]),
+        drop_reasons: Some(vec![
+            ReasonDrops {
+                cpu: 0,
+                reason: "NO_SOCKET".into(),
+                packets: 3,
+            },
+            ReasonDrops {
+                cpu: 1,
+                reason: "SOCKET_RCVBUFF".into(),
+                packets: 2310,
+            },
+        ]),
+        flows: Some(FlowCounts {
+            seen: 12,
+            split: 2,
+            unexpected: 1,
+            tracked: 9,
+        }),
+        cpus: Some(vec![
+            CpuCounters {
+                cpu: 0,
+                net_rx: 1_000_000,
+                net_tx: 137,
+                softnet: Some(Softnet {
+                    processed: 990_000,
+                    dropped: 4,
+                    time_squeeze: 12,
+                    received_rps: 0,
+                    flow_limit_count: 0,
+                }),
+            },
+            CpuCounters {
+                cpu: 1,
+                net_rx: 5_000_000_000,
+                net_tx: 95,
+                softnet: Some(Softnet::default()),
+            },
+        ]),
+    }
+}
+
+/// Runs `f` on a thread in a fresh namespace, with a server serving
+/// [`snapshot`] on [`ADDR`] there (`limits` bounding it); stops the
+/// server after `f`.
+fn with_server<T: Send + 'static>(
+    limits: Limits,
+    f: impl FnOnce(SocketAddr) -> T + Send + 'static,
+) -> T {
+    let ns = Netns::new();
+    in_netns(&ns, move || {
+        let server = Server::bind(addr()).unwrap().with_limits(limits);
+        let source = snapshot;
+        std::thread::scope(|s| {
+            let running = server
+                .spawn_scoped(s, Exporter::new(description(), &source))
+                .unwrap();
+            let out = f(addr());
+            running.stop().expect("the server thread panicked");
+            out
+        })
+    })
+}
+
+/// What the server answers for `format`, rendered directly.
+fn expected_body(format: Format) -> String {
+    let source = snapshot;
+    Exporter::new(description(), &source).render(format)
+}
+
+/// A response, parsed.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no {name} header: {self:#?}"))
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8(raw.to_vec()).expect("a UTF-8 response");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line[9..12].parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("header {l:?}"));
+            (k.to_ascii_lowercase(), v.to_string())
+        })
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Sends `request` on a new connection and reads the answer to the end.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    parse_response(&raw)
+}
+
+fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Response {
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}\r\n").as_bytes(),
+    )
+}
+
+/// A complete 200 answer holding `format`'s exposition.
+fn assert_scrape(r: &Response, format: Format) {
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(r.header("Content-Type"), format.content_type());
+    assert_eq!(r.header("Content-Length"), r.body.len().to_string());
+    assert_eq!(r.header("Connection"), "close");
+    assert_eq!(r.body, expected_body(format));
+}
+
+/// Whether the server closed `s` (read gives EOF or a reset), waiting at
+/// most a minute.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!(
+            "an idle client got {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => true,
+        Err(e) => panic!("waiting for the server to close: {e}"),
+    }
+}
+
+#[test]
+fn scrapes_in_text_and_openmetrics() {
+    with_server(Limits::default(), |addr| {
+        // No Accept header, or one that prefers text: text 0.0.4.
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+        assert_scrape(
+            &get(addr, "/metrics", Some("text/plain;version=0.0.4")),
+            Format::Text,
+        );
+        // What Prometheus 2.42 sends: OpenMetrics.
+        let om = get(
+            addr,
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+        );
+        assert_scrape(&om, Format::OpenMetrics);
+        assert!(om.body.ends_with("# EOF\n"));
+        // A query string is not part of the path; HTTP/1.0 is answered.
+        assert_scrape(
+            &exchange(addr, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Format::Text,
+        );
+        let text = expected_body(Format::Text);
+        for line in [
+            r#"rxtxcpu_packets_total{interface="veth0",vantage="cpu",direction="rxtx",stream="0"} 1234"#,
+            r#"rxtxcpu_bytes_total{interface="veth0",vantage="cpu",direction="rxtx",stream="1"} 6600"#,
+            r#"rxtxcpu_kernel_drops_total{interface="veth0",vantage="cpu",direction="rxtx",stream="0"} 5"#,
+            r#"rxtxcpu_softirqs_total{cpu="1",type="NET_RX"} 5000000000"#,
+            "rxtxcpu_capture_start_time_seconds 1765000000.0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    });
+}
+
+#[test]
+fn ipv6() {
+    let ns = Netns::new();
+    ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        "net.ipv6.conf.lo.disable_ipv6=0",
+    ]);
+    in_netns(&ns, || {
+        let addr = parse_address("[::1]:9101").unwrap();
+        let server = Server::bind(addr).unwrap();
+        let source = snapshot;
+        std::thread::scope(|s| {
+            let running = server
+                .spawn_scoped(s, Exporter::new(description(), &source))
+                .unwrap();
+            assert_scrape(&get(addr, "/metrics", None), Format::Text);
+            running.stop().unwrap();
+        });
+    });
+}
+
+#[test]
+fn only_get_and_head_of_metrics() {
+    with_server(Limits::default(), |addr| {
+        let get_answer = get(addr, "/metrics", None);
+        let head = exchange(addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers, get_answer.headers, "HEAD answers GET's head");
+        assert_eq!(head.body, "");
+
+        for path in ["/", "/metrics/", "/metricsx", "/favicon.ico", "*"] {
+            let r = get(addr, path, None);
+            assert_eq!(
+                (r.status, r.body.as_str()),
+                (404, "404 not found\n"),
+                "{path}"
+            );
+        }
+        let r = exchange(addr, b"HEAD / HTTP/1.1\r\n\r\n");
+        assert_eq!((r.status, r.body.as_str()), (404, ""));
+        for method in [
+            "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT",
+        ] {
+            let r = exchange(
+                addr,
+                format!("{method} /metrics HTTP/1.1\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(r.status, 405, "{method}");
+            assert_eq!(r.header("Allow"), "GET, HEAD");
+            assert_eq!(r.body, "405 method not allowed\n");
+        }
+        for garbage in [
+            &b"hello\r\n\r\n"[..],
+            b"GET /metrics\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nno header\r\n\r\n",
+        ] {
+            let r = exchange(addr, garbage);
+            assert_eq!((r.status, r.body.as_str()), (400, "400 bad request\n"));
+        }
+        // HTTP/2 with prior knowledge.
+        let r = exchange(addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert_eq!(r.status, 505);
+        // Still serving.
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+    });
+}
+
+#[test]
+fn silent_and_trickling_clients_do_not_stall_scrapes() {
+    with_server(Limits::default(), |addr| {
+        let mut silent = TcpStream::connect(addr).unwrap();
+        let mut trickling = TcpStream::connect(addr).unwrap();
+        trickling.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+        // Answered at once, whatever the other two do.
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+        trickling.write_all(b"st: x\r\n").unwrap();
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+        // Both are closed when their time to send a request is up, with
+        // no answer.
+        assert!(closed_by_server(&mut silent));
+        assert!(closed_by_server(&mut trickling));
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+    });
+}
+
+#[test]
+fn a_megabyte_of_request_is_refused() {
+    with_server(Limits::default(), |addr| {
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        request.resize(1 << 20, b'a');
+        request.extend_from_slice(b"\r\n\r\n");
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut reader = s.try_clone().unwrap();
+        let read = std::thread::spawn(move || {
+            let mut raw = Vec::new();
+            reader.read_to_end(&mut raw).map(|_| raw)
+        });
+        // The server stops reading the request at 8 KiB and answers; it
+        // reads (and drops) the rest, so the answer is not lost to a reset.
+        let _ = s.write_all(&request);
+        let raw = read.join().unwrap().expect("reading the answer");
+        let r = parse_response(&raw);
+        assert_eq!(r.status, 431, "{r:#?}");
+        assert_eq!(r.body, "431 request header fields too large\n");
+        // One byte under the limit is a request like any other.
+        let mut fits = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        fits.resize(8 * 1024 - 4, b'a');
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert_scrape(&exchange(addr, &fits), Format::Text);
+        fits.insert(30, b'a');
+        assert_eq!(exchange(addr, &fits).status, 431);
+    });
+}
+
+#[test]
+fn two_hundred_connections_at_once() {
+    with_server(Limits::default(), |addr| {
+        // 200 scrapers at once: each is answered in full.
+        let scrapers: Vec<_> = (0..200)
+            .map(|_| std::thread::spawn(move || get(addr, "/metrics", None)))
+            .collect();
+        for s in scrapers {
+            assert_scrape(&s.join().unwrap(), Format::Text);
+        }
+        // 200 connections that send nothing hold at most 16 slots, and
+        // only while nobody else needs them: a scraper still gets its
+        // answer.
+        let idle: Vec<_> = (0..200)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(60)).unwrap()
+                })
+            })
+            .collect();
+        let mut idle: Vec<TcpStream> = idle.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+        for s in &mut idle {
+            assert!(closed_by_server(s));
+        }
+    });
+}
+
+#[test]
+fn a_full_server_closes_the_oldest_idle_connection() {
+    let limits = Limits {
+        max_connections: 2,
+        request_timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    with_server(limits, |addr| {
+        let mut first = TcpStream::connect(addr).unwrap();
+        // The server has taken the first before the second connects
+        // (accepting is first come first served in any case).
+        let mut second = TcpStream::connect(addr).unwrap();
+        // The third waits until the first has been idle for the grace
+        // period, then takes its slot.
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+        assert!(closed_by_server(&mut first));
+        second.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            second.read(&mut buf).map_err(|e| e.kind()),
+            Err(ErrorKind::WouldBlock),
+            "the second connection is still open"
+        );
+        second.set_nonblocking(false).unwrap();
+        // It can still send its request.
+        second.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        second.read_to_end(&mut raw).unwrap();
+        assert_scrape(&parse_response(&raw), Format::Text);
+    });
+}
+
+#[test]
+fn bind_errors() {
+    let ns = Netns::new();
+    in_netns(&ns, || {
+        let taken = Server::bind(addr()).unwrap();
+        let e = Server::bind(addr()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error binding 127.0.0.1:9101: Address already in use"
+        );
+        // What the capture prints, exit 1: a runtime error.
+        let as_error: rxtxcpu::error::Error = e.into();
+        assert!(matches!(as_error, rxtxcpu::error::Error::Message(_)));
+        drop(taken);
+        // An address this namespace does not have.
+        let e = Server::bind(parse_address("192.0.2.1:9101").unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error binding 192.0.2.1:9101: Cannot assign requested address"
+        );
+        // IPv6 is off in the test namespaces: no ::1.
+        let e = Server::bind(parse_address("[::1]:9101").unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error binding [::1]:9101: Cannot assign requested address"
+        );
+        // Free again once the first is gone.
+        drop(Server::bind(addr()).unwrap());
+    });
+}
+
+/// The id of the thread calling it.
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// A thread's context switches so far (voluntary + involuntary).
+fn context_switches(tid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn scrapes_read_the_counters_and_idle_costs_nothing() {
+    let ns = Netns::new();
+    in_netns(&ns, || {
+        let server = Server::bind(addr()).unwrap();
+        let packets = AtomicU64::new(0);
+        let server_tid = AtomicU64::new(0);
+        let source = || {
+            server_tid.store(gettid() as u64, Ordering::Relaxed);
+            let mut s = snapshot();
+            s.streams[1].packets = packets.load(Ordering::Relaxed);
+            s
+        };
+        let line = |n: u64| {
+            format!(
+                r#"rxtxcpu_packets_total{{interface="veth0",vantage="cpu",direction="rxtx",stream="1"}} {n}"#
+            )
+        };
+        std::thread::scope(|s| {
+            let running = server
+                .spawn_scoped(s, Exporter::new(description(), &source))
+                .unwrap();
+            for n in [0, 1, 1_000_000_007] {
+                packets.store(n, Ordering::Relaxed);
+                let r = get(addr(), "/metrics", None);
+                assert!(r.body.lines().any(|l| l == line(n)), "{}", r.body);
+            }
+            // The source runs on the server's thread, not the scraper's.
+            let tid = server_tid.load(Ordering::Relaxed) as i32;
+            assert_ne!(tid, gettid());
+            // Idle, it sleeps in poll() until something happens: once
+            // the last connection is closed (its client's FIN still wakes
+            // it), it is not woken again. A timer or a busy loop would
+            // never let it sit for half a second.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let before = context_switches(tid);
+                std::thread::sleep(Duration::from_millis(500));
+                if context_switches(tid) == before {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the idle server keeps waking up"
+                );
+            }
+            running.stop().unwrap();
+            // Stopped: the port is closed.
+            assert_eq!(
+                TcpStream::connect(addr())
+                    .map_err(|e| e.kind())
+                    .unwrap_err(),
+                ErrorKind::ConnectionRefused
+            );
+        });
+    });
+}
+
+#[test]
+fn promtool_finds_no_problem_in_the_exposition() {
+    if !prometheus::installed(prometheus::PROMTOOL) {
+        return;
+    }
+    let body = with_server(Limits::default(), |addr| get(addr, "/metrics", None).body);
+    let mut child = Command::new(prometheus::PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    // promtool prints each problem (and exits 3 for lint problems).
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}\non:\n{body}",
+        show("promtool check metrics", &out)
+    );
+}
+
+fn recipe(file: &str) -> PathBuf {
+    root().join("examples/prometheus").join(file)
+}
+
+#[test]
+fn the_fleet_recipe_checks_and_its_alert_rules_pass_their_tests() {
+    if !prometheus::installed(prometheus::PROMTOOL) {
+        return;
+    }
+    for args in [
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "rules.yml"],
+        ["test", "rules", "rules.test.yml"],
+    ] {
+        let out = Command::new(prometheus::PROMTOOL)
+            .args(args)
+            .current_dir(recipe(""))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            show(&format!("promtool {}", args.join(" ")), &out)
+        );
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_endpoint() {
+    if !prometheus::installed(prometheus::PROMETHEUS) {
+        return;
+    }
+    let ns = Netns::new();
+    let packets = std::sync::Arc::new(AtomicU64::new(66));
+    let counter = std::sync::Arc::clone(&packets);
+    let ns_name = ns.name.clone();
+    // The server runs on a thread in the namespace until `stop` is sent.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let serving = std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/var/run/netns/{ns_name}")).unwrap();
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let server = Server::bind(addr()).unwrap();
+        let source = || {
+            let mut s = snapshot();
+            s.streams[1].packets = counter.load(Ordering::Relaxed);
+            s
+        };
+        std::thread::scope(|s| {
+            let running = server
+                .spawn_scoped(s, Exporter::new(description(), &source))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.recv();
+            running.stop().unwrap();
+        });
+    });
+    ready_rx.recv().unwrap();
+
+    let rules = recipe("rules.yml");
+    let prom = Prometheus::start(&ns, &[ADDR], &[&rules]);
+    prom.wait_for_scrape();
+    let by_stream = |time: Option<f64>| -> BTreeMap<String, f64> {
+        let q = "sum by (stream) (rxtxcpu_packets_total)";
+        let samples = match time {
+            Some(t) => prom.query_at(q, t),
+            None => prom.query(q),
+        };
+        samples
+            .into_iter()
+            .map(|s| (s.labels["stream"].clone(), s.value))
+            .collect()
+    };
+    assert_eq!(
+        by_stream(None),
+        BTreeMap::from([("0".into(), 1234.0), ("1".into(), 66.0)])
+    );
+    // A scrape reads the counters as they are then.
+    packets.store(1_000_066, Ordering::Relaxed);
+    let at = prom.wait_for_scrape();
+    assert_eq!(
+        by_stream(Some(at)),
+        BTreeMap::from([("0".into(), 1234.0), ("1".into(), 1_000_066.0)])
+    );
+
+    // Every family made it, with its labels.
+    let one = |q: &str| -> f64 {
+        let s = prom.query(q);
+        assert_eq!(s.len(), 1, "{q}: {s:?}");
+        s[0].value
+    };
+    assert_eq!(
+        one(
+            r#"rxtxcpu_kernel_drops_by_reason_total{interface="veth0",cpu="1",reason="SOCKET_RCVBUFF"}"#
+        ),
+        2310.0
+    );
+    assert_eq!(one(r#"rxtxcpu_repeated_copies_total{stream="1"}"#), 17.0);
+    assert_eq!(one("rxtxcpu_flows_unexpected_total"), 1.0);
+    assert_eq!(one("rxtxcpu_flows_tracked"), 9.0);
+    assert_eq!(one(r#"rxtxcpu_softirqs_total{cpu="1",type="NET_RX"}"#), 5e9);
+    assert_eq!(
+        one(r#"rxtxcpu_softnet_times_squeezed_total{cpu="0"}"#),
+        12.0
+    );
+    assert_eq!(
+        one(&format!(
+            r#"rxtxcpu_build_info{{version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert_eq!(one("rxtxcpu_capture_start_time_seconds"), 1_765_000_000.0);
+
+    // Prometheus asked for OpenMetrics and got it: the unit and the info
+    // type exist only there.
+    let metadata = prom.api("/api/v1/metadata");
+    assert_eq!(
+        metadata["rxtxcpu_capture_start_time_seconds"][0]["unit"], "seconds",
+        "{metadata}"
+    );
+    assert_eq!(metadata["rxtxcpu_build"][0]["type"], "info", "{metadata}");
+    let targets = prom.targets();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["health"], "up", "{targets:?}");
+    assert_eq!(targets[0]["lastError"], "", "{targets:?}");
+
+    // The fleet recipe's rules evaluate against the real series.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let groups = prom.rule_groups();
+        let rules: Vec<&serde_json::Value> = groups
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .collect();
+        assert_eq!(rules.len(), 3, "{groups:?}");
+        if rules.iter().all(|r| r["health"] == "ok") {
+            break;
+        }
+        assert!(
+            rules.iter().all(|r| r["health"] != "err"),
+            "a rule fails: {groups:?}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rules were not evaluated: {groups:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    drop(prom);
+    stop_tx.send(()).unwrap();
+    serving.join().unwrap();
+}
