@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use crate::afpacket::{self, Filter, PacketSocket};
 use crate::cli::{Direction, Options};
 use crate::consumers::{Consumers, MergedStream};
+use crate::count::{self, CountStats, Verdict};
 use crate::error::{Error, Result, Why};
 use crate::expect::{self, Steering};
 use crate::flows::{FlowBudget, FlowKey, FlowTable};
@@ -229,8 +230,8 @@ impl SenderTap {
             geometry.bytes() / 1024
         ));
         let group = source::build_group(&plan, target, geometry, say)?;
-        let shared = Shared::new(plan.streams.len(), 0)
-            .map_err(|e| Error::os("error creating eventfd", e))?;
+        let shared =
+            Shared::new(plan.streams.len()).map_err(|e| Error::os("error creating eventfd", e))?;
         Ok(SenderTap {
             plan,
             group,
@@ -247,6 +248,8 @@ struct Capture<'a> {
     target: Target,
     v: Verbose<'a>,
     shared: &'a Shared,
+    /// `-c` over several streams: the coordinator's verdict.
+    verdict: Option<&'a Verdict>,
     sigfd: &'a SignalFd,
 }
 
@@ -339,7 +342,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
             ));
         }
     }
-    let shared = Shared::new(group.rings.len(), opts.count)
+    let shared =
+        Shared::new(group.rings.len()).map_err(|e| Error::os("error creating eventfd", e))?;
+    let verdict = count::Verdict::for_count(opts.count, plan.streams.len())
         .map_err(|e| Error::os("error creating eventfd", e))?;
     // The steering configuration the flows are compared with, read as the
     // capture starts.
@@ -385,6 +390,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         target,
         v,
         shared: &shared,
+        verdict: verdict.as_ref(),
         sigfd: &sigfd,
     };
     let ended = run_workers(&capture, &group.sockets, group.rings, outputs, tap);
@@ -404,6 +410,8 @@ struct Ended<'a> {
     merged: Option<(merged::Written<'a>, u64, u64)>,
     /// From the sender tap: the cpus that sent each flow.
     senders: Option<HashMap<FlowKey, Vec<u32>>>,
+    /// What the `-c` coordinator did.
+    count: Option<CountStats>,
 }
 
 /// Runs one worker per captured stream (and the merger thread, with
@@ -426,9 +434,17 @@ fn run_workers<'a>(
     let budget = opts.flows.map(|_| FlowBudget::new(opts.flows_max));
     let file_snaplen = c.target.link.snaplen(opts.snaplen);
     let merged_path = opts.write.clone().unwrap_or_default();
+    let (mut gates, coordinator) = count::gates(opts.count, c.verdict, streams.len(), RETIRE_MS);
     std::thread::scope(|s| {
         let _guard = PanicGuard::main(shared);
         let merger = outputs.merged.take().map(|m| s.spawn(move || m.run()));
+        // -c over several streams: the thread that lets the first N in.
+        let counter = coordinator.map(|co| {
+            s.spawn(move || {
+                let _guard = PanicGuard::main(shared);
+                co.run(|| shared.stop())
+            })
+        });
         // Each worker says when it is pinned, so that the ready line comes
         // last; a worker that never starts or dies drops its sender, which
         // also counts, so this can never wait for a thread that is gone.
@@ -465,7 +481,8 @@ fn run_workers<'a>(
                 ring,
                 consumers,
                 shared,
-            );
+            )
+            .counting(gates[slot].take());
             let ready = ready_tx.clone();
             let label = stream.label();
             let v = &c.v;
@@ -501,8 +518,10 @@ fn run_workers<'a>(
             }
         }
         drop(ready_tx);
-        // A worker that never started ends its merger feed here.
+        // A worker that never started ends its merger feed (and its -c
+        // gate) here.
         drop(feeds);
+        drop(gates);
         let tap_handles = tap
             .as_ref()
             .zip(tap_rings)
@@ -551,6 +570,7 @@ fn run_workers<'a>(
         let merged = merger
             .and_then(|m| m.join().ok())
             .map(|w| (w, started, stopped));
+        let count = counter.and_then(|h| h.join().ok());
         let senders = tap.as_ref().zip(tap_handles).map(|(t, handles)| {
             t.shared.stop();
             let tables: Vec<FlowTable> = handles
@@ -569,6 +589,7 @@ fn run_workers<'a>(
             leftovers,
             merged,
             senders,
+            count,
         }
     })
 }
@@ -696,6 +717,10 @@ fn finish(c: &Capture, ended: Ended, steering: Option<&Steering>, status: &mut i
         streams: counts(c),
         ..Report::default()
     };
+    if let Some(stats) = ended.count {
+        c.v.say(stats.describe());
+        report.notes.extend(stats.notes());
+    }
     let tables = take_ends(
         &mut report,
         c.plan,
