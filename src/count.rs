@@ -19,7 +19,11 @@
 //!   stream in ring order, ties by stream order), counts the first N in
 //!   that order, and publishes per stream how many of its packets, in
 //!   its ring order, are among them (an atomic per stream, [`Verdict`]);
-//!   when the N-th is counted it stops the capture;
+//!   when the N-th is counted it stops the capture. While all that may
+//!   go fits within N, it is counted stream by stream
+//!   ([`merge::Merger::release_unordered`]): the count needs the order
+//!   only at the cut, and a flood on every cpu interleaves the streams
+//!   packet by packet, a heap operation each in order;
 //! - a worker whose consumers look at packets (files, flows, the merged
 //!   file) keeps a copy of each packet handed in until its fate is known,
 //!   then hands those let in to its consumers; a count-only worker copies
@@ -110,6 +114,13 @@ impl Batch for Stamps {
     }
     fn size(&self, i: usize) -> usize {
         self.sizes.get(i).map_or(8, |&s| s as usize)
+    }
+    fn sizes(&self, range: std::ops::Range<usize>) -> usize {
+        if self.sizes.is_empty() {
+            8 * range.len()
+        } else {
+            self.sizes[range].iter().map(|&s| s as usize).sum()
+        }
     }
 }
 
@@ -265,6 +276,10 @@ struct Budget {
     /// The latest (timestamp, stream) let in.
     newest: Option<(u64, usize)>,
     late: u64,
+    /// During an unordered release ([`Merger::release_unordered`]): the
+    /// latest let in before it, the only one the runs can be compared
+    /// with (they come stream by stream, not in order).
+    unordered: Option<Option<(u64, usize)>>,
 }
 
 impl Sink<Stamps> for Budget {
@@ -283,6 +298,15 @@ impl Sink<Stamps> for Budget {
         // let in before. Once one of the run is not, the newest is this
         // stream's and the rest of the run follows it in ring order.
         let newest_run = run.iter().copied().max().unwrap_or(0);
+        if let Some(before) = self.unordered {
+            if let Some((t, _)) = before.filter(|&(_, s)| s != stream) {
+                self.late += run.iter().filter(|&&ts| ts < t).count() as u64;
+            }
+            self.newest = self.newest.max(Some((newest_run, stream)));
+            self.allowed[stream] += take as u64;
+            self.left -= take as u64;
+            return;
+        }
         match self.newest {
             Some((t, s)) if s != stream => {
                 let older = run.iter().take_while(|&&ts| ts < t).count();
@@ -385,6 +409,7 @@ impl Coordinator<'_> {
             published: vec![0; self.streams],
             newest: None,
             late: 0,
+            unordered: None,
         };
         let tick = Duration::from_millis(u64::from(self.retire_ms.max(1)));
         let mut nudged: Vec<Option<Instant>> = vec![None; self.streams];
@@ -394,7 +419,17 @@ impl Coordinator<'_> {
         loop {
             let connected = self.inbox.receive(&mut merger, timeout);
             let ended = !connected || merger.all_ended();
-            {
+            // What may go, stream by stream when all of it is within N
+            // (the count needs no order across streams then), else in
+            // order, to find the exact cut.
+            budget.unordered = Some(budget.newest);
+            let left = budget.left;
+            let counted = !ended
+                && merger
+                    .release_unordered(left, &mut self.inbox.recycling(&mut budget))
+                    .is_some();
+            budget.unordered = None;
+            if !counted {
                 let mut sink = self.inbox.recycling(&mut budget);
                 if ended {
                     merger.flush(&mut sink);
@@ -881,6 +916,7 @@ mod tests {
             published: vec![0; 2],
             newest: None,
             late: 0,
+            unordered: None,
         };
         let run = |b: &mut Budget, stream: usize, ts: &[u64]| {
             let s = stamps(ts);

@@ -60,6 +60,10 @@ pub trait Batch {
     fn timestamp(&self, i: usize) -> u64;
     /// Item `i`'s size in bytes, for the memory bound.
     fn size(&self, i: usize) -> usize;
+    /// The sizes of items `range` together.
+    fn sizes(&self, range: std::ops::Range<usize>) -> usize {
+        range.map(|i| self.size(i)).sum()
+    }
 }
 
 /// Where merged items go.
@@ -156,6 +160,9 @@ pub struct Merger<B> {
     stats: MergeStats,
     /// The newest timestamp emitted.
     last: u64,
+    /// Per producer, for [`Merger::release_unordered`] (kept for its
+    /// memory).
+    scratch: Vec<usize>,
 }
 
 /// Why an item is emitted.
@@ -181,6 +188,7 @@ impl<B: Batch> Merger<B> {
             limits,
             stats: MergeStats::default(),
             last: 0,
+            scratch: Vec::with_capacity(producers),
         }
     }
 
@@ -191,8 +199,12 @@ impl<B: Batch> Merger<B> {
         }
         let n = batch.len();
         let s = &mut self.streams[producer];
-        s.frontier = s.frontier.max(batch.timestamp(n - 1));
-        self.bytes += (0..n).map(|i| batch.size(i)).sum::<usize>();
+        // The newest item, not the last: a stream fed by several cpus can
+        // hand in items out of order, and every item a producer handed in
+        // must lie at or before its frontier (the merge relies on it).
+        let newest = (0..n).map(|i| batch.timestamp(i)).max().unwrap_or(0);
+        s.frontier = s.frontier.max(newest);
+        self.bytes += batch.sizes(0..n);
         self.stats.peak_bytes = self.stats.peak_bytes.max(self.bytes);
         if s.queue.is_empty() {
             self.heap.push(Reverse((batch.timestamp(0), producer)));
@@ -344,6 +356,82 @@ impl<B: Batch> Merger<B> {
             }
         }
         n
+    }
+
+    /// Emits what [`Merger::release`] would emit by knowledge alone
+    /// (every other producer known to have nothing older), if that is at
+    /// most `limit` items and the memory bound is not passed, producer by
+    /// producer instead of interleaved; else emits nothing and returns
+    /// None ([`Merger::release`] then finds the exact cut, in order).
+    ///
+    /// For a sink that needs only how many of each producer's items go
+    /// (each producer's go in its order), not their order across
+    /// producers: where producers interleave finely, as under a flood on
+    /// every cpu, the ordered merge takes a heap operation per item. The
+    /// items are the same: a producer's items that sort before every
+    /// other producer's frontier are a prefix of it, and the first item
+    /// in order that may not go sorts after all of them (it is some
+    /// producer's, whose frontier is at least its own items').
+    pub fn release_unordered<S: Sink<B>>(&mut self, limit: u64, sink: &mut S) -> Option<usize> {
+        if self.bytes > self.limits.max_bytes {
+            return None;
+        }
+        let low = self.lowest_frontiers();
+        let mut counts = std::mem::take(&mut self.scratch);
+        counts.clear();
+        let mut total = 0u64;
+        for (p, s) in self.streams.iter().enumerate() {
+            let bound = if low[0].1 == p { low[1] } else { low[0] };
+            let mut n = 0;
+            let mut start = s.pos;
+            'batches: for batch in &s.queue {
+                for i in start..batch.len() {
+                    if (batch.timestamp(i), p) >= bound {
+                        break 'batches;
+                    }
+                    n += 1;
+                }
+                start = 0;
+            }
+            counts.push(n);
+            total += n as u64;
+        }
+        if total > limit {
+            self.scratch = counts;
+            return None;
+        }
+        for (p, &n) in counts.iter().enumerate() {
+            let mut left = n;
+            let s = &mut self.streams[p];
+            while left > 0 {
+                let Some(batch) = s.queue.front() else {
+                    break;
+                };
+                let start = s.pos;
+                let end = batch.len().min(start + left);
+                self.bytes -= batch.sizes(start..end);
+                sink.emit_run(p, batch, start..end);
+                left -= end - start;
+                s.pos = end;
+                if end == batch.len() {
+                    s.pos = 0;
+                    if let Some(done) = s.queue.pop_front() {
+                        sink.done(p, done);
+                    }
+                }
+            }
+        }
+        self.scratch = counts;
+        self.stats.items += total;
+        if total > 0 {
+            self.heap.clear();
+            for (p, s) in self.streams.iter().enumerate() {
+                if let Some(b) = s.queue.front() {
+                    self.heap.push(Reverse((b.timestamp(s.pos), p)));
+                }
+            }
+        }
+        Some(total as usize)
     }
 
     /// Emits everything waiting, in order (the end of the capture, also
@@ -681,6 +769,71 @@ mod tests {
         let order: Vec<(usize, u32)> = sink.out.iter().map(|o| (o.0, o.2)).collect();
         assert_eq!(order, [(0, 1), (1, 0)]);
         assert_eq!(m.head(), None);
+    }
+
+    /// Released stream by stream, the same items go as in order, each
+    /// producer's a prefix: also when producers hand in items out of
+    /// order, and with ties. Over `limit`, nothing goes.
+    #[test]
+    fn unordered_release_lets_the_same_items_go() {
+        #[derive(Default)]
+        struct PerProducer(Vec<usize>);
+        impl Sink<V> for PerProducer {
+            fn emit(&mut self, producer: usize, _batch: &V, _index: usize) {
+                self.0[producer] += 1;
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut released = 0;
+        for round in 0..500 {
+            let producers = 2 + next(3) as usize;
+            let (mut ordered, mut unordered) = (
+                Merger::new(producers, LIMITS),
+                Merger::new(producers, LIMITS),
+            );
+            // Above 0: at now 0 the window lets nothing go.
+            let mut clock = vec![10u64; producers];
+            for _ in 0..next(12) {
+                let p = next(producers as u64) as usize;
+                if next(4) == 0 {
+                    let until = clock[p] + next(5);
+                    ordered.complete_until(p, until);
+                    unordered.complete_until(p, until);
+                    continue;
+                }
+                let items: Vec<(u64, u32)> = (0..1 + next(6))
+                    .map(|i| {
+                        // Mostly rising, sometimes back a little (a
+                        // stream fed by several cpus), often equal.
+                        clock[p] += next(3);
+                        let back = if round % 3 == 0 { next(3) } else { 0 };
+                        (clock[p].saturating_sub(back), i as u32)
+                    })
+                    .collect();
+                ordered.push(p, batch(&items));
+                unordered.push(p, batch(&items));
+            }
+            let (mut a, mut b) = (
+                PerProducer(vec![0; producers]),
+                PerProducer(vec![0; producers]),
+            );
+            let n = ordered.release(0, &mut a);
+            released += usize::from(n > 0);
+            if n > 0 {
+                assert_eq!(unordered.release_unordered(n as u64 - 1, &mut b), None);
+            }
+            assert_eq!(unordered.release_unordered(n as u64, &mut b), Some(n));
+            assert_eq!(a.0, b.0, "round {round}");
+            assert_eq!(ordered.pending_bytes(), unordered.pending_bytes());
+            assert_eq!(ordered.head(), unordered.head(), "round {round}");
+        }
+        assert!(released > 200, "{released} rounds released anything");
     }
 
     #[test]
