@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::afpacket::{self, Filter, PacketSocket};
 use crate::cli::{Direction, Options};
 use crate::consumers::{Consumers, FileFailure, MergedStream};
+use crate::count::{self, CountStats, Verdict};
 use crate::destination::Destination;
 use crate::error::{Error, Result, Why};
 use crate::expect::{self, Steering};
@@ -311,8 +312,8 @@ impl SenderTap {
             geometry.bytes() / 1024
         ));
         let group = source::build_group(&plan, target, geometry, say)?;
-        let shared = Shared::new(plan.streams.len(), 0)
-            .map_err(|e| Error::os("error creating eventfd", e))?;
+        let shared =
+            Shared::new(plan.streams.len()).map_err(|e| Error::os("error creating eventfd", e))?;
         Ok(SenderTap {
             plan,
             group,
@@ -329,6 +330,8 @@ struct Capture<'a> {
     target: Target,
     v: Verbose<'a>,
     shared: &'a Shared,
+    /// `-c` over several streams: the coordinator's verdict.
+    verdict: Option<&'a Verdict>,
     sigfd: &'a SignalFd,
     /// For the merged file: the device's RSS hash, where a packet's flow
     /// hash can be it.
@@ -426,7 +429,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
             ));
         }
     }
-    let shared = Shared::new(group.rings.len(), opts.count)
+    let shared =
+        Shared::new(group.rings.len()).map_err(|e| Error::os("error creating eventfd", e))?;
+    let verdict = count::Verdict::for_count(opts.count, plan.streams.len())
         .map_err(|e| Error::os("error creating eventfd", e))?;
     // The steering configuration the flows are compared with, read as the
     // capture starts.
@@ -476,6 +481,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         target,
         v,
         shared: &shared,
+        verdict: verdict.as_ref(),
         sigfd: &sigfd,
         nic_hash,
         deadline: &deadline,
@@ -497,6 +503,8 @@ struct Ended<'a> {
     merged: Option<(merged::Written<'a>, u64, u64)>,
     /// From the sender tap: the cpus that sent each flow.
     senders: Option<HashMap<FlowKey, Vec<u32>>>,
+    /// What the `-c` coordinator did.
+    count: Option<CountStats>,
 }
 
 /// Runs one worker per captured stream (and the merger thread, with
@@ -519,9 +527,17 @@ fn run_workers<'a>(
     let budget = opts.flows.map(|_| FlowBudget::new(opts.flows_max));
     let file_snaplen = c.target.link.snaplen(opts.snaplen);
     let merged_path = opts.write.clone().unwrap_or_default();
+    let (mut gates, coordinator) = count::gates(opts.count, c.verdict, streams.len(), RETIRE_MS);
     std::thread::scope(|s| {
         let _guard = PanicGuard::main(shared);
         let merger = outputs.merged.take().map(|m| s.spawn(move || m.run()));
+        // -c over several streams: the thread that lets the first N in.
+        let counter = coordinator.map(|co| {
+            s.spawn(move || {
+                let _guard = PanicGuard::main(shared);
+                co.run(|| shared.stop())
+            })
+        });
         // Each worker says when it is pinned, so that the ready line comes
         // last; a worker that never starts or dies drops its sender, which
         // also counts, so this can never wait for a thread that is gone.
@@ -559,7 +575,8 @@ fn run_workers<'a>(
                 ring,
                 consumers,
                 shared,
-            );
+            )
+            .counting(gates[slot].take());
             let ready = ready_tx.clone();
             let label = stream.label();
             let v = &c.v;
@@ -595,8 +612,10 @@ fn run_workers<'a>(
             }
         }
         drop(ready_tx);
-        // A worker that never started ends its merger feed here.
+        // A worker that never started ends its merger feed (and its -c
+        // gate) here.
         drop(feeds);
+        drop(gates);
         let tap_handles = tap
             .as_ref()
             .zip(tap_rings)
@@ -646,6 +665,7 @@ fn run_workers<'a>(
         let merged = merger
             .and_then(|m| m.join().ok())
             .map(|w| (w, started, stopped));
+        let count = counter.and_then(|h| h.join().ok());
         let senders = tap.as_ref().zip(tap_handles).map(|(t, handles)| {
             t.shared.stop();
             let tables: Vec<FlowTable> = handles
@@ -664,6 +684,7 @@ fn run_workers<'a>(
             leftovers,
             merged,
             senders,
+            count,
         }
     })
 }
@@ -824,6 +845,10 @@ fn finish(c: &Capture, ended: Ended, steering: Option<&Steering>, status: &mut i
         streams: counts(c),
         ..Report::default()
     };
+    if let Some(stats) = ended.count {
+        c.v.say(stats.describe());
+        report.notes.extend(stats.notes());
+    }
     let tables = take_ends(
         &mut report,
         c.plan,

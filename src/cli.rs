@@ -207,7 +207,10 @@ const OPTIONS: &[OptSpec] = &[
         short: Some('c'),
         long: "count",
         value: Some("N"),
-        help: &["Exit after receiving N packets."],
+        help: &[
+            "Exit after receiving N packets.",
+            "  The first N in time over all {plural}.",
+        ],
     },
     OptSpec {
         id: "direction",

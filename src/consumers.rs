@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::cli::Precision;
 use crate::flows::FlowTable;
-use crate::merge::{self, Feed};
+use crate::merge::Feed;
 use crate::output::{LinkType, StreamFile, Written};
 use crate::pcapng::{EpbBatch, Frame, PacketInfo};
 use crate::ring::Packet;
@@ -48,6 +48,21 @@ impl Consumers<'_> {
     /// counted).
     pub fn per_packet(&self) -> bool {
         self.file.is_some() || self.merged.is_some() || self.flows.is_some() || self.bytes.is_some()
+    }
+
+    /// How many bytes of each packet the consumers read, for a copy kept
+    /// while `-c` decides (see [`crate::count`]): None when no consumer
+    /// looks at packets; the whole packet for the files and the flow
+    /// table (whose key may lie past any fixed length: IPv6 extension
+    /// headers); none for the byte counter (the length is kept).
+    pub fn keep(&self) -> Option<usize> {
+        if self.file.is_some() || self.merged.is_some() || self.flows.is_some() {
+            Some(usize::MAX)
+        } else if self.bytes.is_some() {
+            Some(0)
+        } else {
+            None
+        }
     }
 
     /// Takes the claimed packets of one ring block; returns how many were
@@ -135,11 +150,17 @@ impl Consumers<'_> {
         (taken, outcome)
     }
 
-    /// The ring had nothing more: the merger may write what came before.
-    pub fn idle(&self, retire_ms: u32) {
+    /// Whether [`Consumers::idle`] has anyone to tell.
+    pub fn wants_idle(&self) -> bool {
+        self.merged.is_some()
+    }
+
+    /// The ring had nothing more: nothing older than `until_ns` (see
+    /// [`crate::merge::complete_until`]) will come; the merger may write what
+    /// came before.
+    pub fn idle(&self, until_ns: u64) {
         if let Some(m) = &self.merged {
-            m.feed
-                .complete_until(merge::complete_until(merge::realtime_ns(), retire_ms));
+            m.feed.complete_until(until_ns);
         }
     }
 

@@ -18,7 +18,8 @@
 //!   source: [`xdp`], [`perf`] (the program, its per-cpu buffers) and
 //!   [`xdprun`] (running such a capture)
 //! - workers: [`capture`] (one capture: outputs, workers, signals),
-//!   [`worker`] (one stream's ring)
+//!   [`worker`] (one stream's ring), [`count`] (`-c`: the first N packets
+//!   in timestamp order across streams, with [`merge`])
 //! - consumers: [`consumers`] (what a worker does with each packet):
 //!   [`output`] (pcap files, naming, rotation with [`rotate`]; what `-w`
 //!   names and how outputs open with [`destination`]), [`merged`]
@@ -58,6 +59,7 @@ pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod consumers;
+pub mod count;
 pub mod cpuset;
 pub mod destination;
 pub mod ebpf;

@@ -11,7 +11,10 @@
 //!   the time up to which it reported itself complete (a watermark: its
 //!   ring was empty at T, so whatever the kernel still holds for it is
 //!   newer than [`complete_until`]`(T)`), whichever is later;
-//! - everything not newer than the lowest frontier is safe.
+//! - everything not newer than the lowest frontier is safe (an item
+//!   stamped exactly at another producer's frontier is safe only when
+//!   that producer comes after its own in the producer order: ties go by
+//!   producer, so the order does not depend on who reported first).
 //!
 //! A producer that is idle (its worker sleeps in poll() with an empty
 //! ring, reporting nothing) or stuck must not hold the file back: an item
@@ -57,12 +60,22 @@ pub trait Batch {
     fn timestamp(&self, i: usize) -> u64;
     /// Item `i`'s size in bytes, for the memory bound.
     fn size(&self, i: usize) -> usize;
+    /// The sizes of items `range` together.
+    fn sizes(&self, range: std::ops::Range<usize>) -> usize {
+        range.map(|i| self.size(i)).sum()
+    }
 }
 
 /// Where merged items go.
 pub trait Sink<B> {
     /// Item `index` of `batch`, handed in by `producer`: the next in order.
     fn emit(&mut self, producer: usize, batch: &B, index: usize);
+    /// Items `range` of `batch`, the next in order, one after another.
+    fn emit_run(&mut self, producer: usize, batch: &B, range: std::ops::Range<usize>) {
+        for i in range {
+            self.emit(producer, batch, i);
+        }
+    }
     /// Every item of `batch` was emitted; it may be reused.
     fn done(&mut self, _producer: usize, _batch: B) {}
     /// After each round of emits: a point to flush (-U).
@@ -147,6 +160,9 @@ pub struct Merger<B> {
     stats: MergeStats,
     /// The newest timestamp emitted.
     last: u64,
+    /// Per producer, for [`Merger::release_unordered`] (kept for its
+    /// memory).
+    scratch: Vec<usize>,
 }
 
 /// Why an item is emitted.
@@ -172,6 +188,7 @@ impl<B: Batch> Merger<B> {
             limits,
             stats: MergeStats::default(),
             last: 0,
+            scratch: Vec::with_capacity(producers),
         }
     }
 
@@ -182,8 +199,12 @@ impl<B: Batch> Merger<B> {
         }
         let n = batch.len();
         let s = &mut self.streams[producer];
-        s.frontier = s.frontier.max(batch.timestamp(n - 1));
-        self.bytes += (0..n).map(|i| batch.size(i)).sum::<usize>();
+        // The newest item, not the last: a stream fed by several cpus can
+        // hand in items out of order, and every item a producer handed in
+        // must lie at or before its frontier (the merge relies on it).
+        let newest = (0..n).map(|i| batch.timestamp(i)).max().unwrap_or(0);
+        s.frontier = s.frontier.max(newest);
+        self.bytes += batch.sizes(0..n);
         self.stats.peak_bytes = self.stats.peak_bytes.max(self.bytes);
         if s.queue.is_empty() {
             self.heap.push(Reverse((batch.timestamp(0), producer)));
@@ -217,13 +238,50 @@ impl<B: Batch> Merger<B> {
         self.stats
     }
 
-    /// The newest time up to which every producer is known complete.
-    fn safe(&self) -> u64 {
+    /// The two smallest (frontier, producer) of the producers that have
+    /// not ended ((MAX, MAX) where there are fewer): an item (ts, p) is
+    /// known to come first when it sorts before the smallest of the
+    /// *other* producers' (see [`Merger::is_safe`]).
+    fn lowest_frontiers(&self) -> [(u64, usize); 2] {
+        let mut low = [(u64::MAX, usize::MAX); 2];
+        for (p, s) in self.streams.iter().enumerate() {
+            if s.ended {
+                continue;
+            }
+            let f = (s.frontier, p);
+            if f < low[0] {
+                low = [f, low[0]];
+            } else if f < low[1] {
+                low[1] = f;
+            }
+        }
+        low
+    }
+
+    /// Whether item (ts, producer) is known to come before anything still
+    /// to come from the other producers. A producer whose frontier is F
+    /// may still hand in an item stamped exactly F, which sorts before
+    /// ours when it has the lower index (ties go by producer): so the
+    /// comparison is on (timestamp, producer), not the timestamp alone.
+    /// The producer's own later items come after it in its order anyway.
+    fn is_safe(low: &[(u64, usize); 2], ts: u64, producer: usize) -> bool {
+        let other = if low[0].1 == producer { low[1] } else { low[0] };
+        (ts, producer) < other
+    }
+
+    /// The next item in order, as (timestamp, producer), if any waits.
+    pub fn head(&self) -> Option<(u64, usize)> {
+        self.heap.peek().map(|&Reverse(h)| h)
+    }
+
+    /// The producers (not ended) that hold item (ts, producer) back: those
+    /// that have not shown they have nothing to come before it.
+    pub fn lagging(&self, ts: u64, producer: usize) -> impl Iterator<Item = usize> + '_ {
         self.streams
             .iter()
-            .map(|s| if s.ended { u64::MAX } else { s.frontier })
-            .min()
-            .unwrap_or(u64::MAX)
+            .enumerate()
+            .filter(move |&(q, s)| q != producer && !s.ended && (ts, producer) >= (s.frontier, q))
+            .map(|(q, _)| q)
     }
 
     /// Emits, in order, every item that may go at `now_ns`: those every
@@ -231,44 +289,149 @@ impl<B: Batch> Merger<B> {
     /// window, and the oldest ones while over the memory bound. Returns
     /// how many were emitted.
     pub fn release<S: Sink<B>>(&mut self, now_ns: u64, sink: &mut S) -> usize {
-        let safe = self.safe();
-        let horizon = safe.max(now_ns.saturating_sub(self.limits.window_ns));
+        let low = self.lowest_frontiers();
+        let horizon = now_ns.saturating_sub(self.limits.window_ns);
+        let max_bytes = self.limits.max_bytes;
         let mut n = 0;
-        while let Some(Reverse((ts, producer))) = self.heap.pop() {
-            let mut next = Some(ts);
+        while let Some(Reverse((_, producer))) = self.heap.pop() {
             // The producer's items go while they stay first in order and
-            // may go, without a trip through the heap each.
-            while let Some(ts) = next {
-                let why = if ts <= safe {
-                    Why::Safe
-                } else if ts <= horizon {
-                    Why::Window
-                } else if self.bytes > self.limits.max_bytes {
-                    Why::Forced
-                } else {
-                    self.heap.push(Reverse((ts, producer)));
-                    return n;
+            // may go, a run of its front batch at a time, without a trip
+            // through the heap each.
+            loop {
+                let next_other = self.heap.peek().map(|&Reverse(o)| o);
+                let s = &mut self.streams[producer];
+                let Some(batch) = s.queue.front() else {
+                    break;
                 };
-                match why {
-                    Why::Safe => {}
-                    Why::Window => self.stats.by_window += 1,
-                    Why::Forced => self.stats.forced += 1,
-                }
-                next = self.emit_head(producer, sink);
-                n += 1;
-                if let Some(ts) = next {
-                    if self
-                        .heap
-                        .peek()
-                        .is_some_and(|&Reverse(o)| o < (ts, producer))
-                    {
-                        self.heap.push(Reverse((ts, producer)));
+                let start = s.pos;
+                let mut end = start;
+                while end < batch.len() {
+                    let ts = batch.timestamp(end);
+                    if end > start && next_other.is_some_and(|o| o < (ts, producer)) {
                         break;
                     }
+                    let why = if Self::is_safe(&low, ts, producer) {
+                        Why::Safe
+                    } else if ts <= horizon {
+                        Why::Window
+                    } else if self.bytes > max_bytes {
+                        Why::Forced
+                    } else {
+                        break;
+                    };
+                    match why {
+                        Why::Safe => {}
+                        Why::Window => self.stats.by_window += 1,
+                        Why::Forced => self.stats.forced += 1,
+                    }
+                    if ts < self.last {
+                        self.stats.late += 1;
+                    }
+                    self.last = self.last.max(ts);
+                    self.bytes -= batch.size(end);
+                    end += 1;
+                }
+                if end == start {
+                    // The first in order may not go: nothing may.
+                    self.heap.push(Reverse((batch.timestamp(start), producer)));
+                    return n;
+                }
+                sink.emit_run(producer, batch, start..end);
+                self.stats.items += (end - start) as u64;
+                n += end - start;
+                s.pos = end;
+                if end == batch.len() {
+                    s.pos = 0;
+                    if let Some(done) = s.queue.pop_front() {
+                        sink.done(producer, done);
+                    }
+                }
+                let Some(ts) = s.queue.front().map(|b| b.timestamp(s.pos)) else {
+                    break;
+                };
+                if next_other.is_some_and(|o| o < (ts, producer)) {
+                    self.heap.push(Reverse((ts, producer)));
+                    break;
                 }
             }
         }
         n
+    }
+
+    /// Emits what [`Merger::release`] would emit by knowledge alone
+    /// (every other producer known to have nothing older), if that is at
+    /// most `limit` items and the memory bound is not passed, producer by
+    /// producer instead of interleaved; else emits nothing and returns
+    /// None ([`Merger::release`] then finds the exact cut, in order).
+    ///
+    /// For a sink that needs only how many of each producer's items go
+    /// (each producer's go in its order), not their order across
+    /// producers: where producers interleave finely, as under a flood on
+    /// every cpu, the ordered merge takes a heap operation per item. The
+    /// items are the same: a producer's items that sort before every
+    /// other producer's frontier are a prefix of it, and the first item
+    /// in order that may not go sorts after all of them (it is some
+    /// producer's, whose frontier is at least its own items').
+    pub fn release_unordered<S: Sink<B>>(&mut self, limit: u64, sink: &mut S) -> Option<usize> {
+        if self.bytes > self.limits.max_bytes {
+            return None;
+        }
+        let low = self.lowest_frontiers();
+        let mut counts = std::mem::take(&mut self.scratch);
+        counts.clear();
+        let mut total = 0u64;
+        for (p, s) in self.streams.iter().enumerate() {
+            let bound = if low[0].1 == p { low[1] } else { low[0] };
+            let mut n = 0;
+            let mut start = s.pos;
+            'batches: for batch in &s.queue {
+                for i in start..batch.len() {
+                    if (batch.timestamp(i), p) >= bound {
+                        break 'batches;
+                    }
+                    n += 1;
+                }
+                start = 0;
+            }
+            counts.push(n);
+            total += n as u64;
+        }
+        if total > limit {
+            self.scratch = counts;
+            return None;
+        }
+        for (p, &n) in counts.iter().enumerate() {
+            let mut left = n;
+            let s = &mut self.streams[p];
+            while left > 0 {
+                let Some(batch) = s.queue.front() else {
+                    break;
+                };
+                let start = s.pos;
+                let end = batch.len().min(start + left);
+                self.bytes -= batch.sizes(start..end);
+                sink.emit_run(p, batch, start..end);
+                left -= end - start;
+                s.pos = end;
+                if end == batch.len() {
+                    s.pos = 0;
+                    if let Some(done) = s.queue.pop_front() {
+                        sink.done(p, done);
+                    }
+                }
+            }
+        }
+        self.scratch = counts;
+        self.stats.items += total;
+        if total > 0 {
+            self.heap.clear();
+            for (p, s) in self.streams.iter().enumerate() {
+                if let Some(b) = s.queue.front() {
+                    self.heap.push(Reverse((b.timestamp(s.pos), p)));
+                }
+            }
+        }
+        Some(total as usize)
     }
 
     /// Emits everything waiting, in order (the end of the capture, also
@@ -407,6 +570,10 @@ impl<B, S: Sink<B>> Sink<B> for Recycling<'_, B, S> {
         self.sink.emit(producer, batch, index);
     }
 
+    fn emit_run(&mut self, producer: usize, batch: &B, range: std::ops::Range<usize>) {
+        self.sink.emit_run(producer, batch, range);
+    }
+
     fn done(&mut self, producer: usize, batch: B) {
         // A producer that has gone no longer takes spares.
         let _ = self.spares[producer].send(batch);
@@ -417,11 +584,41 @@ impl<B, S: Sink<B>> Sink<B> for Recycling<'_, B, S> {
     }
 }
 
-impl<B> Inbox<B> {
-    fn apply(&self, merger: &mut Merger<B>, m: Message<B>)
-    where
-        B: Batch,
-    {
+impl<B: Batch> Inbox<B> {
+    /// Waits up to `timeout` (None: until one comes) for a message, then
+    /// applies it and every other one already there to `merger` (fewer,
+    /// larger rounds). False once every feed is gone.
+    pub fn receive(&self, merger: &mut Merger<B>, timeout: Option<Duration>) -> bool {
+        let first = match timeout {
+            Some(t) => match self.rx.recv_timeout(t) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                // Every feed is gone (each said End first, unless it leaked).
+                Err(RecvTimeoutError::Disconnected) => return false,
+            },
+            None => match self.rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return false,
+            },
+        };
+        if let Some(m) = first {
+            self.apply(merger, m);
+        }
+        while let Ok(m) = self.rx.try_recv() {
+            self.apply(merger, m);
+        }
+        true
+    }
+
+    /// `sink`, handing every emptied batch back to its producer.
+    pub fn recycling<'a, S: Sink<B>>(&'a self, sink: &'a mut S) -> impl Sink<B> + 'a {
+        Recycling {
+            sink,
+            spares: &self.spares,
+        }
+    }
+
+    fn apply(&self, merger: &mut Merger<B>, m: Message<B>) {
         match m {
             Message::Batch(p, b) => {
                 if let Some(empty) = merger.push(p, b) {
@@ -445,20 +642,10 @@ pub fn run<B: Batch, S: Sink<B>>(
     tick: Duration,
     mut now: impl FnMut() -> u64,
 ) -> MergeStats {
-    let mut sink = Recycling {
-        sink,
-        spares: &inbox.spares,
-    };
+    let mut sink = inbox.recycling(sink);
     while !merger.all_ended() {
-        match inbox.rx.recv_timeout(tick) {
-            Ok(m) => inbox.apply(merger, m),
-            Err(RecvTimeoutError::Timeout) => {}
-            // Every feed is gone (each said End first, unless it leaked).
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        // Take what else is there before emitting: fewer, larger rounds.
-        while let Ok(m) = inbox.rx.try_recv() {
-            inbox.apply(merger, m);
+        if !inbox.receive(merger, Some(tick)) {
+            break;
         }
         if merger.release(now(), &mut sink) > 0 {
             sink.round();
@@ -558,6 +745,95 @@ mod tests {
         m.release(0, &mut sink);
         let order: Vec<(usize, u32)> = sink.out.iter().map(|o| (o.0, o.2)).collect();
         assert_eq!(order, [(0, 2), (0, 3), (1, 0), (1, 1)]);
+    }
+
+    /// A producer complete up to T may still hand in an item stamped T,
+    /// which goes before an equal item of a later producer: that one
+    /// waits; an equal item of an earlier producer does not.
+    #[test]
+    fn ties_with_a_frontier_go_by_producer() {
+        let mut m = Merger::new(2, LIMITS);
+        let mut sink = Collect::default();
+        m.push(1, batch(&[(5, 0)]));
+        m.complete_until(0, 5);
+        assert_eq!(m.release(0, &mut sink), 0);
+        assert_eq!(m.head(), Some((5, 1)));
+        assert_eq!(m.lagging(5, 1).collect::<Vec<_>>(), [0]);
+        // Producer 0's 5 sorts before anything producer 1 may still hand
+        // in at 5: it goes. Producer 1's waits while producer 0 may still
+        // hand in another 5.
+        m.push(0, batch(&[(5, 1)]));
+        assert_eq!(m.release(0, &mut sink), 1);
+        m.complete_until(0, 6);
+        m.release(0, &mut sink);
+        let order: Vec<(usize, u32)> = sink.out.iter().map(|o| (o.0, o.2)).collect();
+        assert_eq!(order, [(0, 1), (1, 0)]);
+        assert_eq!(m.head(), None);
+    }
+
+    /// Released stream by stream, the same items go as in order, each
+    /// producer's a prefix: also when producers hand in items out of
+    /// order, and with ties. Over `limit`, nothing goes.
+    #[test]
+    fn unordered_release_lets_the_same_items_go() {
+        #[derive(Default)]
+        struct PerProducer(Vec<usize>);
+        impl Sink<V> for PerProducer {
+            fn emit(&mut self, producer: usize, _batch: &V, _index: usize) {
+                self.0[producer] += 1;
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut released = 0;
+        for round in 0..500 {
+            let producers = 2 + next(3) as usize;
+            let (mut ordered, mut unordered) = (
+                Merger::new(producers, LIMITS),
+                Merger::new(producers, LIMITS),
+            );
+            // Above 0: at now 0 the window lets nothing go.
+            let mut clock = vec![10u64; producers];
+            for _ in 0..next(12) {
+                let p = next(producers as u64) as usize;
+                if next(4) == 0 {
+                    let until = clock[p] + next(5);
+                    ordered.complete_until(p, until);
+                    unordered.complete_until(p, until);
+                    continue;
+                }
+                let items: Vec<(u64, u32)> = (0..1 + next(6))
+                    .map(|i| {
+                        // Mostly rising, sometimes back a little (a
+                        // stream fed by several cpus), often equal.
+                        clock[p] += next(3);
+                        let back = if round % 3 == 0 { next(3) } else { 0 };
+                        (clock[p].saturating_sub(back), i as u32)
+                    })
+                    .collect();
+                ordered.push(p, batch(&items));
+                unordered.push(p, batch(&items));
+            }
+            let (mut a, mut b) = (
+                PerProducer(vec![0; producers]),
+                PerProducer(vec![0; producers]),
+            );
+            let n = ordered.release(0, &mut a);
+            released += usize::from(n > 0);
+            if n > 0 {
+                assert_eq!(unordered.release_unordered(n as u64 - 1, &mut b), None);
+            }
+            assert_eq!(unordered.release_unordered(n as u64, &mut b), Some(n));
+            assert_eq!(a.0, b.0, "round {round}");
+            assert_eq!(ordered.pending_bytes(), unordered.pending_bytes());
+            assert_eq!(ordered.head(), unordered.head(), "round {round}");
+        }
+        assert!(released > 200, "{released} rounds released anything");
     }
 
     #[test]

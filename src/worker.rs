@@ -14,8 +14,10 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::afpacket::{Filter, PacketSocket};
 pub use crate::consumers::Leftovers;
 use crate::consumers::{Consumers, Outcome};
+use crate::count::Gate;
 use crate::cpuset::CpuSet;
 use crate::flows::FlowKey;
+use crate::merge;
 use crate::ring::Ring;
 
 /// Why a worker ended early.
@@ -35,8 +37,6 @@ pub struct Shared {
     /// wakes every poll() at once.
     stop_fd: EventFd,
     stopping: AtomicBool,
-    /// Packets still allowed by `-c`; None without a limit.
-    budget: Option<AtomicU64>,
     /// Packets captured per worker, readable after a worker panicked.
     pub captured: Vec<AtomicU64>,
     /// Kernel drops per worker.
@@ -61,14 +61,13 @@ pub struct Shared {
 pub const LIVE_TOP_FLOWS: usize = 5;
 
 impl Shared {
-    pub fn new(workers: usize, count: u64) -> io::Result<Shared> {
+    pub fn new(workers: usize) -> io::Result<Shared> {
         Ok(Shared {
             stop_fd: EventFd::from_value_and_flags(
                 0,
                 EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
             )?,
             stopping: AtomicBool::new(false),
-            budget: (count > 0).then(|| AtomicU64::new(count)),
             captured: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             drops: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             accepted: (0..workers).map(|_| AtomicU64::new(0)).collect(),
@@ -93,38 +92,6 @@ impl Shared {
 
     pub fn stop_fd(&self) -> &EventFd {
         &self.stop_fd
-    }
-
-    /// Takes up to `n` packets from the `-c` budget; returns how many may be
-    /// recorded. One atomic operation per block, not per packet.
-    fn claim(&self, n: u64) -> u64 {
-        let Some(budget) = &self.budget else {
-            return n;
-        };
-        let mut left = budget.load(Ordering::Relaxed);
-        loop {
-            let take = left.min(n);
-            match budget.compare_exchange_weak(
-                left,
-                left - take,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    if left - take == 0 {
-                        self.stop();
-                    }
-                    return take;
-                }
-                Err(now) => left = now,
-            }
-        }
-    }
-
-    fn budget_spent(&self) -> bool {
-        self.budget
-            .as_ref()
-            .is_some_and(|b| b.load(Ordering::Relaxed) == 0)
     }
 
     /// Reads worker `slot`'s kernel counters from its socket into
@@ -219,6 +186,8 @@ pub struct Worker<'a> {
     /// The counters were read at the stop: drops after it are not this
     /// capture's.
     drained: bool,
+    /// `-c`: which packets are among the first N (None without `-c`).
+    gate: Option<Gate<'a>>,
 }
 
 /// How far `read_blocks` goes.
@@ -262,7 +231,14 @@ impl<'a> Worker<'a> {
             flows_answered: 0,
             seen: 0,
             drained: false,
+            gate: None,
         }
+    }
+
+    /// With `-c`: the stream's side of the count.
+    pub fn counting(mut self, gate: Option<Gate<'a>>) -> Worker<'a> {
+        self.gate = gate;
+        self
     }
 
     /// Reads until stopped. On a stop that is not the count, drains what the
@@ -271,6 +247,10 @@ impl<'a> Worker<'a> {
     pub fn run(mut self) -> Leftovers {
         loop {
             if let Flow::Done = self.read_blocks(Until::Stop) {
+                break;
+            }
+            // -c: what was let in while the worker slept.
+            if let Flow::Done = self.settle() {
                 break;
             }
             self.answer_flow_request();
@@ -300,6 +280,7 @@ impl<'a> Worker<'a> {
                 break;
             }
         }
+        self.end_count();
         if !self.drained {
             self.read_stats();
         }
@@ -317,20 +298,35 @@ impl<'a> Worker<'a> {
     /// reports an error. Returns the socket's events and whether the reader
     /// of a `-w -` pipe has gone.
     fn wait(&self) -> nix::Result<(PollFlags, bool)> {
+        if self.gate.as_ref().is_some_and(|g| !g.sleep()) {
+            // -c let packets in just now: take them first.
+            return Ok((PollFlags::empty(), false));
+        }
         let stop = self.shared.stop_fd().as_fd();
         let watch = self.consumers.watch_fd();
+        // -c: the coordinator wakes the worker when packets were let in
+        // or it wants to know the ring is empty.
+        let count = self.gate.as_ref().and_then(|g| g.wake_fd());
         let mut fds = [
             PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop, PollFlags::POLLIN),
+            PollFd::new(count.unwrap_or(stop), PollFlags::POLLIN),
             // Polled only with -w - (then with no events: POLLERR comes
             // regardless).
             PollFd::new(watch.unwrap_or(stop), PollFlags::empty()),
         ];
-        let n = if watch.is_some() { 3 } else { 2 };
-        poll(&mut fds[..n], PollTimeout::NONE)?;
+        let polled = poll(&mut fds, PollTimeout::NONE);
+        if let Some(g) = &self.gate {
+            g.woken(
+                fds[2]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN)),
+            );
+        }
+        polled?;
         let sock = fds[0].revents().unwrap_or(PollFlags::empty());
-        let reader_gone = n == 3
-            && fds[2]
+        let reader_gone = watch.is_some()
+            && fds[3]
                 .revents()
                 .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
         Ok((sock, reader_gone))
@@ -364,8 +360,12 @@ impl<'a> Worker<'a> {
                 Until::Seen(target) if self.seen >= target => return Flow::More,
                 Until::Seen(target) => target - self.seen,
             };
+            // -c: nothing more will be let in.
+            if self.gate.as_ref().is_some_and(Gate::is_final) {
+                return Flow::Done;
+            }
             let Some(block) = self.ring.next_block() else {
-                self.consumers.idle(self.ring.geometry().retire_ms);
+                self.idle();
                 return Flow::More;
             };
             let n = block.num_packets() as u64;
@@ -373,7 +373,25 @@ impl<'a> Worker<'a> {
             // After a stop, the block that crosses the target also holds
             // packets that came after the stop: those are not recorded.
             let want = n.min(room);
-            let take = self.shared.claim(want);
+            let take = match &mut self.gate {
+                None => want,
+                Some(gate) => match gate.claim(want) {
+                    // The only stream: the first in its ring are the first.
+                    Some(take) => take,
+                    // One of several: the coordinator decides, on the
+                    // timestamps; the packets wait as copies, not in the
+                    // ring (see crate::count).
+                    None => {
+                        test_hooks::maybe_panic(self.member);
+                        gate.hand_in(&block, want as usize, self.consumers.keep());
+                        drop(block);
+                        if let Flow::Done = self.settle() {
+                            return Flow::Done;
+                        }
+                        continue;
+                    }
+                },
+            };
             test_hooks::maybe_panic(self.member);
             let (done, outcome) = if self.consumers.per_packet() {
                 self.consumers.take(block.packets().take(take as usize))
@@ -383,26 +401,100 @@ impl<'a> Worker<'a> {
             // Back to the kernel: take() wrote the files' records that
             // point into the block before it returned (they borrow it).
             drop(block);
-            self.shared.captured[self.slot].fetch_add(done, Ordering::Relaxed);
-            match outcome {
-                Outcome::Taken => {}
-                Outcome::FileLimit => {
-                    // Nothing more is written: the files are done.
-                    self.failed = true;
-                    self.file_limit = true;
-                    self.shared.stop();
-                    return Flow::Done;
-                }
-                Outcome::Failed { path, error } => {
-                    // The capture stops; the packets this stream takes
-                    // until then are counted, though not written.
-                    self.write_failed(path, error);
-                }
+            if let Flow::Done = self.taken(done, outcome) {
+                return Flow::Done;
             }
-            if take < want || self.shared.budget_spent() {
+            if self.gate.as_ref().is_some_and(Gate::is_final) {
+                // -c reached by the only stream.
+                self.shared.stop();
                 return Flow::Done;
             }
         }
+    }
+
+    /// Counts what the consumers took; ends the stream if they failed.
+    fn taken(&mut self, done: u64, outcome: Outcome) -> Flow {
+        self.shared.captured[self.slot].fetch_add(done, Ordering::Relaxed);
+        match outcome {
+            Outcome::Taken => Flow::More,
+            Outcome::FileLimit => {
+                // Nothing more is written: the files are done.
+                self.failed = true;
+                self.file_limit = true;
+                self.shared.stop();
+                Flow::Done
+            }
+            Outcome::Failed { path, error } => {
+                // The capture stops; the packets this stream takes until
+                // then are counted, though not written.
+                self.write_failed(path, error);
+                Flow::More
+            }
+        }
+    }
+
+    /// The ring had nothing more: tells the merged file and the `-c`
+    /// coordinator that nothing older is to come (see
+    /// [`merge::complete_until`]). Reads the clock only for them.
+    fn idle(&self) {
+        if !self.consumers.wants_idle() && self.gate.is_none() {
+            return;
+        }
+        let until = merge::complete_until(merge::realtime_ns(), self.ring.geometry().retire_ms);
+        match &self.gate {
+            Some(gate) => {
+                gate.idle(until);
+                // Packets still waiting for the count reach the merged
+                // file later: it must wait for them.
+                self.consumers.idle(gate.held_until(until));
+            }
+            None => self.consumers.idle(until),
+        }
+    }
+
+    /// `-c` with several streams: hands the consumers the packets the
+    /// coordinator let in since the last time (the first ones held, in
+    /// ring order). Done when nothing more will be let in, or the
+    /// consumers failed.
+    fn settle(&mut self) -> Flow {
+        let Some(gate) = &mut self.gate else {
+            return Flow::More;
+        };
+        let n = gate.newly_allowed();
+        if n > 0 {
+            let (done, outcome) = if self.consumers.per_packet() {
+                self.consumers.take(gate.held(n))
+            } else {
+                (n, Outcome::Taken)
+            };
+            gate.consumed(n);
+            if let Flow::Done = self.taken(done, outcome) {
+                return Flow::Done;
+            }
+        }
+        let Some(gate) = &self.gate else {
+            return Flow::More;
+        };
+        // Final, and what it let in (published before) all taken.
+        if gate.is_final() && gate.newly_allowed() == 0 {
+            return Flow::Done;
+        }
+        Flow::More
+    }
+
+    /// At the end of a stream with `-c`: says the stream hands in nothing
+    /// more, waits for the coordinator's last word (every stream ended,
+    /// or the count reached) and takes exactly what it let in.
+    fn end_count(&mut self) {
+        let Some(gate) = &mut self.gate else {
+            return;
+        };
+        gate.end();
+        if self.failed {
+            return;
+        }
+        gate.wait_final();
+        let _ = self.settle();
     }
 
     /// With --live and --flows: when the view asked, hands it this
@@ -465,7 +557,7 @@ impl<'a> Worker<'a> {
     /// blocks is bounded by a few timer periods (never more than a second);
     /// reading the blocks handed over is bounded by the ring's size.
     fn drain(&mut self) {
-        if self.shared.budget_spent() || self.failed {
+        if self.failed || self.gate.as_ref().is_some_and(Gate::is_final) {
             return;
         }
         let period = Duration::from_millis(u64::from(self.ring.geometry().retire_ms));

@@ -73,7 +73,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     let _promiscuous = promiscuous(opts, &target, &v)?;
 
     let shared =
-        Shared::new(plan.streams.len(), 0).map_err(|e| Error::os("error creating eventfd", e))?;
+        Shared::new(plan.streams.len()).map_err(|e| Error::os("error creating eventfd", e))?;
     let format = Format {
         link: target.link,
         snaplen: opts.snaplen,
