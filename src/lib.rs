@@ -22,7 +22,8 @@
 //! - consumers: [`consumers`] (what a worker does with each packet):
 //!   [`output`] (pcap files, naming, rotation with [`rotate`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
-//!   [`flows`] (flow tables), live counters
+//!   [`flows`] (flow tables), [`repeats`] (repeating packets), live
+//!   counters
 //! - [`cache`]: prefetch hints, for the ring walk, the flow tables and
 //!   the merged file's batches
 //! - report: [`report`] (text or JSON), [`expect`] with [`steering`],
@@ -68,6 +69,7 @@ pub mod output;
 pub mod pcapfilter;
 pub mod pcapng;
 pub mod perf;
+pub mod repeats;
 pub mod report;
 pub mod ring;
 pub mod rotate;
