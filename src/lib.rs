@@ -24,7 +24,8 @@
 //!   [`output`] (pcap files, naming, rotation with [`rotate`]; what `-w`
 //!   names and how outputs open with [`destination`]), [`merged`]
 //!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
-//!   [`flows`] (flow tables), live counters
+//!   [`flows`] (flow tables), [`repeats`] (repeating packets), live
+//!   counters
 //! - kernel probes (groundwork for kernel drops and a flow's path):
 //!   [`btf`] (the kernel's types), [`tracing`] (tracing programs and
 //!   their links), [`probe_drops`] (the kernel's drops per cpu and reason)
@@ -82,6 +83,7 @@ pub mod probe_drops;
 mod probe_facts;
 #[cfg(test)]
 mod probe_testnet;
+pub mod repeats;
 pub mod report;
 pub mod ring;
 pub mod rotate;

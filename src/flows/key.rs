@@ -355,21 +355,16 @@ impl FlowKey {
     /// stripped (`vlan`) was the outermost.
     #[inline]
     pub fn of_packet(link: LinkType, p: &Packet<'_>) -> FlowKey {
-        let stripped = p.vlan.map(|(_tpid, tci)| tci);
-        match link {
-            LinkType::Ethernet => FlowKey::from_ethernet(p.data, stripped),
-            LinkType::Raw => FlowKey::from_ip(p.data.get(p.net_offset..).unwrap_or(&[])),
-            LinkType::LinuxSll2 => {
-                if matches!(p.hatype, ARPHRD_ETHER | ARPHRD_LOOPBACK) && p.net_offset >= ETH_HLEN {
-                    FlowKey::from_ethernet(p.data, stripped)
-                } else {
-                    let mut l = Link::default();
-                    if let Some(tci) = stripped {
-                        l.push_vlan(tci);
-                    }
-                    let data = p.data.get(p.net_offset..).unwrap_or(&[]);
-                    FlowKey::from_l3(u16::from_be(p.protocol), data, l, true)
+        match framing(link, p) {
+            Framing::Ethernet(frame, stripped) => {
+                FlowKey::from_ethernet(frame, stripped.map(|(_tpid, tci)| tci))
+            }
+            Framing::Network(ethertype, data, stripped) => {
+                let mut l = Link::default();
+                if let Some((_tpid, tci)) = stripped {
+                    l.push_vlan(tci);
                 }
+                FlowKey::from_l3(ethertype, data, l, true)
             }
         }
     }
@@ -397,38 +392,17 @@ impl FlowKey {
     /// version field.
     #[inline]
     pub fn from_ip(packet: &[u8]) -> FlowKey {
-        let ethertype = match packet.first().map(|b| b >> 4) {
-            Some(4) => EtherType::IPV4.0,
-            Some(6) => EtherType::IPV6.0,
-            _ => 0,
-        };
-        FlowKey::from_l3(ethertype, packet, Link::default(), false)
+        FlowKey::from_l3(ethertype_by_version(packet), packet, Link::default(), false)
     }
 
     /// The key of what follows a link header whose type field is
     /// `ethertype`; `by_version` lets the IP version decide when the
     /// device gave no protocol (0).
     #[inline]
-    fn from_l3(mut ethertype: u16, mut data: &[u8], mut l: Link<'_>, by_version: bool) -> FlowKey {
-        while matches!(
-            EtherType(ethertype),
-            EtherType::VLAN_TAGGED_FRAME
-                | EtherType::PROVIDER_BRIDGING
-                | EtherType::VLAN_DOUBLE_TAGGED_FRAME
-        ) {
-            if data.len() < 4 {
-                break;
-            }
-            l.push_vlan(u16::from_be_bytes([data[0], data[1]]));
-            ethertype = u16::from_be_bytes([data[2], data[3]]);
-            data = &data[4..];
-        }
+    fn from_l3(ethertype: u16, data: &[u8], mut l: Link<'_>, by_version: bool) -> FlowKey {
+        let (mut ethertype, data) = skip_vlan_tags(ethertype, data, |_tpid, tci| l.push_vlan(tci));
         if by_version && ethertype == 0 {
-            ethertype = match data.first().map(|b| b >> 4) {
-                Some(4) => EtherType::IPV4.0,
-                Some(6) => EtherType::IPV6.0,
-                _ => 0,
-            };
+            ethertype = ethertype_by_version(data);
         }
         let ip = match EtherType(ethertype) {
             EtherType::IPV4 => ipv4(data),
@@ -561,6 +535,76 @@ impl FlowKey {
                 u16::from_be_bytes([payload[2], payload[3]]),
             );
         }
+    }
+}
+
+/// Where a packet's link layer is read from, for a capture of a given
+/// link type: what [`FlowKey::of_packet`] and the repeats' digest
+/// ([`crate::repeats`]) both walk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Framing<'a> {
+    /// An Ethernet frame from its destination MAC, and the (TPID, TCI) of
+    /// a tag the device took off it (it was the outermost).
+    Ethernet(&'a [u8], Option<(u16, u16)>),
+    /// The network layer (`net_offset` on), the type the device gave it
+    /// (0: the IP version decides), and a stripped tag as above.
+    Network(u16, &'a [u8], Option<(u16, u16)>),
+}
+
+/// How to read a packet of a capture of link type `link` (see
+/// [`FlowKey::of_packet`] for why Ethernet devices are read from their
+/// Ethernet header). A raw IP device has no link header and no tags: the
+/// IP version alone decides.
+#[inline(always)]
+pub(crate) fn framing<'a>(link: LinkType, p: &Packet<'a>) -> Framing<'a> {
+    match link {
+        LinkType::Ethernet => Framing::Ethernet(p.data, p.vlan),
+        LinkType::Raw => Framing::Network(0, p.data.get(p.net_offset..).unwrap_or(&[]), None),
+        LinkType::LinuxSll2 => {
+            if matches!(p.hatype, ARPHRD_ETHER | ARPHRD_LOOPBACK) && p.net_offset >= ETH_HLEN {
+                Framing::Ethernet(p.data, p.vlan)
+            } else {
+                let data = p.data.get(p.net_offset..).unwrap_or(&[]);
+                Framing::Network(u16::from_be(p.protocol), data, p.vlan)
+            }
+        }
+    }
+}
+
+/// Skips the VLAN tags (802.1Q, 802.1ad, the old QinQ type) at the start
+/// of `data`, which a link header of type `ethertype` introduces; `tag`
+/// gets each one's (TPID, TCI), outer first. Returns the type after the
+/// tags and what follows them. A tag cut short ends the walk there.
+#[inline(always)]
+pub(crate) fn skip_vlan_tags(
+    mut ethertype: u16,
+    mut data: &[u8],
+    mut tag: impl FnMut(u16, u16),
+) -> (u16, &[u8]) {
+    while matches!(
+        EtherType(ethertype),
+        EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+    ) {
+        let [t0, t1, e0, e1, ..] = *data else {
+            break;
+        };
+        tag(ethertype, u16::from_be_bytes([t0, t1]));
+        ethertype = u16::from_be_bytes([e0, e1]);
+        data = &data[4..];
+    }
+    (ethertype, data)
+}
+
+/// The ethertype of a packet with no link header, by its IP version (0
+/// when it is neither 4 nor 6).
+#[inline(always)]
+pub(crate) fn ethertype_by_version(data: &[u8]) -> u16 {
+    match data.first().map(|b| b >> 4) {
+        Some(4) => EtherType::IPV4.0,
+        Some(6) => EtherType::IPV6.0,
+        _ => 0,
     }
 }
 
