@@ -24,7 +24,7 @@ use clap_complete::Shell;
 
 /// Every name the program answers to.
 fn names() -> Vec<&'static str> {
-    rxtxcpu::vantage::NAMES.iter().map(|(n, _, _)| *n).collect()
+    rxtxcpu::options::NAMES.iter().map(|(n, _, _)| *n).collect()
 }
 
 fn usage(msg: &str) -> ! {
@@ -58,7 +58,7 @@ fn main() {
     // Only the completion scripts get the value lists and hints: the
     // program itself validates these values with the original's messages,
     // which a clap value parser would replace.
-    let vantage = rxtxcpu::vantage::Vantage::for_name(name);
+    let vantage = rxtxcpu::options::Vantage::for_name(name);
     let mut cmd = rxtxcpu::cli::command(name, vantage)
         .mut_arg("direction", |a| {
             a.value_parser(PossibleValuesParser::new(["rx", "tx", "rxtx"]))

@@ -9,7 +9,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::cli::Direction;
+use crate::options::Direction;
 
 // <linux/if_packet.h>, <linux/filter.h>, <linux/if_arp.h>. Spelled out here
 // rather than taken from libc so that the values the code depends on are in
@@ -38,9 +38,6 @@ const SKF_AD_PKTTYPE: i32 = 4;
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x15;
 const BPF_RET_K: u16 = 0x06;
-
-pub const ARPHRD_ETHER: u16 = 1;
-pub const ARPHRD_LOOPBACK: u16 = 772;
 
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::afpacket::{self, Filter, PacketSocket};
-use crate::cli::{Direction, Options};
 use crate::consumers::{Consumers, FileFailure, MergedStream};
 use crate::count::{self, CountStats, Verdict};
 use crate::destination::Destination;
@@ -27,6 +26,7 @@ use crate::flows::{FlowBudget, FlowKey, FlowTable};
 use crate::merge;
 use crate::merged::{self, Merged};
 use crate::monitor::{Monitor, SocketCounters};
+use crate::options::{Direction, Options};
 use crate::output::{Format, StreamFile};
 use crate::pcapfilter;
 use crate::report::{self, Report, StreamCount};

@@ -14,138 +14,16 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, Command};
 
 use crate::cpuset::CpuSet;
-use crate::rotate::{self, Rotation};
-use crate::vantage::{self, Vantage};
+use crate::options::Rotation;
+use crate::rotate;
+
+use crate::options::Vantage;
+use crate::options::{
+    Direction, FilterSource, Options, Precision, Selection, SelectionKind, DEFAULT_FLOW_ROWS,
+    DEFAULT_SNAPLEN,
+};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// tcpdump's default and largest snapshot length.
-pub const DEFAULT_SNAPLEN: u32 = 262_144;
-
-/// Rows of the `--flows` table by default.
-pub const DEFAULT_FLOW_ROWS: usize = 20;
-
-/// Default per-stream ring size in KiB while few streams are captured, at
-/// a snapshot length that keeps whole frames (see
-/// [`crate::ring::default_bytes`] and README, "Memory").
-pub const DEFAULT_BUFFER_KIB: u32 = 64 * 1024;
-
-/// The same with a snapshot length shorter than a whole Ethernet frame.
-pub const SNAPPED_BUFFER_KIB: u32 = 8 * 1024;
-
-/// Which packets to capture, by the kernel's packet type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Rx,
-    Tx,
-    RxTx,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Rx => "rx",
-            Direction::Tx => "tx",
-            Direction::RxTx => "rxtx",
-        }
-    }
-
-    /// The default the program's name implies: `rxcpu`, `rxqueue` and
-    /// `rxnuma` capture receive, `txcpu`, `txqueue` and `txnuma` transmit,
-    /// any other name both.
-    pub fn for_name(name: &str) -> Direction {
-        vantage::NAMES
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map_or(Direction::RxTx, |(_, _, d)| *d)
-    }
-}
-
-/// Timestamp resolution of the pcap output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    Micro,
-    Nano,
-}
-
-/// How `-l`/`-m` were given: the messages name the option's kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SelectionKind {
-    List,
-    Mask,
-}
-
-impl SelectionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SelectionKind::List => "list",
-            SelectionKind::Mask => "mask",
-        }
-    }
-}
-
-/// The streams named by `-l` or `-m` (cpus, queues or numa nodes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Selection {
-    pub set: CpuSet,
-    pub kind: SelectionKind,
-}
-
-/// A validated command line. What it means on this machine (which
-/// streams exist) is worked out by [`crate::vantage::plan`].
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Basename of `argv[0]`; starts every message.
-    pub name: String,
-    pub vantage: Vantage,
-    /// Stop after this many packets in total; 0 means no limit.
-    pub count: u64,
-    pub direction: Direction,
-    /// `-l`/`-m`; None: every stream.
-    pub selection: Option<Selection>,
-    pub promiscuous: bool,
-    pub packet_buffered: bool,
-    pub verbose: bool,
-    /// `-w FILE`; `-` is stdout.
-    pub write: Option<String>,
-    /// Per-stream ring size in bytes (`-B`); None: the default, which
-    /// depends on the number of streams (see [`crate::ring::default_bytes`]).
-    pub buffer_bytes: Option<usize>,
-    pub snaplen: u32,
-    pub precision: Precision,
-    /// None: every interface of the namespace.
-    pub interface: Option<String>,
-    /// A filter expression (`--filter`), or the file to read it from
-    /// (`-F`); compiled once the link type is known.
-    pub filter: Option<FilterSource>,
-    /// `--pcapng`: one merged pcapng file instead of per-stream pcap.
-    pub pcapng: bool,
-    /// -C, -G, -W.
-    pub rotation: Rotation,
-    /// `--flows[=N]`: the flow table's rows (0: all); None: no flows.
-    pub flows: Option<usize>,
-    /// `--flows-max`.
-    pub flows_max: u64,
-    /// `--json`.
-    pub json: bool,
-    /// `--live`, redrawn every this long (`--interval`).
-    pub live: Option<std::time::Duration>,
-    /// `--xdp[=MODE]`: the XDP hook instead of packet sockets.
-    pub xdp: Option<crate::xdp::Mode>,
-    /// `--duration`: stop this long after the capture started, as SIGINT
-    /// does.
-    pub duration: Option<std::time::Duration>,
-    /// What the command line implied, for `-v` (`--xdp` taking received
-    /// packets only, `-i any`).
-    pub notes: Vec<String>,
-}
-
-/// Where the filter expression comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FilterSource {
-    Expression(String),
-    File(String),
-}
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -984,8 +862,8 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
 
     let xdp = match value("xdp") {
         None => None,
-        Some("") => Some(crate::xdp::Mode::Auto),
-        Some(v) => Some(crate::xdp::Mode::parse(v).ok_or_else(|| invalid("xdp mode", v))?),
+        Some("") => Some(crate::options::XdpMode::Auto),
+        Some(v) => Some(crate::options::XdpMode::parse(v).ok_or_else(|| invalid("xdp mode", v))?),
     };
     let mut direction = direction;
     if xdp.is_some() {
@@ -1021,7 +899,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     let live = match (m.get_flag("live"), value("interval")) {
         (false, Some(_)) => return Err(UsageError("--interval needs --live.".into())),
         (false, None) => None,
-        (true, None) => Some(crate::monitor::DEFAULT_INTERVAL),
+        (true, None) => Some(crate::options::DEFAULT_INTERVAL),
         (true, Some(v)) => Some(crate::live::parse_interval(v).ok_or_else(|| {
             out_of_range(
                 "interval",
@@ -1109,7 +987,7 @@ fn option_display(o: &OptSpec, vantage: Vantage) -> String {
 /// expression.
 fn is_filter_expression(e: &str) -> bool {
     !e.trim().is_empty()
-        && crate::pcapfilter::compile(e, crate::output::LinkType::Ethernet, DEFAULT_SNAPLEN).is_ok()
+        && crate::pcapfilter::compile(e, crate::packet::LinkType::Ethernet, DEFAULT_SNAPLEN).is_ok()
 }
 
 /// Seconds as a decimal number with up to nine decimals (`10`, `2.5`,
@@ -1212,7 +1090,7 @@ fn unknown_option(arg: &str, name: &str, vantage: Vantage) -> UsageError {
         // The name with this name's direction in that vantage: rxcpu's
         // queue options are rxqueue's.
         let direction = Direction::for_name(name);
-        let sibling = vantage::NAMES
+        let sibling = crate::options::NAMES
             .iter()
             .find(|(_, nv, d)| *nv == v && *d == direction)
             .map_or("rxtxcpu", |(n, _, _)| n);
@@ -1304,7 +1182,7 @@ mod tests {
             .contains("[--queue-list=QUEUELIST|--queue-mask=QUEUEMASK]"));
         assert!(usage("rxtxnuma", Vantage::Numa)
             .contains("[--numa-list=NUMALIST|--numa-mask=NUMAMASK]"));
-        for (name, v, _) in vantage::NAMES {
+        for (name, v, _) in crate::options::NAMES {
             for line in usage(name, *v).lines() {
                 assert!(line.len() <= 79, "{line}");
             }
@@ -1329,7 +1207,7 @@ mod tests {
         assert!(n.contains(
             "  -m, [--numa-mask=NUMAMASK]     # Capture only on numa nodes in NUMAMASK.\n"
         ));
-        for (name, v, _) in vantage::NAMES {
+        for (name, v, _) in crate::options::NAMES {
             for line in help(name, *v).lines() {
                 assert!(line.len() <= 79, "{line}");
             }

@@ -9,12 +9,14 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::cli::Precision;
 use crate::flows::FlowTable;
 use crate::merge::Feed;
-use crate::output::{LinkType, StreamFile, Written};
-use crate::pcapng::{EpbBatch, Frame, PacketInfo};
-use crate::ring::Packet;
+use crate::options::Precision;
+use crate::output::{StreamFile, Written};
+use crate::packet::Frame;
+use crate::packet::LinkType;
+use crate::packet::Packet;
+use crate::pcapng::{EpbBatch, PacketInfo};
 use crate::steering::NicHash;
 
 /// One stream's consumers.

@@ -78,7 +78,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::merge::{self, Batch, Feed, Inbox, Limits, Merger, Sink};
-use crate::ring::{stamp_ns, Block, Packet};
+use crate::packet::{stamp_ns, Packet};
+use crate::ring::Block;
 
 /// Messages the channel to the coordinator holds per stream (each a ring
 /// block's timestamps): a worker blocks only if the coordinator falls this

@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::cli::Options;
+use crate::options::Options;
 use crate::output::stream_path;
 
 /// What `-w FILE` names, before anything is opened.

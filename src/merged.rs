@@ -8,10 +8,10 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use crate::cli::Options;
 use crate::error::{Error, Result};
 use crate::merge::{self, Feed, Inbox, Limits, MergeStats, Merger};
-use crate::output::LinkType;
+use crate::options::Options;
+use crate::packet::LinkType;
 use crate::pcapng::{EpbBatch, Interface, InterfaceStats, MergedFile, MergedSummary, Section};
 use crate::report::Report;
 use crate::vantage::Stream;

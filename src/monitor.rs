@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::afpacket::PacketSocket;
-use crate::cli::Options;
 use crate::flows::FlowKey;
 use crate::live::{self, term, CpuReader, Header, LiveView, Mode, Snapshot, Ticker};
-use crate::vantage::{Plan, Vantage, NO_ID};
+use crate::options::Options;
+use crate::options::Vantage;
+use crate::vantage::{Plan, NO_ID};
 use crate::worker::Shared;
 
 /// The live view of one capture.
@@ -215,6 +216,3 @@ fn top_flows(shared: &Shared) -> Vec<(String, u64)> {
 /// How long the view waits for the workers' flows of an interval (two
 /// ring block timeouts).
 const FLOW_ANSWER_WAIT: Duration = Duration::from_millis(40);
-
-/// How often the view redraws by default.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);

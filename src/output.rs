@@ -1,83 +1,22 @@
 //! Pcap output: per-stream file names, link types and records.
 
 use pcap_file::pcap::PcapHeader;
-use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
+use pcap_file::{Endianness, PcapError, TsResolution};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
 
-use crate::afpacket::{ARPHRD_ETHER, ARPHRD_LOOPBACK};
-use crate::cli::Precision;
 use crate::destination::{self, Kind};
-use crate::pcapng::Frame;
-use crate::ring::Packet;
-use crate::rotate::{Decision, Rotation, Rotator};
+use crate::options::Precision;
+use crate::options::Rotation;
+use crate::packet::Frame;
+use crate::packet::LinkType;
+use crate::packet::Packet;
+use crate::rotate::{Decision, Rotator};
 
 /// Bytes buffered per output before a write(2): large writes, none per
 /// packet.
 const BUFFER: usize = 256 * 1024;
-
-/// Length of a LINUX_SLL2 header.
-const SLL2_LEN: usize = 20;
-
-/// How packets are recorded, decided by the interface type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkType {
-    /// Ethernet headers: Ethernet devices and loopback.
-    Ethernet,
-    /// Bare IP, no link header: tun and other headerless IP devices.
-    Raw,
-    /// A synthesized LINUX_SLL2 header recording each packet's interface,
-    /// hardware type and direction: the all-interfaces capture, where link
-    /// types mix, and any device whose own headers pcap cannot name.
-    LinuxSll2,
-}
-
-impl LinkType {
-    /// The link type for a capture on one interface of hardware type
-    /// `hatype` (ARPHRD_*), as libpcap maps them.
-    pub fn for_hatype(hatype: u16) -> LinkType {
-        const ARPHRD_TUNNEL: u16 = 768;
-        const ARPHRD_TUNNEL6: u16 = 769;
-        const ARPHRD_SIT: u16 = 776;
-        const ARPHRD_IPGRE: u16 = 778;
-        const ARPHRD_RAWIP: u16 = 519;
-        const ARPHRD_NONE: u16 = 0xfffe;
-        match hatype {
-            ARPHRD_ETHER | ARPHRD_LOOPBACK => LinkType::Ethernet,
-            ARPHRD_NONE | ARPHRD_RAWIP | ARPHRD_TUNNEL | ARPHRD_TUNNEL6 | ARPHRD_SIT
-            | ARPHRD_IPGRE => LinkType::Raw,
-            _ => LinkType::LinuxSll2,
-        }
-    }
-
-    fn datalink(self) -> DataLink {
-        match self {
-            LinkType::Ethernet => DataLink::ETHERNET,
-            LinkType::Raw => DataLink::RAW,
-            LinkType::LinuxSll2 => DataLink::LINUX_SLL2,
-        }
-    }
-
-    /// The snapshot length of the file for a requested `snaplen`: a
-    /// cooked record holds its SLL2 header and at least one byte, so
-    /// libpcap raises a smaller snap length to 21; so does this.
-    pub fn snaplen(self, snaplen: u32) -> u32 {
-        match self {
-            LinkType::LinuxSll2 => snaplen.max(SLL2_LEN as u32 + 1),
-            LinkType::Ethernet | LinkType::Raw => snaplen,
-        }
-    }
-
-    /// tcpdump's name for it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            LinkType::Ethernet => "EN10MB (Ethernet)",
-            LinkType::Raw => "RAW (Raw IP)",
-            LinkType::LinuxSll2 => "LINUX_SLL2 (Linux cooked v2)",
-        }
-    }
-}
 
 /// The file of a stream: its suffix (the cpu, queue or node number) goes
 /// before the extension (`out.pcap` -> `out-0.pcap`, `out` -> `out-0`). A
@@ -868,7 +807,7 @@ impl StreamFile {
 /// until then. Here a buffer stands for the block:
 ///
 /// ```no_run
-/// # use rxtxcpu::{cli::Precision, output::*, ring::Packet};
+/// # use rxtxcpu::{options::Precision, output::*, packet::Packet};
 /// # let format = Format { link: LinkType::Ethernet, snaplen: 65_535,
 /// #                       precision: Precision::Micro, packet_buffered: false };
 /// let mut file = StreamFile::create("out.pcap", format, Default::default()).unwrap();
@@ -883,7 +822,7 @@ impl StreamFile {
 /// ```
 ///
 /// ```compile_fail
-/// # use rxtxcpu::{cli::Precision, output::*, ring::Packet};
+/// # use rxtxcpu::{options::Precision, output::*, packet::Packet};
 /// # let format = Format { link: LinkType::Ethernet, snaplen: 65_535,
 /// #                       precision: Precision::Micro, packet_buffered: false };
 /// let mut file = StreamFile::create("out.pcap", format, Default::default()).unwrap();
@@ -1013,6 +952,7 @@ impl Drop for PcapOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::SLL2_LEN;
 
     #[test]
     fn names() {

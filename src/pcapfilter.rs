@@ -31,8 +31,8 @@ use std::io;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use crate::cli::Direction;
-use crate::output::LinkType;
+use crate::options::Direction;
+use crate::packet::LinkType;
 
 /// One classic BPF instruction: (code, jt, jf, k), as `tcpdump -ddd`
 /// prints it and `struct sock_filter` holds it.
@@ -59,9 +59,7 @@ const DLT_EN10MB: c_int = 1;
 const DLT_RAW: c_int = 12;
 const DLT_LINUX_SLL2: c_int = 276;
 
-/// Length of the LINUX_SLL2 header the user's program sees in front of
-/// the network header.
-const SLL2_LEN: u32 = 20;
+const SLL2_LEN: u32 = crate::packet::SLL2_LEN as u32;
 
 /// The errors of this module. Each message is the `<what>: <why>` part of
 /// the line the program prints after its name.
@@ -298,14 +296,14 @@ pub fn read_filter_file(path: &Path) -> io::Result<String> {
 /// most `kernel_snaplen` bytes. Also returns the `-v` line. Only a capture
 /// with a filter loads libpcap.
 pub fn capture_filter(
-    source: Option<&crate::cli::FilterSource>,
+    source: Option<&crate::options::FilterSource>,
     link: LinkType,
     direction: Direction,
     snaplen: u32,
     kernel_snaplen: u32,
 ) -> std::result::Result<(crate::afpacket::Filter, Option<String>), crate::error::Error> {
-    use crate::cli::FilterSource;
     use crate::error::{Error, Why};
+    use crate::options::FilterSource;
     let Some(source) = source else {
         return Ok((
             crate::afpacket::Filter::direction(direction, kernel_snaplen),
@@ -404,8 +402,8 @@ const PACKET_OUTGOING: u32 = crate::afpacket::PACKET_OUTGOING as u32;
 // cooked rewrite knows: with a header_ops->create (dev_has_header) a
 // SOCK_RAW socket sees the frame from its link header, without one from the
 // network header.
-const ARPHRD_ETHER: u32 = crate::afpacket::ARPHRD_ETHER as u32;
-const ARPHRD_LOOPBACK: u32 = crate::afpacket::ARPHRD_LOOPBACK as u32;
+const ARPHRD_ETHER: u32 = crate::packet::ARPHRD_ETHER as u32;
+const ARPHRD_LOOPBACK: u32 = crate::packet::ARPHRD_LOOPBACK as u32;
 const HEADERLESS: [u32; 6] = [
     0xfffe, // ARPHRD_NONE: tun, wireguard
     519,    // ARPHRD_RAWIP

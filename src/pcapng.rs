@@ -35,20 +35,19 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::pcapng::PcapNgWriter;
-use pcap_file::{DataLink, Endianness, PcapError};
+use pcap_file::{Endianness, PcapError};
 
 use crate::afpacket::PACKET_OUTGOING;
-use crate::cli::Precision;
 use crate::destination::{self, Kind};
 use crate::merge;
-use crate::output::{LinkType, WriteFailure};
-use crate::ring::Packet;
+use crate::options::Precision;
+use crate::output::WriteFailure;
+use crate::packet::Frame;
+use crate::packet::LinkType;
+use crate::packet::Packet;
 
 /// Bytes buffered before a write(2), as for pcap output.
 const BUFFER: usize = 256 * 1024;
-
-/// Length of a LINUX_SLL2 header.
-const SLL2_LEN: usize = 20;
 
 const ENHANCED_PACKET: u32 = 6;
 const INTERFACE_STATISTICS: u32 = 5;
@@ -150,14 +149,6 @@ pub struct Section {
     pub precision: Precision,
 }
 
-fn datalink(link: LinkType) -> DataLink {
-    match link {
-        LinkType::Ethernet => DataLink::ETHERNET,
-        LinkType::Raw => DataLink::RAW,
-        LinkType::LinuxSll2 => DataLink::LINUX_SLL2,
-    }
-}
-
 fn io_error(e: PcapError) -> io::Error {
     match e {
         PcapError::IoError(e) => e,
@@ -200,7 +191,7 @@ impl Section {
                 options.push(InterfaceDescriptionOption::IfTsResol(9));
             }
             w.write_pcapng_block(InterfaceDescriptionBlock {
-                linktype: datalink(i.link),
+                linktype: i.link.datalink(),
                 snaplen: i.snaplen,
                 options,
             })
@@ -208,101 +199,6 @@ impl Section {
         }
         *buf = w.into_inner();
         Ok(())
-    }
-}
-
-/// A packet's record data, byte for byte what the per-stream pcap record
-/// holds (the same rules as `PcapOutput::write`): the frame as captured,
-/// with a VLAN tag the device stripped put back, or a LINUX_SLL2 header
-/// in front of the network header. Built without allocating: the record
-/// is up to three slices, `parts()`.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    pre: &'a [u8],
-    head: [u8; SLL2_LEN],
-    head_len: usize,
-    rest: &'a [u8],
-    orig_len: u32,
-}
-
-impl<'a> Frame<'a> {
-    /// The record of `p` in a stream of link type `link` whose records are
-    /// cut to `snaplen` (the file's snap length, as [`LinkType::snaplen`]
-    /// gives it).
-    #[inline]
-    pub fn new(link: LinkType, snaplen: u32, p: &Packet<'a>) -> Frame<'a> {
-        let snaplen = snaplen as usize;
-        let mut f = Frame {
-            pre: &[],
-            head: [0; SLL2_LEN],
-            head_len: 0,
-            rest: &[],
-            orig_len: 0,
-        };
-        match link {
-            // Below 16 bytes there is no room for the addresses and a tag:
-            // such records stay as the kernel gave them.
-            LinkType::Ethernet if p.vlan.is_some() && p.data.len() >= 12 && snaplen >= 16 => {
-                // The device took the tag off the frame; it goes back after
-                // the MAC addresses, as libpcap puts it.
-                let (tpid, tci) = p.vlan.unwrap_or_default();
-                f.pre = &p.data[..12];
-                f.head[..2].copy_from_slice(&tpid.to_be_bytes());
-                f.head[2..4].copy_from_slice(&tci.to_be_bytes());
-                f.head_len = 4;
-                f.rest = &p.data[12..p.data.len().min(snaplen - 4)];
-                f.orig_len = (p.len + 4).max(f.caplen());
-            }
-            LinkType::Ethernet | LinkType::Raw => {
-                f.pre = &p.data[..p.data.len().min(snaplen)];
-                f.orig_len = p.len.max(f.caplen());
-            }
-            LinkType::LinuxSll2 => {
-                // The network header may lie beyond what a small snap
-                // length let the kernel copy; the wire length still counts
-                // from it.
-                let payload = &p.data[p.net_offset.min(p.data.len())..];
-                f.rest = &payload[..payload.len().min(snaplen.saturating_sub(SLL2_LEN))];
-                let h = &mut f.head;
-                h[0..2].copy_from_slice(&p.protocol.to_ne_bytes()); // network order already
-                h[4..8].copy_from_slice(&p.ifindex.to_be_bytes());
-                h[8..10].copy_from_slice(&p.hatype.to_be_bytes());
-                h[10] = p.pkttype;
-                h[11] = p.halen;
-                h[12..20].copy_from_slice(&p.addr);
-                f.head_len = SLL2_LEN;
-                f.orig_len =
-                    (SLL2_LEN as u32 + p.len.saturating_sub(p.net_offset as u32)).max(f.caplen());
-            }
-        }
-        f
-    }
-
-    /// Bytes recorded.
-    #[inline]
-    pub fn caplen(&self) -> u32 {
-        (self.pre.len() + self.head_len + self.rest.len()) as u32
-    }
-
-    /// Length on the wire, as the record states it.
-    #[inline]
-    pub fn orig_len(&self) -> u32 {
-        self.orig_len
-    }
-
-    /// The record's bytes, in order.
-    pub fn parts(&self) -> [&[u8]; 3] {
-        [self.pre, &self.head[..self.head_len], self.rest]
-    }
-
-    /// The record's bytes as [`Frame::parts`], the first and last with the
-    /// packet's own lifetime: they are the packet's bytes where they lie
-    /// (in the ring block), and may be written from there after this Frame
-    /// is gone. The middle one (a VLAN tag or an SLL2 header) is this
-    /// Frame's.
-    #[inline]
-    pub fn pieces(&self) -> (&'a [u8], &[u8], &'a [u8]) {
-        (self.pre, &self.head[..self.head_len], self.rest)
     }
 }
 
@@ -947,7 +843,7 @@ impl<'a> MergedFile<'a> {
         path: &str,
         section: Section,
         packet_buffered: bool,
-        rotation: Option<crate::rotate::Rotation>,
+        rotation: Option<crate::options::Rotation>,
         on_end: Box<dyn FnMut() + Send + 'a>,
     ) -> crate::error::Result<MergedFile<'a>> {
         let mut file = MergedFile::open(path, section, packet_buffered, rotation, on_end)?;
@@ -964,7 +860,7 @@ impl<'a> MergedFile<'a> {
         path: &str,
         section: Section,
         packet_buffered: bool,
-        rotation: Option<crate::rotate::Rotation>,
+        rotation: Option<crate::options::Rotation>,
         on_end: Box<dyn FnMut() + Send + 'a>,
     ) -> crate::error::Result<MergedFile<'a>> {
         MergedFile::with_clock(
@@ -981,7 +877,7 @@ impl<'a> MergedFile<'a> {
         path: &str,
         section: Section,
         packet_buffered: bool,
-        rotation: Option<crate::rotate::Rotation>,
+        rotation: Option<crate::options::Rotation>,
         on_end: Box<dyn FnMut() + Send + 'a>,
         clock: fn() -> i64,
     ) -> crate::error::Result<MergedFile<'a>> {
@@ -1225,6 +1121,7 @@ mod tests {
     use crate::output::{Format, PcapOutput};
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
     use pcap_file::pcapng::{Block, PcapNgReader};
+    use pcap_file::DataLink;
     use std::process::Command;
 
     fn temp_file(name: &str) -> String {
@@ -1936,7 +1833,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = format!("{dir}/all.pcapng");
         let s = section(Precision::Nano);
-        let rotation = crate::rotate::Rotation {
+        let rotation = crate::options::Rotation {
             size: Some(1_000_000),
             ..Default::default()
         };
@@ -2059,7 +1956,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = format!("{dir}/g-%s.pcapng");
         let s = section(Precision::Micro);
-        let rotation = crate::rotate::Rotation {
+        let rotation = crate::options::Rotation {
             seconds: Some(1),
             count: Some(2),
             ..Default::default()
@@ -2136,7 +2033,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = format!("{dir}/m.pcapng");
         let s = section(Precision::Micro);
-        let rotation = crate::rotate::Rotation {
+        let rotation = crate::options::Rotation {
             size: Some(1_000_000),
             ..Default::default()
         };

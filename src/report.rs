@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use crate::cli::Options;
 use crate::flows::{self, Flows};
+use crate::options::Options;
 use crate::vantage::Plan;
 
 /// Everything the report says.

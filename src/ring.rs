@@ -16,6 +16,7 @@ use std::os::fd::AsRawFd;
 
 use crate::afpacket::{PacketSocket, TpacketReq3, TPACKET_V3};
 use crate::cache;
+use crate::packet::{stamp_ns, Packet};
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -124,7 +125,7 @@ pub const FULL_FRAME: u32 = 1514;
 /// and a write that stalls for page faults is absorbed by the ring alone.
 /// 64 MiB holds about 40,000 such frames, the same ~50 ms of a flood that
 /// 8 MiB holds of snapped or small packets.
-pub const FULL_FRAME_RING: usize = (crate::cli::DEFAULT_BUFFER_KIB as usize) << 10;
+pub const FULL_FRAME_RING: usize = (crate::options::DEFAULT_BUFFER_KIB as usize) << 10;
 
 /// The default ring of one stream: 8 MiB, or [`FULL_FRAME_RING`] when the
 /// snap length keeps whole frames ([`FULL_FRAME`] bytes or more), while
@@ -134,7 +135,7 @@ pub const FULL_FRAME_RING: usize = (crate::cli::DEFAULT_BUFFER_KIB as usize) << 
 /// the total grows by that minimum per stream). `-B` overrides it.
 /// Returns the bytes and, for -v, why.
 pub fn default_bytes(streams: usize, snaplen: u32) -> (usize, String) {
-    const SNAPPED: usize = (crate::cli::SNAPPED_BUFFER_KIB as usize) << 10;
+    const SNAPPED: usize = (crate::options::SNAPPED_BUFFER_KIB as usize) << 10;
     const TOTAL: usize = 256 << 20;
     const STREAMS: usize = 256;
     let (per_stream, what) = if snaplen >= FULL_FRAME {
@@ -409,38 +410,6 @@ impl Drop for Block<'_> {
         // reuse it (the kernel reads this word from the receiving cpu).
         status.store(TP_STATUS_KERNEL, Ordering::Release);
     }
-}
-
-/// A timestamp in nanoseconds since the epoch.
-#[inline]
-pub fn stamp_ns(sec: u32, nsec: u32) -> u64 {
-    u64::from(sec) * 1_000_000_000 + u64::from(nsec)
-}
-
-/// One packet in a block.
-#[derive(Clone, Copy, Debug)]
-pub struct Packet<'a> {
-    pub sec: u32,
-    pub nsec: u32,
-    /// Length on the wire.
-    pub len: u32,
-    /// The captured bytes, from the link-layer header.
-    pub data: &'a [u8],
-    /// Offset of the network header within `data`.
-    pub net_offset: usize,
-    pub ifindex: i32,
-    pub hatype: u16,
-    pub pkttype: u8,
-    /// The link-layer protocol, network byte order as on the wire.
-    pub protocol: u16,
-    pub halen: u8,
-    pub addr: [u8; 8],
-    /// (TPID, TCI) of a VLAN tag the device stripped from the frame.
-    pub vlan: Option<(u16, u16)>,
-    /// The kernel's flow hash; 0 when not asked for (see
-    /// [`Geometry::with_hash`]) or when the kernel has none (its own hash
-    /// is never 0).
-    pub hash: u32,
 }
 
 /// Walks `num_pkts` packets through `tp_next_offset`, asking the cpu for

@@ -21,30 +21,9 @@
 //! (the template is the stream's name, `out-0.pcap`), and so does the
 //! merged pcapng file.
 
+use crate::options::{Rotation, FILE_SIZE_UNIT};
 use std::collections::HashMap;
 use std::ffi::CString;
-
-/// -C counts in units of a million bytes, as tcpdump does.
-pub const FILE_SIZE_UNIT: u64 = 1_000_000;
-
-/// The rotation options of a capture.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Rotation {
-    /// -C, in bytes (FILE_SIZE times a million).
-    pub size: Option<u64>,
-    /// -G.
-    pub seconds: Option<u64>,
-    /// -W.
-    pub count: Option<u32>,
-}
-
-impl Rotation {
-    /// Whether files rotate at all (-W alone does nothing in tcpdump, and
-    /// is a usage error here).
-    pub fn is_on(&self) -> bool {
-        self.size.is_some() || self.seconds.is_some()
-    }
-}
 
 fn positive(s: &str) -> Option<u64> {
     // Digits only: no sign, no space, no suffix (tcpdump takes the number

@@ -7,10 +7,10 @@ use std::io;
 
 use crate::afpacket::{self, FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
 use crate::bpf::Program;
-use crate::cli::Options;
 use crate::error::{Error, Result, Why};
 use crate::fanout;
-use crate::output::LinkType;
+use crate::options::Options;
+use crate::packet::LinkType;
 use crate::ring::{Geometry, Ring};
 use crate::vantage::{Plan, Route};
 

@@ -1458,8 +1458,8 @@ mod tests {
     // whose member index is the stream (cpu or queue) the kernel put them in.
 
     use crate::afpacket::{Filter, PacketSocket, TpacketReq3, TPACKET_V3};
-    use crate::cli::Direction;
     use crate::ethtool::tests::TestNs;
+    use crate::options::Direction;
     use std::os::fd::AsRawFd;
 
     const SOL_PACKET: libc::c_int = 263;

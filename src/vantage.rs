@@ -11,88 +11,10 @@
 
 use std::io;
 
-use crate::cli::{Direction, Options};
 use crate::cpuset::{self, CpuSet};
 use crate::error::{Error, Result, Why};
-
-/// How packets are split into streams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Vantage {
-    Cpu,
-    Queue,
-    Numa,
-}
-
-/// Every name the program answers to, with its vantage and default
-/// direction.
-pub const NAMES: &[(&str, Vantage, Direction)] = &[
-    ("rxtxcpu", Vantage::Cpu, Direction::RxTx),
-    ("rxcpu", Vantage::Cpu, Direction::Rx),
-    ("txcpu", Vantage::Cpu, Direction::Tx),
-    ("rxtxqueue", Vantage::Queue, Direction::RxTx),
-    ("rxqueue", Vantage::Queue, Direction::Rx),
-    ("txqueue", Vantage::Queue, Direction::Tx),
-    ("rxtxnuma", Vantage::Numa, Direction::RxTx),
-    ("rxnuma", Vantage::Numa, Direction::Rx),
-    ("txnuma", Vantage::Numa, Direction::Tx),
-];
-
-impl Vantage {
-    /// The vantage the program's name implies; any other name is rxtxcpu.
-    pub fn for_name(name: &str) -> Vantage {
-        NAMES
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map_or(Vantage::Cpu, |(_, v, _)| *v)
-    }
-
-    /// `--vantage` values.
-    pub fn parse(s: &str) -> Option<Vantage> {
-        match s {
-            "cpu" => Some(Vantage::Cpu),
-            "queue" => Some(Vantage::Queue),
-            "numa" => Some(Vantage::Numa),
-            _ => None,
-        }
-    }
-
-    /// As `--vantage` and JSON name it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Vantage::Cpu => "cpu",
-            Vantage::Queue => "queue",
-            Vantage::Numa => "numa",
-        }
-    }
-
-    /// One stream, in messages: `cpu`, `queue`, `numa node`.
-    pub fn subject(self) -> &'static str {
-        match self {
-            Vantage::Cpu => "cpu",
-            Vantage::Queue => "queue",
-            Vantage::Numa => "numa node",
-        }
-    }
-
-    /// Several streams, in messages.
-    pub fn plural(self) -> &'static str {
-        match self {
-            Vantage::Cpu => "cpus",
-            Vantage::Queue => "queues",
-            Vantage::Numa => "numa nodes",
-        }
-    }
-
-    /// The word of the list and mask options: `--cpu-list`,
-    /// `--queue-mask`, `--numa-list`; `Invalid numa list '...'`.
-    pub fn list_word(self) -> &'static str {
-        match self {
-            Vantage::Cpu => "cpu",
-            Vantage::Queue => "queue",
-            Vantage::Numa => "numa",
-        }
-    }
-}
+use crate::options::Vantage;
+use crate::options::{Direction, Options};
 
 /// One stream of a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,16 +101,6 @@ pub fn short_label(vantage: Vantage, id: u32) -> String {
         (Vantage::Cpu, n) => format!("cpu{n}"),
         (Vantage::Queue, n) => format!("queue{n}"),
         (Vantage::Numa, n) => format!("node{n}"),
-    }
-}
-
-impl Vantage {
-    fn of(kind: StreamKind) -> Vantage {
-        match kind {
-            StreamKind::Cpu(_) => Vantage::Cpu,
-            StreamKind::Queue(_) | StreamKind::NoQueue => Vantage::Queue,
-            StreamKind::Numa(_) => Vantage::Numa,
-        }
     }
 }
 
@@ -286,7 +198,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         write: None,
         buffer_bytes: None,
         snaplen: 0,
-        precision: crate::cli::Precision::Micro,
+        precision: crate::options::Precision::Micro,
         interface: None,
         filter: None,
         pcapng: false,
@@ -476,6 +388,17 @@ pub fn queue_counts(name: &str) -> Result<QueueCounts> {
         }
     }
     Ok(QueueCounts { rx, tx })
+}
+
+/// The vantage a stream belongs to.
+impl Vantage {
+    fn of(kind: StreamKind) -> Vantage {
+        match kind {
+            StreamKind::Cpu(_) => Vantage::Cpu,
+            StreamKind::Queue(_) | StreamKind::NoQueue => Vantage::Queue,
+            StreamKind::Numa(_) => Vantage::Numa,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -49,8 +49,9 @@ use crate::bpf::{
 use crate::cpuset::CpuSet;
 use crate::ebpf::{self, helper, xdp_md, Asm, Cond, Insn, Reg, Size};
 use crate::error::Why;
+use crate::options::XdpMode;
+use crate::packet::Packet;
 use crate::perf::{self, PerfRing, ReadStats, Record, Wakeup};
-use crate::ring::Packet;
 
 /// XDP_FLAGS_SKB_MODE / XDP_FLAGS_DRV_MODE (<linux/if_link.h>).
 pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -63,29 +64,6 @@ const BPF_RB_FORCE_WAKEUP: i32 = 2;
 /// size is a u16, and the record also holds its 8-byte header, the raw
 /// size word, [`META_LEN`] bytes of metadata and up to 7 bytes of padding.
 pub const MAX_SNAPLEN: u32 = (perf::MAX_RECORD - 8 - 4 - META_LEN - 7) as u32 & !7;
-
-/// Which hook to attach to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// Native where the driver supports it, else generic.
-    #[default]
-    Auto,
-    /// Driver mode: in the driver's receive, before RPS/RFS.
-    Native,
-    /// Skb mode: in the core receive path, after RPS/RFS.
-    Generic,
-}
-
-impl Mode {
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "auto" => Some(Mode::Auto),
-            "native" => Some(Mode::Native),
-            "generic" => Some(Mode::Generic),
-            _ => None,
-        }
-    }
-}
 
 /// The hook the program is attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +103,7 @@ impl Hook {
 /// What to capture.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub mode: Mode,
+    pub mode: XdpMode,
     /// The cpus captured (selected and online); frames on other cpus are
     /// neither counted nor copied.
     pub cpus: CpuSet,
@@ -147,7 +125,7 @@ pub struct Options {
 
 impl Options {
     /// Count-only capture of `cpus` in `mode`.
-    pub fn new(mode: Mode, cpus: CpuSet) -> Options {
+    pub fn new(mode: XdpMode, cpus: CpuSet) -> Options {
         Options {
             mode,
             cpus,
@@ -498,7 +476,7 @@ impl<'a> XdpRecord<'a> {
         const PACKET_BROADCAST: u8 = 1;
         const PACKET_MULTICAST: u8 = 2;
         let d = self.data;
-        let ether = hatype == crate::afpacket::ARPHRD_ETHER && d.len() >= 14;
+        let ether = hatype == crate::packet::ARPHRD_ETHER && d.len() >= 14;
         let mut addr = [0u8; 8];
         let (pkttype, protocol, net_offset, halen) = if ether {
             addr[..6].copy_from_slice(&d[6..12]);
@@ -991,15 +969,15 @@ fn load_error(e: bpf::LoadError, perfmon: &'static str) -> XdpError {
 fn attach_link(
     prog: &Program,
     ifindex: u32,
-    mode: Mode,
+    mode: XdpMode,
     ifname: &str,
     perfmon: &'static str,
 ) -> Result<(Hook, Link), XdpError> {
     let try_hook = |hook: Hook| Link::xdp(prog, ifindex, hook.flags()).map(|l| (hook, l));
     let result = match mode {
-        Mode::Native => try_hook(Hook::Native),
-        Mode::Generic => try_hook(Hook::Generic),
-        Mode::Auto => match try_hook(Hook::Native) {
+        XdpMode::Native => try_hook(Hook::Native),
+        XdpMode::Generic => try_hook(Hook::Generic),
+        XdpMode::Auto => match try_hook(Hook::Native) {
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => try_hook(Hook::Generic),
             other => other,
         },
@@ -1014,7 +992,7 @@ fn attach_link(
                 _ => String::new(),
             },
         },
-        Some(libc::EOPNOTSUPP) if mode == Mode::Native => XdpError::NoNative {
+        Some(libc::EOPNOTSUPP) if mode == XdpMode::Native => XdpError::NoNative {
             ifname: ifname.to_string(),
         },
         _ => os_error(
@@ -1599,11 +1577,11 @@ mod tests {
     /// counted) on cpu0, so the senders here get a queue each (XPS).
     #[test]
     fn counts_are_exact_per_cpu_in_both_modes() {
-        for mode in [Mode::Native, Mode::Generic] {
+        for mode in [XdpMode::Native, XdpMode::Generic] {
             let net = Net::with_queues(2);
             let vb = net.vb();
             let xdp = net.in_b(|| XdpCapture::attach(vb, &Options::new(mode, both())).unwrap());
-            let expect = if mode == Mode::Native {
+            let expect = if mode == XdpMode::Native {
                 Hook::Native
             } else {
                 Hook::Generic
@@ -1633,7 +1611,7 @@ mod tests {
     fn unselected_cpus_and_queues_count_nothing() {
         let net = Net::with_queues(2);
         let vb = net.vb();
-        let mut opts = Options::new(Mode::Native, std::iter::once(1).collect());
+        let mut opts = Options::new(XdpMode::Native, std::iter::once(1).collect());
         opts.queues = 2;
         let xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
         xdp.start().unwrap();
@@ -1674,7 +1652,7 @@ mod tests {
     /// the original length, the bytes themselves; both modes.
     #[test]
     fn records_match_counts_in_both_modes() {
-        for mode in [Mode::Native, Mode::Generic] {
+        for mode in [XdpMode::Native, XdpMode::Generic] {
             let net = Net::with_queues(2);
             let vb = net.vb();
             let mut opts = Options::new(mode, both());
@@ -1715,7 +1693,7 @@ mod tests {
                     );
                     // Native: veth's rx queue c, fed by va's tx queue c.
                     // Generic: veth records no rx queue (queue 0).
-                    let q = if mode == Mode::Native { cpu } else { 0 };
+                    let q = if mode == XdpMode::Native { cpu } else { 0 };
                     assert_eq!((*l as usize, *rcpu, *queue, *ifindex), (len, cpu, q, vb));
                     assert_eq!(data.len(), len.min(60));
                     assert_eq!(&data[..6], &[2, 0, 0, 0, 0, 2]); // to vb
@@ -1736,7 +1714,7 @@ mod tests {
                 ifindex: vb,
                 data: &recs[0][0].data,
             }
-            .packet(crate::afpacket::ARPHRD_ETHER);
+            .packet(crate::packet::ARPHRD_ETHER);
             assert_eq!(
                 (p.net_offset, p.protocol, p.pkttype, p.halen),
                 (14, 0x0008, 0, 6)
@@ -1750,7 +1728,7 @@ mod tests {
     fn records_wrap_around_the_ring() {
         let net = Net::new();
         let vb = net.vb();
-        let mut opts = Options::new(Mode::Native, std::iter::once(0).collect());
+        let mut opts = Options::new(XdpMode::Native, std::iter::once(0).collect());
         opts.snaplen = Some(2000);
         opts.ring_bytes = 0; // the smallest ring
         let mut xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
@@ -1780,7 +1758,7 @@ mod tests {
     fn lost_records_are_counted() {
         let net = Net::new();
         let vb = net.vb();
-        let mut opts = Options::new(Mode::Native, std::iter::once(0).collect());
+        let mut opts = Options::new(XdpMode::Native, std::iter::once(0).collect());
         opts.snaplen = Some(2000);
         opts.ring_bytes = 0;
         let mut xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
@@ -1814,7 +1792,7 @@ mod tests {
         for snaplen in [None, Some(64)] {
             let net = Net::new();
             let vb = net.vb();
-            let mut opts = Options::new(Mode::Native, both());
+            let mut opts = Options::new(XdpMode::Native, both());
             opts.count = 250;
             opts.snaplen = snaplen;
             let mut xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
@@ -1838,7 +1816,7 @@ mod tests {
     /// whole and cut to MAX_SNAPLEN in records; both modes.
     #[test]
     fn jumbo_frames() {
-        for mode in [Mode::Native, Mode::Generic] {
+        for mode in [XdpMode::Native, XdpMode::Generic] {
             let net = Net::new();
             sh(&["ip", "-n", &net.a, "link", "set", "va", "mtu", "65535"]);
             sh(&["ip", "-n", &net.b, "link", "set", "vb", "mtu", "65535"]);
@@ -1867,7 +1845,7 @@ mod tests {
     /// on cpu1 (after RPS moved them).
     #[test]
     fn rps_moves_generic_but_not_native() {
-        for (mode, cpu) in [(Mode::Native, 0), (Mode::Generic, 1)] {
+        for (mode, cpu) in [(XdpMode::Native, 0), (XdpMode::Generic, 1)] {
             let net = Net::new();
             #[rustfmt::skip]
             sh(&["ip", "netns", "exec", &net.b, "sh", "-c",
@@ -1893,7 +1871,7 @@ mod tests {
         ] {
             let net = Net::new();
             let vb = net.vb();
-            let mut opts = Options::new(Mode::Native, std::iter::once(0).collect());
+            let mut opts = Options::new(XdpMode::Native, std::iter::once(0).collect());
             opts.snaplen = Some(100);
             opts.wakeup = wakeup;
             let mut xdp = net.in_b(|| XdpCapture::attach(vb, &opts).unwrap());
@@ -1986,10 +1964,10 @@ mod tests {
         let net = Net::new();
         let fds = mq_tun(&net, 2);
         let tun = net.in_b(|| crate::afpacket::ifindex("mqtun").unwrap());
-        let mut opts = Options::new(Mode::Native, both());
+        let mut opts = Options::new(XdpMode::Native, both());
         let e = net.in_b(|| XdpCapture::attach(tun, &opts)).err().unwrap();
         assert!(matches!(e, XdpError::NoNative { .. }), "{e}");
-        opts.mode = Mode::Auto;
+        opts.mode = XdpMode::Auto;
         opts.queues = 2;
         opts.snaplen = Some(100);
         let mut xdp = net.in_b(|| XdpCapture::attach(tun, &opts).unwrap());
@@ -2032,7 +2010,8 @@ mod tests {
     fn interface_gone_is_noticed() {
         let net = Net::new();
         let vb = net.vb();
-        let xdp = net.in_b(|| XdpCapture::attach(vb, &Options::new(Mode::Native, both())).unwrap());
+        let xdp =
+            net.in_b(|| XdpCapture::attach(vb, &Options::new(XdpMode::Native, both())).unwrap());
         assert!(xdp.is_attached());
         sh(&["ip", "-n", &net.b, "link", "del", "vb"]);
         assert!(!xdp.is_attached());
@@ -2085,7 +2064,7 @@ mod tests {
                 }
                 _ => Some(Link::xdp(&foreign, vb, flags).unwrap()),
             });
-            for mode in [Mode::Auto, Mode::Native, Mode::Generic] {
+            for mode in [XdpMode::Auto, XdpMode::Native, XdpMode::Generic] {
                 let e = net
                     .in_b(|| XdpCapture::attach(vb, &Options::new(mode, both())))
                     .err()
@@ -2132,7 +2111,7 @@ mod tests {
         let net = Net::new();
         let lo = net.in_b(|| crate::afpacket::ifindex("lo").unwrap());
         let e = net
-            .in_b(|| XdpCapture::attach(lo, &Options::new(Mode::Native, both())))
+            .in_b(|| XdpCapture::attach(lo, &Options::new(XdpMode::Native, both())))
             .err()
             .unwrap();
         assert!(
@@ -2141,7 +2120,7 @@ mod tests {
             "{e}"
         );
         let xdp = net
-            .in_b(|| XdpCapture::attach(lo, &Options::new(Mode::Auto, both())))
+            .in_b(|| XdpCapture::attach(lo, &Options::new(XdpMode::Auto, both())))
             .unwrap();
         assert_eq!(xdp.hook(), Hook::Generic);
     }
@@ -2192,7 +2171,7 @@ mod tests {
     fn privileges() {
         let net = Net::new();
         let vb = net.vb();
-        let mut opts = Options::new(Mode::Native, both());
+        let mut opts = Options::new(XdpMode::Native, both());
         let attach = |caps: &'static [u32], opts: &Options| {
             let r = net.in_b(|| {
                 limit_caps(caps);
@@ -2232,7 +2211,7 @@ mod tests {
         };
         enter(&ns);
         let vb = crate::afpacket::ifindex("vb").unwrap();
-        let mut opts = Options::new(Mode::Native, both());
+        let mut opts = Options::new(XdpMode::Native, both());
         opts.snaplen = Some(64);
         let xdp = XdpCapture::attach(vb, &opts).unwrap();
         xdp.start().unwrap();

@@ -18,16 +18,16 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::afpacket::{self, Filter, PacketSocket};
 use crate::capture::{stop_signal, Deadline, Outputs, Verbose, RETIRE_MS};
-use crate::cli::Options;
 use crate::consumers::{Consumers, Leftovers, MergedStream, Outcome};
 use crate::cpuset::CpuSet;
 use crate::error::{Error, Result, Why};
 use crate::flows::{FlowBudget, FlowTable};
 use crate::monitor::{Count, Counters, Monitor};
+use crate::options::Options;
 use crate::output::Format;
+use crate::packet::Packet;
 use crate::perf::Wakeup;
 use crate::report::{self, Report, StreamCount};
-use crate::ring::Packet;
 use crate::source::Target;
 use crate::vantage::{Plan, Route, StreamKind};
 use crate::worker::{pin_to, test_hooks, Fault, PanicGuard, Shared};
@@ -106,13 +106,13 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
 fn xdp_options(opts: &Options, plan: &Plan) -> xdp::Options {
     let online = crate::cpuset::online();
     let cpus: CpuSet = match plan.vantage {
-        crate::vantage::Vantage::Cpu => plan.streams.iter().filter_map(|s| s.id()).collect(),
-        crate::vantage::Vantage::Numa => plan
+        crate::options::Vantage::Cpu => plan.streams.iter().filter_map(|s| s.id()).collect(),
+        crate::options::Vantage::Numa => plan
             .streams
             .iter()
             .flat_map(|s| s.pin.iter().flat_map(|p| p.iter()).collect::<Vec<_>>())
             .collect(),
-        crate::vantage::Vantage::Queue => online,
+        crate::options::Vantage::Queue => online,
     };
     let (queues, queue_list) = match plan.route {
         Route::Queue { queues } => (

@@ -312,7 +312,7 @@ fn make_install_then_uninstall() {
             "bash: {n} --time-stamp-precision <TAB>"
         );
         let all = bash_complete(&script, &[n, "-"]);
-        let vantage = rxtxcpu::vantage::Vantage::for_name(n);
+        let vantage = rxtxcpu::options::Vantage::for_name(n);
         for (short, long, _) in rxtxcpu::cli::option_names(vantage) {
             assert!(
                 all.contains(&format!("--{long}")),

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use rxtxcpu::cli;
-use rxtxcpu::vantage::Vantage;
+use rxtxcpu::options::Vantage;
 
 use common::{output_if_installed, root, NAMES};
 
@@ -403,8 +403,14 @@ fn defaults_match_help() {
     }
     // The constants behind them, in case --help stops showing one.
     for (long, value) in [
-        ("buffer-size", cli::DEFAULT_BUFFER_KIB.to_string()),
-        ("snapshot-length", cli::DEFAULT_SNAPLEN.to_string()),
+        (
+            "buffer-size",
+            rxtxcpu::options::DEFAULT_BUFFER_KIB.to_string(),
+        ),
+        (
+            "snapshot-length",
+            rxtxcpu::options::DEFAULT_SNAPLEN.to_string(),
+        ),
     ] {
         if !documented
             .get(long)

@@ -143,7 +143,7 @@ fn selection(args: &[String]) -> Result<CpuSet, String> {
 }
 
 /// The ids of the streams `o` plans on this machine, or its usage error.
-fn planned(o: &cli::Options) -> Result<CpuSet, String> {
+fn planned(o: &rxtxcpu::options::Options) -> Result<CpuSet, String> {
     match vantage::plan(o) {
         Ok(plan) => Ok(plan.streams.iter().filter_map(|s| s.id()).collect()),
         Err(Error::Usage(m)) => Err(m),
@@ -377,7 +377,7 @@ proptest! {
                         "{:?}: {:?}", words, m);
                 }
                 // Only the per-queue vantage looks at the interface here.
-                Err(e) => prop_assert_eq!(o.vantage, rxtxcpu::vantage::Vantage::Queue, "{}", e),
+                Err(e) => prop_assert_eq!(o.vantage, rxtxcpu::options::Vantage::Queue, "{}", e),
             },
         }
     }

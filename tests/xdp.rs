@@ -181,7 +181,7 @@ fn another_programs_xdp_is_left_alone() {
     // Another program's XDP, attached from this test process.
     let other = in_netns(&b, move || {
         let ifindex = rxtxcpu::afpacket::ifindex(&name).unwrap();
-        let opts = rxtxcpu::xdp::Options::new(rxtxcpu::xdp::Mode::Native, (0..2).collect());
+        let opts = rxtxcpu::xdp::Options::new(rxtxcpu::options::XdpMode::Native, (0..2).collect());
         rxtxcpu::xdp::XdpCapture::attach(ifindex, &opts).unwrap()
     });
     let (id, _) = other.ids().unwrap();

@@ -21,7 +21,7 @@ use nix::sched::{unshare, CloneFlags};
 
 use super::*;
 use crate::afpacket::{self, PacketSocket, PACKET_OUTGOING};
-use crate::output::LinkType;
+use crate::packet::LinkType;
 use crate::ring::{Geometry, Ring};
 
 fn ip(args: &[&str]) {

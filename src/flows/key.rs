@@ -32,9 +32,9 @@ use etherparse::{
     EtherType, IpNumber, Ipv4HeaderSlice, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice,
 };
 
-use crate::afpacket::{ARPHRD_ETHER, ARPHRD_LOOPBACK};
-use crate::output::LinkType;
-use crate::ring::Packet;
+use crate::packet::LinkType;
+use crate::packet::Packet;
+use crate::packet::{ARPHRD_ETHER, ARPHRD_LOOPBACK};
 
 const KIND_LINK: u8 = 1;
 const KIND_IPV4: u8 = 4;

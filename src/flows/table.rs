@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::key::FlowKey;
 use super::slots::{Found, SlotValue, Slots};
-use crate::output::LinkType;
-use crate::ring::Packet;
+use crate::packet::LinkType;
+use crate::packet::Packet;
 use crate::steering::Expectation;
 
 /// The default of `--flows-max`.

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use super::json::{Report, StreamJson};
 use super::*;
-use crate::output::LinkType;
-use crate::ring::Packet;
+use crate::packet::LinkType;
+use crate::packet::Packet;
 use crate::steering::{Expectation, Mechanism};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];

@@ -27,7 +27,7 @@ pub use rates::Rates;
 
 /// What a stream is a stream of: the capture's vantage (`subject()` for
 /// people, `as_str()` in the plain and JSON lines' `stream=cpu3`).
-pub use crate::vantage::Vantage;
+pub use crate::options::Vantage;
 
 /// The capture's facts, fixed for its whole length.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -27,12 +27,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::flows::key::{ethertype_by_version, skip_vlan_tags};
 use crate::flows::Proto;
-use crate::output::LinkType;
+use crate::packet::LinkType;
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_ARP: u16 = 0x0806;
-const SLL2_LEN: usize = 20;
+use crate::packet::SLL2_LEN;
 
 /// The decode line of a record (`bytes`, as the pcap output writes it:
 /// from the link header of `link`).

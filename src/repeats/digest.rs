@@ -59,8 +59,8 @@
 use std::sync::OnceLock;
 
 use crate::flows::key::{ethertype_by_version, framing, skip_vlan_tags, Framing};
-use crate::output::LinkType;
-use crate::ring::Packet;
+use crate::packet::LinkType;
+use crate::packet::Packet;
 
 /// Bytes of the network-layer packet covered.
 pub const COVER: usize = 128;

@@ -1,6 +1,6 @@
 //! Frames built byte by byte for the tests (the layouts are the RFCs').
 
-use crate::ring::Packet;
+use crate::packet::Packet;
 
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];

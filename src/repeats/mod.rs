@@ -53,7 +53,7 @@ pub mod window;
 
 pub use window::RepeatWindow;
 
-use crate::output::LinkType;
+use crate::packet::LinkType;
 
 /// The default MIN: copies that make a packet a repeating one.
 ///

@@ -7,8 +7,8 @@ use super::digest::{Digester, COVER};
 use super::frames::*;
 use super::window::{GAP_NS, RECENT, RUNS, SAMPLE};
 use super::*;
-use crate::output::LinkType;
-use crate::ring::Packet;
+use crate::packet::LinkType;
+use crate::packet::Packet;
 
 const MS: u64 = 1_000_000;
 const US: u64 = 1_000;

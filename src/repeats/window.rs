@@ -62,9 +62,9 @@
 
 use super::digest::Digester;
 use super::{Listed, StreamRepeats, Totals};
-use crate::output::LinkType;
-use crate::pcapng::Frame;
-use crate::ring::Packet;
+use crate::packet::Frame;
+use crate::packet::LinkType;
+use crate::packet::Packet;
 
 /// Digests in the window of recent packets (by default).
 pub const RECENT: usize = 16_384;
