@@ -16,7 +16,6 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::afpacket::{self, Filter, PacketSocket};
 use crate::consumers::{Consumers, FileFailure, MergedStream};
 use crate::count::{self, CountStats, Verdict};
 use crate::destination::Destination;
@@ -30,9 +29,10 @@ use crate::options::{Direction, Options};
 use crate::output::{Format, StreamFile};
 use crate::pcapfilter;
 use crate::report::{self, Report, StreamCount};
-use crate::ring::{Geometry, Ring};
 use crate::source::{self, Group, Target};
 use crate::steering::NicHash;
+use crate::sys::afpacket::{self, Filter, PacketSocket};
+use crate::sys::ring::{Geometry, Ring};
 use crate::vantage::{self, Plan, StreamKind};
 use crate::worker::{pin_to, Fault, Leftovers, PanicGuard, Shared, Worker};
 
@@ -381,7 +381,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     let want_hash = opts.pcapng && opts.write.is_some() || opts.flows.is_some();
     let (ring_bytes, why) = match opts.buffer_bytes {
         Some(b) => (b, "-B".to_string()),
-        None => crate::ring::default_bytes(plan.streams.len(), kernel_snaplen),
+        None => crate::sys::ring::default_bytes(plan.streams.len(), kernel_snaplen),
     };
     let geometry = Geometry::new(kernel_snaplen, ring_bytes, RETIRE_MS).with_hash(want_hash);
     v.say(format!(

@@ -313,7 +313,7 @@ impl MergedStream {
             // Received packets only: a sent one carries its socket's hash
             // (or one computed on the way out), never this NIC's.
             hash_is_toeplitz: match (&self.nic_hash, hash) {
-                (Some(nic), Some(h)) if p.pkttype != crate::afpacket::PACKET_OUTGOING => p
+                (Some(nic), Some(h)) if p.pkttype != crate::sys::afpacket::PACKET_OUTGOING => p
                     .data
                     .get(p.net_offset..)
                     .is_some_and(|l3| nic.is_its_hash(l3, h)),

@@ -79,7 +79,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::merge::{self, Batch, Feed, Inbox, Limits, Merger, Sink};
 use crate::packet::{stamp_ns, Packet};
-use crate::ring::Block;
+use crate::sys::ring::Block;
 
 /// Messages the channel to the coordinator holds per stream (each a ring
 /// block's timestamps): a worker blocks only if the coordinator falls this

@@ -152,9 +152,7 @@ impl FromIterator<u32> for CpuSet {
 /// therefore never taken below the highest online cpu + 1 (some C
 /// libraries count only the cpus the process may run on).
 pub fn configured_count() -> u32 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    let n = u32::try_from(n).unwrap_or(0);
+    let n = crate::sys::host::configured_cpus();
     let highest = read_online()
         .and_then(|s| s.iter().last())
         .map_or(0, |c| c + 1);

@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 
-use crate::ethtool::FlowType;
 use crate::flows::{FlowKey, Flows, Proto, RECEIVED, SENT};
 use crate::options::Direction;
 use crate::options::Vantage;
 use crate::rss::Tuple;
 use crate::steering::{self, Config, Expectation, Mechanism};
+use crate::sys::ethtool::FlowType;
 
 /// What a capture's flows are compared with.
 pub struct Steering {

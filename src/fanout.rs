@@ -3,9 +3,9 @@
 //! program on every packet the group sees and gives the packet to member
 //! `return value % members`, before any member's filter runs.
 
-use crate::bpf::{self, ProgType, Program};
-use crate::ebpf::{self, helper, skb, Cond, Reg, Size};
 use crate::error::{Error, Result};
+use crate::sys::bpf::{self, ProgType, Program};
+use crate::sys::ebpf::{self, helper, skb, Cond, Reg, Size};
 use crate::vantage::Route;
 
 /// The kernel's PACKET_OUTGOING packet type: transmitted by this host.

@@ -53,19 +53,13 @@ macro_rules! err {
     }};
 }
 
-pub mod afpacket;
-pub mod bpf;
-pub mod btf;
-pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod consumers;
 pub mod count;
 pub mod cpuset;
 pub mod destination;
-pub mod ebpf;
 pub mod error;
-pub mod ethtool;
 pub mod expect;
 pub mod fanout;
 pub mod flows;
@@ -79,7 +73,6 @@ pub mod output;
 pub mod packet;
 pub mod pcapfilter;
 pub mod pcapng;
-pub mod perf;
 pub mod probe_drops;
 #[cfg(test)]
 mod probe_facts;
@@ -87,12 +80,11 @@ mod probe_facts;
 mod probe_testnet;
 pub mod repeats;
 pub mod report;
-pub mod ring;
 pub mod rotate;
 pub mod rss;
 pub mod source;
 pub mod steering;
-pub mod tracing;
+pub mod sys;
 pub mod vantage;
 pub mod worker;
 pub mod xdp;

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::afpacket::PacketSocket;
 use crate::flows::FlowKey;
 use crate::live::{self, term, CpuReader, Header, LiveView, Mode, Snapshot, Ticker};
 use crate::options::Options;
 use crate::options::Vantage;
+use crate::sys::afpacket::PacketSocket;
 use crate::vantage::{Plan, NO_ID};
 use crate::worker::Shared;
 

@@ -301,12 +301,12 @@ pub fn capture_filter(
     direction: Direction,
     snaplen: u32,
     kernel_snaplen: u32,
-) -> std::result::Result<(crate::afpacket::Filter, Option<String>), crate::error::Error> {
+) -> std::result::Result<(crate::sys::afpacket::Filter, Option<String>), crate::error::Error> {
     use crate::error::{Error, Why};
     use crate::options::FilterSource;
     let Some(source) = source else {
         return Ok((
-            crate::afpacket::Filter::direction(direction, kernel_snaplen),
+            crate::sys::afpacket::Filter::direction(direction, kernel_snaplen),
             None,
         ));
     };
@@ -336,7 +336,7 @@ pub fn capture_filter(
         user.len(),
         kernel.len()
     );
-    Ok((crate::afpacket::Filter::from_insns(kernel), Some(said)))
+    Ok((crate::sys::afpacket::Filter::from_insns(kernel), Some(said)))
 }
 
 // ---------------------------------------------------------------------------
@@ -396,7 +396,7 @@ const SKF_AD_VLAN_TPID: u32 = 60;
 /// skb data only).
 const SKF_NET_OFF: u32 = (-0x100000i32) as u32;
 
-const PACKET_OUTGOING: u32 = crate::afpacket::PACKET_OUTGOING as u32;
+const PACKET_OUTGOING: u32 = crate::sys::afpacket::PACKET_OUTGOING as u32;
 
 // ARPHRD_* (<linux/if_arp.h>) of the devices whose link header length the
 // cooked rewrite knows: with a header_ops->create (dev_has_header) a
@@ -1546,7 +1546,7 @@ mod tests {
     /// filter let through.
     mod kernel {
         use super::*;
-        use crate::afpacket::{Filter, PacketSocket};
+        use crate::sys::afpacket::{Filter, PacketSocket};
         use std::net::{Ipv4Addr, UdpSocket};
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         use std::sync::atomic::{AtomicU32, Ordering};
@@ -1604,7 +1604,7 @@ mod tests {
             }
 
             fn ifindex(&self, name: &'static str) -> u32 {
-                self.run(move || crate::afpacket::ifindex(name).unwrap())
+                self.run(move || crate::sys::afpacket::ifindex(name).unwrap())
             }
         }
 

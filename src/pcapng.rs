@@ -37,7 +37,6 @@ use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeade
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{Endianness, PcapError};
 
-use crate::afpacket::PACKET_OUTGOING;
 use crate::destination::{self, Kind};
 use crate::merge;
 use crate::options::Precision;
@@ -45,6 +44,7 @@ use crate::output::WriteFailure;
 use crate::packet::Frame;
 use crate::packet::LinkType;
 use crate::packet::Packet;
+use crate::sys::afpacket::PACKET_OUTGOING;
 
 /// Bytes buffered before a write(2), as for pcap output.
 const BUFFER: usize = 256 * 1024;
@@ -108,22 +108,10 @@ pub const USER_APPLICATION: &str = concat!(env!("CARGO_PKG_NAME"), " ", env!("CA
 /// The shb_os: the kernel's name and release as uname(2) gives them
 /// (`Linux 6.18.44`), the form dumpcap writes.
 pub fn os_name() -> String {
-    // SAFETY: utsname is plain bytes; all zeroes is a valid value.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: uname() writes only into the struct it is given, whose
-    // fields it NUL-terminates on success.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return String::from("Linux");
+    match crate::sys::host::uname() {
+        Some((sysname, release)) => format!("{sysname} {release}"),
+        None => String::from("Linux"),
     }
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    format!("{} {}", field(&u.sysname), field(&u.release))
 }
 
 /// One captured stream, described as an interface of the file.
@@ -492,7 +480,7 @@ impl EpbBatch {
         // The batch's memory was last written here a batch ago and read by
         // the merger thread since, on another cpu as often as not: asked
         // for ahead, it is here when the encoding gets to it.
-        crate::cache::write_ahead(&self.data, offset + crate::cache::READ_AHEAD, 2);
+        crate::sys::cache::write_ahead(&self.data, offset + crate::sys::cache::READ_AHEAD, 2);
         encode_epb_at(&mut self.data[offset..end], precision, info, frame);
         self.used = end;
         self.blocks
@@ -507,8 +495,8 @@ impl EpbBatch {
     /// without, 20-21 with.
     #[inline]
     pub fn read_ahead(&self, i: usize) {
-        let at = self.blocks[i].1 as usize + crate::cache::READ_AHEAD;
-        crate::cache::read_ahead(&self.data[..self.used], at, 2);
+        let at = self.blocks[i].1 as usize + crate::sys::cache::READ_AHEAD;
+        crate::sys::cache::read_ahead(&self.data[..self.used], at, 2);
     }
 
     /// Block `i`, whole.

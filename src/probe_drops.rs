@@ -8,7 +8,7 @@
 //! socket); packets it is
 //! done with normally go through `skb:consume_skb` instead, so the program
 //! runs only for drops. Everything it needs from the kernel comes from the
-//! kernel's BTF ([`crate::btf`]), read when the probe is attached:
+//! kernel's BTF ([`crate::sys::btf`]), read when the probe is attached:
 //!
 //! - the positions of the skb, reason and receiving socket arguments, from
 //!   the tracepoint's prototype (`btf_trace_kfree_skb`): kernels before
@@ -79,10 +79,10 @@ use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use crate::bpf::{Map, MapType, Program};
-use crate::btf::Btf;
-use crate::ebpf::{self, Asm, Insn, Reg, Size};
-use crate::tracing::{self, Attached, Hook, ProbeError, RunStats};
+use crate::sys::bpf::{Map, MapType, Program};
+use crate::sys::btf::Btf;
+use crate::sys::ebpf::{self, Asm, Insn, Reg, Size};
+use crate::sys::tracing::{self, Attached, Hook, ProbeError, RunStats};
 
 /// The tracepoint (`skb:kfree_skb`, by its name without the group).
 pub const TRACEPOINT: &str = "kfree_skb";

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::probe_testnet::{send_udp, udp_socket_drops, Ns, Pair};
-use crate::tracing::{HookKind, Via};
+use crate::sys::tracing::{HookKind, Via};
 
 /// A port nobody listens on.
 const CLOSED: u16 = 9;
@@ -401,8 +401,8 @@ fn cost() {
 /// error names what is missing.
 #[test]
 fn missing_pieces_are_named() {
-    use crate::btf::tests::Blob;
-    use crate::btf::Kind;
+    use crate::sys::btf::tests::Blob;
+    use crate::sys::btf::Kind;
     let mut b = Blob::new();
     let skb = b.comp(Kind::Struct, "sk_buff", false, 0, &[]);
     let skb_ptr = b.ty(Kind::Ptr, "", false, 0, skb, &[]);
@@ -427,8 +427,9 @@ fn missing_pieces_are_named() {
         e.to_string(),
         "the kernel's BTF has no tracepoint kfree_skb (typedef btf_trace_kfree_skb)"
     );
-    let e =
-        crate::btf::BtfError::NoKernelBtf(std::io::Error::from_raw_os_error(libc::ENOENT).into());
+    let e = crate::sys::btf::BtfError::NoKernelBtf(
+        std::io::Error::from_raw_os_error(libc::ENOENT).into(),
+    );
     assert_eq!(
         e.to_string(),
         "this kernel has no BTF (/sys/kernel/btf/vmlinux): No such file or directory"

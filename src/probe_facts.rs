@@ -1,6 +1,6 @@
 //! What the kernel's receive and transmit hooks see, on the running
 //! kernel: the facts the path of a flow (issue 28) builds on, proven with
-//! BTF-typed probes of our own ([`crate::tracing`]) on a veth pair.
+//! BTF-typed probes of our own ([`crate::sys::tracing`]) on a veth pair.
 //!
 //! Verified on Linux 6.18 (x86_64, 2 cpus), UDP datagrams a -> b over
 //! va/vb (two queues each way; XPS on va sends cpu0's packets on tx-1;
@@ -48,11 +48,11 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::bpf::{Map, MapType};
-use crate::btf::Btf;
-use crate::ebpf::{self, Insn};
 use crate::probe_testnet::{pin, send_udp, Pair};
-use crate::tracing::{self, Attached, Hook};
+use crate::sys::bpf::{Map, MapType};
+use crate::sys::btf::Btf;
+use crate::sys::ebpf::{self, Insn};
+use crate::sys::tracing::{self, Attached, Hook};
 
 /// Where a probe finds the namespace to compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -87,7 +87,7 @@ impl Ns {
 
     /// The ifindex of `ifname` in this namespace.
     pub fn ifindex(&self, ifname: &str) -> u32 {
-        self.run(|| crate::afpacket::ifindex(ifname).unwrap())
+        self.run(|| crate::sys::afpacket::ifindex(ifname).unwrap())
     }
 
     /// Runs `sh -c script` in this namespace.

@@ -25,6 +25,8 @@ use crate::options::{Rotation, FILE_SIZE_UNIT};
 use std::collections::HashMap;
 use std::ffi::CString;
 
+use crate::sys::host::{self, StrftimeError};
+
 fn positive(s: &str) -> Option<u64> {
     // Digits only: no sign, no space, no suffix (tcpdump takes the number
     // with strtol and rejects anything left over).
@@ -167,27 +169,12 @@ pub fn strftime_local(pattern: &str, time: i64) -> Result<String, NameError> {
         return Ok(String::new());
     }
     let c_pattern = CString::new(pattern).map_err(|_| NameError::Nul)?;
-    // SAFETY: tm is plain integers (and a pointer localtime_r sets); all
-    // zeroes is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t: libc::time_t = time as libc::time_t;
-    // SAFETY: both pointers are to live locals; localtime_r is the
-    // reentrant form and writes only *tm.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return Err(NameError::Time);
-    }
-    let mut buf = vec![0u8; PATH_MAX + 1];
-    // SAFETY: buf has buf.len() writable bytes; the pattern is
-    // NUL-terminated; tm was filled by localtime_r. strftime writes at most
-    // max bytes, the NUL included, and returns the length without it.
-    let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c_pattern.as_ptr(), &tm) };
-    if n == 0 {
-        // Too long (or a pattern that expands to nothing, which makes no
-        // file name either).
-        return Err(NameError::TooLong);
-    }
-    buf.truncate(n);
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    // Too long (or a pattern that expands to nothing, which makes no file
+    // name either): TooLong.
+    host::strftime_local(&c_pattern, time, PATH_MAX).map_err(|e| match e {
+        StrftimeError::Time => NameError::Time,
+        StrftimeError::TooLong => NameError::TooLong,
+    })
 }
 
 /// What to do before writing a packet.
@@ -585,13 +572,10 @@ mod tests {
     fn strftime_is_local_time() {
         // Whatever the zone, %s is the epoch second and %% a percent.
         assert_eq!(strftime_local("a%%b-%s", 86_400).unwrap(), "a%b-86400");
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        let t: libc::time_t = 1_700_000_000;
-        // SAFETY: pointers to live locals.
-        assert!(!unsafe { libc::localtime_r(&t, &mut tm) }.is_null());
+        let [year, _, _, hour, _, _] = crate::sys::host::local_fields(1_700_000_000).unwrap();
         assert_eq!(
             strftime_local("%Y-%H", 1_700_000_000).unwrap(),
-            format!("{}-{:02}", tm.tm_year + 1900, tm.tm_hour)
+            format!("{year}-{hour:02}")
         );
         assert_eq!(strftime_local("a\0b", 0), Err(NameError::Nul));
         assert_eq!(

@@ -2,7 +2,7 @@
 //! and what `--rss-hash` prints.
 //!
 //! Everything here is pure computation: the device's table, key, hashed
-//! fields and queue interrupts come from [`crate::ethtool`];
+//! fields and queue interrupts come from [`crate::sys::ethtool`];
 //! [`crate::steering::rss_hash_command`] puts them together for
 //! `--rss-hash`, [`Report`] says the answer (text, `-v`, `--json`).
 //!
@@ -111,7 +111,7 @@ impl ToeplitzTable {
 }
 
 /// Which parts of the tuple a device hashes: ETHTOOL_GRXFH's `RXH_*` bits
-/// for the flow type (see [`crate::ethtool::rx_hash_fields`]).
+/// for the flow type (see [`crate::sys::ethtool::rx_hash_fields`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fields {
     pub src_addr: bool,

@@ -5,13 +5,13 @@
 
 use std::io;
 
-use crate::afpacket::{self, FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
-use crate::bpf::Program;
 use crate::error::{Error, Result, Why};
 use crate::fanout;
 use crate::options::Options;
 use crate::packet::LinkType;
-use crate::ring::{Geometry, Ring};
+use crate::sys::afpacket::{self, FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
+use crate::sys::bpf::Program;
+use crate::sys::ring::{Geometry, Ring};
 use crate::vantage::{Plan, Route};
 
 /// Room for the longest link-layer header in front of the network header

@@ -51,8 +51,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::cpuset::CpuSet;
-use crate::ethtool::{self, FlowType, QueueIrq, Rss};
 use crate::rss::{Fields, Tuple};
+use crate::sys::ethtool::{self, FlowType, QueueIrq, Rss};
 
 /// What steers a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +236,7 @@ impl Config {
     pub fn read(ifname: &str) -> Config {
         let mut notes = Vec::new();
         let class = PathBuf::from(format!("/sys/class/net/{ifname}"));
-        let ifindex = crate::afpacket::ifindex(ifname);
+        let ifindex = crate::sys::afpacket::ifindex(ifname);
         let sysfs_ifindex = read_trimmed(&class.join("ifindex"))
             .ok()
             .and_then(|s| s.parse::<u32>().ok());
@@ -859,7 +859,7 @@ pub fn rss_hash_command(
         why: crate::error::Why(e),
     })?;
     let cpus_of = |q| {
-        let ifindex = crate::afpacket::ifindex(name).ok()?;
+        let ifindex = crate::sys::afpacket::ifindex(name).ok()?;
         let irq = ethtool::rx_queue_irq(name, ifindex, q)?;
         Some(irq.affinity?.cpus().clone())
     };
@@ -1457,9 +1457,9 @@ mod tests {
     // Against the kernel: packets captured with their flow hash, in a group
     // whose member index is the stream (cpu or queue) the kernel put them in.
 
-    use crate::afpacket::{Filter, PacketSocket, TpacketReq3, TPACKET_V3};
-    use crate::ethtool::tests::TestNs;
     use crate::options::Direction;
+    use crate::sys::afpacket::{Filter, PacketSocket, TpacketReq3, TPACKET_V3};
+    use crate::sys::ethtool::tests::TestNs;
     use std::os::fd::AsRawFd;
 
     const SOL_PACKET: libc::c_int = 263;
@@ -1721,7 +1721,7 @@ mod tests {
                 "{describe}"
             );
 
-            let ifindex = crate::afpacket::ifindex("vr").unwrap();
+            let ifindex = crate::sys::afpacket::ifindex("vr").unwrap();
             let mut rings: Vec<HashRing> = (0..2)
                 .map(|_| HashRing::new(ifindex, Direction::Rx, PACKET_FANOUT_CPU, 1))
                 .collect();
@@ -1766,7 +1766,7 @@ mod tests {
             .collect();
         a.exec(&["sh", "-c", &writes.join("; ")]);
         let config = a.run(true, || Config::read("vs"));
-        let ifindex = a.run(false, || crate::afpacket::ifindex("vs").unwrap());
+        let ifindex = a.run(false, || crate::sys::afpacket::ifindex("vs").unwrap());
         let mut rings: Vec<HashRing> = a.run(false, || {
             (0..2)
                 .map(|_| HashRing::new(ifindex, Direction::Tx, PACKET_FANOUT_QM, 2))
@@ -1930,7 +1930,7 @@ mod tests {
             let config = Config::read("vr");
             assert_eq!(config.rx[0].rps_map, [0, 1]);
             assert_eq!(config.online, CpuSet::parse_list("0").unwrap());
-            let ifindex = crate::afpacket::ifindex("vr").unwrap();
+            let ifindex = crate::sys::afpacket::ifindex("vr").unwrap();
             let mut rings: Vec<HashRing> = (0..2)
                 .map(|_| HashRing::new(ifindex, Direction::Rx, PACKET_FANOUT_CPU, 3))
                 .collect();
@@ -2058,7 +2058,7 @@ mod tests {
                 // sysfs mounted in a, the thread then in b: /sys/class/net/dx
                 // is a's dx.
                 a.enter();
-                crate::ethtool::tests::own_sysfs();
+                crate::sys::ethtool::tests::own_sysfs();
                 b.enter();
                 Config::read("dx")
             })

@@ -364,7 +364,7 @@ pub fn queue_counts(name: &str) -> Result<QueueCounts> {
         why: Why(e),
         hint: hint.to_string(),
     };
-    let ifindex = crate::afpacket::ifindex(name).map_err(|e| bad(e, ""))?;
+    let ifindex = crate::sys::afpacket::ifindex(name).map_err(|e| bad(e, ""))?;
     let dir = format!("/sys/class/net/{name}");
     let sys_index = std::fs::read_to_string(format!("{dir}/ifindex"))
         .ok()

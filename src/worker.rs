@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::afpacket::{Filter, PacketSocket};
 pub use crate::consumers::Leftovers;
 use crate::consumers::{Consumers, Outcome};
 use crate::count::Gate;
 use crate::cpuset::CpuSet;
 use crate::flows::FlowKey;
 use crate::merge;
-use crate::ring::Ring;
+use crate::sys::afpacket::{Filter, PacketSocket};
+use crate::sys::ring::Ring;
 
 /// Why a worker ended early.
 #[derive(Debug)]

@@ -29,7 +29,7 @@
 //! read at the end), only while user space has the window open, only on the
 //! selected cpus (and queues); with a snap length it also writes each frame
 //! (a small header, then the first snaplen bytes) to the current cpu's
-//! perf event ring ([`crate::perf`]), counting per cpu the records that did
+//! perf event ring ([`crate::sys::perf`]), counting per cpu the records that did
 //! not fit. With `-c N` a shared budget caps the total at exactly N.
 //!
 //! The program is attached with a BPF link (BPF_LINK_CREATE), so the kernel
@@ -42,16 +42,18 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::bpf::{
-    self, Link, LoadOptions, Map, MapMemory, MapType, ProgType, Program, BPF_F_MMAPABLE,
-    BPF_F_XDP_HAS_FRAGS, BPF_XDP,
-};
 use crate::cpuset::CpuSet;
-use crate::ebpf::{self, helper, xdp_md, Asm, Cond, Insn, Reg, Size};
 use crate::error::Why;
 use crate::options::XdpMode;
 use crate::packet::Packet;
-use crate::perf::{self, PerfRing, ReadStats, Record, Wakeup};
+use crate::sys::bpf::{
+    self, Link, LoadOptions, Map, MapMemory, MapType, ProgType, Program, BPF_F_MMAPABLE,
+    BPF_F_XDP_HAS_FRAGS, BPF_XDP,
+};
+use crate::sys::ebpf::{self, helper, xdp_md, Asm, Cond, Insn, Reg, Size};
+use crate::sys::host::{self, clock_ns, Clock};
+use crate::sys::netlink;
+use crate::sys::perf::{self, PerfRing, ReadStats, Record, Wakeup};
 
 /// XDP_FLAGS_SKB_MODE / XDP_FLAGS_DRV_MODE (<linux/if_link.h>).
 pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -382,19 +384,6 @@ pub struct WallClock {
     offset_ns: AtomicI64,
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec; both clocks always exist.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    // time_t and c_long are i32 on 32-bit targets.
-    #[allow(clippy::useless_conversion)]
-    let (sec, nsec) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
-    sec * 1_000_000_000 + nsec
-}
-
 impl WallClock {
     /// Measures the offset: of a few (monotonic, realtime, monotonic)
     /// readings it takes the one with the shortest bracket, the realtime
@@ -403,9 +392,9 @@ impl WallClock {
     pub fn calibrate(&self) {
         let mut best = (i64::MAX, 0);
         for _ in 0..8 {
-            let a = clock_ns(libc::CLOCK_MONOTONIC);
-            let r = clock_ns(libc::CLOCK_REALTIME);
-            let b = clock_ns(libc::CLOCK_MONOTONIC);
+            let a = clock_ns(Clock::Monotonic);
+            let r = clock_ns(Clock::Realtime);
+            let b = clock_ns(Clock::Monotonic);
             if b - a < best.0 {
                 best = (b - a, r - (a + (b - a) / 2));
             }
@@ -660,7 +649,7 @@ impl XdpCapture {
     /// network namespace and attaches the program; nothing is counted
     /// until [`XdpCapture::start`].
     pub fn attach(ifindex: u32, opts: &Options) -> Result<XdpCapture, XdpError> {
-        let ifname = crate::afpacket::ifname(ifindex).unwrap_or_else(|| format!("#{ifindex}"));
+        let ifname = crate::sys::afpacket::ifname(ifindex).unwrap_or_else(|| format!("#{ifindex}"));
         let perfmon = if opts.snaplen.is_some() {
             ", and CAP_PERFMON to copy packets out"
         } else {
@@ -910,8 +899,7 @@ impl XdpCapture {
 }
 
 fn page_round(n: usize) -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let page = host::page_size();
     n.div_ceil(page).max(1) * page
 }
 
@@ -1011,10 +999,7 @@ fn attach_link(
 /// proves that cpu left any softirq it was in (softirqs are not preempted
 /// by tasks, except on PREEMPT_RT).
 fn quiesce(cpus: &CpuSet) -> io::Result<()> {
-    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
-    // SAFETY: membarrier takes no pointers.
-    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
-    if r == 0 {
+    if host::membarrier_global() {
         return Ok(());
     }
     quiesce_by_running_on(cpus);
@@ -1085,166 +1070,6 @@ pub fn attached_program(ifindex: u32) -> io::Result<Option<Attached>> {
         .and_then(|a| a.get(..4))
         .map_or(0, |a| u32::from_ne_bytes([a[0], a[1], a[2], a[3]]));
     Ok(Some(Attached { id, mode }))
-}
-
-/// The little of rtnetlink this module needs.
-pub(crate) mod netlink {
-    use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    const RTM_NEWLINK: u16 = 16;
-    const RTM_GETLINK: u16 = 18;
-    #[cfg(test)]
-    const RTM_SETLINK: u16 = 19;
-    const NLMSG_ERROR: u16 = 2;
-    const NLM_F_REQUEST: u16 = 1;
-    #[cfg(test)]
-    const NLM_F_ACK: u16 = 4;
-    pub const IFLA_XDP: u16 = 43;
-    #[cfg(test)]
-    pub const IFLA_XDP_FD: u16 = 1;
-    pub const IFLA_XDP_ATTACHED: u16 = 2;
-    #[cfg(test)]
-    pub const IFLA_XDP_FLAGS: u16 = 3;
-    pub const IFLA_XDP_PROG_ID: u16 = 4;
-    const NLMSG_HDRLEN: usize = 16;
-    const IFINFOMSG_LEN: usize = 16;
-    /// NLA_F_NESTED | NLA_F_NET_BYTEORDER: not part of the type.
-    const NLA_TYPE_MASK: u16 = 0x3fff;
-
-    fn socket() -> io::Result<OwnedFd> {
-        // SAFETY: socket() takes no pointers; the result is checked and
-        // owned by OwnedFd.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is fresh and owned by nothing else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
-    /// A request: header, ifinfomsg for `ifindex`, then `attrs`.
-    fn request(kind: u16, flags: u16, ifindex: u32, attrs: &[u8]) -> Vec<u8> {
-        let len = NLMSG_HDRLEN + IFINFOMSG_LEN + attrs.len();
-        let mut m = Vec::with_capacity(len);
-        m.extend_from_slice(&(len as u32).to_ne_bytes());
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-        m.extend_from_slice(&1u32.to_ne_bytes()); // seq
-        m.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel's
-        m.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
-        m.extend_from_slice(&(ifindex as i32).to_ne_bytes());
-        m.extend_from_slice(&[0; 8]); // flags, change
-        m.extend_from_slice(attrs);
-        m
-    }
-
-    /// Sends `msg` and returns the payload of the answer of type `want`
-    /// (an NLMSG_ERROR answer with error 0 is an ack: empty payload).
-    fn transact(msg: &[u8], want: u16) -> io::Result<Vec<u8>> {
-        let sock = socket()?;
-        // SAFETY: msg is a live buffer of its length; a netlink socket
-        // without a bound address sends to the kernel.
-        let n = unsafe { libc::send(sock.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            // SAFETY: buf is writable for its length.
-            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut rest = &buf[..n as usize];
-            while rest.len() >= NLMSG_HDRLEN {
-                let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-                if len < NLMSG_HDRLEN || len > rest.len() {
-                    return Err(io::Error::from(io::ErrorKind::InvalidData));
-                }
-                let payload = &rest[NLMSG_HDRLEN..len];
-                if kind == NLMSG_ERROR {
-                    let code = payload
-                        .get(..4)
-                        .map_or(0, |e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
-                    return if code == 0 {
-                        Ok(Vec::new())
-                    } else {
-                        Err(io::Error::from_raw_os_error(-code))
-                    };
-                }
-                if kind == want {
-                    return Ok(payload.to_vec());
-                }
-                rest = &rest[align4(len).min(rest.len())..];
-            }
-        }
-    }
-
-    fn align4(n: usize) -> usize {
-        (n + 3) & !3
-    }
-
-    /// The attributes of interface `ifindex` (RTM_NEWLINK's, after the
-    /// ifinfomsg).
-    pub fn get_link(ifindex: u32) -> io::Result<Vec<u8>> {
-        let payload = transact(&request(RTM_GETLINK, 0, ifindex, &[]), RTM_NEWLINK)?;
-        Ok(payload.get(IFINFOMSG_LEN..).unwrap_or(&[]).to_vec())
-    }
-
-    /// The payload of attribute `kind` among `attrs`.
-    pub fn find_attr(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
-        while attrs.len() >= 4 {
-            let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-            let k = u16::from_ne_bytes([attrs[2], attrs[3]]) & NLA_TYPE_MASK;
-            if len < 4 || len > attrs.len() {
-                return None;
-            }
-            if k == kind {
-                return Some(&attrs[4..len]);
-            }
-            attrs = &attrs[align4(len).min(attrs.len())..];
-        }
-        None
-    }
-
-    #[cfg(test)]
-    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut a = Vec::new();
-        a.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(payload);
-        while a.len() % 4 != 0 {
-            a.push(0);
-        }
-        a
-    }
-
-    /// Attaches program `fd` (-1: detaches) the old way, through netlink
-    /// (what `ip link set dev X xdp ...` does): no link, so it stays
-    /// until detached. For tests of a foreign program.
-    #[cfg(test)]
-    pub fn set_xdp(ifindex: u32, fd: i32, flags: u32) -> io::Result<()> {
-        let mut inner = attr(IFLA_XDP_FD, &fd.to_ne_bytes());
-        inner.extend(attr(IFLA_XDP_FLAGS, &flags.to_ne_bytes()));
-        let nested = attr(IFLA_XDP | 0x8000, &inner);
-        transact(
-            &request(RTM_SETLINK, NLM_F_ACK, ifindex, &nested),
-            NLMSG_ERROR,
-        )
-        .map(|_| ())
-    }
 }
 
 impl AsRawFd for PerfReader {
@@ -1382,7 +1207,7 @@ mod tests {
         }
 
         fn vb(&self) -> u32 {
-            self.in_b(|| crate::afpacket::ifindex("vb").unwrap())
+            self.in_b(|| crate::sys::afpacket::ifindex("vb").unwrap())
         }
 
         /// Sends `n` datagrams of `payload` bytes from a thread pinned to
@@ -1437,7 +1262,7 @@ mod tests {
     }
 
     fn wall_ns() -> i64 {
-        clock_ns(libc::CLOCK_REALTIME)
+        clock_ns(Clock::Realtime)
     }
 
     /// Reads every record of every reader (after stop(): until empty).
@@ -1515,7 +1340,7 @@ mod tests {
             .store(1_700_000_000_000_000_000, Ordering::Relaxed);
         assert_eq!(c.to_wall(1_500_000_001), (1_700_000_001, 500_000_001));
         c.calibrate();
-        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let mono = clock_ns(Clock::Monotonic) as u64;
         let (sec, nsec) = c.to_wall(mono);
         let wall = sec as i64 * 1_000_000_000 + nsec as i64;
         // The conversion of "now" lands within a millisecond of now.
@@ -1963,7 +1788,7 @@ mod tests {
     fn tun_queues_in_generic_mode() {
         let net = Net::new();
         let fds = mq_tun(&net, 2);
-        let tun = net.in_b(|| crate::afpacket::ifindex("mqtun").unwrap());
+        let tun = net.in_b(|| crate::sys::afpacket::ifindex("mqtun").unwrap());
         let mut opts = Options::new(XdpMode::Native, both());
         let e = net.in_b(|| XdpCapture::attach(tun, &opts)).err().unwrap();
         assert!(matches!(e, XdpError::NoNative { .. }), "{e}");
@@ -2109,7 +1934,7 @@ mod tests {
     #[test]
     fn native_mode_on_lo_is_refused_auto_falls_back() {
         let net = Net::new();
-        let lo = net.in_b(|| crate::afpacket::ifindex("lo").unwrap());
+        let lo = net.in_b(|| crate::sys::afpacket::ifindex("lo").unwrap());
         let e = net
             .in_b(|| XdpCapture::attach(lo, &Options::new(XdpMode::Native, both())))
             .err()
@@ -2210,7 +2035,7 @@ mod tests {
             return;
         };
         enter(&ns);
-        let vb = crate::afpacket::ifindex("vb").unwrap();
+        let vb = crate::sys::afpacket::ifindex("vb").unwrap();
         let mut opts = Options::new(XdpMode::Native, both());
         opts.snaplen = Some(64);
         let xdp = XdpCapture::attach(vb, &opts).unwrap();

@@ -16,7 +16,6 @@ use std::time::Duration;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
-use crate::afpacket::{self, Filter, PacketSocket};
 use crate::capture::{stop_signal, Deadline, Outputs, Verbose, RETIRE_MS};
 use crate::consumers::{Consumers, Leftovers, MergedStream, Outcome};
 use crate::cpuset::CpuSet;
@@ -26,9 +25,10 @@ use crate::monitor::{Count, Counters, Monitor};
 use crate::options::Options;
 use crate::output::Format;
 use crate::packet::Packet;
-use crate::perf::Wakeup;
 use crate::report::{self, Report, StreamCount};
 use crate::source::Target;
+use crate::sys::afpacket::{self, Filter, PacketSocket};
+use crate::sys::perf::Wakeup;
 use crate::vantage::{Plan, Route, StreamKind};
 use crate::worker::{pin_to, test_hooks, Fault, PanicGuard, Shared};
 use crate::xdp::{self, Counts, PerfReader, XdpCapture, XdpRecord};
@@ -138,7 +138,7 @@ fn xdp_options(opts: &Options, plan: &Plan) -> xdp::Options {
         snaplen: records.then(|| opts.snaplen.min(xdp::MAX_SNAPLEN)),
         ring_bytes: opts
             .buffer_bytes
-            .unwrap_or_else(|| crate::ring::default_bytes(plan.streams.len(), 0).0),
+            .unwrap_or_else(|| crate::sys::ring::default_bytes(plan.streams.len(), 0).0),
         wakeup: if opts.packet_buffered {
             Wakeup::EveryRecord
         } else {

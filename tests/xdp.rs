@@ -180,7 +180,7 @@ fn another_programs_xdp_is_left_alone() {
     let name = vb.ifname.clone();
     // Another program's XDP, attached from this test process.
     let other = in_netns(&b, move || {
-        let ifindex = rxtxcpu::afpacket::ifindex(&name).unwrap();
+        let ifindex = rxtxcpu::sys::afpacket::ifindex(&name).unwrap();
         let opts = rxtxcpu::xdp::Options::new(rxtxcpu::options::XdpMode::Native, (0..2).collect());
         rxtxcpu::xdp::XdpCapture::attach(ifindex, &opts).unwrap()
     });

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use nix::sched::{unshare, CloneFlags};
 
 use super::*;
-use crate::afpacket::{self, PacketSocket, PACKET_OUTGOING};
 use crate::packet::LinkType;
-use crate::ring::{Geometry, Ring};
+use crate::sys::afpacket::{self, PacketSocket, PACKET_OUTGOING};
+use crate::sys::ring::{Geometry, Ring};
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip")

@@ -15,7 +15,7 @@
 //! all alike (about 60).
 
 use super::key::FlowKey;
-use crate::cache::{prefetch, prefetch_range_l2};
+use crate::sys::cache::{prefetch, prefetch_range_l2};
 
 /// A slot is free while its value is the zero value (a tracked flow has
 /// at least one packet, so its counts are never all zero).

@@ -113,7 +113,7 @@ impl Meta {
             hash,
             sec: p.sec,
             nsec: p.nsec,
-            direction: if p.pkttype == crate::afpacket::PACKET_OUTGOING {
+            direction: if p.pkttype == crate::sys::afpacket::PACKET_OUTGOING {
                 SENT
             } else {
                 RECEIVED
@@ -230,13 +230,13 @@ impl FlowTable {
     /// no order, and each flow's first visit waited on memory: 512 flows
     /// in a block of 3,276 packets, one packet in six. Asked for all at
     /// once, the lines come in together, in the time of a few misses.
-    /// Measured with the ring's read-ahead (see [`crate::ring::Packets`]),
+    /// Measured with the ring's read-ahead (see [`crate::sys::ring::Packets`]),
     /// scripts/bench.sh `--cases fl,e`, six rounds alternated with the
     /// code before: `--flows` against tcpdump `-w /dev/null` 0.40-0.52
     /// (median 0.46) per round, before 0.41-0.63 (0.60).
     #[inline]
     pub fn warm(&self, packets: usize) {
-        if self.map.cached() && self.map.bytes() / crate::cache::LINE <= packets {
+        if self.map.cached() && self.map.bytes() / crate::sys::cache::LINE <= packets {
             self.map.warm();
         }
     }

@@ -1259,7 +1259,7 @@ fn ip_addrs_rebuild_the_tuple() {
 #[ignore]
 fn worker_flows_per_packet_cost() {
     use crate::consumers::Consumers;
-    use crate::ring::{synthetic, Block};
+    use crate::sys::ring::{synthetic, Block};
     let flows: usize = std::env::var("FLOWS").map_or(512, |v| v.parse().unwrap());
     let frames: Vec<Vec<u8>> = (0..flows as u32)
         .map(|f| {

@@ -1074,7 +1074,7 @@ fn per_packet_cost() {
 #[test]
 #[ignore]
 fn worker_repeats_per_packet_cost() {
-    use crate::ring::{synthetic, Block};
+    use crate::sys::ring::{synthetic, Block};
     // Frames that differ each time: a per-frame counter in the payload,
     // over 8192 frames per block, as many distinct as the block holds.
     let frames: Vec<Vec<u8>> = (0..8192u32)

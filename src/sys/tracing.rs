@@ -35,10 +35,10 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::bpf::{self, Link, LoadOptions, ProgType, Program};
-use crate::btf::{Btf, BtfError, Kind};
-use crate::ebpf::Insn;
 use crate::error::Why;
+use crate::sys::bpf::{self, Link, LoadOptions, ProgType, Program};
+use crate::sys::btf::{Btf, BtfError, Kind};
+use crate::sys::ebpf::Insn;
 
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_int = 17;

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::os::fd::AsRawFd;
 
-use crate::afpacket::{PacketSocket, TpacketReq3, TPACKET_V3};
-use crate::cache;
 use crate::packet::{stamp_ns, Packet};
+use crate::sys::afpacket::{PacketSocket, TpacketReq3, TPACKET_V3};
+use crate::sys::cache;
 
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;

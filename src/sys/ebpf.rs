@@ -1,7 +1,7 @@
 //! eBPF instructions, assembled in Rust: the project's programs are a
 //! handful of instructions each, so they are written here as instruction
 //! arrays (as the original rxtxqueue's are) and need no BPF toolchain to
-//! build. Loading them is [`crate::bpf`]'s job.
+//! build. Loading them is [`crate::sys::bpf`]'s job.
 
 /// One eBPF instruction (`struct bpf_insn`): opcode, destination and
 /// source registers packed into one byte, a signed offset, an immediate.

@@ -4,7 +4,7 @@
 //! else a conservative reading of /proc/interrupts).
 //!
 //! The ioctls and netlink requests are answered for the calling thread's
-//! network namespace, like everything in [`crate::afpacket`]. Devices that
+//! network namespace, like everything in [`crate::sys::afpacket`]. Devices that
 //! implement none of this (veth, lo, tun, most virtual devices) answer
 //! EOPNOTSUPP; that is `Ok(None)` here, never an error.
 //!
@@ -12,6 +12,8 @@
 //! parsers are tested with recorded kernel answers.
 
 use std::io;
+
+use super::netlink::{self, NLMSG_ERROR, NLMSG_HDRLEN};
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -364,13 +366,7 @@ const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
 const CTRL_ATTR_FAMILY_NAME: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_HDRLEN: usize = 16;
 const GENL_HDRLEN: usize = 4;
-const NLA_HDRLEN: usize = 4;
-/// NLA_F_NESTED | NLA_F_NET_BYTEORDER: flags, not part of the type.
-const NLA_TYPE_MASK: u16 = !(3 << 14);
 
 // <linux/netdev.h>
 const NETDEV_CMD_QUEUE_GET: u8 = 10;
@@ -384,19 +380,7 @@ const NETDEV_A_NAPI_ID: u16 = 2;
 const NETDEV_A_NAPI_IRQ: u16 = 3;
 const NETDEV_A_NAPI_PID: u16 = 4;
 
-/// Netlink attributes in `buf`: (type without flags, payload).
-pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = u16::from_ne_bytes(buf.get(0..2)?.try_into().ok()?) as usize;
-        let kind = u16::from_ne_bytes(buf.get(2..4)?.try_into().ok()?) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN {
-            return None;
-        }
-        let payload = buf.get(NLA_HDRLEN..len)?;
-        buf = buf.get(len.next_multiple_of(4)..).unwrap_or(&[]);
-        Some((kind, payload))
-    })
-}
+pub use super::netlink::attrs;
 
 fn attr_u32(buf: &[u8], kind: u16) -> Option<u32> {
     attrs(buf)
@@ -436,75 +420,35 @@ pub fn parse_genl_reply(buf: &[u8], seq: u32) -> io::Result<&[u8]> {
 
 /// A request message: netlink header, genl header, u32 or string attrs.
 fn genl_request(family: u16, cmd: u8, seq: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
-    let mut m = vec![0u8; NLMSG_HDRLEN];
-    m.extend_from_slice(&[cmd, 1, 0, 0]);
+    let mut body = vec![cmd, 1, 0, 0];
     for (kind, payload) in attrs {
-        let len = NLA_HDRLEN + payload.len();
-        m.extend_from_slice(&(len as u16).to_ne_bytes());
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(payload);
-        m.resize(m.len().next_multiple_of(4), 0);
+        body.extend(netlink::attr(*kind, payload));
     }
-    let total = m.len() as u32;
-    m[0..4].copy_from_slice(&total.to_ne_bytes());
-    m[4..6].copy_from_slice(&family.to_ne_bytes());
-    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
-    m
+    netlink::message(family, 0, seq, &body)
 }
 
 /// A NETLINK_GENERIC socket of the calling thread's network namespace.
 struct Genl {
-    fd: OwnedFd,
-    seq: u32,
+    sock: netlink::Socket,
 }
 
 impl Genl {
     fn open() -> io::Result<Genl> {
-        // SAFETY: socket() takes no pointers; the descriptor is checked and
-        // owned by OwnedFd. The kernel binds it to a port on first send.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is fresh and owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Genl { fd, seq: 0 })
+        Ok(Genl {
+            sock: netlink::Socket::open(libc::NETLINK_GENERIC)?,
+        })
     }
 
     /// Sends one "do" request and returns its reply's attributes. The
     /// kernel answers a do request synchronously, before send() returns,
     /// so the reply is already queued when recv() runs.
     fn request(&mut self, family: u16, cmd: u8, attrs: &[(u16, &[u8])]) -> io::Result<Vec<u8>> {
-        self.seq += 1;
-        let msg = genl_request(family, cmd, self.seq, attrs);
-        // SAFETY: msg is a live buffer of msg.len() bytes; a netlink socket
-        // with no destination sends to the kernel.
-        let r = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let seq = self.sock.next_seq();
+        self.sock.send(&genl_request(family, cmd, seq, attrs))?;
         let mut buf = vec![0u8; 16384];
-        // SAFETY: buf is a live, writable buffer of buf.len() bytes.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        buf.truncate(n as usize);
-        parse_genl_reply(&buf, self.seq).map(<[u8]>::to_vec)
+        let n = self.sock.recv(&mut buf, true)?;
+        buf.truncate(n);
+        parse_genl_reply(&buf, seq).map(<[u8]>::to_vec)
     }
 
     /// The id of generic netlink family `name`; None if the kernel has no
@@ -841,11 +785,7 @@ pub(crate) mod tests {
 
     /// Attributes as the kernel lays them out (4-byte aligned).
     fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = ((NLA_HDRLEN + payload.len()) as u16).to_ne_bytes().to_vec();
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(payload);
-        v.resize(v.len().next_multiple_of(4), 0);
-        v
+        netlink::attr(kind, payload)
     }
 
     fn reply(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
@@ -1126,7 +1066,7 @@ LOC:      12345      67890   Local timer interrupts
                 for flow in FlowType::ALL {
                     assert_eq!(rx_hash_fields(dev, flow).unwrap(), None, "{dev} {flow:?}");
                 }
-                let ifindex = crate::afpacket::ifindex(dev).unwrap();
+                let ifindex = crate::sys::afpacket::ifindex(dev).unwrap();
                 // No NAPI (veth uses one only with GRO or XDP on).
                 assert_eq!(rx_queue_napi(ifindex, 0).unwrap(), None, "{dev}");
                 assert_eq!(rx_rings(dev).unwrap(), None, "{dev}");

@@ -1,7 +1,7 @@
 //! The bpf(2) system call: loading the project's eBPF programs (see
-//! [`crate::ebpf`] for how they are written), creating and reading their
+//! [`crate::sys::ebpf`] for how they are written), creating and reading their
 //! maps, and attaching them through BPF links. This module and
-//! [`crate::tracing`] (the commands of tracing programs, through
+//! [`crate::sys::tracing`] (the commands of tracing programs, through
 //! `sys_bpf`) are the only ones that call bpf(2); each unsafe block
 //! states what the kernel expects.
 
@@ -9,7 +9,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::ebpf::Insn;
+use crate::sys::ebpf::Insn;
 
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
@@ -491,7 +491,7 @@ pub struct Link {
 
 impl Link {
     /// A link another bpf(2) command made (BPF_RAW_TRACEPOINT_OPEN, or
-    /// BPF_LINK_CREATE for tracing programs: [`crate::tracing`]).
+    /// BPF_LINK_CREATE for tracing programs: [`crate::sys::tracing`]).
     pub(crate) fn from_fd(fd: OwnedFd) -> Link {
         Link { fd }
     }

@@ -1,5 +1,5 @@
 //! AF_PACKET sockets: creation, classic BPF filters, fanout, promiscuous
-//! membership, statistics. The mmap ring is in [`crate::ring`].
+//! membership, statistics. The mmap ring is in [`crate::sys::ring`].
 //!
 //! This and `ring.rs` are the only modules that talk to the packet socket
 //! API; each unsafe block states the kernel fact it relies on.
@@ -293,7 +293,7 @@ impl PacketSocket {
     /// Gives a PACKET_FANOUT_EBPF group its program. It applies to the whole
     /// group (any member may set it); until it is set the kernel sends every
     /// packet to member 0.
-    pub fn set_fanout_program(&self, prog: &crate::bpf::Program) -> io::Result<()> {
+    pub fn set_fanout_program(&self, prog: &crate::sys::bpf::Program) -> io::Result<()> {
         let fd: u32 = prog.as_raw_fd() as u32;
         self.set(SOL_PACKET, PACKET_FANOUT_DATA, &fd)
     }
