@@ -35,6 +35,10 @@
 //!   [`rss`], [`ethtool`] (where flows should have landed); [`monitor`]
 //!   feeding [`live`] (the `--live` view)
 
+// Every `unsafe` block lives in the kernel-facing layer, src/sys/, which
+// alone is allowed it (each block with its SAFETY comment).
+#![deny(unsafe_code)]
+
 /// `eprintln!` that cannot panic: stderr may be a pipe whose reader died
 /// with the same Ctrl-C that stops the capture (`2>&1 | tee log`), and a
 /// panic on the main thread then would leave workers nobody stops.
@@ -84,6 +88,7 @@ pub mod rotate;
 pub mod rss;
 pub mod source;
 pub mod steering;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod vantage;
 pub mod worker;

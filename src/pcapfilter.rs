@@ -26,17 +26,18 @@
 //!   that fits the packet. Every accepting return is capped at the kernel
 //!   snap length.
 
-use std::ffi::{c_char, c_int, c_uint, CStr, CString, OsStr, OsString};
+use std::ffi::{c_int, CString, OsString};
 use std::io;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use crate::options::Direction;
 use crate::packet::LinkType;
+use crate::sys::libpcap::Libpcap;
 
 /// One classic BPF instruction: (code, jt, jf, k), as `tcpdump -ddd`
 /// prints it and `struct sock_filter` holds it.
-pub type Insn = (u16, u8, u8, u32);
+pub use crate::sys::libpcap::Insn;
 
 /// The longest program the kernel accepts (BPF_MAXINSNS, <linux/bpf_common.h>).
 pub const BPF_MAXINSNS: usize = 4096;
@@ -87,47 +88,6 @@ type Result<T> = std::result::Result<T, FilterError>;
 // ---------------------------------------------------------------------------
 // libpcap, loaded at run time
 
-/// struct bpf_insn (pcap/bpf.h).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct BpfInsn {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
-}
-
-/// struct bpf_program (pcap/bpf.h).
-#[repr(C)]
-struct BpfProgram {
-    bf_len: c_uint,
-    bf_insns: *mut BpfInsn,
-}
-
-/// Opaque pcap_t.
-#[repr(C)]
-struct PcapT {
-    _private: [u8; 0],
-}
-
-type OpenDeadFn = unsafe extern "C" fn(c_int, c_int) -> *mut PcapT;
-type CompileFn =
-    unsafe extern "C" fn(*mut PcapT, *mut BpfProgram, *const c_char, c_int, u32) -> c_int;
-type GeterrFn = unsafe extern "C" fn(*mut PcapT) -> *mut c_char;
-type FreecodeFn = unsafe extern "C" fn(*mut BpfProgram);
-type CloseFn = unsafe extern "C" fn(*mut PcapT);
-
-/// The libpcap functions the compiler needs.
-struct Libpcap {
-    open_dead: OpenDeadFn,
-    compile: CompileFn,
-    geterr: GeterrFn,
-    freecode: FreecodeFn,
-    close: CloseFn,
-    /// Keeps the functions above mapped.
-    _lib: libloading::Library,
-}
-
 /// The names to try: the environment override alone, or the usual list.
 fn candidates(env: Option<OsString>) -> Vec<OsString> {
     match env {
@@ -136,93 +96,25 @@ fn candidates(env: Option<OsString>) -> Vec<OsString> {
     }
 }
 
-impl Libpcap {
-    /// Loads the first of `names` that is a libpcap.
-    fn load(names: &[OsString]) -> Result<Libpcap> {
-        let mut whys = Vec::new();
-        for name in names {
-            match Libpcap::load_one(name) {
-                Ok(lib) => return Ok(lib),
-                Err(e) => whys.push(e.to_string()),
-            }
-        }
-        Err(FilterError::NoLibpcap {
-            why: whys.join("; "),
-        })
-    }
-
-    fn load_one(name: &OsStr) -> std::result::Result<Libpcap, libloading::Error> {
-        // SAFETY: loading libpcap runs its initializers, which only set up
-        // its own state; nothing else of ours runs in the library.
-        let lib = unsafe { libloading::Library::new(name)? };
-        // SAFETY: each type is the C prototype of the named function in
-        // pcap/pcap.h (stable since libpcap 0.8, pcap_freecode since 0.6);
-        // the pointers stay valid while `_lib` keeps the library mapped.
-        unsafe {
-            Ok(Libpcap {
-                open_dead: *lib.get::<OpenDeadFn>(b"pcap_open_dead\0")?,
-                compile: *lib.get::<CompileFn>(b"pcap_compile\0")?,
-                geterr: *lib.get::<GeterrFn>(b"pcap_geterr\0")?,
-                freecode: *lib.get::<FreecodeFn>(b"pcap_freecode\0")?,
-                close: *lib.get::<CloseFn>(b"pcap_close\0")?,
-                _lib: lib,
-            })
+/// Loads the first of `names` that is a libpcap.
+fn load_first(names: &[OsString]) -> Result<Libpcap> {
+    let mut whys = Vec::new();
+    for name in names {
+        match Libpcap::load(name) {
+            Ok(lib) => return Ok(lib),
+            Err(e) => whys.push(e.to_string()),
         }
     }
-
-    /// pcap_compile on a dead handle of `dlt` and `snaplen`.
-    fn compile(
-        &self,
-        expr: &CStr,
-        dlt: c_int,
-        snaplen: u32,
-    ) -> std::result::Result<Vec<Insn>, String> {
-        let snaplen = c_int::try_from(snaplen).unwrap_or(c_int::MAX);
-        // SAFETY: pcap_open_dead takes two ints and returns a new handle or
-        // NULL.
-        let p = unsafe { (self.open_dead)(dlt, snaplen) };
-        if p.is_null() {
-            return Err("pcap_open_dead failed (out of memory)".into());
-        }
-        let mut prog = BpfProgram {
-            bf_len: 0,
-            bf_insns: std::ptr::null_mut(),
-        };
-        // Optimize as tcpdump does by default (its -O turns it off); netmask
-        // 0 is what tcpdump passes unless -f: `ip broadcast` then means
-        // 0.0.0.0 or 255.255.255.255.
-        // SAFETY: p is a live handle, prog a writable bpf_program, expr a
-        // NUL-terminated string that outlives the call.
-        let r = unsafe { (self.compile)(p, &mut prog, expr.as_ptr(), 1, 0) };
-        let out = if r < 0 {
-            // SAFETY: pcap_geterr returns the handle's NUL-terminated error
-            // buffer, valid until the handle is closed (below).
-            let msg = unsafe { CStr::from_ptr((self.geterr)(p)) };
-            Err(msg.to_string_lossy().into_owned())
-        } else {
-            let insns = if prog.bf_insns.is_null() {
-                &[][..]
-            } else {
-                // SAFETY: on success bf_insns points to bf_len instructions
-                // owned by prog until pcap_freecode.
-                unsafe { std::slice::from_raw_parts(prog.bf_insns, prog.bf_len as usize) }
-            };
-            let v = insns.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
-            // SAFETY: prog was filled by a successful pcap_compile.
-            unsafe { (self.freecode)(&mut prog) };
-            Ok(v)
-        };
-        // SAFETY: p came from pcap_open_dead and is not used after this.
-        unsafe { (self.close)(p) };
-        out
-    }
+    Err(FilterError::NoLibpcap {
+        why: whys.join("; "),
+    })
 }
 
 /// The process's libpcap, loaded on first use. The Mutex serializes
 /// pcap_compile, whose parser keeps global state before libpcap 1.8.
 fn libpcap() -> Result<&'static Mutex<Libpcap>> {
     static LIB: OnceLock<Result<Mutex<Libpcap>>> = OnceLock::new();
-    LIB.get_or_init(|| Libpcap::load(&candidates(std::env::var_os(LIBPCAP_ENV))).map(Mutex::new))
+    LIB.get_or_init(|| load_first(&candidates(std::env::var_os(LIBPCAP_ENV))).map(Mutex::new))
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -1051,7 +943,7 @@ mod tests {
         assert_eq!(candidates(Some("".into())), candidates(None));
         let names = candidates(Some("/nonexistent/libpcap.so.1".into()));
         assert_eq!(names, vec![OsString::from("/nonexistent/libpcap.so.1")]);
-        let e = Libpcap::load(&names).err().unwrap();
+        let e = load_first(&names).err().unwrap();
         let msg = e.to_string();
         assert!(
             msg.starts_with("cannot load libpcap, which compiles filter expressions: /nonexistent/libpcap.so.1: "),
@@ -1062,7 +954,7 @@ mod tests {
             "{msg}"
         );
         // A library that is not libpcap.
-        let e = Libpcap::load(&["libc.so.6".into()]).err().unwrap();
+        let e = load_first(&["libc.so.6".into()]).err().unwrap();
         assert!(e.to_string().contains("pcap_open_dead"), "{e}");
     }
 
@@ -1548,7 +1440,7 @@ mod tests {
         use super::*;
         use crate::sys::afpacket::{Filter, PacketSocket};
         use std::net::{Ipv4Addr, UdpSocket};
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::OwnedFd;
         use std::sync::atomic::{AtomicU32, Ordering};
         use std::time::Duration;
 
@@ -1641,32 +1533,7 @@ mod tests {
 
         /// What a socket got: (ifindex, pkttype, captured bytes).
         fn drain(s: &PacketSocket) -> Vec<(u32, u8, Vec<u8>)> {
-            let mut got = Vec::new();
-            loop {
-                let mut buf = vec![0u8; 65536];
-                // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
-                let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                // SAFETY: buf and sll are live and writable for the sizes
-                // passed; recvfrom writes at most that much.
-                let n = unsafe {
-                    libc::recvfrom(
-                        s.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                        (&mut sll as *mut libc::sockaddr_ll).cast(),
-                        &mut len,
-                    )
-                };
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
-                    return got;
-                }
-                buf.truncate(n as usize);
-                got.push((sll.sll_ifindex as u32, sll.sll_pkttype, buf));
-            }
+            std::iter::from_fn(|| crate::sys::testutil::recv_from(s)).collect()
         }
 
         /// Destination port of a captured IPv4/UDP packet that starts
@@ -1679,28 +1546,11 @@ mod tests {
         /// A tun device (IFF_TUN, no packet information) in the calling
         /// thread's namespace; packets written to it are received by it.
         fn open_tun(name: &str) -> OwnedFd {
-            let path = c"/dev/net/tun";
-            // SAFETY: open() with a NUL-terminated path; the result is checked.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-            assert!(fd >= 0, "{}", io::Error::last_os_error());
-            // SAFETY: fd is fresh and owned by nothing else.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: ifreq is plain old data; all-zero is valid.
-            let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-            for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-                *d = s as libc::c_char;
-            }
-            req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-            // SAFETY: TUNSETIFF reads the name and flags from the live ifreq.
-            let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) };
-            assert!(r == 0, "TUNSETIFF: {}", io::Error::last_os_error());
-            fd
+            crate::sys::testutil::tun(name, 1).remove(0)
         }
 
         fn write_tun(fd: &OwnedFd, packet: &[u8]) {
-            // SAFETY: packet is live for its length.
-            let n = unsafe { libc::write(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
-            assert_eq!(n, packet.len() as isize, "{}", io::Error::last_os_error());
+            assert_eq!(nix::unistd::write(fd, packet).unwrap(), packet.len());
         }
 
         fn receiver(addr: Ipv4Addr, port: u16) -> UdpSocket {
@@ -1814,31 +1664,7 @@ mod tests {
         /// Sends `frame` out of `ifindex` through a packet socket of the
         /// calling thread's namespace.
         fn send_frame(ifindex: u32, frame: &[u8]) {
-            // SAFETY: socket() takes no pointers; the result is checked and
-            // owned by OwnedFd.
-            let fd =
-                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-            assert!(fd >= 0, "{}", io::Error::last_os_error());
-            // SAFETY: fd is fresh and owned by nothing else.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = ifindex as i32;
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-            // SAFETY: frame and sll are live for the lengths passed.
-            let n = unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(n, frame.len() as isize, "{}", io::Error::last_os_error());
+            crate::sys::testutil::inject(ifindex, frame);
         }
 
         /// A frame from va to vb with an 802.1Q/802.1ad tag in it.

@@ -293,8 +293,7 @@ fn flow(pair: &Pair, rx: UdpSocket) -> u32 {
     std::thread::scope(|s| {
         let reader = s.spawn(|| {
             pin(0);
-            // SAFETY: gettid has no preconditions.
-            let tid = unsafe { libc::gettid() } as u32;
+            let tid = nix::unistd::gettid().as_raw() as u32;
             rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 2048];
             for _ in 0..N {

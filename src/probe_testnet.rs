@@ -196,36 +196,4 @@ pub fn udp_socket_drops(port: u16) -> u64 {
 pub const CAP_PERFMON: u32 = 38;
 pub const CAP_BPF: u32 = 39;
 
-/// Leaves the calling thread only the effective capabilities `keep` (the
-/// permitted set stays, the thread only): as a user with just those.
-pub fn limit_caps(keep: &[u32]) {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut h = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let mut d = [Data::default(); 2];
-    // SAFETY: capget writes two Data to d for version 3 headers.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) };
-    assert_eq!(r, 0);
-    let mut eff = [0u32; 2];
-    for &c in keep {
-        eff[(c / 32) as usize] |= 1 << (c % 32);
-    }
-    d[0].effective = eff[0] & d[0].permitted;
-    d[1].effective = eff[1] & d[1].permitted;
-    // SAFETY: capset reads the header and two Data.
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) };
-    assert_eq!(r, 0, "capset: {}", std::io::Error::last_os_error());
-}
+pub use crate::sys::testutil::limit_caps;

@@ -1721,34 +1721,7 @@ mod tests {
     /// A multi-queue tun (IFF_TUN) in namespace `b` with one fd per queue;
     /// a packet written to queue q's fd is received on queue q.
     fn mq_tun(net: &Net, queues: usize) -> Vec<std::os::fd::OwnedFd> {
-        let fds = net.in_b(|| {
-            (0..queues)
-                .map(|_| {
-                    let f = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/net/tun")
-                        .unwrap();
-                    #[repr(C)]
-                    struct IfReq {
-                        name: [u8; 16],
-                        flags: libc::c_short,
-                        pad: [u8; 22],
-                    }
-                    let mut req = IfReq {
-                        name: [0; 16],
-                        // IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE
-                        flags: 0x0001 | 0x1000 | 0x0100,
-                        pad: [0; 22],
-                    };
-                    req.name[..5].copy_from_slice(b"mqtun");
-                    // SAFETY: TUNSETIFF reads a struct ifreq (name, flags).
-                    let r = unsafe { libc::ioctl(f.as_raw_fd(), 0x400454ca, &mut req) };
-                    assert_eq!(r, 0, "TUNSETIFF: {}", io::Error::last_os_error());
-                    std::os::fd::OwnedFd::from(f)
-                })
-                .collect()
-        });
+        let fds = net.in_b(|| crate::sys::testutil::tun("mqtun", queues));
         sh(&[
             "ip",
             "-n",
@@ -1802,9 +1775,8 @@ mod tests {
         let p = tun_packet();
         for (q, n) in [(0usize, 3), (1, 5)] {
             for _ in 0..n {
-                // SAFETY: a live buffer of its length, an open tun queue.
-                let r = unsafe { libc::write(fds[q].as_raw_fd(), p.as_ptr().cast(), p.len()) };
-                assert_eq!(r, p.len() as isize);
+                let n = nix::unistd::write(&fds[q], &p).unwrap();
+                assert_eq!(n, p.len());
             }
         }
         xdp.stop().unwrap();
@@ -1952,42 +1924,7 @@ mod tests {
 
     /// Sets the calling thread's effective capabilities to `keep` (the
     /// permitted set stays, the thread only): as a user with just those.
-    fn limit_caps(keep: &[u32]) {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let mut h = Header {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        let mut d = [Data::default(); 2];
-        // SAFETY: capget writes two Data to d for version 3 headers.
-        let r = unsafe { libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) };
-        assert_eq!(r, 0);
-        let mut eff = [0u32; 2];
-        for &c in keep {
-            eff[(c / 32) as usize] |= 1 << (c % 32);
-        }
-        d[0].effective = eff[0] & d[0].permitted;
-        d[1].effective = eff[1] & d[1].permitted;
-        // SAFETY: capset reads the header and two Data.
-        let r = unsafe { libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) };
-        assert_eq!(r, 0, "capset: {}", io::Error::last_os_error());
-    }
-
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_IPC_LOCK: u32 = 14;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
+    use crate::sys::testutil::{limit_caps, CAP_BPF, CAP_IPC_LOCK, CAP_NET_ADMIN, CAP_PERFMON};
 
     /// Without the privileges: the error names them. With exactly CAP_BPF
     /// and CAP_NET_ADMIN (and CAP_PERFMON, CAP_IPC_LOCK for the packets)

@@ -13,7 +13,7 @@
 //! packet gives the same flow key.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -81,50 +81,10 @@ fn ring_on(ifindex: u32) -> (PacketSocket, Ring) {
     (sock, ring)
 }
 
-/// Sends `frame` as it is out of interface `ifindex`.
-fn inject(ifindex: u32, frame: &[u8]) {
-    // SAFETY: plain socket calls on a descriptor this block owns; sll is
-    // a valid sockaddr_ll and frame a live buffer of the length passed.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        let r = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        assert_eq!(r, frame.len() as isize, "sendto: {err}");
-    }
-}
+use crate::sys::testutil::inject;
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-
-/// A tun device (IFF_TUN | IFF_NO_PI) attached to the returned descriptor,
-/// so it has carrier.
 fn tun_device(name: &str) -> OwnedFd {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .expect("open /dev/net/tun");
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: TUNSETIFF reads the ifreq, which is live.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
-    assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-    OwnedFd::from(file)
+    crate::sys::testutil::tun(name, 1).remove(0)
 }
 
 fn udp_ipv4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {

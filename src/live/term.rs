@@ -35,6 +35,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::sys;
+
 /// Alternate screen on, cursor hidden, auto-wrap off.
 pub const ENTER: &str = "\x1b[?1049h\x1b[?25l\x1b[?7l";
 /// Auto-wrap on, cursor shown, alternate screen off (the normal screen and
@@ -58,24 +60,13 @@ pub fn stderr_is_terminal() -> bool {
 /// The terminal's size on stderr as (columns, rows); `None` when stderr is
 /// not a terminal or the terminal does not say (a size of 0).
 pub fn size() -> Option<(usize, usize)> {
-    // SAFETY: all-zero is a valid winsize.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one struct winsize through its pointer
-    // argument and nothing else; `ws` is one, alive for the call.
-    let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col as usize, ws.ws_row as usize))
+    sys::term::winsize(libc::STDERR_FILENO).filter(|&(c, r)| c > 0 && r > 0)
 }
 
 /// The width of the terminal on `fd`; `None` when `fd` is not a terminal
 /// or it does not say (a width of 0).
 pub fn columns(fd: std::os::fd::RawFd) -> Option<usize> {
-    // SAFETY: all-zero is a valid winsize.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes one struct winsize through its pointer
-    // argument and nothing else; `ws` is one, alive for the call. On a
-    // descriptor that is not a terminal it fails with ENOTTY.
-    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+    sys::term::winsize(fd).map(|(c, _)| c).filter(|&c| c > 0)
 }
 
 /// One full frame for `lines` on a screen of `width` x `height`: from the
@@ -105,29 +96,7 @@ pub fn frame(lines: &[String], width: usize, height: usize) -> String {
     s
 }
 
-/// Writes all of `buf` to stderr with write(2), bypassing std's stderr
-/// lock (a panic hook may run while another thread holds it).
-fn write_stderr(buf: &[u8]) -> io::Result<()> {
-    let mut rest = buf;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a valid, initialized buffer of rest.len()
-        // bytes; write(2) only reads it. fd 2 may be closed, which gives
-        // EBADF, not undefined behaviour.
-        let n = unsafe { libc::write(libc::STDERR_FILENO, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        rest = &rest[n as usize..];
-    }
-    Ok(())
-}
+use sys::term::write_stderr;
 
 /// The lock, even when a thread panicked holding it, and not forever: a
 /// restore from a panic hook on the thread that holds it must not
@@ -232,27 +201,13 @@ pub fn install_panic_hook() {
 pub fn install_fatal_signal_handlers() -> io::Result<()> {
     extern "C" fn on_fatal(sig: libc::c_int) {
         restore_in_signal_handler();
-        // SAFETY: raise(3) is async-signal-safe; the disposition is the
-        // default again (SA_RESETHAND), so the signal, pending until this
-        // handler returns, ends the process as it would have.
-        unsafe {
-            libc::raise(sig);
-        }
+        // The disposition is the default again (SA_RESETHAND), so the
+        // signal, pending until this handler returns, ends the process as
+        // it would have.
+        sys::term::raise(sig);
     }
     for sig in [libc::SIGABRT, libc::SIGQUIT] {
-        // SAFETY: a zeroed sigaction is valid (empty mask, no flags);
-        // sa_sigaction holds a plain handler since SA_SIGINFO is not set;
-        // the handler only calls async-signal-safe functions.
-        let r = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_fatal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            sa.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::term::on_signal_once(sig, on_fatal)?;
     }
     Ok(())
 }

@@ -218,11 +218,7 @@ impl Server {
             for c in &conns {
                 fds.push(pollfd(c.stream.as_raw_fd(), c.phase.events()));
             }
-            // SAFETY: fds is a valid array of fds.len() pollfd structs for
-            // the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = crate::sys::event::poll(&mut fds, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }

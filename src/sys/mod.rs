@@ -21,8 +21,13 @@ pub mod btf;
 pub mod cache;
 pub mod ebpf;
 pub mod ethtool;
+pub mod event;
 pub mod host;
+pub mod libpcap;
 pub mod netlink;
 pub mod perf;
 pub mod ring;
+pub mod term;
+#[cfg(test)]
+pub mod testutil;
 pub mod tracing;
