@@ -6,34 +6,9 @@
 //! program counting (and copying) received frames per cpu.
 //!
 //! The data flows one way: command line -> options -> vantage -> source ->
-//! one worker per stream -> its consumers -> the report.
-//!
-//! - command line: [`cli`] (options, names, help, usage)
-//! - vantage: [`vantage`] (what the streams are and how the kernel routes
-//!   packets to them), [`cpuset`] (cpu lists, masks, numa nodes)
-//! - source: [`source`] (the fanout group), over the kernel interface
-//!   [`afpacket`] and [`ring`]; [`bpf`], [`ebpf`], [`fanout`] (eBPF
-//!   programs: loading, writing, the fanout programs); [`pcapfilter`]
-//!   (tcpdump filters, compiled by libpcap loaded at run time); the XDP
-//!   source: [`xdp`], [`perf`] (the program, its per-cpu buffers) and
-//!   [`xdprun`] (running such a capture)
-//! - workers: [`capture`] (one capture: outputs, workers, signals),
-//!   [`worker`] (one stream's ring), [`count`] (`-c`: the first N packets
-//!   in timestamp order across streams, with [`merge`])
-//! - consumers: [`consumers`] (what a worker does with each packet):
-//!   [`output`] (pcap files, naming, rotation with [`rotate`]; what `-w`
-//!   names and how outputs open with [`destination`]), [`merged`]
-//!   with [`pcapng`] and [`merge`] (one time-ordered pcapng file),
-//!   [`flows`] (flow tables), [`repeats`] (repeating packets), live
-//!   counters
-//! - kernel probes (groundwork for kernel drops and a flow's path):
-//!   [`btf`] (the kernel's types), [`tracing`] (tracing programs and
-//!   their links), [`probe_drops`] (the kernel's drops per cpu and reason)
-//! - [`cache`]: prefetch hints, for the ring walk, the flow tables and
-//!   the merged file's batches
-//! - report: [`report`] (text or JSON), [`expect`] with [`steering`],
-//!   [`rss`], [`ethtool`] (where flows should have landed); [`monitor`]
-//!   feeding [`live`] (the `--live` view)
+//! one worker per stream -> its consumers -> the report. ARCHITECTURE.md
+//! at the root of the source tree is the map: one folder per stage, each
+//! importing only what lies below it, every system call under [`sys`].
 
 // Every `unsafe` block lives in the kernel-facing layer, src/sys/, which
 // alone is allowed it (each block with its SAFETY comment).
@@ -57,43 +32,24 @@ macro_rules! err {
     }};
 }
 
-pub mod capture;
 pub mod cli;
 pub mod consumers;
-pub mod count;
 pub mod cpuset;
-pub mod destination;
 pub mod error;
-pub mod expect;
-pub mod fanout;
-pub mod flows;
+pub mod filter;
+pub mod format;
 pub mod live;
-pub mod merge;
-pub mod merged;
 pub mod metrics;
-pub mod monitor;
 pub mod options;
-pub mod output;
 pub mod packet;
-pub mod pcapfilter;
-pub mod pcapng;
-pub mod probe_drops;
-#[cfg(test)]
-mod probe_facts;
-#[cfg(test)]
-mod probe_testnet;
-pub mod repeats;
 pub mod report;
-pub mod rotate;
-pub mod rss;
+pub mod run;
 pub mod source;
 pub mod steering;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod vantage;
 pub mod worker;
-pub mod xdp;
-pub mod xdprun;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -140,7 +96,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             }
         }
         Ok(cli::Invocation::Run(opts)) => {
-            match vantage::plan(&opts).and_then(|plan| capture::run(&opts, &plan)) {
+            match vantage::plan(&opts).and_then(|plan| run::run(&opts, &plan)) {
                 Ok(status) => status,
                 Err(error::Error::Usage(msg)) => usage_error(&cli::escape_controls(&msg)),
                 Err(error::Error::Invalid(msg)) => {

@@ -492,8 +492,8 @@ fn output_examples_match_the_code() {
             .iter()
             .find(|l| l.split_whitespace().take(2).eq(["-w", template]))
             .unwrap_or_else(|| panic!("OUTPUT has no file-name row for -w {template}"));
-        let first = rxtxcpu::output::stream_path(template, 0);
-        let second = rxtxcpu::output::stream_path(template, 1);
+        let first = rxtxcpu::consumers::files::stream_path(template, 0);
+        let second = rxtxcpu::consumers::files::stream_path(template, 1);
         assert!(
             row.contains(&format!("{first}, {second}")),
             "-w {template} makes {first}, {second}; the man page says `{row}`"

@@ -181,8 +181,11 @@ fn another_programs_xdp_is_left_alone() {
     // Another program's XDP, attached from this test process.
     let other = in_netns(&b, move || {
         let ifindex = rxtxcpu::sys::afpacket::ifindex(&name).unwrap();
-        let opts = rxtxcpu::xdp::Options::new(rxtxcpu::options::XdpMode::Native, (0..2).collect());
-        rxtxcpu::xdp::XdpCapture::attach(ifindex, &opts).unwrap()
+        let opts = rxtxcpu::source::xdp::program::Options::new(
+            rxtxcpu::options::XdpMode::Native,
+            (0..2).collect(),
+        );
+        rxtxcpu::source::xdp::program::XdpCapture::attach(ifindex, &opts).unwrap()
     });
     let (id, _) = other.ids().unwrap();
     let f = run_in(&b, "rxcpu", &["--xdp", &vb.ifname]);

@@ -14,6 +14,8 @@
 //!   ([`Mode`]) and writes to stderr
 //! - [`Ticker`]: when the next interval is due, for the main loop's poll
 
+pub mod monitor;
+
 pub mod proc;
 pub mod rates;
 pub mod render;

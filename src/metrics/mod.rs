@@ -85,8 +85,8 @@ pub struct StreamCounts {
     pub kernel_drops: u64,
 }
 
-impl From<crate::monitor::Count> for StreamCounts {
-    fn from(c: crate::monitor::Count) -> StreamCounts {
+impl From<crate::live::monitor::Count> for StreamCounts {
+    fn from(c: crate::live::monitor::Count) -> StreamCounts {
         StreamCounts {
             packets: c.packets,
             bytes: c.bytes,

@@ -104,7 +104,7 @@ impl Filter {
     }
 
     /// A program built elsewhere (the user's filter, see
-    /// [`crate::pcapfilter::for_kernel`]).
+    /// [`crate::filter::for_kernel`]).
     pub fn from_insns(insns: Vec<(u16, u8, u8, u32)>) -> Filter {
         Filter(insns)
     }

@@ -1,7 +1,7 @@
 //! A reader of the kernel's BTF (BPF Type Format): the type information
 //! the kernel publishes about itself at /sys/kernel/btf/vmlinux.
 //!
-//! The probes ([`crate::sys::tracing`], [`crate::probe_drops`]) read kernel
+//! The probes ([`crate::sys::tracing`], [`crate::source::probes::drops`]) read kernel
 //! structures (`sk_buff`, `net_device`) and tracepoint arguments whose
 //! layout changes between kernel versions and configurations: every
 //! offset, argument position and enum value they use comes from here, read

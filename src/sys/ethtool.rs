@@ -117,7 +117,7 @@ impl Rss {
     /// The receive queue RSS picks for a packet whose device hash is
     /// `hash`.
     pub fn queue_for(&self, hash: u32) -> Option<u32> {
-        crate::rss::queue_for(hash, &self.indirection)
+        crate::steering::rss::queue_for(hash, &self.indirection)
     }
 }
 
@@ -324,7 +324,7 @@ fn rxnfc(ifname: &str, cmd: u32, flow_type: u32) -> io::Result<Option<u64>> {
 }
 
 /// The RXH_* bits of the fields the device hashes for `flow`
-/// (ETHTOOL_GRXFH); see [`crate::rss::Fields::from_rxh`]. None when the
+/// (ETHTOOL_GRXFH); see [`crate::steering::rss::Fields::from_rxh`]. None when the
 /// device does not say (EOPNOTSUPP, or EINVAL: drivers answer that for
 /// flow types they do not hash separately).
 pub fn rx_hash_fields(ifname: &str, flow: FlowType) -> io::Result<Option<u64>> {
@@ -718,11 +718,16 @@ pub(crate) mod tests {
     fn parses_an_rss_answer() {
         // An ixgbe-like device: 128 entries over 4 queues, Microsoft key.
         let table: Vec<u32> = (0..128).map(|i| i % 4).collect();
-        let b = rxfh_answer(&table, &crate::rss::MICROSOFT_KEY, ETH_RSS_HASH_TOP, 0);
+        let b = rxfh_answer(
+            &table,
+            &crate::steering::rss::MICROSOFT_KEY,
+            ETH_RSS_HASH_TOP,
+            0,
+        );
         assert_eq!(parse_rxfh_sizes(&b), Some((128, 40)));
         let rss = parse_rxfh(&b).unwrap();
         assert_eq!(rss.indirection, table);
-        assert_eq!(rss.key, crate::rss::MICROSOFT_KEY);
+        assert_eq!(rss.key, crate::steering::rss::MICROSOFT_KEY);
         assert_eq!(rss.hash_function(), HashFunction::Toeplitz);
         assert!(rss.hash_is_reproducible());
         assert_eq!(rss.queue_for(0x51ccc178), Some(0)); // slot 120
@@ -764,13 +769,16 @@ pub(crate) mod tests {
         let mut b = vec![0u8; RXNFC_SIZE];
         b[0..4].copy_from_slice(&ETHTOOL_GRXFH.to_ne_bytes());
         b[4..8].copy_from_slice(&(FlowType::TcpV4 as u32).to_ne_bytes());
-        let sdfn = crate::rss::RXH_IP_SRC
-            | crate::rss::RXH_IP_DST
-            | crate::rss::RXH_L4_B_0_1
-            | crate::rss::RXH_L4_B_2_3;
+        let sdfn = crate::steering::rss::RXH_IP_SRC
+            | crate::steering::rss::RXH_IP_DST
+            | crate::steering::rss::RXH_L4_B_0_1
+            | crate::steering::rss::RXH_L4_B_2_3;
         b[8..16].copy_from_slice(&sdfn.to_ne_bytes());
         assert_eq!(parse_rxnfc_data(&b), Some(0xf0));
-        assert_eq!(crate::rss::Fields::from_rxh(0xf0), crate::rss::Fields::ALL);
+        assert_eq!(
+            crate::steering::rss::Fields::from_rxh(0xf0),
+            crate::steering::rss::Fields::ALL
+        );
         assert_eq!(parse_rxnfc_data(&b[..12]), None);
     }
 

@@ -251,3 +251,11 @@ impl Drop for HashRing {
         unsafe { libc::munmap(self.base.cast(), BLOCK * BLOCKS) };
     }
 }
+
+/// The name libtest knows test `test` of module `module_path` by (the
+/// module path without the crate's name), for a test that runs one of
+/// its siblings in a child process (`current_exe() --exact NAME`).
+pub fn test_name(module_path: &str, test: &str) -> String {
+    let path = module_path.split_once("::").map_or("", |(_, rest)| rest);
+    format!("{path}::{test}")
+}

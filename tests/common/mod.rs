@@ -1693,7 +1693,7 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 
 /// The file `-w template` writes for `cpu`: `out.pcap` -> `out-<cpu>.pcap`
 /// (every template here has an extension). Spelled out rather than taken
-/// from `rxtxcpu::output::cpu_path`, so that the tests look where the
+/// from `rxtxcpu::consumers::files::cpu_path`, so that the tests look where the
 /// contract puts the files, not wherever the code does.
 pub fn cpu_file(template: &str, cpu: u32) -> String {
     let (stem, ext) = template.rsplit_once('.').expect("template extension");

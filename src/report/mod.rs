@@ -1,0 +1,260 @@
+//! The end-of-capture report: the contract's lines (or one JSON object
+//! with `--json`), the flow table with `--flows`, and on stderr the lines
+//! about packets that are not in it (kernel drops, files rotated away).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use crate::consumers::flows::{self, Flows};
+use crate::options::Options;
+use crate::vantage::Plan;
+
+/// Everything the report says.
+#[derive(Default)]
+pub struct Report {
+    /// Per captured stream, in order.
+    pub streams: Vec<StreamCount>,
+    /// Lines for stderr before the report (files rotated away).
+    pub notes: Vec<String>,
+    /// The -G -W file limit ended the capture.
+    pub file_limit: bool,
+    /// With `--flows`.
+    pub flows: Option<Flows>,
+}
+
+impl Report {
+    /// Takes what a stream's consumers left (its place in the report's
+    /// words): notes for files the -W ring overwrote, the -G -W file
+    /// limit. Returns the stream's flow table.
+    pub fn take_leftovers(
+        &mut self,
+        place: &str,
+        l: crate::consumers::Leftovers,
+    ) -> Option<crate::consumers::flows::FlowTable> {
+        let (files, records) = l.rotated_away;
+        if files > 0 {
+            self.notes.push(format!(
+                "{} in {} rotated away {place}.",
+                count(records, "packet"),
+                count(files, "file")
+            ));
+        }
+        self.file_limit |= l.file_limit;
+        l.flows
+    }
+}
+
+/// Prints the report: stderr lines first, then the report on stdout (on
+/// stderr with `-w -` or another name of stdout, where stdout carries the
+/// packets). Returns 1 if it
+/// could not be written.
+pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
+    let mut lines = drops(&report.streams);
+    for note in &report.notes {
+        let _ = writeln!(lines, "{note}");
+    }
+    if report.file_limit {
+        let files = opts.rotation.count.unwrap_or(0);
+        let _ = writeln!(lines, "{}: maximum file limit reached: {files}", opts.name);
+    }
+    err!("{lines}");
+    // Flow tables know streams by their ids (crate::vantage::NO_ID for
+    // the no-queue stream).
+    let label = |id: u32| crate::vantage::short_label(plan.vantage, id);
+    let id = |id: u32| (id != crate::vantage::NO_ID).then_some(id);
+    let rows = opts.flows.unwrap_or(0);
+    let text = if opts.json {
+        let total = report.streams.iter().map(|s| s.packets).sum();
+        let streams = report
+            .streams
+            .iter()
+            .zip(&plan.streams)
+            .map(|(c, s)| flows::json::StreamJson {
+                id: s.id(),
+                name: s.short_label(),
+                captured: c.packets,
+                dropped: c.drops,
+            })
+            .collect();
+        let mut json = flows::json::Report::new(
+            plan.vantage.as_str(),
+            opts.interface.as_deref(),
+            opts.direction.as_str(),
+            streams,
+            total,
+        );
+        if let Some(f) = &report.flows {
+            json = json.with_flows(f, rows, &id, &label);
+        }
+        json.to_json()
+    } else {
+        let mut text = counts(&report.streams);
+        if let Some(f) = &report.flows {
+            // On a terminal the table fits its width; a file or a pipe
+            // (scripts) gets it whole.
+            let fd = match opts.write.as_deref() {
+                Some("-") => libc::STDERR_FILENO,
+                _ => libc::STDOUT_FILENO,
+            };
+            let width = crate::live::term::columns(fd);
+            text.push_str(&flows::text::table_fit(f, rows, &label, width));
+        }
+        text
+    };
+    if opts
+        .write
+        .as_deref()
+        .is_some_and(crate::consumers::destination::writes_stdout)
+    {
+        err!("{text}");
+        return 0;
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// What one stream's worker saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamCount {
+    /// Where its packets were, as the report says it: `on cpu0`, `on queue
+    /// 2`, `on numa node 0`, `with no receive queue recorded`.
+    pub place: String,
+    /// Packets captured (and written, with -w).
+    pub packets: u64,
+    /// Packets the kernel dropped because the ring was full.
+    pub drops: u64,
+    /// Packets the kernel accepted but did not hand over before the end.
+    pub unread: u64,
+    /// Packets the XDP program could not hand over (its perf buffer was
+    /// full).
+    pub lost: u64,
+}
+
+/// `1 packet`, `2 packets`: for the lines outside the contract's report,
+/// whose `N packets captured` stays as the original wrote it for every N.
+pub fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The contract's report: one line per captured stream in order, then the
+/// total. Goes to stdout (stderr with `-w -`).
+pub fn counts(streams: &[StreamCount]) -> String {
+    let mut out = String::new();
+    let mut total = 0u64;
+    for s in streams {
+        total += s.packets;
+        let _ = writeln!(out, "{} packets captured {}.", s.packets, s.place);
+    }
+    let _ = writeln!(out, "{total} packets captured total.");
+    out
+}
+
+/// Lines for stderr about packets that are not in the report: kernel
+/// drops, and (should it ever happen) packets left in the ring at the end.
+/// Empty when every packet was captured.
+pub fn drops(streams: &[StreamCount]) -> String {
+    let mut out = String::new();
+    for s in streams {
+        if s.drops > 0 {
+            let _ = writeln!(
+                out,
+                "{} dropped by kernel {}.",
+                count(s.drops, "packet"),
+                s.place
+            );
+        }
+        if s.lost > 0 {
+            let _ = writeln!(out, "{} dropped {}.", count(s.lost, "packet"), s.place);
+        }
+        if s.unread > 0 {
+            let _ = writeln!(
+                out,
+                "{} left unread in the ring {}.",
+                count(s.unread, "packet"),
+                s.place
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format() {
+        let c = [
+            StreamCount {
+                place: "on cpu0".into(),
+                packets: 12,
+                drops: 0,
+                unread: 0,
+                lost: 0,
+            },
+            StreamCount {
+                place: "on cpu1".into(),
+                packets: 0,
+                drops: 3,
+                unread: 2,
+                lost: 4,
+            },
+        ];
+        assert_eq!(
+            counts(&c),
+            "12 packets captured on cpu0.\n0 packets captured on cpu1.\n12 packets captured total.\n"
+        );
+        assert_eq!(
+            drops(&c),
+            "3 packets dropped by kernel on cpu1.\n4 packets dropped on cpu1.\n\
+             2 packets left unread in the ring on cpu1.\n"
+        );
+        let q = [StreamCount {
+            place: "with no receive queue recorded".into(),
+            packets: 5,
+            drops: 1,
+            unread: 0,
+            lost: 0,
+        }];
+        assert_eq!(
+            counts(&q),
+            "5 packets captured with no receive queue recorded.\n5 packets captured total.\n"
+        );
+        assert_eq!(
+            drops(&q),
+            "1 packet dropped by kernel with no receive queue recorded.\n"
+        );
+        // The contract's line keeps its plural.
+        let one = [StreamCount {
+            place: "on cpu0".into(),
+            packets: 1,
+            unread: 1,
+            lost: 1,
+            ..StreamCount::default()
+        }];
+        assert_eq!(
+            counts(&one),
+            "1 packets captured on cpu0.\n1 packets captured total.\n"
+        );
+        assert_eq!(
+            drops(&one),
+            "1 packet dropped on cpu0.\n1 packet left unread in the ring on cpu0.\n"
+        );
+        let mut r = Report::default();
+        r.take_leftovers(
+            "on cpu0",
+            crate::consumers::Leftovers {
+                rotated_away: (1, 686),
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.notes, ["686 packets in 1 file rotated away on cpu0."]);
+    }
+}

@@ -1,0 +1,7 @@
+//! Kernel probes: small eBPF programs on the kernel's tracepoints.
+
+pub mod drops;
+#[cfg(test)]
+mod facts;
+#[cfg(test)]
+mod testnet;

@@ -1,0 +1,4 @@
+//! The XDP program as a source.
+
+pub mod program;
+pub mod run;
