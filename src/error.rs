@@ -94,6 +94,17 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `12 MiB`, `1.5 MiB`, `768 KiB`.
+pub(crate) fn mib(bytes: u64) -> String {
+    if bytes >= 10 << 20 || bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

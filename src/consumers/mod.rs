@@ -8,6 +8,7 @@ pub mod destination;
 pub mod files;
 pub mod flows;
 pub mod merged;
+pub mod outputs;
 pub mod repeats;
 pub mod rotate;
 

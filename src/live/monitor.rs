@@ -12,7 +12,6 @@ use crate::consumers::flows::FlowKey;
 use crate::live::{self, term, CpuReader, Header, LiveView, Mode, Snapshot, Ticker};
 use crate::options::Options;
 use crate::options::Vantage;
-use crate::sys::afpacket::PacketSocket;
 use crate::vantage::{Plan, NO_ID};
 use crate::worker::Shared;
 
@@ -166,33 +165,6 @@ pub struct Count {
 pub trait Counters {
     /// Per stream, in the plan's order.
     fn read(&self) -> Vec<Count>;
-}
-
-/// The AF_PACKET capture's counters: what the workers took, and the
-/// kernel's counters of each stream's socket (read here so drops show as
-/// they happen; the workers read them too, and nothing is counted twice).
-pub struct SocketCounters<'a> {
-    pub shared: &'a Shared,
-    /// One per stream, in order.
-    pub sockets: Vec<&'a PacketSocket>,
-}
-
-impl Counters for SocketCounters<'_> {
-    fn read(&self) -> Vec<Count> {
-        let shared = self.shared;
-        (0..shared.captured.len())
-            .map(|slot| {
-                if let Some(sock) = self.sockets.get(slot) {
-                    shared.read_kernel(slot, sock);
-                }
-                Count {
-                    packets: shared.captured[slot].load(Ordering::Relaxed),
-                    bytes: shared.bytes[slot].load(Ordering::Relaxed),
-                    drops: shared.drops[slot].load(Ordering::Relaxed),
-                }
-            })
-            .collect()
-    }
 }
 
 /// The busiest flows the workers reported for the last interval, over

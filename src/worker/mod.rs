@@ -1,26 +1,21 @@
-//! The per-stream worker: reads one stream's ring block by block, counts
-//! and writes its packets, and stops when told to, when the count is
-//! reached or on a fault.
+//! What every worker shares, whatever its source: the stop, the per-stream
+//! counters, the faults, the panic guard, and the job a thread runs. The
+//! loops that read a source's streams live with the source
+//! ([`crate::source::afpacket`]'s ring worker, [`crate::source::xdp`]'s
+//! perf buffer worker); `-c` over several streams is [`count`].
 
 pub mod count;
 
 use std::io;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::consumers::flows::FlowKey;
-use crate::consumers::merged::merge;
 pub use crate::consumers::Leftovers;
-use crate::consumers::{Consumers, Outcome};
 use crate::cpuset::CpuSet;
 use crate::sys::afpacket::{Filter, PacketSocket};
-use crate::sys::ring::Ring;
-use crate::worker::count::Gate;
 
 /// Why a worker ended early.
 #[derive(Debug)]
@@ -113,7 +108,7 @@ impl Shared {
         self.fault(Fault::Write { path, error });
     }
 
-    fn fault(&self, f: Fault) {
+    pub fn fault(&self, f: Fault) {
         self.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -162,441 +157,6 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-/// One stream's capture.
-pub struct Worker<'a> {
-    /// The stream's fanout member (its cpu in the cpu vantage).
-    member: u32,
-    /// The cpus the worker stays on, if pinned.
-    pin: Option<CpuSet>,
-    /// Position in Shared's per-worker counters.
-    slot: usize,
-    sock: &'a PacketSocket,
-    ring: Ring,
-    consumers: Consumers<'a>,
-    shared: &'a Shared,
-    /// The -G -W file limit came: nothing more is read. (A failed write
-    /// does not set it: the capture stops, and this stream drains its ring
-    /// like the others, counting what the file no longer gets.)
-    failed: bool,
-    /// The -G -W file limit ended this stream's files.
-    file_limit: bool,
-    /// The live view's last flow request this worker answered.
-    flows_answered: u64,
-    /// Packets seen in blocks (claimed or not), to know when the ring is
-    /// drained.
-    seen: u64,
-    /// The counters were read at the stop: drops after it are not this
-    /// capture's.
-    drained: bool,
-    /// `-c`: which packets are among the first N (None without `-c`).
-    gate: Option<Gate<'a>>,
-}
-
-/// How far `read_blocks` goes.
-#[derive(Clone, Copy)]
-enum Until {
-    /// While there are blocks and no stop was asked for.
-    Stop,
-    /// Until `target` packets were seen: after a stop, never chasing
-    /// packets that keep arriving. Not bounded by time: every packet the
-    /// kernel accepted before the stop is in a block already, and leaving
-    /// any of them unread would lose it without a trace.
-    Seen(u64),
-}
-
-/// Whether to keep reading.
-enum Flow {
-    More,
-    Done,
-}
-
-impl<'a> Worker<'a> {
-    pub fn new(
-        member: u32,
-        pin: Option<CpuSet>,
-        slot: usize,
-        sock: &'a PacketSocket,
-        ring: Ring,
-        consumers: Consumers<'a>,
-        shared: &'a Shared,
-    ) -> Worker<'a> {
-        Worker {
-            member,
-            pin,
-            slot,
-            sock,
-            ring,
-            consumers,
-            shared,
-            failed: false,
-            file_limit: false,
-            flows_answered: 0,
-            seen: 0,
-            drained: false,
-            gate: None,
-        }
-    }
-
-    /// With `-c`: the stream's side of the count.
-    pub fn counting(mut self, gate: Option<Gate<'a>>) -> Worker<'a> {
-        self.gate = gate;
-        self
-    }
-
-    /// Reads until stopped. On a stop that is not the count, drains what the
-    /// kernel already accepted, so a packet seen before Ctrl-C is reported.
-    /// Returns what the consumers leave for the report.
-    pub fn run(mut self) -> Leftovers {
-        loop {
-            if let Flow::Done = self.read_blocks(Until::Stop) {
-                break;
-            }
-            // -c: what was let in while the worker slept.
-            if let Flow::Done = self.settle() {
-                break;
-            }
-            self.answer_flow_request();
-            if self.shared.stopping() {
-                self.drain();
-                break;
-            }
-            let (sock, reader_gone) = match self.wait() {
-                Ok(events) => events,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    self.shared.fault(Fault::Poll(e.into()));
-                    break;
-                }
-            };
-            self.keep_pinned();
-            if reader_gone {
-                let path = self.consumers.path().unwrap_or_default().to_string();
-                let e = io::Error::from_raw_os_error(libc::EPIPE);
-                self.consumers.abandon_file(&e);
-                // The stop that follows drains the ring.
-                self.write_failed(path, e);
-                continue;
-            }
-            if sock.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
-                self.interface_fault();
-                break;
-            }
-        }
-        self.end_count();
-        if !self.drained {
-            self.read_stats();
-        }
-        if !self.failed {
-            if let Err((path, error)) = self.consumers.flush() {
-                self.write_failed(path, error);
-            }
-        }
-        let mut left = self.consumers.finish();
-        left.file_limit = self.file_limit;
-        left
-    }
-
-    /// Sleeps until a block is ready, a stop is signalled or the socket
-    /// reports an error. Returns the socket's events and whether the reader
-    /// of a `-w -` pipe has gone.
-    fn wait(&self) -> nix::Result<(PollFlags, bool)> {
-        if self.gate.as_ref().is_some_and(|g| !g.sleep()) {
-            // -c let packets in just now: take them first.
-            return Ok((PollFlags::empty(), false));
-        }
-        let stop = self.shared.stop_fd().as_fd();
-        let watch = self.consumers.watch_fd();
-        // -c: the coordinator wakes the worker when packets were let in
-        // or it wants to know the ring is empty.
-        let count = self.gate.as_ref().and_then(|g| g.wake_fd());
-        let mut fds = [
-            PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop, PollFlags::POLLIN),
-            PollFd::new(count.unwrap_or(stop), PollFlags::POLLIN),
-            // Polled only with -w - (then with no events: POLLERR comes
-            // regardless).
-            PollFd::new(watch.unwrap_or(stop), PollFlags::empty()),
-        ];
-        let polled = poll(&mut fds, PollTimeout::NONE);
-        if let Some(g) = &self.gate {
-            g.woken(
-                fds[2]
-                    .revents()
-                    .is_some_and(|r| r.contains(PollFlags::POLLIN)),
-            );
-        }
-        polled?;
-        let sock = fds[0].revents().unwrap_or(PollFlags::empty());
-        let reader_gone = watch.is_some()
-            && fds[3]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
-        Ok((sock, reader_gone))
-    }
-
-    /// The interface went down or away: every member socket bound to it got
-    /// ENETDOWN and left the group. If it comes back up the kernel re-adds
-    /// them in another order, so cpu i no longer maps to member i: shut this
-    /// socket's filter first, then keep what was accepted before the fault
-    /// (the ring's retire timer still hands the last block over).
-    fn interface_fault(&mut self) {
-        let _ = self.sock.attach_filter(&Filter::drop_all());
-        // Reading SO_ERROR also clears it, so poll() can wait in drain().
-        let e = match self.sock.take_error() {
-            Ok(Some(e)) => e,
-            Ok(None) => io::Error::from_raw_os_error(libc::ENETDOWN),
-            Err(e) => e,
-        };
-        self.drain();
-        self.shared.fault(Fault::Socket(e));
-    }
-
-    /// Handles the blocks the kernel has handed over, up to `until`: a
-    /// ring that refills as fast as it is read must not hold off a stop.
-    fn read_blocks(&mut self, until: Until) -> Flow {
-        loop {
-            // How many more packets may be recorded.
-            let room = match until {
-                Until::Stop if self.shared.stopping() => return Flow::More,
-                Until::Stop => u64::MAX,
-                Until::Seen(target) if self.seen >= target => return Flow::More,
-                Until::Seen(target) => target - self.seen,
-            };
-            // -c: nothing more will be let in.
-            if self.gate.as_ref().is_some_and(Gate::is_final) {
-                return Flow::Done;
-            }
-            let Some(block) = self.ring.next_block() else {
-                self.idle();
-                return Flow::More;
-            };
-            let n = block.num_packets() as u64;
-            self.seen += n;
-            // After a stop, the block that crosses the target also holds
-            // packets that came after the stop: those are not recorded.
-            let want = n.min(room);
-            let take = match &mut self.gate {
-                None => want,
-                Some(gate) => match gate.claim(want) {
-                    // The only stream: the first in its ring are the first.
-                    Some(take) => take,
-                    // One of several: the coordinator decides, on the
-                    // timestamps; the packets wait as copies, not in the
-                    // ring (see crate::worker::count).
-                    None => {
-                        test_hooks::maybe_panic(self.member);
-                        gate.hand_in(&block, want as usize, self.consumers.keep());
-                        drop(block);
-                        if let Flow::Done = self.settle() {
-                            return Flow::Done;
-                        }
-                        continue;
-                    }
-                },
-            };
-            test_hooks::maybe_panic(self.member);
-            let (done, outcome) = if self.consumers.per_packet() {
-                self.consumers.take(block.packets().take(take as usize))
-            } else {
-                (take, Outcome::Taken)
-            };
-            // Back to the kernel: take() wrote the files' records that
-            // point into the block before it returned (they borrow it).
-            drop(block);
-            if let Flow::Done = self.taken(done, outcome) {
-                return Flow::Done;
-            }
-            if self.gate.as_ref().is_some_and(Gate::is_final) {
-                // -c reached by the only stream.
-                self.shared.stop();
-                return Flow::Done;
-            }
-        }
-    }
-
-    /// Counts what the consumers took; ends the stream if they failed.
-    fn taken(&mut self, done: u64, outcome: Outcome) -> Flow {
-        self.shared.captured[self.slot].fetch_add(done, Ordering::Relaxed);
-        match outcome {
-            Outcome::Taken => Flow::More,
-            Outcome::FileLimit => {
-                // Nothing more is written: the files are done.
-                self.failed = true;
-                self.file_limit = true;
-                self.shared.stop();
-                Flow::Done
-            }
-            Outcome::Failed { path, error } => {
-                // The capture stops; the packets this stream takes until
-                // then are counted, though not written.
-                self.write_failed(path, error);
-                Flow::More
-            }
-        }
-    }
-
-    /// The ring had nothing more: tells the merged file and the `-c`
-    /// coordinator that nothing older is to come (see
-    /// [`merge::complete_until`]). Reads the clock only for them.
-    fn idle(&self) {
-        if !self.consumers.wants_idle() && self.gate.is_none() {
-            return;
-        }
-        let until = merge::complete_until(merge::realtime_ns(), self.ring.geometry().retire_ms);
-        match &self.gate {
-            Some(gate) => {
-                gate.idle(until);
-                // Packets still waiting for the count reach the merged
-                // file later: it must wait for them.
-                self.consumers.idle(gate.held_until(until));
-            }
-            None => self.consumers.idle(until),
-        }
-    }
-
-    /// `-c` with several streams: hands the consumers the packets the
-    /// coordinator let in since the last time (the first ones held, in
-    /// ring order). Done when nothing more will be let in, or the
-    /// consumers failed.
-    fn settle(&mut self) -> Flow {
-        let Some(gate) = &mut self.gate else {
-            return Flow::More;
-        };
-        let n = gate.newly_allowed();
-        if n > 0 {
-            let (done, outcome) = if self.consumers.per_packet() {
-                self.consumers.take(gate.held(n))
-            } else {
-                (n, Outcome::Taken)
-            };
-            gate.consumed(n);
-            if let Flow::Done = self.taken(done, outcome) {
-                return Flow::Done;
-            }
-        }
-        let Some(gate) = &self.gate else {
-            return Flow::More;
-        };
-        // Final, and what it let in (published before) all taken.
-        if gate.is_final() && gate.newly_allowed() == 0 {
-            return Flow::Done;
-        }
-        Flow::More
-    }
-
-    /// At the end of a stream with `-c`: says the stream hands in nothing
-    /// more, waits for the coordinator's last word (every stream ended,
-    /// or the count reached) and takes exactly what it let in.
-    fn end_count(&mut self) {
-        let Some(gate) = &mut self.gate else {
-            return;
-        };
-        gate.end();
-        if self.failed {
-            return;
-        }
-        gate.wait_final();
-        let _ = self.settle();
-    }
-
-    /// With --live and --flows: when the view asked, hands it this
-    /// stream's busiest flows since the last time.
-    fn answer_flow_request(&mut self) {
-        let Some(table) = &mut self.consumers.flows else {
-            return;
-        };
-        let asked = self.shared.flow_request.load(Ordering::Relaxed);
-        if asked != self.flows_answered {
-            self.flows_answered = asked;
-            let top = table.interval_top(LIVE_TOP_FLOWS);
-            // Added to what the view has not taken yet: a worker that was
-            // idle answers at its first packets, after which a second
-            // answer may come before the view looks.
-            let mut slot = self.shared.flow_tops[self.slot]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for (key, n) in top {
-                match slot.iter_mut().find(|(k, _)| *k == key) {
-                    Some(have) => have.1 += n,
-                    None => slot.push((key, n)),
-                }
-            }
-        }
-    }
-
-    /// Writing the stream's files failed: the fault stops the capture.
-    /// The consumers write nothing more to them (not at exit either), but
-    /// the stream goes on counting what it takes from its ring until the
-    /// stop has drained it: the report counts every packet captured, and
-    /// says how many are not in the file.
-    fn write_failed(&mut self, path: String, error: io::Error) {
-        self.shared.fault(Fault::Write { path, error });
-    }
-
-    /// Pins the thread again if it runs elsewhere: when its cpu goes
-    /// offline the kernel moves it and widens its affinity, and nothing
-    /// narrows it again when the cpu comes back. Checked once per wakeup
-    /// (sched_getcpu is a vDSO call); while the cpu is offline the pin
-    /// fails and is simply tried at the next wakeup.
-    fn keep_pinned(&self) {
-        let Some(pin) = &self.pin else {
-            return;
-        };
-        let on = nix::sched::sched_getcpu().ok();
-        if !on.is_some_and(|c| pin.contains(c as u32)) {
-            let _ = pin_to(pin);
-        }
-    }
-
-    /// Adds the kernel's counters since the last read.
-    fn read_stats(&mut self) {
-        self.shared.read_kernel(self.slot, self.sock);
-    }
-
-    /// After a stop: reads every packet the kernel had accepted into the
-    /// ring when the stop came, and no more. The kernel hands over a partly
-    /// filled block only when its retire timer fires, so waiting for
-    /// blocks is bounded by a few timer periods (never more than a second);
-    /// reading the blocks handed over is bounded by the ring's size.
-    fn drain(&mut self) {
-        if self.failed || self.gate.as_ref().is_some_and(Gate::is_final) {
-            return;
-        }
-        let period = Duration::from_millis(u64::from(self.ring.geometry().retire_ms));
-        let patience = (period * 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        self.read_stats();
-        self.drained = true;
-        // tp_packets counts drops too.
-        let accepted = self.shared.accepted[self.slot].load(Ordering::Relaxed);
-        let drops = self.shared.drops[self.slot].load(Ordering::Relaxed);
-        let target = accepted.saturating_sub(drops);
-        let mut progress = Instant::now();
-        loop {
-            let before = self.seen;
-            if let Flow::Done = self.read_blocks(Until::Seen(target)) {
-                return;
-            }
-            if self.seen >= target {
-                return;
-            }
-            let now = Instant::now();
-            if self.seen > before {
-                progress = now;
-            }
-            if now >= progress + patience {
-                // Should not happen: the retire timer hands every block
-                // over. If it does, say so rather than lose them quietly.
-                self.shared.unread[self.slot].store(target - self.seen, Ordering::Relaxed);
-                return;
-            }
-            let wait = (progress + patience - now).min(period);
-            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
-            let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
-            let _ = poll(&mut fds, PollTimeout::from(ms));
-        }
-    }
-}
-
 /// Pins the calling thread to `cpus`: the worker then reads its ring where
 /// the kernel wrote it, from that cpu's cache (or its node's memory).
 pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
@@ -612,9 +172,9 @@ pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
 /// N's worker (the stream whose fanout member is N: cpu N, queue N, node
 /// N) panic at its first block, to prove a crashing worker still
 /// stops the others, keeps files valid and exits non-zero.
-pub(crate) mod test_hooks {
+pub mod test_hooks {
     #[cfg(debug_assertions)]
-    pub(crate) fn maybe_panic(cpu: u32) {
+    pub fn maybe_panic(cpu: u32) {
         use std::sync::OnceLock;
         static CPU: OnceLock<Option<u32>> = OnceLock::new();
         let target = CPU.get_or_init(|| {
@@ -629,5 +189,28 @@ pub(crate) mod test_hooks {
 
     #[cfg(not(debug_assertions))]
     #[inline(always)]
-    pub(crate) fn maybe_panic(_cpu: u32) {}
+    pub fn maybe_panic(_cpu: u32) {}
+}
+
+/// One thread of a capture: it reads one or more streams of its source
+/// and hands their packets to those streams' consumers. A source makes
+/// its jobs; [`crate::run`] starts them (pinned where the job says), and
+/// each returns what its streams' consumers leave, by stream slot.
+pub struct Job<'a> {
+    /// The thread's name (`cpu0`, `xdp`).
+    pub thread: String,
+    /// The stream slots it serves.
+    pub slots: Vec<usize>,
+    /// The cpus it runs on; None: not pinned.
+    pub pin: Option<CpuSet>,
+    /// Whether `-v` says where it runs (`worker for cpu0 running on
+    /// cpu0`), and what it is called there and in errors (`worker for
+    /// cpu0`, `an XDP worker`).
+    pub say_pin: bool,
+    pub name: String,
+    /// The line for stderr if it dies (a panic): its streams' counts may
+    /// be short.
+    pub failed: String,
+    /// The work itself.
+    pub run: Box<dyn FnOnce() -> Vec<(usize, Leftovers)> + Send + 'a>,
 }

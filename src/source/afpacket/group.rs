@@ -6,64 +6,17 @@
 use std::io;
 
 use crate::error::{Error, Result, Why};
-use crate::options::Options;
-use crate::packet::LinkType;
 use crate::source::afpacket::fanout;
-use crate::sys::afpacket::{self, FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
+use crate::source::Target;
+use crate::sys::afpacket::{FanoutMode, Filter, PacketSocket, PACKET_FANOUT_MAX};
 use crate::sys::bpf::Program;
 use crate::sys::ring::{Geometry, Ring};
 use crate::vantage::{Plan, Route};
-
-/// Room for the longest link-layer header in front of the network header
-/// (Ethernet with two VLAN tags is 22 bytes; radiotap and friends are not
-/// captured cooked in practice).
-const MAX_LINK_HEADER: u32 = 64;
-
-/// The interface to capture on.
-pub struct Target {
-    /// 0: every interface.
-    pub ifindex: u32,
-    /// For messages: the interface name, or `any`.
-    pub label: String,
-    pub link: LinkType,
-}
-
-/// The interface `opts` names (or every interface), checked to exist and
-/// be up.
-pub fn target(opts: &Options) -> Result<Target> {
-    let Some(name) = &opts.interface else {
-        return Ok(Target {
-            ifindex: 0,
-            label: "any".into(),
-            link: LinkType::LinuxSll2,
-        });
-    };
-    let bad = |e: io::Error, hint: String| Error::Interface {
-        name: name.clone(),
-        why: Why(e),
-        hint,
-    };
-    let ifindex = afpacket::ifindex(name).map_err(|e| bad(e, String::new()))?;
-    let hatype = afpacket::hardware_type(name).map_err(|e| bad(e, String::new()))?;
-    if !afpacket::is_up(name) {
-        return Err(bad(
-            io::Error::from_raw_os_error(libc::ENETDOWN),
-            format!(" (bring it up first: ip link set dev {name} up)"),
-        ));
-    }
-    Ok(Target {
-        ifindex,
-        label: name.clone(),
-        link: LinkType::for_hatype(hatype),
-    })
-}
 
 /// One socket per possible stream, in one fanout group, member i =
 /// stream i (cpu i, queue i, node i).
 pub struct Group {
     pub sockets: Vec<PacketSocket>,
-    /// Rings of the captured streams, in the plan's order.
-    pub rings: Vec<Ring>,
     /// The eBPF fanout program, if the route has one. The group holds its
     /// own reference once it is set; this one only lives as long.
     _program: Option<Program>,
@@ -78,7 +31,7 @@ pub fn build_group(
     target: &Target,
     geometry: Geometry,
     say: &dyn Fn(String),
-) -> Result<Group> {
+) -> Result<(Group, Vec<Ring>)> {
     let members = plan.members;
     let program = fanout::program(plan.route)?;
     let mode = match plan.route {
@@ -135,11 +88,13 @@ pub fn build_group(
         Route::Numa => "by numa node, eBPF",
     };
     say(format!("fanout group id {id} ({by}, {members} members)"));
-    Ok(Group {
+    let group = Group {
         sockets,
-        rings: rings.into_iter().flatten().collect(),
+
         _program: program,
-    })
+    };
+    // The rings of the captured streams, in the plan's order.
+    Ok((group, rings.into_iter().flatten().collect()))
 }
 
 /// Creates the group with the first socket. The kernel picks a free id
@@ -172,20 +127,6 @@ fn fanout_error(e: io::Error, members: u32) -> Error {
     Error::Message(format!("error joining fanout group: {}{hint}", Why(e)))
 }
 
-impl Target {
-    /// The kernel's snap length for a capture keeping `snaplen` bytes. It
-    /// counts from the link-layer header; a cooked record replaces that
-    /// header with its own, so the kernel must keep enough beyond the snap
-    /// length for the longest link header, and the output then cuts the
-    /// payload to the snap length.
-    pub fn kernel_snaplen(&self, snaplen: u32) -> u32 {
-        match self.link {
-            LinkType::LinuxSll2 => snaplen.saturating_add(MAX_LINK_HEADER),
-            LinkType::Ethernet | LinkType::Raw => snaplen,
-        }
-    }
-}
-
 /// Refuses rings that would take more than half the memory available: the
 /// kernel allocates ring blocks in ways that wake the OOM killer rather
 /// than fail, and on a production machine it may kill something else.
@@ -199,9 +140,9 @@ pub fn check_memory(geometry: Geometry, plan: &Plan) -> Result<()> {
         return Err(Error::Message(format!(
             "error setting up rings: {streams} x {} = {} is more than half of the available \
              memory ({}); use a smaller -B or fewer {} (-l)",
-            crate::run::mib(geometry.bytes() as u64),
-            crate::run::mib(need),
-            crate::run::mib(available),
+            crate::error::mib(geometry.bytes() as u64),
+            crate::error::mib(need),
+            crate::error::mib(available),
             plan.vantage.plural()
         )));
     }

