@@ -33,23 +33,34 @@ macro_rules! err {
 }
 
 pub mod cli;
-pub mod consumers;
+pub(crate) mod consumers;
 pub mod cpuset;
 pub mod error;
-pub mod filter;
-pub mod format;
-pub mod live;
+pub(crate) mod filter;
+pub(crate) mod format;
+pub(crate) mod live;
 pub mod metrics;
 pub mod options;
-pub mod packet;
-pub mod report;
-pub mod run;
-pub mod source;
-pub mod steering;
+pub(crate) mod packet;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod source;
+pub(crate) mod steering;
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 pub mod vantage;
-pub mod worker;
+pub(crate) mod worker;
+
+/// What the integration tests and doctests reach besides the command
+/// line: not an API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::consumers::files::{stream_path, BlockWriter, Format, StreamFile};
+    pub use crate::packet::{LinkType, Packet};
+    pub use crate::report::{counts, drops, StreamCount};
+    pub use crate::source::xdp::program::{Options as XdpOptions, XdpCapture};
+    pub use crate::sys::afpacket::ifindex;
+}
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -451,7 +451,7 @@ fn default_names(body: &str, value: &str) -> Vec<String> {
 /// what the program prints and creates.
 #[test]
 fn output_examples_match_the_code() {
-    use rxtxcpu::report::{self, StreamCount};
+    use rxtxcpu::testing::{self as report, StreamCount};
     let text = rendered();
     let output = section(&text, "OUTPUT");
     let body: Vec<&str> = output.iter().map(|l| l.trim()).collect();
@@ -492,8 +492,8 @@ fn output_examples_match_the_code() {
             .iter()
             .find(|l| l.split_whitespace().take(2).eq(["-w", template]))
             .unwrap_or_else(|| panic!("OUTPUT has no file-name row for -w {template}"));
-        let first = rxtxcpu::consumers::files::stream_path(template, 0);
-        let second = rxtxcpu::consumers::files::stream_path(template, 1);
+        let first = rxtxcpu::testing::stream_path(template, 0);
+        let second = rxtxcpu::testing::stream_path(template, 1);
         assert!(
             row.contains(&format!("{first}, {second}")),
             "-w {template} makes {first}, {second}; the man page says `{row}`"

@@ -10,9 +10,9 @@ use std::os::unix::ffi::OsStringExt;
 
 use proptest::prelude::*;
 use rxtxcpu::cli::{self, Invocation, UsageError};
-use rxtxcpu::consumers::files::stream_path;
 use rxtxcpu::cpuset::{self, CpuSet, MAX_CPU};
 use rxtxcpu::error::Error;
+use rxtxcpu::testing::stream_path;
 use rxtxcpu::vantage;
 
 use common::*;

@@ -180,12 +180,10 @@ fn another_programs_xdp_is_left_alone() {
     let name = vb.ifname.clone();
     // Another program's XDP, attached from this test process.
     let other = in_netns(&b, move || {
-        let ifindex = rxtxcpu::sys::afpacket::ifindex(&name).unwrap();
-        let opts = rxtxcpu::source::xdp::program::Options::new(
-            rxtxcpu::options::XdpMode::Native,
-            (0..2).collect(),
-        );
-        rxtxcpu::source::xdp::program::XdpCapture::attach(ifindex, &opts).unwrap()
+        let ifindex = rxtxcpu::testing::ifindex(&name).unwrap();
+        let opts =
+            rxtxcpu::testing::XdpOptions::new(rxtxcpu::options::XdpMode::Native, (0..2).collect());
+        rxtxcpu::testing::XdpCapture::attach(ifindex, &opts).unwrap()
     });
     let (id, _) = other.ids().unwrap();
     let f = run_in(&b, "rxcpu", &["--xdp", &vb.ifname]);

@@ -807,7 +807,7 @@ impl StreamFile {
 /// until then. Here a buffer stands for the block:
 ///
 /// ```no_run
-/// # use rxtxcpu::{options::Precision, consumers::files::*, packet::{LinkType, Packet}};
+/// # use rxtxcpu::{options::Precision, testing::*};
 /// # let format = Format { link: LinkType::Ethernet, snaplen: 65_535,
 /// #                       precision: Precision::Micro, packet_buffered: false };
 /// let mut file = StreamFile::create("out.pcap", format, Default::default()).unwrap();
@@ -822,7 +822,7 @@ impl StreamFile {
 /// ```
 ///
 /// ```compile_fail
-/// # use rxtxcpu::{options::Precision, consumers::files::*, packet::{LinkType, Packet}};
+/// # use rxtxcpu::{options::Precision, testing::*};
 /// # let format = Format { link: LinkType::Ethernet, snaplen: 65_535,
 /// #                       precision: Precision::Micro, packet_buffered: false };
 /// let mut file = StreamFile::create("out.pcap", format, Default::default()).unwrap();

@@ -14,6 +14,9 @@
 //! followed by kind-specific data. Only what the probes need is
 //! interpreted; the rest is skipped by its length.
 
+// Groundwork: the kernel's BTF (read by the kernel probes, which no option runs yet).
+#![allow(dead_code)]
+
 use std::fmt;
 
 /// Where the kernel publishes its BTF (Linux 5.5+, CONFIG_DEBUG_INFO_BTF).

@@ -30,6 +30,9 @@
 //! Loading and attaching need CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN):
 //! [`ProbeError::is_permission`] tells that failure from others.
 
+// Groundwork: tracing programs (used by the kernel probes, which no option runs yet).
+#![allow(dead_code)]
+
 use std::fmt;
 use std::io;
 use std::mem;
