@@ -271,9 +271,9 @@ fn xdp_options(opts: &Options, plan: &Plan) -> xdp::Options {
         queues,
         queue_list,
         snaplen: records.then(|| opts.snaplen.min(xdp::MAX_SNAPLEN)),
-        ring_bytes: opts
-            .buffer_bytes
-            .unwrap_or_else(|| crate::sys::ring::default_bytes(plan.streams.len(), 0).0),
+        ring_bytes: opts.buffer_bytes.unwrap_or_else(|| {
+            crate::source::afpacket::ring_size::default_bytes(plan.streams.len(), 0).0
+        }),
         wakeup: if opts.packet_buffered {
             Wakeup::EveryRecord
         } else {

@@ -369,13 +369,6 @@ pub fn program(maps: ProgramMaps) -> Vec<Insn> {
     a.finish()
 }
 
-/// The cpus the kernel may ever have (cpu_possible_mask): per-cpu map
-/// values come one per possible cpu, in cpu order.
-pub fn possible_cpus() -> io::Result<CpuSet> {
-    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    CpuSet::parse_list(s.trim()).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
-}
-
 /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into
 /// wall-clock time. Both clocks run at the same (NTP-slewed) rate, so the
 /// offset holds until someone steps the wall clock.
@@ -655,7 +648,7 @@ impl XdpCapture {
         } else {
             ""
         };
-        let possible: Vec<u32> = possible_cpus()
+        let possible: Vec<u32> = bpf::possible_cpus()
             .map_err(|e| os_error("error reading the possible cpus", e, ""))?
             .iter()
             .collect();
@@ -1014,7 +1007,7 @@ fn quiesce_by_running_on(cpus: &CpuSet) {
                 s.spawn(move || {
                     let one: CpuSet = std::iter::once(cpu).collect();
                     // An offline cpu runs no programs.
-                    let _ = crate::worker::pin_to(&one);
+                    let _ = host::pin_to(&one);
                     std::thread::yield_now();
                 })
             })
@@ -1123,7 +1116,7 @@ mod tests {
     /// offline (another test suite may be hot-plugging it).
     fn pin(cpu: u32) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while let Err(e) = crate::worker::pin_to(&std::iter::once(cpu).collect()) {
+        while let Err(e) = host::pin_to(&std::iter::once(cpu).collect()) {
             assert!(std::time::Instant::now() < deadline, "pin to cpu{cpu}: {e}");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -1372,27 +1365,6 @@ mod tests {
                 lost: 6
             }
         );
-    }
-
-    #[test]
-    fn netlink_attributes_parse() {
-        // IFLA_XDP { ATTACHED = 1 (u8, padded), PROG_ID = 42 } after an
-        // unrelated attribute.
-        let mut attrs = vec![8, 0, 3, 0, b'v', b'b', 0, 0];
-        let inner = [5u8, 0, 2, 0, 1, 0, 0, 0, 8, 0, 4, 0, 42, 0, 0, 0];
-        attrs.extend_from_slice(&((4 + inner.len()) as u16).to_ne_bytes());
-        attrs.extend_from_slice(&(netlink::IFLA_XDP | 0x8000).to_ne_bytes());
-        attrs.extend_from_slice(&inner);
-        let xdp = netlink::find_attr(&attrs, netlink::IFLA_XDP).unwrap();
-        assert_eq!(
-            netlink::find_attr(xdp, netlink::IFLA_XDP_ATTACHED),
-            Some(&[1u8][..])
-        );
-        assert_eq!(
-            netlink::find_attr(xdp, netlink::IFLA_XDP_PROG_ID),
-            Some(&42u32.to_ne_bytes()[..])
-        );
-        assert_eq!(netlink::find_attr(&attrs[..6], netlink::IFLA_XDP), None);
     }
 
     /// Counts per cpu are exact, cover only the window, and the program is
