@@ -152,35 +152,6 @@ fn table_enters_draws_and_leaves() {
 }
 
 #[test]
-fn table_notes_show_under_the_table_then_on_the_screen() {
-    let (mut v, buf) = view(Mode::Table, (80, 24));
-    let (a, _) = pair();
-    v.update(a).unwrap();
-    buf.take();
-    v.note("rxtxcpu: cpu1 went offline").unwrap();
-    let frame = buf.take();
-    assert!(
-        frame.contains("rxtxcpu: cpu1 went offline\x1b[K\r\n\x1b[J"),
-        "{frame:?}"
-    );
-    v.stopping();
-    // Leaving, then the note on the normal screen; finish adds nothing.
-    assert_eq!(
-        buf.take(),
-        format!("{}rxtxcpu: cpu1 went offline\n", term::LEAVE)
-    );
-    v.finish(None).unwrap();
-    assert_eq!(buf.take(), "");
-}
-
-#[test]
-fn plain_notes_are_printed_at_once() {
-    let (mut v, buf) = view(Mode::Plain, (80, 24));
-    v.note("hello").unwrap();
-    assert_eq!(buf.take(), "hello\n");
-}
-
-#[test]
 fn dropping_the_view_leaves_the_screen() {
     let (mut v, buf) = view(Mode::Table, (80, 24));
     v.update(pair().0).unwrap();
