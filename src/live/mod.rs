@@ -423,17 +423,5 @@ impl Ticker {
     }
 }
 
-/// The shortest interval --interval takes.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest: a day.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
-
-/// Parses `--interval=SECONDS`: a decimal number (`1`, `0.5`, `.25`,
-/// `2.`) of at most nanosecond precision, from 0.1 to 86400. `None` for
-/// anything else (no signs, exponents, `inf`, spaces).
-pub fn parse_interval(s: &str) -> Option<Duration> {
-    crate::cli::parse_seconds(s).filter(|d| (MIN_INTERVAL..=MAX_INTERVAL).contains(d))
-}
-
 #[cfg(test)]
 mod tests;

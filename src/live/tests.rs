@@ -216,35 +216,3 @@ fn ticker_keeps_to_its_schedule() {
     assert!(t.due(t0 + ms(6000)));
     assert_eq!(t.timeout_ms(t0 + ms(7000)), 0);
 }
-
-#[test]
-fn intervals() {
-    let ms = Duration::from_millis;
-    assert_eq!(parse_interval("1"), Some(ms(1000)));
-    assert_eq!(parse_interval("0.1"), Some(ms(100)));
-    assert_eq!(parse_interval(".25"), Some(ms(250)));
-    assert_eq!(parse_interval("2."), Some(ms(2000)));
-    assert_eq!(parse_interval("1.000000001"), Some(Duration::new(1, 1)));
-    assert_eq!(parse_interval("86400"), Some(Duration::from_secs(86_400)));
-    for bad in [
-        "",
-        ".",
-        "0",
-        "0.09",
-        "0.0999999999",
-        "-1",
-        "+1",
-        "1e3",
-        "inf",
-        "nan",
-        " 1",
-        "1 ",
-        "1,5",
-        "86400.1",
-        "99999999999999999999999",
-        "1.2.3",
-        "0x10",
-    ] {
-        assert_eq!(parse_interval(bad), None, "{bad:?}");
-    }
-}
