@@ -58,7 +58,7 @@ pub mod testing {
     pub use crate::consumers::files::{stream_path, BlockWriter, Format, StreamFile};
     pub use crate::packet::{LinkType, Packet};
     pub use crate::report::{counts, drops, StreamCount};
-    pub use crate::source::xdp::program::{Options as XdpOptions, XdpCapture};
+    pub use crate::source::xdp::capture::{Options as XdpOptions, XdpCapture};
     pub use crate::sys::afpacket::ifindex;
 }
 

@@ -15,8 +15,8 @@ pub const DEFAULT_SNAPLEN: u32 = 262_144;
 pub const DEFAULT_FLOW_ROWS: usize = 20;
 
 /// Default per-stream ring size in KiB while few streams are captured, at
-/// a snapshot length that keeps whole frames (see
-/// [`crate::sys::ring::default_bytes`] and README, "Memory").
+/// a snapshot length that keeps whole frames (see `default_bytes` in
+/// source/afpacket/ring_size.rs, and README, "Memory").
 pub const DEFAULT_BUFFER_KIB: u32 = 64 * 1024;
 
 /// The same with a snapshot length shorter than a whole Ethernet frame.
@@ -98,7 +98,8 @@ pub struct Options {
     /// `-w FILE`; `-` is stdout.
     pub write: Option<String>,
     /// Per-stream ring size in bytes (`-B`); None: the default, which
-    /// depends on the number of streams (see [`crate::sys::ring::default_bytes`]).
+    /// depends on the number of streams (see `default_bytes` in
+    /// source/afpacket/ring_size.rs).
     pub buffer_bytes: Option<usize>,
     pub snaplen: u32,
     pub precision: Precision,

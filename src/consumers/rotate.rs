@@ -21,41 +21,11 @@
 //! (the template is the stream's name, `out-0.pcap`), and so does the
 //! merged pcapng file.
 
-use crate::options::{Rotation, FILE_SIZE_UNIT};
+use crate::options::Rotation;
 use std::collections::HashMap;
 use std::ffi::CString;
 
 use crate::sys::host::{self, StrftimeError};
-
-fn positive(s: &str) -> Option<u64> {
-    // Digits only: no sign, no space, no suffix (tcpdump takes the number
-    // with strtol and rejects anything left over).
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u64>().ok().filter(|&n| n > 0)
-}
-
-/// The -C argument: a positive number of million bytes.
-pub fn parse_file_size(s: &str) -> Result<u64, String> {
-    positive(s)
-        .and_then(|n| n.checked_mul(FILE_SIZE_UNIT))
-        .ok_or_else(|| format!("Invalid file size '{s}'."))
-}
-
-/// The -G argument: a positive number of seconds.
-pub fn parse_rotate_seconds(s: &str) -> Result<u64, String> {
-    positive(s)
-        .filter(|&n| n <= i64::MAX as u64)
-        .ok_or_else(|| format!("Invalid rotate seconds '{s}'."))
-}
-
-/// The -W argument: a positive number of files.
-pub fn parse_file_count(s: &str) -> Result<u32, String> {
-    positive(s)
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| format!("Invalid file count '{s}'."))
-}
 
 /// The usage rules between the options: -W needs -C or -G, rotation needs
 /// `-w FILE` (not stdout).
@@ -306,44 +276,11 @@ impl Rotator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::FILE_SIZE_UNIT;
     use std::process::Command;
 
     fn c(mb: u64) -> Option<u64> {
         Some(mb * FILE_SIZE_UNIT)
-    }
-
-    #[test]
-    fn parses_positive_numbers_only() {
-        assert_eq!(parse_file_size("1"), Ok(1_000_000));
-        assert_eq!(parse_file_size("250"), Ok(250_000_000));
-        for bad in [
-            "0",
-            "-1",
-            "",
-            "1.5",
-            "1k",
-            " 1",
-            "+1",
-            "99999999999999999999",
-        ] {
-            assert_eq!(
-                parse_file_size(bad),
-                Err(format!("Invalid file size '{bad}'.")),
-                "{bad}"
-            );
-        }
-        // Would overflow once multiplied by a million.
-        assert!(parse_file_size("18446744073710").is_err());
-        assert_eq!(parse_rotate_seconds("3600"), Ok(3600));
-        assert!(parse_rotate_seconds("0").is_err());
-        assert!(parse_rotate_seconds("1m").is_err());
-        assert_eq!(parse_file_count("10"), Ok(10));
-        assert!(parse_file_count("0").is_err());
-        assert!(parse_file_count("4294967296").is_err());
-        assert_eq!(
-            parse_file_count("x"),
-            Err("Invalid file count 'x'.".to_string())
-        );
     }
 
     #[test]

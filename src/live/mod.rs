@@ -25,7 +25,6 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 pub use proc::{CpuReader, CpuStats};
-pub use rates::Rates;
 
 /// What a stream is a stream of: the capture's vantage (`subject()` for
 /// people, `as_str()` in the plain and JSON lines' `stream=cpu3`).
@@ -103,13 +102,11 @@ impl Mode {
 /// The size used when the terminal does not say.
 pub const DEFAULT_SIZE: (usize, usize) = (80, 24);
 
-/// Notes kept for the screen and replayed on leaving it.
-const MAX_NOTES: usize = 100;
-
 enum Sink {
     /// The real stderr, through [`term`].
     Stderr(Option<term::Screen>),
-    /// Anything else (tests, examples): the same bytes, no global state.
+    /// For the tests: the same bytes to a writer, no global state.
+    #[cfg(test)]
     Writer {
         out: Box<dyn Write + Send>,
         entered: bool,
@@ -141,8 +138,6 @@ pub struct LiveView {
     prev: Option<Snapshot>,
     cur: Option<Snapshot>,
     size: (usize, usize),
-    notes: Vec<String>,
-    dropped_notes: usize,
     state: State,
 }
 
@@ -162,14 +157,13 @@ impl LiveView {
             prev: None,
             cur: None,
             size,
-            notes: Vec::new(),
-            dropped_notes: 0,
             state: State::On,
         }
     }
 
     /// A view writing to `out` as if it were a terminal of `size`
     /// (columns, rows) in table mode.
+    #[cfg(test)]
     pub fn with_writer(
         header: Header,
         mode: Mode,
@@ -181,10 +175,6 @@ impl LiveView {
             entered: false,
         };
         LiveView::with_sink(header, mode, sink, size)
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
     }
 
     /// Takes the counters of a new moment and shows the interval since the
@@ -208,6 +198,7 @@ impl LiveView {
     pub fn resize(&mut self) -> io::Result<()> {
         let size = match &self.sink {
             Sink::Stderr(_) => term::size().unwrap_or(self.size),
+            #[cfg(test)]
             Sink::Writer { .. } => self.size,
         };
         self.set_size(size)
@@ -220,28 +211,6 @@ impl LiveView {
             return Ok(());
         }
         let r = self.draw();
-        self.guard(r)
-    }
-
-    /// A message for stderr while the capture runs. With the table up it
-    /// is shown under the table and printed to the normal screen when the
-    /// table goes (the alternate screen would lose it); otherwise it is
-    /// printed at once.
-    pub fn note(&mut self, msg: impl Into<String>) -> io::Result<()> {
-        let msg = msg.into();
-        if self.mode == Mode::Table && self.state != State::Off {
-            if self.notes.len() < MAX_NOTES {
-                self.notes.push(msg);
-            } else {
-                self.dropped_notes += 1;
-            }
-            if self.state == State::On && self.cur.is_some() {
-                let r = self.draw();
-                return self.guard(r);
-            }
-            return Ok(());
-        }
-        let r = self.write(format!("{msg}\n").as_bytes());
         self.guard(r)
     }
 
@@ -263,6 +232,7 @@ impl LiveView {
         self.state = State::On;
         self.size = match &self.sink {
             Sink::Stderr(_) => term::size().unwrap_or(self.size),
+            #[cfg(test)]
             Sink::Writer { .. } => self.size,
         };
         let r = if self.cur.is_some() {
@@ -335,19 +305,13 @@ impl LiveView {
         }
     }
 
-    /// The table's lines for the current size, with the newest notes
-    /// under it.
+    /// The table's lines for the current size.
     fn lines(&self) -> Vec<String> {
         let Some(cur) = &self.cur else {
             return Vec::new();
         };
         let (w, h) = self.size;
-        let keep = if h > 8 { self.notes.len().min(3) } else { 0 };
-        let mut lines = render::render_table(&self.header, self.prev.as_ref(), cur, w, h - keep);
-        for n in &self.notes[self.notes.len() - keep..] {
-            lines.push(n.chars().take(w).collect());
-        }
-        lines
+        render::render_table(&self.header, self.prev.as_ref(), cur, w, h)
     }
 
     fn draw(&mut self) -> io::Result<()> {
@@ -368,6 +332,7 @@ impl LiveView {
                 }
                 Ok(())
             }
+            #[cfg(test)]
             Sink::Writer { out, entered } => {
                 if !*entered {
                     out.write_all(term::ENTER.as_bytes())?;
@@ -382,36 +347,22 @@ impl LiveView {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stderr(_) => io::stderr().lock().write_all(bytes),
+            #[cfg(test)]
             Sink::Writer { out, .. } => out.write_all(bytes).and_then(|_| out.flush()),
         }
     }
 
-    /// Leaves the alternate screen if the table is on it, then prints the
-    /// notes it held.
+    /// Leaves the alternate screen if the table is on it.
     fn leave(&mut self) {
         match &mut self.sink {
             // Dropping the screen restores the terminal.
             Sink::Stderr(screen) => drop(screen.take()),
+            #[cfg(test)]
             Sink::Writer { out, entered } => {
                 if std::mem::replace(entered, false) {
                     let _ = out.write_all(term::LEAVE.as_bytes());
                 }
             }
-        }
-        let mut text = String::new();
-        for n in self.notes.drain(..) {
-            text.push_str(&n);
-            text.push('\n');
-        }
-        if self.dropped_notes > 0 {
-            text.push_str(&format!(
-                "({} more messages not kept)\n",
-                self.dropped_notes
-            ));
-            self.dropped_notes = 0;
-        }
-        if !text.is_empty() {
-            let _ = self.write(text.as_bytes());
         }
     }
 }
@@ -470,18 +421,6 @@ impl Ticker {
         self.next = self.start + self.interval * k.min(u32::MAX as u128) as u32;
         true
     }
-}
-
-/// The shortest interval --interval takes.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest: a day.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
-
-/// Parses `--interval=SECONDS`: a decimal number (`1`, `0.5`, `.25`,
-/// `2.`) of at most nanosecond precision, from 0.1 to 86400. `None` for
-/// anything else (no signs, exponents, `inf`, spaces).
-pub fn parse_interval(s: &str) -> Option<Duration> {
-    crate::cli::parse_seconds(s).filter(|d| (MIN_INTERVAL..=MAX_INTERVAL).contains(d))
 }
 
 #[cfg(test)]

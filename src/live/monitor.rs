@@ -55,12 +55,6 @@ impl<'a> Monitor<'a> {
         })
     }
 
-    /// Whether the view is a table on the terminal (which wants SIGWINCH
-    /// and SIGTSTP).
-    pub fn on_terminal(&self) -> bool {
-        self.view.mode() == Mode::Table
-    }
-
     /// Milliseconds until the next interval, for poll().
     pub fn timeout_ms(&self) -> i32 {
         self.ticker.timeout_ms(Instant::now())

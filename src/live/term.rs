@@ -147,14 +147,6 @@ impl Screen {
         write_stderr(f.as_bytes())?;
         Ok(true)
     }
-
-    /// Whether the table still holds the terminal.
-    pub fn active(&self) -> bool {
-        ACTIVE.load(Ordering::SeqCst)
-    }
-
-    /// Leaves the alternate screen now (same as dropping).
-    pub fn leave(self) {}
 }
 
 impl Drop for Screen {

@@ -152,35 +152,6 @@ fn table_enters_draws_and_leaves() {
 }
 
 #[test]
-fn table_notes_show_under_the_table_then_on_the_screen() {
-    let (mut v, buf) = view(Mode::Table, (80, 24));
-    let (a, _) = pair();
-    v.update(a).unwrap();
-    buf.take();
-    v.note("rxtxcpu: cpu1 went offline").unwrap();
-    let frame = buf.take();
-    assert!(
-        frame.contains("rxtxcpu: cpu1 went offline\x1b[K\r\n\x1b[J"),
-        "{frame:?}"
-    );
-    v.stopping();
-    // Leaving, then the note on the normal screen; finish adds nothing.
-    assert_eq!(
-        buf.take(),
-        format!("{}rxtxcpu: cpu1 went offline\n", term::LEAVE)
-    );
-    v.finish(None).unwrap();
-    assert_eq!(buf.take(), "");
-}
-
-#[test]
-fn plain_notes_are_printed_at_once() {
-    let (mut v, buf) = view(Mode::Plain, (80, 24));
-    v.note("hello").unwrap();
-    assert_eq!(buf.take(), "hello\n");
-}
-
-#[test]
 fn dropping_the_view_leaves_the_screen() {
     let (mut v, buf) = view(Mode::Table, (80, 24));
     v.update(pair().0).unwrap();
@@ -244,36 +215,4 @@ fn ticker_keeps_to_its_schedule() {
     assert_eq!(t.timeout(t0 + ms(5500)), ms(500));
     assert!(t.due(t0 + ms(6000)));
     assert_eq!(t.timeout_ms(t0 + ms(7000)), 0);
-}
-
-#[test]
-fn intervals() {
-    let ms = Duration::from_millis;
-    assert_eq!(parse_interval("1"), Some(ms(1000)));
-    assert_eq!(parse_interval("0.1"), Some(ms(100)));
-    assert_eq!(parse_interval(".25"), Some(ms(250)));
-    assert_eq!(parse_interval("2."), Some(ms(2000)));
-    assert_eq!(parse_interval("1.000000001"), Some(Duration::new(1, 1)));
-    assert_eq!(parse_interval("86400"), Some(Duration::from_secs(86_400)));
-    for bad in [
-        "",
-        ".",
-        "0",
-        "0.09",
-        "0.0999999999",
-        "-1",
-        "+1",
-        "1e3",
-        "inf",
-        "nan",
-        " 1",
-        "1 ",
-        "1,5",
-        "86400.1",
-        "99999999999999999999999",
-        "1.2.3",
-        "0x10",
-    ] {
-        assert_eq!(parse_interval(bad), None, "{bad:?}");
-    }
 }

@@ -29,9 +29,10 @@ use crate::source::{self, Source, Target, RETIRE_MS};
 use crate::steering::expect::{self, Steering};
 use crate::steering::NicHash;
 use crate::sys::afpacket;
+use crate::sys::host::pin_to;
 use crate::vantage::{Plan, StreamKind};
 use crate::worker::count::{self, CountStats, Verdict};
-use crate::worker::{pin_to, Fault, Job, PanicGuard, Shared};
+use crate::worker::{Fault, Job, PanicGuard, Shared};
 
 use signals::{signal_fd, stop_signal, Deadline};
 

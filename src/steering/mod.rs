@@ -340,7 +340,7 @@ impl Config {
             .filter(|r| r.hash_is_reproducible() && !r.indirection.is_empty())?;
         let fields = self.hash_fields.iter().find(|(f, _)| *f == flow)?.1;
         let h = crate::steering::rss::hash(&rss.key, tuple, fields).ok()?;
-        rss.queue_for(h)
+        crate::steering::rss::queue_for(h, &rss.indirection)
     }
 
     /// One receive queue of each kind, in increasing order: queues with

@@ -9,6 +9,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::cpuset::CpuSet;
 use crate::sys::ebpf::Insn;
 
 const BPF_MAP_CREATE: libc::c_int = 0;
@@ -273,6 +274,14 @@ pub enum MapType {
     RingBuf = 27,
 }
 
+/// The cpus the kernel may ever have (cpu_possible_mask, from sysfs): a
+/// per-cpu map's values come one per possible cpu, in cpu order, whether
+/// the cpu is online or not.
+pub fn possible_cpus() -> io::Result<CpuSet> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    CpuSet::parse_list(s.trim()).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+}
+
 /// map_flags: the array's values can be mmap()ed (Linux 5.5+).
 pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
@@ -391,11 +400,6 @@ impl Map {
             return Err(io::Error::last_os_error());
         }
         Ok(())
-    }
-
-    /// The map's id.
-    pub fn id(&self) -> io::Result<u32> {
-        obj_id(self.fd.as_fd())
     }
 
     /// Maps the values of an array map created with [`BPF_F_MMAPABLE`]:

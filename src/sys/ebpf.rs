@@ -54,10 +54,7 @@ const BPF_FETCH: i32 = 0x01;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
-const BPF_SUB: u8 = 0x10;
-const BPF_AND: u8 = 0x50;
 const BPF_LSH: u8 = 0x60;
-const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
@@ -76,7 +73,11 @@ pub const BPF_PSEUDO_MAP_VALUE: u8 = 2;
 /// Memory access sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Size {
+    // Bytes and half-words: for the kernel probes, which read narrow
+    // fields of kernel structures.
+    #[allow(dead_code)]
     B,
+    #[allow(dead_code)]
     H,
     W,
     DW,
@@ -144,24 +145,9 @@ pub fn add(dst: Reg, src: Reg) -> Insn {
     insn(BPF_ALU64 | BPF_ADD | BPF_X, dst, src, 0, 0)
 }
 
-/// `dst -= src` (64-bit).
-pub fn sub(dst: Reg, src: Reg) -> Insn {
-    insn(BPF_ALU64 | BPF_SUB | BPF_X, dst, src, 0, 0)
-}
-
-/// `dst &= imm` (64-bit).
-pub fn and_imm(dst: Reg, imm: i32) -> Insn {
-    insn(BPF_ALU64 | BPF_AND | BPF_K, dst, Reg::R0, 0, imm)
-}
-
 /// `dst <<= imm` (64-bit).
 pub fn lsh_imm(dst: Reg, imm: i32) -> Insn {
     insn(BPF_ALU64 | BPF_LSH | BPF_K, dst, Reg::R0, 0, imm)
-}
-
-/// `dst >>= imm` (64-bit, logical).
-pub fn rsh_imm(dst: Reg, imm: i32) -> Insn {
-    insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, Reg::R0, 0, imm)
 }
 
 /// `dst = (u32) imm` (32-bit move: clears the upper half, so -1 gives
@@ -344,10 +330,11 @@ fn reg(n: u8) -> Reg {
 pub mod helper {
     pub const MAP_LOOKUP_ELEM: i32 = 1;
     pub const KTIME_GET_NS: i32 = 5;
-    pub const GET_SMP_PROCESSOR_ID: i32 = 8;
     /// bpf_get_current_pid_tgid(): tgid << 32 | pid (the thread's id).
+    #[allow(dead_code)] // for the kernel probes
     pub const GET_CURRENT_PID_TGID: i32 = 14;
     /// bpf_get_current_comm(buf, size): the current task's name.
+    #[allow(dead_code)] // for the kernel probes
     pub const GET_CURRENT_COMM: i32 = 16;
     pub const PERF_EVENT_OUTPUT: i32 = 25;
     pub const GET_NUMA_NODE_ID: i32 = 42;
@@ -372,7 +359,6 @@ pub mod xdp_md {
 pub mod skb {
     pub const PKT_TYPE: i16 = 4;
     pub const QUEUE_MAPPING: i16 = 12;
-    pub const HASH: i16 = 68;
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::cpuset::CpuSet;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_GRXFH: u32 = 0x29;
+#[cfg(test)]
 const ETHTOOL_GRXRINGS: u32 = 0x2d;
 const ETHTOOL_GRSSH: u32 = 0x46;
 /// ETH_RSS_HASH_*: bit n is the function ETH_RSS_HASH_*_BIT = n.
@@ -112,12 +113,6 @@ impl Rss {
             HashFunction::Toeplitz | HashFunction::Unreported
         ) && !self.key.is_empty()
             && self.input_xfrm == 0
-    }
-
-    /// The receive queue RSS picks for a packet whose device hash is
-    /// `hash`.
-    pub fn queue_for(&self, hash: u32) -> Option<u32> {
-        crate::steering::rss::queue_for(hash, &self.indirection)
     }
 }
 
@@ -324,8 +319,8 @@ fn rxnfc(ifname: &str, cmd: u32, flow_type: u32) -> io::Result<Option<u64>> {
 }
 
 /// The RXH_* bits of the fields the device hashes for `flow`
-/// (ETHTOOL_GRXFH); see [`crate::steering::rss::Fields::from_rxh`]. None when the
-/// device does not say (EOPNOTSUPP, or EINVAL: drivers answer that for
+/// (ETHTOOL_GRXFH), which steering's `Fields::from_rxh` reads. None when
+/// the device does not say (EOPNOTSUPP, or EINVAL: drivers answer that for
 /// flow types they do not hash separately).
 pub fn rx_hash_fields(ifname: &str, flow: FlowType) -> io::Result<Option<u64>> {
     match rxnfc(ifname, ETHTOOL_GRXFH, flow as u32) {
@@ -334,7 +329,9 @@ pub fn rx_hash_fields(ifname: &str, flow: FlowType) -> io::Result<Option<u64>> {
     }
 }
 
-/// The number of receive rings RSS spreads over (ETHTOOL_GRXRINGS).
+/// The number of receive rings RSS spreads over (ETHTOOL_GRXRINGS); only
+/// the tests ask it, of devices without RSS.
+#[cfg(test)]
 pub fn rx_rings(ifname: &str) -> io::Result<Option<u32>> {
     Ok(rxnfc(ifname, ETHTOOL_GRXRINGS, 0)?.map(|n| n.min(u64::from(u32::MAX)) as u32))
 }
@@ -730,9 +727,10 @@ pub(crate) mod tests {
         assert_eq!(rss.key, crate::steering::rss::MICROSOFT_KEY);
         assert_eq!(rss.hash_function(), HashFunction::Toeplitz);
         assert!(rss.hash_is_reproducible());
-        assert_eq!(rss.queue_for(0x51ccc178), Some(0)); // slot 120
-        assert_eq!(rss.queue_for(0x0f0c461d), Some(1)); // slot 29
-                                                        // The sizes-only answer (first call) has no table or key.
+        let queue_for = |h| crate::steering::rss::queue_for(h, &rss.indirection);
+        assert_eq!(queue_for(0x51ccc178), Some(0)); // slot 120
+        assert_eq!(queue_for(0x0f0c461d), Some(1)); // slot 29
+                                                    // The sizes-only answer (first call) has no table or key.
         assert_eq!(parse_rxfh_sizes(&b[..RXFH_HEADER]), Some((128, 40)));
         assert_eq!(parse_rxfh(&b[..RXFH_HEADER]), None);
         // Truncated answers are refused, not misread.
@@ -761,7 +759,10 @@ pub(crate) mod tests {
         assert!(!rss(ETH_RSS_HASH_TOP, 0, &[]).hash_is_reproducible());
         // A key without a table (some devices): no queue for any hash.
         let keyonly = parse_rxfh(&rxfh_answer(&[], &key, ETH_RSS_HASH_TOP, 0)).unwrap();
-        assert_eq!(keyonly.queue_for(1), None);
+        assert_eq!(
+            crate::steering::rss::queue_for(1, &keyonly.indirection),
+            None
+        );
     }
 
     #[test]

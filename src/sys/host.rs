@@ -1,7 +1,10 @@
 //! The machine and its clocks: uname(2), sysconf(3), clock_gettime(2),
-//! local time, membarrier(2).
+//! local time, membarrier(2), sched_setaffinity(2).
 
 use std::ffi::CStr;
+use std::io;
+
+use crate::cpuset::CpuSet;
 
 /// The kernel's name and release as uname(2) gives them (`Linux`,
 /// `6.18.44`); None if uname fails.
@@ -99,8 +102,21 @@ pub fn strftime_local(pattern: &CStr, time: i64, max: usize) -> Result<String, S
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// Pins the calling thread to `cpus` (sched_setaffinity(2)): a worker
+/// then reads its ring where the kernel wrote it, from that cpu's cache
+/// (or its node's memory). Fails (EINVAL) when none of them is online.
+pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in cpus.iter() {
+        set.set(cpu as usize).map_err(io::Error::from)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
+}
+
 /// The local time's broken-down fields (year, month 1-12, day, hour,
-/// minute, second) at `time`; None if the C library cannot tell.
+/// minute, second) at `time`; None if the C library cannot tell. For
+/// tests that check names made with the local time.
+#[cfg(test)]
 pub fn local_fields(time: i64) -> Option<[i32; 6]> {
     // SAFETY: as in strftime_local.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -10,12 +10,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLM_F_REQUEST: u16 = 1;
-pub const NLM_F_ACK: u16 = 4;
+/// NLM_F_ACK (only [`set_xdp`], for tests, asks for an ack).
+#[cfg(test)]
+const NLM_F_ACK: u16 = 4;
 const NLA_HDRLEN: usize = 4;
 /// NLA_F_NESTED | NLA_F_NET_BYTEORDER: flags, not part of the type.
 const NLA_TYPE_MASK: u16 = !(3 << 14);
 /// NLA_F_NESTED.
-pub const NLA_F_NESTED: u16 = 1 << 15;
+#[cfg(test)]
+const NLA_F_NESTED: u16 = 1 << 15;
 
 /// A netlink socket of one protocol (NETLINK_ROUTE, NETLINK_GENERIC).
 pub struct Socket {
@@ -151,14 +154,18 @@ pub fn error_code(payload: &[u8]) -> i32 {
 }
 
 // ---------------------------------------------------------------------------
-// rtnetlink: a link's attributes, and the old way of attaching XDP.
+// rtnetlink: a link's attributes (and, for tests, the old way of attaching
+// XDP).
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
+#[cfg(test)]
 const RTM_SETLINK: u16 = 19;
 pub const IFLA_XDP: u16 = 43;
+#[cfg(test)]
 const IFLA_XDP_FD: u16 = 1;
 pub const IFLA_XDP_ATTACHED: u16 = 2;
+#[cfg(test)]
 const IFLA_XDP_FLAGS: u16 = 3;
 pub const IFLA_XDP_PROG_ID: u16 = 4;
 const IFINFOMSG_LEN: usize = 16;
@@ -207,6 +214,7 @@ pub fn get_link(ifindex: u32) -> io::Result<Vec<u8>> {
 /// Attaches program `fd` (-1: detaches) the old way, through netlink
 /// (what `ip link set dev X xdp ...` does): no link, so it stays until
 /// detached. Only for tests of a foreign program.
+#[cfg(test)]
 pub fn set_xdp(ifindex: u32, fd: i32, flags: u32) -> io::Result<()> {
     let mut inner = attr(IFLA_XDP_FD, &fd.to_ne_bytes());
     inner.extend(attr(IFLA_XDP_FLAGS, &flags.to_ne_bytes()));
@@ -218,4 +226,27 @@ pub fn set_xdp(ifindex: u32, fd: i32, flags: u32) -> io::Result<()> {
         NLMSG_ERROR,
     )
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_parse() {
+        // IFLA_XDP { ATTACHED = 1 (u8, padded), PROG_ID = 42 } after an
+        // unrelated attribute.
+        let mut attrs = vec![8, 0, 3, 0, b'v', b'b', 0, 0];
+        let inner = [5u8, 0, 2, 0, 1, 0, 0, 0, 8, 0, 4, 0, 42, 0, 0, 0];
+        attrs.extend_from_slice(&((4 + inner.len()) as u16).to_ne_bytes());
+        attrs.extend_from_slice(&(IFLA_XDP | NLA_F_NESTED).to_ne_bytes());
+        attrs.extend_from_slice(&inner);
+        let xdp = find_attr(&attrs, IFLA_XDP).unwrap();
+        assert_eq!(find_attr(xdp, IFLA_XDP_ATTACHED), Some(&[1u8][..]));
+        assert_eq!(
+            find_attr(xdp, IFLA_XDP_PROG_ID),
+            Some(&42u32.to_ne_bytes()[..])
+        );
+        assert_eq!(find_attr(&attrs[..6], IFLA_XDP), None);
+    }
 }

@@ -243,11 +243,6 @@ impl PerfRing {
         self.fd.as_fd()
     }
 
-    /// Bytes of the data area.
-    pub fn data_size(&self) -> usize {
-        self.data_size
-    }
-
     /// A u64 field of the metadata page that only user space writes or
     /// that the kernel writes only once, before the mapping exists.
     fn page_u64(&self, off: usize) -> u64 {

@@ -157,16 +157,6 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-/// Pins the calling thread to `cpus`: the worker then reads its ring where
-/// the kernel wrote it, from that cpu's cache (or its node's memory).
-pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
-    let mut set = nix::sched::CpuSet::new();
-    for cpu in cpus.iter() {
-        set.set(cpu as usize).map_err(io::Error::from)?;
-    }
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
-}
-
 /// Fault injection for the test suite, compiled into debug builds only (the
 /// binary the integration tests run): `RXTXCPU_TEST_PANIC_CPU=N` makes cpu
 /// N's worker (the stream whose fanout member is N: cpu N, queue N, node

@@ -7,6 +7,7 @@
 
 pub mod fanout;
 pub mod group;
+pub mod ring_size;
 mod tap;
 pub mod worker;
 
@@ -21,7 +22,7 @@ use crate::options::Options;
 use crate::report::StreamCount;
 use crate::source::{Ended, Source, Target, RETIRE_MS};
 use crate::sys::afpacket::{Filter, PacketSocket};
-use crate::sys::ring::{self as ring, Geometry, Ring};
+use crate::sys::ring::{Geometry, Ring};
 use crate::vantage::{Plan, Stream};
 use crate::worker::count::Gate;
 use crate::worker::{Job, PanicGuard, Shared};
@@ -63,7 +64,7 @@ impl FanoutSource {
         let want_hash = opts.pcapng && opts.write.is_some() || opts.flows.is_some();
         let (ring_bytes, why) = match opts.buffer_bytes {
             Some(b) => (b, "-B".to_string()),
-            None => ring::default_bytes(plan.streams.len(), kernel_snaplen),
+            None => ring_size::default_bytes(plan.streams.len(), kernel_snaplen),
         };
         let geometry = Geometry::new(kernel_snaplen, ring_bytes, RETIRE_MS).with_hash(want_hash);
         say(format!(

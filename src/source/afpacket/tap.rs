@@ -19,9 +19,10 @@ use crate::source::afpacket::worker::Worker;
 use crate::source::Target;
 use crate::source::RETIRE_MS;
 use crate::sys::afpacket::Filter;
+use crate::sys::host::pin_to;
 use crate::sys::ring::Geometry;
 use crate::vantage::{self, Plan};
-use crate::worker::{pin_to, PanicGuard, Shared};
+use crate::worker::{PanicGuard, Shared};
 
 /// Bytes the sender tap keeps of a packet: enough for the flow key.
 const TAP_SNAPLEN: u32 = 256;

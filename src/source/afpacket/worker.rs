@@ -13,9 +13,10 @@ use crate::consumers::merged::merge;
 use crate::consumers::{Consumers, Leftovers, Outcome};
 use crate::cpuset::CpuSet;
 use crate::sys::afpacket::{Filter, PacketSocket};
+use crate::sys::host::pin_to;
 use crate::sys::ring::Ring;
 use crate::worker::count::Gate;
-use crate::worker::{pin_to, test_hooks, Fault, Shared, LIVE_TOP_FLOWS};
+use crate::worker::{test_hooks, Fault, Shared, LIVE_TOP_FLOWS};
 
 /// One stream's capture.
 pub struct Worker<'a> {

@@ -416,7 +416,7 @@ impl DropProbe {
     pub fn attach_at(btf: &Btf, filter: Filter, hook: &Hook) -> Result<DropProbe, ProbeError> {
         let layout = Layout::from_btf(btf)?;
         let reasons = Reasons::from_btf(btf)?;
-        let possible: Vec<u32> = crate::source::xdp::program::possible_cpus()
+        let possible: Vec<u32> = crate::sys::bpf::possible_cpus()
             .map_err(|e| ProbeError::Os {
                 what: "/sys/devices/system/cpu/possible".into(),
                 why: e.into(),

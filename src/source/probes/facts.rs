@@ -240,7 +240,7 @@ impl Probe {
 
     /// Per cpu (0, 1).
     fn seen(&self) -> Vec<Seen> {
-        let cpus = crate::source::xdp::program::possible_cpus().unwrap().len();
+        let cpus = crate::sys::bpf::possible_cpus().unwrap().len();
         let mut buf = vec![0u8; V_SIZE as usize * cpus];
         self.map.lookup(&0u32.to_ne_bytes(), &mut buf).unwrap();
         buf.chunks(V_SIZE as usize)

@@ -154,7 +154,7 @@ impl Pair {
 /// Pins the calling thread to `cpu`, waiting a while if it is offline.
 pub fn pin(cpu: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while let Err(e) = crate::worker::pin_to(&std::iter::once(cpu).collect()) {
+    while let Err(e) = crate::sys::host::pin_to(&std::iter::once(cpu).collect()) {
         assert!(Instant::now() < deadline, "pin to cpu{cpu}: {e}");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -1,12 +1,16 @@
 //! `--xdp`: received frames counted (and, with `-w` or `--flows`,
 //! copied) by an XDP program of our own at the interface's XDP hook
 //! ([`program`]), per cpu (and per queue), exactly. The copies come
-//! through per-cpu perf buffers, which workers ([`worker`]) read and hand
-//! to the same consumers as a packet socket capture. The program is
-//! attached by a BPF link: the kernel removes it when the process ends,
-//! however it ends.
+//! through per-cpu perf buffers ([`record`]), which workers ([`worker`])
+//! read and hand to the same consumers as a packet socket capture. The
+//! program is attached by a BPF link ([`capture`]): the kernel removes it
+//! when the process ends, however it ends. This file is the [`Source`]
+//! the capture drives.
 
-pub mod program;
+pub mod capture;
+mod error;
+mod program;
+mod record;
 mod worker;
 
 use std::cell::{Cell, RefCell};
@@ -27,7 +31,9 @@ use crate::vantage::{Plan, Route, StreamKind};
 use crate::worker::count::Gate;
 use crate::worker::{Job, PanicGuard, Shared};
 
-use program::{self as xdp, Counts, PerfReader, XdpCapture};
+use capture::{Counts, Tally, XdpCapture};
+use program::MAX_SNAPLEN;
+use record::PerfReader;
 use worker::XdpWorker;
 
 /// The program, attached, and its buffers.
@@ -71,7 +77,7 @@ impl XdpSource {
             if s < opts.snaplen {
                 say(format!(
                     "XDP records keep at most {} bytes of each frame",
-                    xdp::MAX_SNAPLEN
+                    MAX_SNAPLEN
                 ));
             }
         }
@@ -238,7 +244,7 @@ impl Source for XdpSource {
 const ATTACHED_CHECK: Duration = Duration::from_millis(200);
 
 /// What the program captures, for `opts`' streams.
-fn xdp_options(opts: &Options, plan: &Plan) -> xdp::Options {
+fn xdp_options(opts: &Options, plan: &Plan) -> capture::Options {
     let online = crate::cpuset::online();
     let cpus: CpuSet = match plan.vantage {
         crate::options::Vantage::Cpu => plan.streams.iter().filter_map(|s| s.id()).collect(),
@@ -265,15 +271,15 @@ fn xdp_options(opts: &Options, plan: &Plan) -> xdp::Options {
         _ => (0, None),
     };
     let records = opts.write.is_some() || opts.flows.is_some();
-    xdp::Options {
+    capture::Options {
         mode: opts.xdp.unwrap_or_default(),
         cpus,
         queues,
         queue_list,
-        snaplen: records.then(|| opts.snaplen.min(xdp::MAX_SNAPLEN)),
-        ring_bytes: opts
-            .buffer_bytes
-            .unwrap_or_else(|| crate::sys::ring::default_bytes(plan.streams.len(), 0).0),
+        snaplen: records.then(|| opts.snaplen.min(MAX_SNAPLEN)),
+        ring_bytes: opts.buffer_bytes.unwrap_or_else(|| {
+            crate::source::afpacket::ring_size::default_bytes(plan.streams.len(), 0).0
+        }),
         wakeup: if opts.packet_buffered {
             Wakeup::EveryRecord
         } else {
@@ -328,13 +334,13 @@ impl Counters for XdpCounters<'_> {
 }
 
 /// The program's counts, per stream of `plan`.
-fn per_stream(plan: &Plan, counts: &Counts) -> Vec<xdp::Tally> {
+fn per_stream(plan: &Plan, counts: &Counts) -> Vec<Tally> {
     plan.streams
         .iter()
         .map(|s| match s.kind {
             StreamKind::Cpu(c) => counts.cpu(c),
             StreamKind::Numa(_) => {
-                let mut t = xdp::Tally::default();
+                let mut t = Tally::default();
                 for c in s.pin.iter().flat_map(|p| p.iter()) {
                     t += counts.cpu(c);
                 }

@@ -11,7 +11,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::consumers::{Consumers, Leftovers, Outcome};
 use crate::cpuset::CpuSet;
 use crate::packet::Packet;
-use crate::source::xdp::program::{PerfReader, XdpRecord};
+use crate::source::xdp::record::{PerfReader, XdpRecord};
 use crate::source::RETIRE_MS;
 use crate::vantage::{Plan, Route, StreamKind};
 use crate::worker::{test_hooks, Shared};
