@@ -8,7 +8,7 @@
 //! The data flows one way: command line -> options -> vantage -> source ->
 //! one worker per stream -> its consumers -> the report. ARCHITECTURE.md
 //! at the root of the source tree is the map: one folder per stage, each
-//! importing only what lies below it, every system call under [`sys`].
+//! importing only what lies below it, every system call under `sys`.
 
 // Every `unsafe` block lives in the kernel-facing layer, src/sys/, which
 // alone is allowed it (each block with its SAFETY comment).

@@ -9,8 +9,23 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first: a module may import only those before it.
 /// lib.rs and main.rs, the roots, may import anything.
 const ORDER: [&str; 17] = [
-    "error", "cpuset", "options", "packet", "sys", "vantage", "filter", "format", "consumers",
-    "steering", "worker", "report", "live", "metrics", "source", "run", "cli",
+    "error",
+    "cpuset",
+    "options",
+    "packet",
+    "sys",
+    "vantage",
+    "filter",
+    "format",
+    "consumers",
+    "steering",
+    "worker",
+    "report",
+    "live",
+    "metrics",
+    "source",
+    "run",
+    "cli",
 ];
 
 /// The longest production part (lines before a file's tests) allowed.
@@ -68,12 +83,13 @@ fn test_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
                 .take_while(|a| a.trim().starts_with("#["))
                 .map(|a| a.trim())
                 .collect();
-            if !attrs.iter().any(|a| *a == "#[cfg(test)]") {
+            if !attrs.contains(&"#[cfg(test)]") {
                 continue;
             }
-            let path = attrs
-                .iter()
-                .find_map(|a| a.strip_prefix("#[path = \"").and_then(|r| r.strip_suffix("\"]")));
+            let path = attrs.iter().find_map(|a| {
+                a.strip_prefix("#[path = \"")
+                    .and_then(|r| r.strip_suffix("\"]"))
+            });
             match path {
                 Some(p) => {
                     out.insert(f.parent().unwrap().join(p));
@@ -139,7 +155,10 @@ fn modules_import_only_lower_layers() {
             continue;
         }
         let Some(mine) = rank(&module) else {
-            bad.push(format!("{}: top-level module `{module}` has no layer in ORDER", f.display()));
+            bad.push(format!(
+                "{}: top-level module `{module}` has no layer in ORDER",
+                f.display()
+            ));
             continue;
         };
         let text = std::fs::read_to_string(f).unwrap();
@@ -155,20 +174,31 @@ fn modules_import_only_lower_layers() {
             }
         }
     }
-    assert!(bad.is_empty(), "imports against the layers:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports against the layers:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
 fn unsafe_only_in_sys() {
     let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
-    assert!(lib.contains("#![deny(unsafe_code)]"), "lib.rs must deny unsafe_code");
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "lib.rs must deny unsafe_code"
+    );
     let allows: Vec<&str> = lib
         .lines()
         .zip(lib.lines().skip(1))
         .filter(|(a, _)| a.contains("allow(unsafe_code)"))
         .map(|(_, next)| next.trim())
         .collect();
-    assert_eq!(allows, ["pub(crate) mod sys;"], "only sys may allow unsafe_code");
+    assert_eq!(
+        allows,
+        ["pub(crate) mod sys;"],
+        "only sys may allow unsafe_code"
+    );
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     for f in files {
@@ -198,5 +228,9 @@ fn production_parts_are_short() {
             (n > MAX_LINES).then(|| format!("{}: {n} lines", f.display()))
         })
         .collect();
-    assert!(long.is_empty(), "production parts over {MAX_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "production parts over {MAX_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStringExt;
 
 use proptest::prelude::*;
 use rxtxcpu::cli::{self, Invocation, UsageError};
-use rxtxcpu::cpuset::{self, CpuSet, MAX_CPU};
+use rxtxcpu::cpuset::{CpuSet, MAX_CPU};
 use rxtxcpu::error::Error;
 use rxtxcpu::testing::stream_path;
 use rxtxcpu::vantage;
@@ -111,8 +111,8 @@ fn parse(args: &[String]) -> Result<Invocation, UsageError> {
 
 /// The cpus this machine has: configured, and online now.
 fn machine() -> (CpuSet, CpuSet) {
-    let all = CpuSet::first(cpuset::configured_count());
-    let online = cpuset::online().intersection(&all);
+    let all = CpuSet::first(rxtxcpu::vantage::machine::configured_count());
+    let online = rxtxcpu::vantage::machine::online().intersection(&all);
     (all, online)
 }
 

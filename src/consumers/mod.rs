@@ -19,13 +19,13 @@ use std::sync::Arc;
 
 use crate::consumers::files::{StreamFile, Written};
 use crate::consumers::flows::FlowTable;
+use crate::consumers::merged::file::EpbBatch;
 use crate::consumers::merged::merge::Feed;
-use crate::format::pcapng::{EpbBatch, PacketInfo};
+use crate::format::pcapng::PacketInfo;
 use crate::options::Precision;
 use crate::packet::Frame;
 use crate::packet::LinkType;
 use crate::packet::Packet;
-use crate::steering::NicHash;
 
 /// One stream's consumers.
 #[derive(Default)]
@@ -248,6 +248,11 @@ impl Consumers<'_> {
     }
 }
 
+/// Whether a flow hash is the device's RSS hash of the packet (its bytes
+/// from the network header on): the steering stage's answer
+/// ([`crate::steering::NicHash::is_its_hash`]), handed down.
+pub type IsNicHash = Arc<dyn Fn(&[u8], u32) -> bool + Send + Sync>;
+
 /// A stream's side of the merged pcapng file: its packets encoded as
 /// enhanced packet blocks, a ring block at a time, handed to the merger
 /// thread (see [`crate::consumers::merged::merge`]).
@@ -280,7 +285,7 @@ pub struct MergedStream {
     path: String,
     /// The device's RSS hash, where a packet's flow hash may be it (see
     /// [`MergedStream::with_nic_hash`]).
-    nic_hash: Option<Arc<NicHash>>,
+    nic_hash: Option<IsNicHash>,
 }
 
 impl MergedStream {
@@ -309,7 +314,7 @@ impl MergedStream {
     /// hash of its tuple, so that the file claims Toeplitz (epb_hash)
     /// exactly where it is (a table lookup per byte of the tuple, only on
     /// a device that hands the kernel a reproducible RSS hash).
-    pub fn with_nic_hash(mut self, nic_hash: Option<Arc<NicHash>>) -> MergedStream {
+    pub fn with_nic_hash(mut self, nic_hash: Option<IsNicHash>) -> MergedStream {
         self.nic_hash = nic_hash;
         self
     }
@@ -321,10 +326,9 @@ impl MergedStream {
             // Received packets only: a sent one carries its socket's hash
             // (or one computed on the way out), never this NIC's.
             hash_is_toeplitz: match (&self.nic_hash, hash) {
-                (Some(nic), Some(h)) if p.pkttype != crate::sys::afpacket::PACKET_OUTGOING => p
-                    .data
-                    .get(p.net_offset..)
-                    .is_some_and(|l3| nic.is_its_hash(l3, h)),
+                (Some(nic), Some(h)) if p.pkttype != crate::sys::afpacket::PACKET_OUTGOING => {
+                    p.data.get(p.net_offset..).is_some_and(|l3| nic(l3, h))
+                }
                 _ => false,
             },
             queue: self.queue,

@@ -268,6 +268,7 @@ impl Rotator {
     }
 
     /// Files created so far, the overwritten ones included.
+    #[cfg(test)]
     pub fn files(&self) -> u64 {
         self.files
     }

@@ -63,12 +63,6 @@ pub fn size() -> Option<(usize, usize)> {
     sys::term::winsize(libc::STDERR_FILENO).filter(|&(c, r)| c > 0 && r > 0)
 }
 
-/// The width of the terminal on `fd`; `None` when `fd` is not a terminal
-/// or it does not say (a width of 0).
-pub fn columns(fd: std::os::fd::RawFd) -> Option<usize> {
-    sys::term::winsize(fd).map(|(c, _)| c).filter(|&c| c > 0)
-}
-
 /// One full frame for `lines` on a screen of `width` x `height`: from the
 /// top-left corner, each line cleared to its end, the screen cleared
 /// below the last. Auto-wrap is off, so after a line that fills the width

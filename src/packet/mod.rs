@@ -36,7 +36,7 @@ pub struct Packet<'a> {
     /// (TPID, TCI) of a VLAN tag the device stripped from the frame.
     pub vlan: Option<(u16, u16)>,
     /// The kernel's flow hash; 0 when not asked for (see
-    /// [`crate::sys::ring::Geometry::with_hash`]) or when the kernel has none (its own hash
+    /// `sys::ring::Geometry::with_hash`) or when the kernel has none (its own hash
     /// is never 0).
     pub hash: u32,
 }

@@ -23,6 +23,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// Takes what closing the merged file left: its notes (packets out
+    /// of order, files rotated away) and the -G -W file limit. Returns
+    /// the exit status it asks for.
+    pub fn take_merged(&mut self, c: &crate::consumers::merged::Closed) -> i32 {
+        if c.late > 0 {
+            self.notes.push(format!(
+                "{} written out of timestamp order in the merged file.",
+                count(c.late, "packet")
+            ));
+        }
+        if c.rotated_away > 0 {
+            self.notes.push(format!(
+                "{} in {} rotated away.",
+                count(c.records_lost, "packet"),
+                count(c.rotated_away, "file")
+            ));
+        }
+        self.file_limit |= c.limit_reached;
+        c.status
+    }
+
     /// Takes what a stream's consumers left (its place in the report's
     /// words): notes for files the -W ring overwrote, the -G -W file
     /// limit. Returns the stream's flow table.
@@ -96,7 +117,7 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
                 Some("-") => libc::STDERR_FILENO,
                 _ => libc::STDOUT_FILENO,
             };
-            let width = crate::live::term::columns(fd);
+            let width = crate::sys::term::columns(fd);
             text.push_str(&flows::text::table_fit(f, rows, &label, width));
         }
         text

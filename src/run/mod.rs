@@ -18,7 +18,7 @@ use crate::consumers::files::Format;
 use crate::consumers::flows::{self, FlowBudget, FlowTable};
 use crate::consumers::merged::{self, merge};
 use crate::consumers::outputs::Outputs;
-use crate::consumers::{Consumers, FileFailure, Leftovers, MergedStream};
+use crate::consumers::{Consumers, FileFailure, IsNicHash, Leftovers, MergedStream};
 use crate::error::{Error, Result, Why};
 use crate::live::monitor::{Counters, Monitor};
 use crate::options::Options;
@@ -64,6 +64,8 @@ struct Capture<'a> {
 /// before the capture starts are returned; after that, faults are printed
 /// and the report still comes.
 pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
+    // `-w -`, a device or a FIFO takes one stream.
+    crate::consumers::destination::check(opts, plan.streams.len()).map_err(Error::Usage)?;
     let v = Verbose {
         name: &opts.name,
         on: opts.verbose,
@@ -172,7 +174,7 @@ fn consumers<'a>(
     c: &Capture,
     shared: &'a Shared,
     outputs: &mut Outputs<'a>,
-    nic_hash: Option<Arc<NicHash>>,
+    nic_hash: Option<IsNicHash>,
     source: &dyn Source,
 ) -> Vec<Consumers<'a>> {
     let opts = c.opts;
@@ -363,7 +365,7 @@ fn pin_job(pin: Option<&crate::cpuset::CpuSet>, say: Option<(&Verbose, &str)>) {
 /// With `--pcapng -w` on an interface: the device's RSS hash, where a
 /// packet's flow hash can be it (the merged file then claims Toeplitz for
 /// the packets whose hash it is); `-v` says what the file claims.
-fn nic_hash(opts: &Options, v: &Verbose) -> Option<Arc<NicHash>> {
+fn nic_hash(opts: &Options, v: &Verbose) -> Option<IsNicHash> {
     if !opts.pcapng || opts.write.is_none() {
         return None;
     }
@@ -384,7 +386,7 @@ fn nic_hash(opts: &Options, v: &Verbose) -> Option<Arc<NicHash>> {
                  whose flow hash is that hash of its addresses and ports (checked per packet) \
                  also gets epb_hash (Toeplitz); every flow hash is in the packet's comment"
             ));
-            Some(Arc::new(n))
+            Some(Arc::new(move |l3: &[u8], h: u32| n.is_its_hash(l3, h)))
         }
         Err(why) => {
             unclaimed(&why);
@@ -424,13 +426,13 @@ fn take_ends(
     }
     if let Some((written, start_ns, end_ns)) = merged_file {
         let say = |s: &str| v.say(s);
-        *status = (*status).max(merged::close(
-            written,
-            report,
-            (start_ns, end_ns),
-            &opts.name,
-            &say,
-        ));
+        let counts: Vec<(u64, u64)> = report
+            .streams
+            .iter()
+            .map(|s| (s.packets, s.drops + s.lost))
+            .collect();
+        let closed = merged::close(written, &counts, (start_ns, end_ns), &opts.name, &say);
+        *status = (*status).max(report.take_merged(&closed));
     }
     tables
 }

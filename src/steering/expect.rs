@@ -33,9 +33,9 @@ impl Steering {
     pub fn read(ifname: &str, vantage: Vantage) -> Steering {
         let mut node_of = HashMap::new();
         if vantage == Vantage::Numa {
-            let nodes = crate::cpuset::numa_nodes();
+            let nodes = crate::vantage::machine::numa_nodes();
             for n in 0..nodes.possible {
-                for cpu in crate::cpuset::node_cpus(n).iter() {
+                for cpu in crate::vantage::machine::node_cpus(n).iter() {
                     node_of.insert(cpu, n);
                 }
             }

@@ -17,6 +17,12 @@ pub fn winsize(fd: RawFd) -> Option<(usize, usize)> {
     (r == 0).then_some((ws.ws_col as usize, ws.ws_row as usize))
 }
 
+/// The width of the terminal on `fd`; `None` when `fd` is not a terminal
+/// or it does not say (a width of 0).
+pub fn columns(fd: RawFd) -> Option<usize> {
+    winsize(fd).map(|(c, _)| c).filter(|&c| c > 0)
+}
+
 /// Writes all of `buf` to stderr with write(2), bypassing std's stderr
 /// lock (a panic hook may run while another thread holds it). Only
 /// async-signal-safe calls: usable in a signal handler.

@@ -4,14 +4,16 @@
 //! how many streams there are, what they are called in messages and file
 //! names, and how the kernel routes a packet to one: a fanout group whose
 //! member `i` is stream `i`, by cpu or by a small eBPF fanout program
-//! ([`crate::source::afpacket::fanout`]).
+//! (`source::afpacket::fanout`).
 //!
 //! The program's invocation name picks the vantage (`rxtxqueue`,
 //! `rxqueue`, `txqueue`, `rxtxnuma`, ...), and `--vantage` overrides it.
 
+pub mod machine;
+
 use std::io;
 
-use crate::cpuset::{self, CpuSet};
+use crate::cpuset::CpuSet;
 use crate::error::{Error, Result, Why};
 use crate::options::Vantage;
 use crate::options::{Direction, Options};
@@ -135,14 +137,11 @@ pub struct Plan {
 /// Works out the streams `opts` asks for on this machine (and, per queue,
 /// on its interface). Usage errors come as [`Error::Usage`].
 pub fn plan(opts: &Options) -> Result<Plan> {
-    let plan = match opts.vantage {
-        Vantage::Cpu => cpu_plan(opts)?,
-        Vantage::Queue => queue_plan(opts)?,
-        Vantage::Numa => numa_plan(opts)?,
-    };
-    // `-w -`, a device or a FIFO takes one stream.
-    crate::consumers::destination::check(opts, plan.streams.len()).map_err(Error::Usage)?;
-    Ok(plan)
+    match opts.vantage {
+        Vantage::Cpu => cpu_plan(opts),
+        Vantage::Queue => queue_plan(opts),
+        Vantage::Numa => numa_plan(opts),
+    }
 }
 
 /// Which of `configured` ids to capture: the selection (or all) that is
@@ -216,9 +215,9 @@ pub fn every_cpu(direction: Direction) -> Plan {
 }
 
 fn cpu_plan(opts: &Options) -> Result<Plan> {
-    let configured = cpuset::configured_count();
+    let configured = machine::configured_count();
     let all = CpuSet::first(configured);
-    let online = cpuset::online().intersection(&all);
+    let online = machine::online().intersection(&all);
     let (cpus, offline, unconfigured) = select(opts, &all, &online)?;
     let mut notes = vec![format!(
         "{configured} configured cpus ({all}), capturing on cpus {cpus}"
@@ -307,7 +306,7 @@ fn queue_plan(opts: &Options) -> Result<Plan> {
 }
 
 fn numa_plan(opts: &Options) -> Result<Plan> {
-    let nodes = cpuset::numa_nodes();
+    let nodes = machine::numa_nodes();
     let configured = CpuSet::first(nodes.possible);
     let (chosen, offline, unconfigured) = select(opts, &configured, &nodes.with_cpus)?;
     let mut notes = vec![format!(
@@ -328,7 +327,7 @@ fn numa_plan(opts: &Options) -> Result<Plan> {
     let streams = chosen
         .iter()
         .map(|n| {
-            let cpus = cpuset::node_cpus(n).intersection(&cpuset::online());
+            let cpus = machine::node_cpus(n).intersection(&machine::online());
             notes.push(format!("numa node {n}: cpus {cpus}"));
             Stream {
                 member: n,

@@ -390,6 +390,7 @@ impl FlowKey {
 
     /// The key of a bare IP packet (a raw IP device such as tun), by its
     /// version field.
+    #[cfg(test)]
     #[inline]
     pub fn from_ip(packet: &[u8]) -> FlowKey {
         FlowKey::from_l3(ethertype_by_version(packet), packet, Link::default(), false)
@@ -489,6 +490,7 @@ impl FlowKey {
 
     /// Builds the key of an IP flow (for callers that know a flow from
     /// elsewhere, and tests).
+    #[cfg(test)]
     pub fn ip(
         src: std::net::IpAddr,
         dst: std::net::IpAddr,
@@ -617,6 +619,7 @@ fn mac_word(m: [u8; 6]) -> u64 {
     u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
+#[cfg(test)]
 fn v6(a: std::net::IpAddr) -> Ipv6Addr {
     match a {
         std::net::IpAddr::V4(a) => a.to_ipv6_mapped(),

@@ -19,17 +19,16 @@
 //! - [`text`]: the flow table on stdout
 //! - [`json`]: the `--json` report
 
+pub mod expectation;
 pub mod json;
 pub mod key;
 mod slots;
 pub mod table;
 pub mod text;
 
-pub use key::{Endpoint, FlowKey, Proto};
-pub use table::{
-    merge, FlowBudget, FlowRecord, FlowTable, Flows, StreamFlows, DEFAULT_MAX_FLOWS,
-    MAX_BYTES_PER_FLOW, RECEIVED, SENT,
-};
+pub use expectation::{Expectation, Mechanism};
+pub use key::{FlowKey, Proto};
+pub use table::{merge, FlowBudget, FlowTable, Flows, DEFAULT_MAX_FLOWS, RECEIVED, SENT};
 
 #[cfg(test)]
 mod kernel_tests;

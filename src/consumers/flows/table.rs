@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::key::FlowKey;
 use super::slots::{Found, SlotValue, Slots};
+use crate::consumers::flows::Expectation;
 use crate::packet::LinkType;
 use crate::packet::Packet;
-use crate::steering::Expectation;
 
 /// The default of `--flows-max`.
 pub const DEFAULT_MAX_FLOWS: u64 = 1_000_000;
@@ -23,6 +23,7 @@ pub const DEFAULT_MAX_FLOWS: u64 = 1_000_000;
 /// over two streams peaked at 230 bytes per flow during the capture, 247
 /// with the merge. So 1,000,000 flows (the default) cost up to about
 /// 360 MB.
+#[cfg(test)]
 pub const MAX_BYTES_PER_FLOW: u64 = 360;
 
 /// How many new flows the tables of one capture may still start: one
@@ -272,6 +273,7 @@ impl FlowTable {
 
     /// Counts one received packet of `key`, `len` bytes on the wire, at
     /// time `ts` (sec, nsec), at once.
+    #[cfg(test)]
     pub fn record_key(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32)) {
         self.settle();
         let meta = Meta {
@@ -312,25 +314,30 @@ impl FlowTable {
     }
 
     /// The stream this table counts.
+    #[cfg(test)]
     pub fn stream(&self) -> u32 {
         self.stream
     }
 
     /// Distinct flows tracked.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.len() == 0
     }
 
     /// Packets recorded, tracked or not.
+    #[cfg(test)]
     pub fn packets(&self) -> u64 {
         self.tally.packets
     }
 
     /// Packets of flows that found the budget spent.
+    #[cfg(test)]
     pub fn untracked_packets(&self) -> u64 {
         self.tally.untracked_packets
     }

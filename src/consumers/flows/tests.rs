@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::json::{Report, StreamJson};
+use super::table::{FlowRecord, StreamFlows, MAX_BYTES_PER_FLOW};
 use super::*;
 use crate::packet::LinkType;
 use crate::packet::Packet;

@@ -24,6 +24,7 @@ pub const NOTHING_PREDICTED: &str = "No flow has an expected stream: nothing cou
 /// the mechanism) when one has an expectation; marks (UNEXPECTED, SPLIT, REHASHED) end the
 /// row. Text columns are left-aligned, numbers right-aligned, two spaces
 /// apart, no trailing blanks.
+#[cfg(test)]
 pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> String {
     table_fit(flows, limit, label, None)
 }

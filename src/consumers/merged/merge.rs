@@ -230,6 +230,7 @@ impl<B: Batch> Merger<B> {
     }
 
     /// Bytes of the items waiting.
+    #[cfg(test)]
     pub fn pending_bytes(&self) -> usize {
         self.bytes
     }

@@ -5,19 +5,18 @@
 //! orders them through a bounded reorder window; [`MergedFile`] writes
 //! (and rotates) the file.
 
+pub mod file;
 pub mod merge;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use crate::consumers::merged::file::{EpbBatch, MergedFile, MergedSummary};
 use crate::consumers::merged::merge::{Feed, Inbox, Limits, MergeStats, Merger};
 use crate::error::{Error, Result};
-use crate::format::pcapng::{
-    EpbBatch, Interface, InterfaceStats, MergedFile, MergedSummary, Section,
-};
+use crate::format::pcapng::{Interface, InterfaceStats, Section};
 use crate::options::Options;
 use crate::packet::LinkType;
-use crate::report::Report;
 use crate::vantage::Stream;
 
 /// Messages the channel to the merger holds per stream: a few ring blocks
@@ -145,31 +144,36 @@ impl Written<'_> {
     }
 }
 
-/// The report's line when packets were written out of timestamp order: a
-/// worker held up past the reorder window, or the system clock set back
-/// (packets carry the kernel's wall-clock time). Never silent: a reader
-/// relying on the order must know.
-fn order_note(merge: &MergeStats) -> Option<String> {
-    (merge.late > 0).then(|| {
-        format!(
-            "{} written out of timestamp order in the merged file.",
-            crate::report::count(merge.late, "packet")
-        )
-    })
+/// What closing the merged file leaves for the report (which words it:
+/// [`crate::report::Report::take_merged`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// Packets written out of timestamp order: a worker held up past the
+    /// reorder window, or the system clock set back (packets carry the
+    /// kernel's wall-clock time). Never silent: a reader relying on the
+    /// order must know.
+    pub late: u64,
+    /// Files the -W ring overwrote, and the packets they held.
+    pub rotated_away: u64,
+    pub records_lost: u64,
+    /// The -G -W file limit ended the capture.
+    pub limit_reached: bool,
+    /// The exit status: 1 when writing failed.
+    pub status: i32,
 }
 
 /// Closes the merged file once the capture is over: one statistics block
-/// per stream of `report` (received, dropped by the kernel or lost in the
-/// XDP program's buffers, lost in the program after the file failed), and
-/// what the report must say (files rotated away, the file limit, a failed
-/// write). Returns the exit status: 1 when writing failed.
+/// per stream (`counts`: per stream, the packets received and those
+/// dropped by the kernel or lost in the XDP program's buffers; and those
+/// lost in the program after the file failed). A failed write is said
+/// on stderr here; what the report must say comes back in [`Closed`].
 pub fn close(
     written: Written,
-    report: &mut Report,
+    counts: &[(u64, u64)],
     (start_ns, end_ns): (u64, u64),
     name: &str,
     say: &dyn Fn(&str),
-) -> i32 {
+) -> Closed {
     let not_written = written.not_written();
     let (merge, limits) = (written.stats, written.limits);
     say(&format!(
@@ -182,32 +186,22 @@ pub fn close(
         merge.late,
         merge.peak_bytes / 1024
     ));
-    report.notes.extend(order_note(&merge));
-    let stats: Vec<InterfaceStats> = report
-        .streams
+    let stats: Vec<InterfaceStats> = counts
         .iter()
         .enumerate()
-        .map(|(i, s)| InterfaceStats {
+        .map(|(i, &(received, dropped))| InterfaceStats {
             start_ns,
             end_ns,
-            ifrecv: s.packets + s.drops + s.lost,
-            ifdrop: s.drops + s.lost,
+            ifrecv: received + dropped,
+            ifdrop: dropped,
             osdrop: not_written.get(i).copied().unwrap_or(0),
         })
         .collect();
     let summary = written.finish(&stats);
-    if summary.rotated_away > 0 {
-        report.notes.push(format!(
-            "{} in {} rotated away.",
-            crate::report::count(summary.records_lost, "packet"),
-            crate::report::count(summary.rotated_away, "file")
-        ));
-    }
-    report.file_limit |= summary.limit_reached;
     // Counted once the file is closed: a failed last write takes its
     // buffered packets with it.
     let lost: u64 = summary.not_written.iter().sum();
-    match summary.error {
+    let status = match summary.error {
         // EPIPE comes only from a pipe (stdout, a FIFO) whose reader went
         // away (`| tshark -c 10 -r -`): an ordinary end.
         Some(Error::Os { what, why, .. }) if why.0.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -222,24 +216,33 @@ pub fn close(
             1
         }
         None => 0,
+    };
+    Closed {
+        late: merge.late,
+        rotated_away: summary.rotated_away,
+        records_lost: summary.records_lost,
+        limit_reached: summary.limit_reached,
+        status,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Report;
 
     #[test]
     fn out_of_order_packets_are_reported() {
-        let mut stats = MergeStats {
-            items: 10,
-            ..MergeStats::default()
-        };
-        assert_eq!(order_note(&stats), None);
-        stats.late = 3;
+        let mut report = Report::default();
+        report.take_merged(&Closed::default());
+        assert!(report.notes.is_empty());
+        report.take_merged(&Closed {
+            late: 3,
+            ..Closed::default()
+        });
         assert_eq!(
-            order_note(&stats).as_deref(),
-            Some("3 packets written out of timestamp order in the merged file.")
+            report.notes,
+            ["3 packets written out of timestamp order in the merged file."]
         );
     }
 }

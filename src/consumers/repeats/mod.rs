@@ -54,6 +54,7 @@ pub mod decode;
 pub mod digest;
 pub mod window;
 
+#[allow(unused_imports)] // the worker's window, once --repeats is an option
 pub use window::RepeatWindow;
 
 use crate::packet::LinkType;

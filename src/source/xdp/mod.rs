@@ -245,7 +245,7 @@ const ATTACHED_CHECK: Duration = Duration::from_millis(200);
 
 /// What the program captures, for `opts`' streams.
 fn xdp_options(opts: &Options, plan: &Plan) -> capture::Options {
-    let online = crate::cpuset::online();
+    let online = crate::vantage::machine::online();
     let cpus: CpuSet = match plan.vantage {
         crate::options::Vantage::Cpu => plan.streams.iter().filter_map(|s| s.id()).collect(),
         crate::options::Vantage::Numa => plan
