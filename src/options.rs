@@ -116,6 +116,9 @@ pub struct Options {
     pub flows: Option<usize>,
     /// `--flows-max`.
     pub flows_max: u64,
+    /// `--repeats[=MIN]`: the copies that make a packet a repeating one;
+    /// None: repeats are not looked for.
+    pub repeats: Option<u64>,
     /// `--json`.
     pub json: bool,
     /// `--live`, redrawn every this long (`--interval`).

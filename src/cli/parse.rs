@@ -253,6 +253,15 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
             .filter(|&n| n > 0)
             .ok_or_else(|| invalid("flow limit", v))?,
     };
+    let repeats = match value("repeats") {
+        None => None,
+        Some("") => Some(crate::consumers::repeats::DEFAULT_MIN),
+        Some(v) => Some(
+            parse_decimal(v)
+                .filter(|&n| n >= 2)
+                .ok_or_else(|| out_of_range("repeat count", v, "2 or more copies"))?,
+        ),
+    };
 
     if let Some(t) = value("rss-hash") {
         // It captures nothing: an option that only means something to a
@@ -379,6 +388,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         rotation,
         flows,
         flows_max,
+        repeats,
         json: m.get_flag("json"),
         live,
         xdp,

@@ -237,6 +237,17 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         help: &["Track at most N flows.", "  Default: 1000000"],
     },
     OptSpec {
+        id: "repeats",
+        short: None,
+        long: "repeats",
+        value: Some("MIN?"),
+        help: &[
+            "After the report, list packets that",
+            "  repeat (MIN copies or more) and their",
+            "  {plural}. Default: 10",
+        ],
+    },
+    OptSpec {
         id: "json",
         short: None,
         long: "json",

@@ -1,8 +1,9 @@
 //! What a worker does with the packets it takes from its ring. Each
 //! consumer is switched on by an option: the stream's pcap files (`-w`),
 //! its share of the merged pcapng file (`--pcapng -w`), its flow table
-//! (`--flows`), its byte counter (`--live`). A worker whose consumers are
-//! all off only counts whole blocks and never looks at a packet.
+//! (`--flows`), its repeat window (`--repeats`), its byte counter
+//! (`--live`). A worker whose consumers are all off only counts whole
+//! blocks and never looks at a packet.
 
 pub mod destination;
 pub mod files;
@@ -21,6 +22,7 @@ use crate::consumers::files::{StreamFile, Written};
 use crate::consumers::flows::FlowTable;
 use crate::consumers::merged::file::EpbBatch;
 use crate::consumers::merged::merge::Feed;
+use crate::consumers::repeats::{RepeatWindow, StreamRepeats};
 use crate::format::pcapng::PacketInfo;
 use crate::options::Precision;
 use crate::packet::Frame;
@@ -36,6 +38,10 @@ pub struct Consumers<'a> {
     pub merged: Option<MergedStream>,
     /// `--flows`: the flows of this stream.
     pub flows: Option<FlowTable>,
+    /// `--repeats`: the stream's window of recent packets.
+    pub repeats: Option<Box<RepeatWindow>>,
+    /// `--live` with `--repeats`: the stream's repeated copies so far.
+    pub repeated: Option<&'a AtomicU64>,
     /// `--live`: the bytes (wire lengths) of the packets taken.
     pub bytes: Option<&'a AtomicU64>,
 }
@@ -57,16 +63,25 @@ impl Consumers<'_> {
     /// Whether any consumer looks at packets (else blocks are only
     /// counted).
     pub fn per_packet(&self) -> bool {
-        self.file.is_some() || self.merged.is_some() || self.flows.is_some() || self.bytes.is_some()
+        self.file.is_some()
+            || self.merged.is_some()
+            || self.flows.is_some()
+            || self.repeats.is_some()
+            || self.bytes.is_some()
     }
 
     /// How many bytes of each packet the consumers read, for a copy kept
     /// while `-c` decides (see [`crate::worker::count`]): None when no consumer
     /// looks at packets; the whole packet for the files and the flow
     /// table (whose key may lie past any fixed length: IPv6 extension
+    /// headers) and the repeat window (whose digest and sample read the
     /// headers); none for the byte counter (the length is kept).
     pub fn keep(&self) -> Option<usize> {
-        if self.file.is_some() || self.merged.is_some() || self.flows.is_some() {
+        if self.file.is_some()
+            || self.merged.is_some()
+            || self.flows.is_some()
+            || self.repeats.is_some()
+        {
             Some(usize::MAX)
         } else if self.bytes.is_some() {
             Some(0)
@@ -86,7 +101,9 @@ impl Consumers<'_> {
         if let Some(t) = &self.flows {
             t.warm(packets.size_hint().1.unwrap_or(0));
         }
-        if let (None, None, Some(t)) = (&self.file, &self.merged, &mut self.flows) {
+        if let (None, None, Some(t), None) =
+            (&self.file, &self.merged, &mut self.flows, &self.repeats)
+        {
             // Flows alone (with or without --live): a loop of its own, where
             // the packet fields nothing reads are never loaded.
             let (mut taken, mut bytes) = (0u64, 0u64);
@@ -130,11 +147,17 @@ impl Consumers<'_> {
             if let Some(t) = &mut self.flows {
                 t.record(&p, p.hash);
             }
+            if let Some(w) = &mut self.repeats {
+                w.record(&p);
+            }
             bytes += u64::from(p.len);
             taken += 1;
         }
         if let Some(t) = &mut self.flows {
             t.settle();
+        }
+        if let (Some(w), Some(r)) = (&self.repeats, self.repeated) {
+            r.store(w.repeated(), Ordering::Relaxed);
         }
         if let Some(b) = self.bytes {
             b.fetch_add(bytes, Ordering::Relaxed);
@@ -208,6 +231,8 @@ impl Consumers<'_> {
 pub struct Leftovers {
     /// The stream's flow table.
     pub flows: Option<FlowTable>,
+    /// What the stream's repeat window found.
+    pub repeats: Option<StreamRepeats>,
     /// Files of the stream's -W ring that were overwritten, and the
     /// packets they held.
     pub rotated_away: (u64, u64),
@@ -232,7 +257,7 @@ pub struct FileFailure {
 
 impl Consumers<'_> {
     /// At the end of the stream (the files already flushed).
-    pub fn finish(self) -> Leftovers {
+    pub fn finish(mut self) -> Leftovers {
         let file_failure = self.file.as_ref().and_then(|f| {
             f.failure().map(|e| FileFailure {
                 records: f.records(),
@@ -241,7 +266,8 @@ impl Consumers<'_> {
         });
         Leftovers {
             rotated_away: self.file.as_ref().map_or((0, 0), |f| f.rotated_away()),
-            flows: self.flows,
+            flows: self.flows.take(),
+            repeats: self.repeats.as_mut().map(|w| w.take()),
             file_limit: false,
             file_failure,
         }

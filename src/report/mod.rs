@@ -5,7 +5,10 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+pub mod repeats;
+
 use crate::consumers::flows::{self, Flows};
+use crate::consumers::repeats::json::{RepeatJson, RepeatSummaryJson};
 use crate::options::Options;
 use crate::vantage::Plan;
 
@@ -20,6 +23,8 @@ pub struct Report {
     pub file_limit: bool,
     /// With `--flows`.
     pub flows: Option<Flows>,
+    /// With `--repeats`.
+    pub repeats: Option<repeats::Found>,
 }
 
 impl Report {
@@ -107,6 +112,16 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
         if let Some(f) = &report.flows {
             json = json.with_flows(f, rows, &id, &label);
         }
+        if let Some(found) = &report.repeats {
+            let r = &found.repeats;
+            json.repeats = Some(
+                r.packets
+                    .iter()
+                    .map(|p| RepeatJson::new(p, found.link, &id, &label))
+                    .collect(),
+            );
+            json.repeat_summary = Some(RepeatSummaryJson::new(r, found.min, &id, &label));
+        }
         json.to_json()
     } else {
         let mut text = counts(&report.streams);
@@ -119,6 +134,15 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
             };
             let width = crate::sys::term::columns(fd);
             text.push_str(&flows::text::table_fit(f, rows, &label, width));
+        }
+        if let Some(found) = &report.repeats {
+            let place = |id: u32| {
+                plan.streams
+                    .iter()
+                    .find(|s| s.flow_id() == id)
+                    .map_or_else(|| label(id), |s| s.place())
+            };
+            text.push_str(&repeats::text(found, &label, &place));
         }
         text
     };

@@ -18,6 +18,7 @@ use crate::consumers::files::Format;
 use crate::consumers::flows::{self, FlowBudget, FlowTable};
 use crate::consumers::merged::{self, merge};
 use crate::consumers::outputs::Outputs;
+use crate::consumers::repeats::RepeatWindow;
 use crate::consumers::{Consumers, FileFailure, IsNicHash, Leftovers, MergedStream};
 use crate::error::{Error, Result, Why};
 use crate::live::monitor::{Counters, Monitor};
@@ -212,6 +213,11 @@ fn consumers<'a>(
                 flows: budget
                     .as_ref()
                     .map(|b| FlowTable::new(stream.flow_id(), c.target.link, b.clone())),
+                repeats: opts
+                    .repeats
+                    .map(|min| Box::new(RepeatWindow::new(c.target.link, min))),
+                repeated: (opts.live.is_some() && opts.repeats.is_some())
+                    .then(|| &shared.repeated[slot]),
                 bytes: bytes.then(|| &shared.bytes[slot]),
             }
         })
@@ -404,16 +410,19 @@ const GRACE: Duration = Duration::from_secs(2);
 /// are returned), and the merged file is closed with its statistics.
 fn take_ends(
     report: &mut Report,
-    plan: &Plan,
+    c: &Capture,
     leftovers: Vec<Option<Leftovers>>,
     merged_file: Option<(merged::Written<'_>, u64, u64)>,
-    opts: &Options,
-    v: &Verbose,
     status: &mut i32,
 ) -> Vec<FlowTable> {
+    let (plan, opts, v) = (c.plan, c.opts, &c.v);
     let mut tables = Vec::new();
+    let mut repeats = Vec::new();
     for (slot, l) in leftovers.into_iter().enumerate() {
-        if let Some(l) = l {
+        if let Some(mut l) = l {
+            if let Some(r) = l.repeats.take() {
+                repeats.push((plan.streams[slot].flow_id(), r));
+            }
             let place = plan.streams[slot].place();
             if let Some(n) = not_in_file(report.streams[slot].packets, l.file_failure.as_ref()) {
                 errln!(
@@ -423,6 +432,13 @@ fn take_ends(
             }
             tables.extend(report.take_leftovers(&place, l));
         }
+    }
+    if let Some(min) = opts.repeats {
+        report.repeats = Some(report::repeats::Found {
+            repeats: crate::consumers::repeats::merge(repeats),
+            link: c.target.link,
+            min,
+        });
     }
     if let Some((written, start_ns, end_ns)) = merged_file {
         let say = |s: &str| v.say(s);
@@ -508,15 +524,7 @@ fn finish(
         c.v.say(stats.describe());
         report.notes.extend(stats.notes());
     }
-    let tables = take_ends(
-        &mut report,
-        c.plan,
-        ended.leftovers,
-        ended.merged,
-        opts,
-        &c.v,
-        status,
-    );
+    let tables = take_ends(&mut report, c, ended.leftovers, ended.merged, status);
     if opts.flows.is_some() && !tables.is_empty() {
         let mut flows = flows::merge(tables);
         if let Some(s) = steering {

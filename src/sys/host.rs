@@ -114,9 +114,7 @@ pub fn pin_to(cpus: &CpuSet) -> io::Result<()> {
 }
 
 /// The local time's broken-down fields (year, month 1-12, day, hour,
-/// minute, second) at `time`; None if the C library cannot tell. For
-/// tests that check names made with the local time.
-#[cfg(test)]
+/// minute, second) at `time`; None if the C library cannot tell.
 pub fn local_fields(time: i64) -> Option<[i32; 6]> {
     // SAFETY: as in strftime_local.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -204,6 +204,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         rotation: Default::default(),
         flows: None,
         flows_max: 0,
+        repeats: None,
         json: false,
         live: None,
         xdp: None,

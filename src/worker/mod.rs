@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::consumers::flows::FlowKey;
+use crate::consumers::repeats::Listed;
 pub use crate::consumers::Leftovers;
 use crate::cpuset::CpuSet;
 use crate::sys::afpacket::{Filter, PacketSocket};
@@ -52,6 +53,11 @@ pub struct Shared {
     /// interval (a generation number), and the answers.
     pub flow_request: AtomicU64,
     pub flow_tops: Vec<Mutex<Vec<(FlowKey, u64)>>>,
+    /// With `--repeats` and `--live`: repeated copies per worker so far,
+    /// and (at the same request as the flows) each worker's repeating
+    /// packet with the most copies in the interval.
+    pub repeated: Vec<AtomicU64>,
+    pub repeat_tops: Vec<Mutex<Option<(u64, Listed)>>>,
 }
 
 /// Flows each worker reports to the live view per interval.
@@ -73,6 +79,8 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             flow_request: AtomicU64::new(0),
             flow_tops: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            repeated: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            repeat_tops: (0..workers).map(|_| Mutex::new(None)).collect(),
         })
     }
 

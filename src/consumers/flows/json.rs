@@ -10,9 +10,10 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::table::{FlowRecord, Flows};
+use crate::consumers::repeats::json::{RepeatJson, RepeatSummaryJson};
 
 /// The whole report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `cpu`, `queue` or `numa`.
     pub vantage: String,
@@ -31,6 +32,12 @@ pub struct Report {
     /// With `--flows`: the summary lines' numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_summary: Option<FlowSummaryJson>,
+    /// With `--repeats`: the repeating packets, most copies first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<Vec<RepeatJson>>,
+    /// With `--repeats`: the MIN and each stream's totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_summary: Option<RepeatSummaryJson>,
 }
 
 /// One stream's counts.
@@ -187,6 +194,8 @@ impl Report {
             total,
             flows: None,
             flow_summary: None,
+            repeats: None,
+            repeat_summary: None,
         }
     }
 

@@ -47,14 +47,11 @@
 //! second-level cache; the digest reads the packet's first 128 bytes,
 //! which the ring walk has already asked for.
 
-// Groundwork: repeating packets (no option records them yet).
-#![allow(dead_code)]
-
 pub mod decode;
 pub mod digest;
+pub mod json;
 pub mod window;
 
-#[allow(unused_imports)] // the worker's window, once --repeats is an option
 pub use window::RepeatWindow;
 
 use crate::packet::LinkType;
@@ -195,6 +192,22 @@ impl Repeats {
     /// Nothing repeated on any stream: nothing to print.
     pub fn is_empty(&self) -> bool {
         self.streams.iter().all(|(_, t)| t.repeated == 0)
+    }
+
+    /// Repeating packets on `stream`: those listed there, and those that
+    /// left its list to make room.
+    pub fn repeating_on(&self, stream: u32) -> u64 {
+        let listed = self
+            .packets
+            .iter()
+            .filter(|r| r.streams.iter().any(|&(s, _)| s == stream))
+            .count() as u64;
+        let unlisted = self
+            .streams
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map_or(0, |(_, t)| t.unlisted);
+        listed + unlisted
     }
 }
 

@@ -176,6 +176,7 @@ impl RepeatWindow {
     }
 
     /// The MIN in force.
+    #[cfg(test)]
     pub fn min(&self) -> u64 {
         self.min
     }
@@ -332,6 +333,7 @@ impl RepeatWindow {
     }
 
     /// Packets recorded so far.
+    #[cfg(test)]
     pub fn packets(&self) -> u64 {
         self.tally.packets
     }

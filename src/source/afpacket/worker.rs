@@ -355,15 +355,32 @@ impl<'a> Worker<'a> {
         let _ = self.settle();
     }
 
-    /// With --live and --flows: when the view asked, hands it this
-    /// stream's busiest flows since the last time.
+    /// With --live and --flows or --repeats: when the view asked, hands
+    /// it this stream's busiest flows and its repeating packet with the
+    /// most copies since the last time.
     fn answer_flow_request(&mut self) {
-        let Some(table) = &mut self.consumers.flows else {
+        if self.consumers.flows.is_none() && self.consumers.repeats.is_none() {
             return;
-        };
+        }
         let asked = self.shared.flow_request.load(Ordering::Relaxed);
-        if asked != self.flows_answered {
-            self.flows_answered = asked;
+        if asked == self.flows_answered {
+            return;
+        }
+        self.flows_answered = asked;
+        if let Some(w) = &mut self.consumers.repeats {
+            if let Some((n, listed)) = w.interval_top() {
+                // As with the flows: added to an answer not yet taken.
+                let mut slot = self.shared.repeat_tops[self.slot]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                match &mut *slot {
+                    Some(have) if have.1.digest == listed.digest => have.0 += n,
+                    Some(have) if have.0 >= n => {}
+                    _ => *slot = Some((n, listed)),
+                }
+            }
+        }
+        if let Some(table) = &mut self.consumers.flows {
             let top = table.interval_top(LIVE_TOP_FLOWS);
             // Added to what the view has not taken yet: a worker that was
             // idle answers at its first packets, after which a second
