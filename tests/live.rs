@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -334,4 +335,68 @@ fn interval_usage_errors() {
             "Invalid interval '-1' (expected 0.1-86400 seconds).",
         ),
     ]);
+}
+
+/// --repeats in the table: a REPEAT/S column beside NET_TX/S, and the
+/// interval's top repeating packet under the table, with its cpu.
+#[test]
+fn repeats_in_a_terminal() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let report = dir.path("report.txt");
+    let tmux = Tmux::start(&live_command(&ns, "--live --repeats lo", &report), 120, 20);
+    tmux.wait_for(|s| s.contains("REPEAT/S") && s.contains("cpu1"));
+    let mut frame = vec![0u8; 12];
+    frame.extend([0x08, 0x00]);
+    frame.extend(ipv4_udp(
+        Ipv4Addr::new(10, 9, 9, 1),
+        5000,
+        Ipv4Addr::new(10, 9, 9, 2),
+        6000,
+        b"stuck",
+    ));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let screen = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                send_frames(&ns, 1, "lo", vec![frame.clone(); 5_000]);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let screen = tmux.wait_for(|s| {
+            s.contains("TOP REPEATING PACKET")
+                && s.contains("cpu1 udp 10.9.9.1.5000 > 10.9.9.2.6000: length 5")
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        screen
+    });
+    let header = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("STREAM"))
+        .unwrap();
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let at = |t: &str| titles.iter().position(|c| *c == t);
+    let (tx, rp) = (at("NET_TX/S"), at("REPEAT/S"));
+    assert_eq!(
+        rp.zip(tx).map(|(r, t)| r - t),
+        Some(1),
+        "REPEAT/S beside NET_TX/S:\n{screen}"
+    );
+    let cells = row(&screen, "cpu1").unwrap_or_else(|| panic!("no cpu1 row:\n{screen}"));
+    let repeat_ps: f64 = cells[rp.unwrap()]
+        .trim_end_matches(['k', 'M'])
+        .parse()
+        .unwrap_or_else(|_| panic!("{cells:?}\n{screen}"));
+    assert!(repeat_ps > 0.0, "{screen}");
+    let cells = row(&screen, "cpu0").unwrap();
+    assert_eq!(cells[rp.unwrap()], "0", "{screen}");
+    tmux.keys("C-c");
+    let after = tmux.wait_for(|s| s.contains("exit status"));
+    assert!(after.contains("exit status 0"), "{after}");
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("repeated copies on cpu1 (1 packet, 100.0% of its packets).")),
+        "{text}"
+    );
 }

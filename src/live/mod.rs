@@ -56,6 +56,8 @@ pub struct StreamCount {
     pub bytes: u64,
     /// Packets the kernel dropped for this stream (ring full).
     pub drops: u64,
+    /// With `--repeats`: copies of repeating packets so far.
+    pub repeated: Option<u64>,
 }
 
 /// The counters at one moment.
@@ -74,6 +76,10 @@ pub struct Snapshot {
     /// With --flows: the top flows *of the interval* ending now, as
     /// (text, packets in the interval), busiest first.
     pub flows: Option<Vec<(String, u64)>>,
+    /// With --repeats: the repeating packet with the most copies *in the
+    /// interval* ending now, as (stream label, decode line, copies in the
+    /// interval); an empty list when none repeated.
+    pub repeats: Option<Vec<(String, String, u64)>>,
 }
 
 /// How the view is written.

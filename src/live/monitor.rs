@@ -9,9 +9,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::consumers::flows::FlowKey;
+use crate::consumers::repeats::decode::summary;
+use crate::consumers::repeats::Listed;
 use crate::live::{self, term, CpuReader, Header, LiveView, Mode, Snapshot, Ticker};
 use crate::options::Options;
 use crate::options::Vantage;
+use crate::packet::LinkType;
 use crate::vantage::{Plan, NO_ID};
 use crate::worker::Shared;
 
@@ -23,12 +26,19 @@ pub struct Monitor<'a> {
     cpus: Option<CpuReader>,
     plan: &'a Plan,
     flows: bool,
+    /// With --repeats: the capture's link type, for the decode line.
+    repeats: Option<LinkType>,
 }
 
 impl<'a> Monitor<'a> {
     /// The view `opts` asks for (None without `--live`), on the terminal
     /// (a table redrawn in place) or, when stderr is not one, as lines.
-    pub fn new(opts: &Options, plan: &'a Plan, interface: &str) -> Option<Monitor<'a>> {
+    pub fn new(
+        opts: &Options,
+        plan: &'a Plan,
+        interface: &str,
+        link: LinkType,
+    ) -> Option<Monitor<'a>> {
         let interval = opts.live?;
         let mode = Mode::choose(term::stderr_is_terminal(), opts.json);
         if mode == Mode::Table {
@@ -52,6 +62,7 @@ impl<'a> Monitor<'a> {
                 .flatten(),
             plan,
             flows: opts.flows.is_some(),
+            repeats: opts.repeats.map(|_| link),
         })
     }
 
@@ -71,7 +82,7 @@ impl<'a> Monitor<'a> {
     /// At every wakeup: a new view if an interval is over.
     pub fn tick(&mut self, counters: &dyn Counters, shared: &Shared) {
         if self.ticker.due(Instant::now()) {
-            if self.flows {
+            if self.flows || self.repeats.is_some() {
                 // The workers answer at their next ring block, which the
                 // kernel hands over within a block timeout: give the busy
                 // ones two, so the flows are this interval's.
@@ -116,7 +127,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn ask_flows(&self, shared: &Shared) {
-        if self.flows {
+        if self.flows || self.repeats.is_some() {
             shared.flow_request.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -129,12 +140,16 @@ impl<'a> Monitor<'a> {
             .streams
             .iter()
             .zip(now)
-            .map(|(s, c)| live::StreamCount {
+            .enumerate()
+            .map(|(slot, (s, c))| live::StreamCount {
                 id: s.id().unwrap_or(NO_ID),
                 label: s.label(),
                 packets: c.packets,
                 bytes: c.bytes,
                 drops: c.drops,
+                repeated: self
+                    .repeats
+                    .map(|_| shared.repeated[slot].load(Ordering::Relaxed)),
             })
             .collect();
         Snapshot {
@@ -142,7 +157,32 @@ impl<'a> Monitor<'a> {
             streams,
             cpus: self.cpus.as_mut().and_then(|r| r.read().ok()),
             flows: self.flows.then(|| top_flows(shared)),
+            repeats: self.repeats.map(|link| self.top_repeat(shared, link)),
         }
+    }
+
+    /// The repeating packet with the most copies the workers reported for
+    /// the last interval, over all streams, with its stream.
+    fn top_repeat(&self, shared: &Shared, link: LinkType) -> Vec<(String, String, u64)> {
+        let mut best: Option<(usize, u64, Listed)> = None;
+        for (slot, answer) in shared.repeat_tops.iter().enumerate() {
+            let top = answer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((n, listed)) = top {
+                if !best.as_ref().is_some_and(|b| n <= b.1) {
+                    best = Some((slot, n, listed));
+                }
+            }
+        }
+        best.map(|(slot, n, l)| {
+            let label = self
+                .plan
+                .streams
+                .get(slot)
+                .map_or_else(String::new, |s| s.short_label());
+            (label, summary(link, &l.sample), n)
+        })
+        .into_iter()
+        .collect()
     }
 }
 

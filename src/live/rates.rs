@@ -76,6 +76,9 @@ pub struct StreamRate {
     /// Cpu vantage only, when the cpu's counters were read at both ends.
     pub cpu: Option<CpuRate>,
     pub marked: bool,
+    /// With --repeats: copies of repeating packets per second, and so far.
+    pub repeat_ps: Option<f64>,
+    pub repeated: Option<u64>,
 }
 
 /// All streams together.
@@ -97,6 +100,18 @@ pub struct FlowRate {
     pub pps: Option<f64>,
 }
 
+/// The top repeating packet of the interval.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RepeatRate {
+    /// The stream's label (`cpu1`).
+    pub stream: String,
+    /// The decode line.
+    pub packet: String,
+    /// Copies in the interval.
+    pub copies: u64,
+    pub pps: Option<f64>,
+}
+
 /// What the view shows for one interval.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rates {
@@ -108,6 +123,8 @@ pub struct Rates {
     pub total: Totals,
     /// `None` unless the snapshot carries flows (--flows).
     pub flows: Option<Vec<FlowRate>>,
+    /// `None` unless the snapshot carries repeats (--repeats).
+    pub repeats: Option<Vec<RepeatRate>>,
 }
 
 impl Rates {
@@ -124,6 +141,7 @@ impl Rates {
         for s in &cur.streams {
             let before = prev.and_then(|p| p.streams.iter().find(|b| b.id == s.id));
             let (p0, b0, d0) = before.map_or((0, 0, 0), |b| (b.packets, b.bytes, b.drops));
+            let r0 = before.and_then(|b| b.repeated).unwrap_or(0);
             let dp = s.packets.saturating_sub(p0);
             let db = s.bytes.saturating_sub(b0);
             let dd = s.drops.saturating_sub(d0);
@@ -159,6 +177,8 @@ impl Rates {
                 drops: s.drops,
                 cpu,
                 marked,
+                repeat_ps: s.repeated.and_then(|r| per_s(r.saturating_sub(r0))),
+                repeated: s.repeated,
             });
         }
         if dt.is_some() {
@@ -179,12 +199,23 @@ impl Rates {
                 })
                 .collect()
         });
+        let repeats = cur.repeats.as_ref().map(|r| {
+            r.iter()
+                .map(|(stream, packet, n)| RepeatRate {
+                    stream: stream.clone(),
+                    packet: packet.clone(),
+                    copies: *n,
+                    pps: per_s(*n),
+                })
+                .collect()
+        });
         Rates {
             elapsed: cur.elapsed,
             dt,
             streams,
             total,
             flows,
+            repeats,
         }
     }
 }
@@ -227,10 +258,12 @@ mod tests {
                     packets,
                     bytes,
                     drops,
+                    repeated: None,
                 })
                 .collect(),
             cpus: cpus.map(CpuStats),
             flows: None,
+            repeats: None,
         }
     }
 

@@ -26,7 +26,8 @@
 //!
 //! Every line is at most `width` columns. As the width shrinks the share
 //! bar narrows from 40 to 8 columns, then the columns go in this order:
-//! the bar, NET_TX/S, PACKETS, MBIT/S, NET_RX/S, SIRQ%, DROP/S, SHARE.
+//! the bar, NET_TX/S, PACKETS, MBIT/S, NET_RX/S, REPEAT/S (with
+//! --repeats), SIRQ%, DROP/S, SHARE.
 //! STREAM, the marker and PKT/S always stay (a line narrower than those
 //! is cut). The rarest and the derivable go first: NET_TX is rarely busy
 //! on receive paths, the packet count is in the final report, Mbit/s
@@ -61,6 +62,11 @@
 //!   `softirq_pct` (the cpu's time in softirqs) and `marked` (0 or 1, see
 //!   [`super::rates::marked`]).
 //!
+//! With --repeats, each stream line ends in `repeat_ps=… repeated=…`
+//! (copies of repeating packets per second, and so far), and the
+//! interval's top repeating packet follows the flows: `time=… interval=…
+//! repeat_stream=cpu1 repeat_copies=N repeat_pps=R repeat="TEXT"`.
+//!
 //! With --flows, after the stream lines, one line per top flow:
 //! `time=… interval=… flow_rank=1 flow_packets=1200 flow_pps=600.0
 //! flow="TEXT"`; `flow` is last, in double quotes, with `"` and `\`
@@ -72,7 +78,9 @@
 //! `{"time","interval","interface","direction","vantage","total":{…},
 //! "streams":[{"stream","id","label","pps","mbps","drops_ps","share_pct",
 //! "packets","interval_packets","drops"[,"net_rx_ps","net_tx_ps",
-//! "softirq_pct","marked"]}…][,"flows":[{"flow","packets","pps"}…]]}`.
+//! "softirq_pct","marked"][,"repeat_ps","repeated"]}…]
+//! [,"flows":[{"flow","packets","pps"}…]][,"repeats":[{"packet","stream",
+//! "copies","pps"}]]}`.
 //! Floats have at most 3 decimals; unknown values are `null`.
 
 use std::fmt::Write as _;
@@ -96,6 +104,7 @@ enum Col {
     Packets,
     NetRx,
     NetTx,
+    Repeat,
     Sirq,
     Share,
 }
@@ -109,6 +118,7 @@ impl Col {
             Col::Packets => "PACKETS",
             Col::NetRx => "NET_RX/S",
             Col::NetTx => "NET_TX/S",
+            Col::Repeat => "REPEAT/S",
             Col::Sirq => "SIRQ%",
             Col::Share => "SHARE",
         }
@@ -117,7 +127,7 @@ impl Col {
     fn width(self) -> usize {
         match self {
             Col::Pps | Col::Mbps | Col::Drops => 6,
-            Col::Packets | Col::NetRx | Col::NetTx => 8,
+            Col::Packets | Col::NetRx | Col::NetTx | Col::Repeat => 8,
             Col::Sirq | Col::Share => 5,
         }
     }
@@ -131,6 +141,7 @@ impl Col {
             Col::Packets => count(s.packets),
             Col::NetRx => opt(cpu.map(|c| c.net_rx_ps), rate),
             Col::NetTx => opt(cpu.map(|c| c.net_tx_ps), rate),
+            Col::Repeat => opt(s.repeat_ps, rate),
             Col::Sirq => opt(cpu.and_then(|c| c.softirq_pct), |p| format!("{p:.1}")),
             Col::Share => opt(s.share, |f| format!("{:.0}%", f * 100.0)),
         }
@@ -138,23 +149,25 @@ impl Col {
 }
 
 /// Table order of the columns.
-const ALL: [Col; 8] = [
+const ALL: [Col; 9] = [
     Col::Pps,
     Col::Mbps,
     Col::Drops,
     Col::Packets,
     Col::NetRx,
     Col::NetTx,
+    Col::Repeat,
     Col::Sirq,
     Col::Share,
 ];
 
 /// The order in which columns are given up as the width shrinks.
-const DROP_ORDER: [Col; 7] = [
+const DROP_ORDER: [Col; 8] = [
     Col::NetTx,
     Col::Packets,
     Col::Mbps,
     Col::NetRx,
+    Col::Repeat,
     Col::Sirq,
     Col::Drops,
     Col::Share,
@@ -176,9 +189,11 @@ impl Layout {
             .chain([6])
             .max()
             .unwrap_or(6);
+        let repeats = rates.streams.iter().any(|s| s.repeated.is_some());
         let mut cols: Vec<Col> = ALL
             .into_iter()
             .filter(|c| cpu_columns || !matches!(c, Col::NetRx | Col::NetTx | Col::Sirq))
+            .filter(|c| repeats || *c != Col::Repeat)
             .collect();
         let marker = cpu_columns;
         let base = |cols: &[Col]| {
@@ -306,6 +321,20 @@ pub fn render_table(
             }
         }
     }
+    if let Some(top) = rates.repeats.as_ref().and_then(|r| r.first()) {
+        if lines.len() + 1 < height {
+            let dt = rates
+                .dt
+                .map_or(String::new(), |d| format!(" of the last {}", secs(d)));
+            lines.push(format!("{:>6}  TOP REPEATING PACKET{dt}", "COPY/S"));
+            lines.push(format!(
+                "{:>6}  {} {}",
+                opt(top.pps, rate),
+                top.stream,
+                top.packet
+            ));
+        }
+    }
     lines.truncate(height);
     for l in &mut lines {
         cut(l, width);
@@ -421,6 +450,9 @@ pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) ->
                 u8::from(s.marked)
             );
         }
+        if let Some(n) = s.repeated {
+            let _ = write!(l, " repeat_ps={} repeated={n}", num(s.repeat_ps, 1));
+        }
         out.push(l);
     }
     for (i, f) in r.flows.iter().flatten().enumerate() {
@@ -430,6 +462,15 @@ pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) ->
             i + 1,
             f.packets,
             num(f.pps, 1)
+        ));
+    }
+    for p in r.repeats.iter().flatten() {
+        let text = p.packet.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push(format!(
+            "{t} repeat_stream={} repeat_copies={} repeat_pps={} repeat=\"{text}\"",
+            p.stream,
+            p.copies,
+            num(p.pps, 1)
         ));
     }
     out
@@ -465,6 +506,10 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
                 o.insert("softirq_pct".into(), f3(s.cpu.and_then(|c| c.softirq_pct)));
                 o.insert("marked".into(), s.marked.into());
             }
+            if let Some(n) = s.repeated {
+                o.insert("repeat_ps".into(), f3(s.repeat_ps));
+                o.insert("repeated".into(), n.into());
+            }
             Value::Object(o)
         })
         .collect();
@@ -488,6 +533,14 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
         obj["flows"] = flows
             .iter()
             .map(|f| json!({"flow": f.flow, "packets": f.packets, "pps": f3(f.pps)}))
+            .collect();
+    }
+    if let Some(repeats) = &r.repeats {
+        obj["repeats"] = repeats
+            .iter()
+            .map(|p| {
+                json!({"packet": p.packet, "stream": p.stream, "copies": p.copies, "pps": f3(p.pps)})
+            })
             .collect();
     }
     Some(obj.to_string())

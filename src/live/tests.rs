@@ -52,6 +52,7 @@ fn steady(n: u64) -> Vec<Snapshot> {
                     packets: i * 100,
                     bytes: i * 10_000,
                     drops: 0,
+                    repeated: None,
                 },
                 StreamCount {
                     id: 1,
@@ -59,9 +60,11 @@ fn steady(n: u64) -> Vec<Snapshot> {
                     packets: i * 50,
                     bytes: i * 5_000,
                     drops: i,
+                    repeated: None,
                 },
             ],
             cpus: None,
+            repeats: None,
             flows: None,
         })
         .collect()

@@ -313,7 +313,7 @@ fn run_jobs<'a, 's>(
             ));
         }
         let counters = source.counters(shared);
-        let mut monitor = Monitor::new(opts, c.plan, &c.target.label);
+        let mut monitor = Monitor::new(opts, c.plan, &c.target.label, c.target.link);
         if let Some(m) = &mut monitor {
             m.begin(&*counters, shared);
         }

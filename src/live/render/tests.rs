@@ -27,6 +27,7 @@ fn stream(id: u32, label: &str, packets: u64, bytes: u64, drops: u64) -> StreamC
         packets,
         bytes,
         drops,
+        repeated: None,
     }
 }
 
@@ -43,6 +44,7 @@ pub(crate) fn pair() -> (Snapshot, Snapshot) {
             cs(0, 50, 7, 10, 1000),
             cs(1, 9_000, 0, 20, 1000),
         ])),
+        repeats: None,
         flows: None,
     };
     let b = Snapshot {
@@ -55,6 +57,7 @@ pub(crate) fn pair() -> (Snapshot, Snapshot) {
             cs(0, 3_050, 7, 14, 1200),
             cs(1, 99_000, 0, 90, 1200),
         ])),
+        repeats: None,
         flows: Some(vec![
             ("udp 10.0.0.1:5000 > 10.0.0.2:9".into(), 3_000),
             ("icmp 10.0.0.1 > 10.0.0.2 \"echo\"".into(), 1_000),
@@ -501,4 +504,65 @@ fn number_formats() {
     assert_eq!(clock(Duration::from_secs(100 * 3600)), "100:00:00");
     assert_eq!(secs(Duration::from_millis(500)), "0.5 s");
     assert_eq!(secs(Duration::from_secs(2)), "2 s");
+}
+
+/// `pair()` with --repeats: cpu1 sent 800 copies of one packet in the
+/// 2 s interval (and 200 before it).
+fn with_repeats() -> (Snapshot, Snapshot) {
+    let (mut a, mut b) = pair();
+    for (s, r) in a.streams.iter_mut().zip([0, 200]) {
+        s.repeated = Some(r);
+    }
+    for (s, r) in b.streams.iter_mut().zip([0, 1_000]) {
+        s.repeated = Some(r);
+    }
+    b.flows = None;
+    b.repeats = Some(vec![(
+        "cpu1".into(),
+        "tcp 192.0.2.1.54517 > 192.0.2.2.80: Flags [.], ack 1, win 6551, length 0".into(),
+        800,
+    )]);
+    (a, b)
+}
+
+#[test]
+fn repeats_in_the_table_the_lines_and_json() {
+    let (a, b) = with_repeats();
+    let h = header(Vantage::Cpu);
+    assert_eq!(
+        render_table(&h, Some(&a), &b, 100, 24),
+        [
+            "rxtxcpu  interface lo  direction rxtx  vantage cpu  elapsed 0:01:05",
+            "total  2000 pkt/s  15.3 Mbit/s  3.0 drops/s  5500 packets  6 dropped",
+            "STREAM    PKT/S MBIT/S DROP/S  PACKETS NET_RX/S NET_TX/S REPEAT/S SIRQ% SHARE",
+            "cpu0       1500   15.0    3.0     4000     1500        0        0   2.0   75% [###############.....]",
+            "cpu1   !    500    0.3      0     1500    45000        0      400  35.0   25% [#####...............]",
+            "! more network softirqs than its packets explain (man page: --live)",
+            "COPY/S  TOP REPEATING PACKET of the last 2 s",
+            "   400  cpu1 tcp 192.0.2.1.54517 > 192.0.2.2.80: Flags [.], ack 1, win 6551, length 0",
+        ]
+    );
+    // Narrow: REPEAT/S outlasts NET_TX/S, PACKETS, MBIT/S and NET_RX/S.
+    let narrow = render_table(&h, Some(&a), &b, 44, 24);
+    assert_eq!(narrow[2], "STREAM    PKT/S DROP/S REPEAT/S SIRQ% SHARE");
+    let plain = render_plain(&h, Some(&a), &b);
+    assert!(plain[1].ends_with(" marked=1 repeat_ps=400.0 repeated=1000"), "{plain:?}");
+    assert_eq!(
+        plain[2],
+        "time=65.000 interval=2.000 repeat_stream=cpu1 repeat_copies=800 repeat_pps=400.0 \
+         repeat=\"tcp 192.0.2.1.54517 > 192.0.2.2.80: Flags [.], ack 1, win 6551, length 0\""
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&h, Some(&a), &b).unwrap()).unwrap();
+    assert_eq!(json["streams"][1]["repeat_ps"], 400.0);
+    assert_eq!(json["streams"][1]["repeated"], 1000);
+    assert_eq!(
+        json["repeats"],
+        serde_json::json!([{"packet": "tcp 192.0.2.1.54517 > 192.0.2.2.80: Flags [.], ack 1, win 6551, length 0",
+                            "stream": "cpu1", "copies": 800, "pps": 400.0}])
+    );
+    // Without --repeats nothing of it.
+    let (a, b) = pair();
+    assert!(!render_table(&h, Some(&a), &b, 120, 24)[2].contains("REPEAT"));
+    assert!(!render_plain(&h, Some(&a), &b)[0].contains("repeat"));
 }

@@ -222,6 +222,10 @@ impl<'a> Worker<'a> {
             if self.gate.as_ref().is_some_and(Gate::is_final) {
                 return Flow::Done;
             }
+            // Under a flood the ring is never empty: the live view's
+            // request is answered between blocks (one load when nobody
+            // asked), not only once the worker is idle.
+            self.answer_flow_request();
             let Some(block) = self.ring.next_block() else {
                 self.idle();
                 return Flow::More;
