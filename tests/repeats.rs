@@ -256,3 +256,94 @@ fn bad_minimums_are_usage_errors() {
         ),
     ]);
 }
+
+/// With --flows, -w and --filter: the files hold every copy, the filter
+/// keeps out what it should before the window sees it, and the flow of the
+/// stuck packet carries its repeated copies.
+#[test]
+fn with_flows_files_and_a_filter() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let dir = TempDir::new();
+    let out = dir.path("tx.pcap");
+    #[rustfmt::skip]
+    let cap = Capture::start(&a, "txcpu", &["--repeats", "--flows=0", "--json", "-w", &out,
+                                            "--filter", "udp", &va.ifname]);
+    let ordinary: Vec<Vec<u8>> = (0..100u16)
+        .map(|i| udp_frame(&va, &vb, 1000 + i, b"x"))
+        .collect();
+    send_frames(&a, 0, &va.ifname, ordinary);
+    let stuck = udp_frame(&va, &vb, 54517, b"stuck");
+    // The same frame but as a non-UDP ethertype: the filter drops it.
+    let mut other = stuck.clone();
+    other[12..14].copy_from_slice(&[0x88, 0xb5]);
+    send_frames(&a, 1, &va.ifname, vec![stuck; 1000]);
+    send_frames(&a, 1, &va.ifname, vec![other; 1000]);
+
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = json(&f);
+    let repeats = r["repeats"].as_array().unwrap();
+    assert_eq!(repeats.len(), 1, "{f}");
+    assert_eq!(repeats[0]["streams"], serde_json::json!({"1": 1000}));
+    for flow in r["flows"].as_array().unwrap() {
+        let stuck = flow["src"] == format!("{}:54517", va.addr);
+        assert_eq!(flow["repeated"], if stuck { 1000 } else { 0 }, "{flow}");
+    }
+    assert_eq!(read_pcap(&cpu_file(&out, 0)).1.len(), 100);
+    assert_eq!(read_pcap(&cpu_file(&out, 1)).1.len(), 1000);
+}
+
+/// With -c and the merged pcapng file: the count ends the capture, the
+/// repeats are those of the packets it kept, and the file holds them.
+#[test]
+fn with_a_count_and_the_merged_file() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let dir = TempDir::new();
+    let out = dir.path("tx.pcapng");
+    #[rustfmt::skip]
+    let cap = Capture::start(&a, "txcpu", &["--repeats", "-c", "500", "--pcapng", "-w", &out,
+                                            &va.ifname]);
+    send_frames(
+        &a,
+        1,
+        &va.ifname,
+        vec![udp_frame(&va, &vb, 54517, b"stuck"); 1000],
+    );
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert!(
+        f.stdout
+            .lines()
+            .any(|l| l == "500 repeated copies on cpu1 (1 packet, 100.0% of its packets)."),
+        "{f}"
+    );
+    let file = read_pcapng(std::fs::File::open(&out).unwrap());
+    assert_eq!(file.packets.len(), 500);
+}
+
+/// At the XDP hook (received frames, copied to user space for the window
+/// even without -w or --flows).
+#[test]
+fn at_the_xdp_hook() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let cap = Capture::start(&b, "rxcpu", &["--xdp", "--repeats", "--json", &vb.ifname]);
+    send_frames(
+        &a,
+        1,
+        &va.ifname,
+        vec![udp_frame(&va, &vb, 54517, b"stuck"); 300],
+    );
+    wait_until("the frames", || {
+        b.link_stat(&vb.ifname, "rx_packets") >= 300
+    });
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = json(&f);
+    let repeats = r["repeats"].as_array().unwrap();
+    assert_eq!(repeats.len(), 1, "{f}");
+    assert_eq!(repeats[0]["copies"], 300, "{f}");
+    assert_eq!(repeats[0]["streams"], serde_json::json!({"1": 300}), "{f}");
+}

@@ -148,7 +148,12 @@ impl Consumers<'_> {
                 t.record(&p, p.hash);
             }
             if let Some(w) = &mut self.repeats {
-                w.record(&p);
+                let n = w.record(&p);
+                if n > 0 {
+                    if let Some(t) = &mut self.flows {
+                        t.add_repeated(&p, n);
+                    }
+                }
             }
             bytes += u64::from(p.len);
             taken += 1;

@@ -210,9 +210,14 @@ fn consumers<'a>(
                     )
                     .with_nic_hash(nic_hash.clone())
                 }),
-                flows: budget
-                    .as_ref()
-                    .map(|b| FlowTable::new(stream.flow_id(), c.target.link, b.clone())),
+                flows: budget.as_ref().map(|b| {
+                    let t = FlowTable::new(stream.flow_id(), c.target.link, b.clone());
+                    if opts.repeats.is_some() {
+                        t.counting_repeats()
+                    } else {
+                        t
+                    }
+                }),
                 repeats: opts
                     .repeats
                     .map(|min| Box::new(RepeatWindow::new(c.target.link, min))),

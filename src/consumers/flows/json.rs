@@ -85,6 +85,9 @@ pub struct FlowJson {
     /// `expected`, `by` and `unexpected`, when expectations were made.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub expectation: Option<ExpectationJson>,
+    /// With `--repeats`: its copies of repeating packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<u64>,
 }
 
 /// Where a flow was expected to land.
@@ -234,7 +237,7 @@ impl Report {
         });
         self.flows = Some(
             rows.into_iter()
-                .map(|r| FlowJson::new(r, id, name))
+                .map(|r| FlowJson::new(r, flows.repeats, id, name))
                 .collect(),
         );
         self
@@ -251,9 +254,11 @@ impl Report {
 }
 
 impl FlowJson {
-    /// `r` with its streams known by `id` and `name`.
+    /// `r` with its streams known by `id` and `name` (and, when
+    /// `repeats`, its repeated copies).
     pub fn new(
         r: &FlowRecord,
+        repeats: bool,
         id: &dyn Fn(u32) -> Option<u32>,
         name: &dyn Fn(u32) -> String,
     ) -> FlowJson {
@@ -280,6 +285,7 @@ impl FlowJson {
                 by: e.by.as_str().to_string(),
                 unexpected: r.unexpected(),
             }),
+            repeated: repeats.then_some(r.repeated),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Per-stream flow tables, the shared bound on their size, and the merge
 //! of all streams' tables into one list of flows.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -153,7 +154,19 @@ pub struct FlowTable {
     waiting: usize,
     budget: Arc<FlowBudget>,
     tally: Tally,
+    /// With `--repeats`: repeated copies per flow (see
+    /// [`FlowTable::add_repeated`]), apart from the slots so that a flow
+    /// costs nothing more without it.
+    repeated: HashMap<FlowKey, u64>,
+    /// Whether `--repeats` is on (the records then say their repeated
+    /// copies, 0 included).
+    counts_repeats: bool,
 }
+
+/// Flows whose repeated copies one table keeps apart (a packet stuck or
+/// looping is one flow; more than this at once is an attack or a storm,
+/// and its copies are still in the stream's totals).
+pub const MAX_REPEATING_FLOWS: usize = 4096;
 
 impl FlowTable {
     /// The table of stream `stream` of a capture of link type `link`, new
@@ -180,6 +193,30 @@ impl FlowTable {
             waiting: 0,
             budget,
             tally: Tally::default(),
+            repeated: HashMap::new(),
+            counts_repeats: false,
+        }
+    }
+
+    /// The table of a capture with `--repeats`.
+    pub fn counting_repeats(mut self) -> FlowTable {
+        self.counts_repeats = true;
+        self
+    }
+
+    /// With `--repeats`: `n` copies of packet `p`'s flow became repeated
+    /// copies (what the repeat window's `record` returned for it). Only
+    /// for those packets: a second parse of the key, no work for the
+    /// others.
+    pub fn add_repeated(&mut self, p: &Packet<'_>, n: u64) {
+        let key = FlowKey::of_packet(self.link, p);
+        let room = self.repeated.len() < MAX_REPEATING_FLOWS;
+        match self.repeated.get_mut(&key) {
+            Some(c) => *c += n,
+            None if room => {
+                self.repeated.insert(key, n);
+            }
+            None => {}
         }
     }
 
@@ -410,6 +447,9 @@ pub struct FlowRecord {
     pub first: (u32, u32),
     /// The directions of its packets: [`RECEIVED`], [`SENT`] or both.
     pub directions: u8,
+    /// With `--repeats` ([`Flows::repeats`]): its copies of repeating
+    /// packets.
+    pub repeated: u64,
 }
 
 impl FlowRecord {
@@ -452,6 +492,8 @@ pub struct Flows {
     pub untracked_bytes: u64,
     /// The `--flows-max` in force.
     pub max_flows: u64,
+    /// `--repeats` was on: the records say their repeated copies.
+    pub repeats: bool,
 }
 
 /// Merges the tables of all streams, given in stream order.
@@ -468,11 +510,19 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
         untracked_packets: 0,
         untracked_bytes: 0,
         max_flows: tables.first().map_or(0, |t| t.budget.max()),
+        repeats: tables.first().is_some_and(|t| t.counts_repeats),
     };
     let most: usize = tables.iter().map(|t| t.map.len()).sum();
     let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);
+    let mut repeated: Option<HashMap<FlowKey, u64>> = None;
     for (i, mut t) in tables.into_iter().enumerate() {
         t.settle();
+        if t.counts_repeats {
+            let all = repeated.get_or_insert_with(HashMap::new);
+            for (k, n) in t.repeated.drain() {
+                *all.entry(k).or_default() += n;
+            }
+        }
         flows.streams.push(StreamFlows {
             stream: t.stream,
             flows: t.map.len() as u64,
@@ -520,6 +570,10 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
                     expected: None,
                     first: c.first,
                     directions: c.directions,
+                    repeated: repeated
+                        .as_ref()
+                        .and_then(|r| r.get(&key).copied())
+                        .unwrap_or(0),
                 });
             }
         }

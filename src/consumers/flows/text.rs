@@ -44,9 +44,14 @@ pub fn table_fit(
     if !rows.is_empty() {
         let with_hash = rows.iter().any(|r| r.hash.is_some());
         let with_expected = rows.iter().any(|r| r.expected.is_some());
+        let with_repeated = flows.repeats && rows.iter().any(|r| r.repeated > 0);
         let mut cells: Vec<Vec<String>> = Vec::with_capacity(rows.len() + 1);
         let mut header = vec!["PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES"];
         let mut right = vec![false, false, false, true, true];
+        if with_repeated {
+            header.push("REPEATED");
+            right.push(true);
+        }
         if with_hash {
             header.push("HASH");
             right.push(false);
@@ -63,7 +68,7 @@ pub fn table_fit(
         right.push(false);
         cells.push(header.iter().map(|s| s.to_string()).collect());
         for r in &rows {
-            cells.push(row(r, with_hash, with_expected, label));
+            cells.push(row(r, with_hash, with_expected, with_repeated, label));
         }
         let gap = match width {
             Some(w) if line_width(&cells, 2) > w => fit(&mut cells, w),
@@ -135,6 +140,7 @@ fn fit(cells: &mut [Vec<String>], width: usize) -> usize {
             "SOURCE" => "SRC",
             "DESTINATION" => "DST",
             "PACKETS" => "PKTS",
+            "REPEATED" => "REP",
             "EXPECTED" => "EXP",
             other => other,
         };
@@ -184,6 +190,7 @@ fn row(
     r: &FlowRecord,
     with_hash: bool,
     with_expected: bool,
+    with_repeated: bool,
     label: &dyn Fn(u32) -> String,
 ) -> Vec<String> {
     let mut c = vec![
@@ -193,6 +200,9 @@ fn row(
         r.packets.to_string(),
         r.bytes.to_string(),
     ];
+    if with_repeated {
+        c.push(r.repeated.to_string());
+    }
     if with_hash {
         c.push(r.hash.map_or("-".to_string(), |h| format!("0x{h:08x}")));
     }

@@ -546,7 +546,10 @@ fn repeats_in_the_table_the_lines_and_json() {
     let narrow = render_table(&h, Some(&a), &b, 44, 24);
     assert_eq!(narrow[2], "STREAM    PKT/S DROP/S REPEAT/S SIRQ% SHARE");
     let plain = render_plain(&h, Some(&a), &b);
-    assert!(plain[1].ends_with(" marked=1 repeat_ps=400.0 repeated=1000"), "{plain:?}");
+    assert!(
+        plain[1].ends_with(" marked=1 repeat_ps=400.0 repeated=1000"),
+        "{plain:?}"
+    );
     assert_eq!(
         plain[2],
         "time=65.000 interval=2.000 repeat_stream=cpu1 repeat_copies=800 repeat_pps=400.0 \

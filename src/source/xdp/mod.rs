@@ -270,7 +270,9 @@ fn xdp_options(opts: &Options, plan: &Plan) -> capture::Options {
         ),
         _ => (0, None),
     };
-    let records = opts.write.is_some() || opts.flows.is_some();
+    // Copies of the frames for whatever looks at packets: the files, the
+    // flow tables, the repeat windows.
+    let records = opts.write.is_some() || opts.flows.is_some() || opts.repeats.is_some();
     capture::Options {
         mode: opts.xdp.unwrap_or_default(),
         cpus,
