@@ -269,6 +269,13 @@ fn synopsis_lists_every_option() {
             if let Some(v) = words.get(i + 1).and_then(|n| n.strip_prefix('=')) {
                 value = Some(v.to_string());
             }
+            // `[--metrics=[ADDR:]PORT]` splits into `--metrics=`, `ADDR:`
+            // and `PORT`.
+            if value.as_deref() == Some("") {
+                if let (Some(opt), Some(v)) = (words.get(i + 1), words.get(i + 2)) {
+                    value = Some(format!("[{opt}]{v}"));
+                }
+            }
             shown.insert(format!("--{name}"), value);
         } else if let Some(shorts) = w.strip_prefix('-') {
             let next = words.get(i + 1).filter(|n| !n.starts_with('-'));

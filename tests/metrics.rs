@@ -5,8 +5,9 @@
 //! exposition, a real Prometheus scraping it, and the fleet recipe's
 //! configuration and alert rules (`promtool check`/`test rules`).
 //!
-//! The server here serves a fixed snapshot (the capture's counters come
-//! with the integration of `--metrics`), so every number is exact.
+//! The server tests serve a fixed snapshot, so every number is exact;
+//! the capture tests at the end run the program with `--metrics` and hold
+//! what Prometheus scraped against the program's own report.
 
 mod common;
 
@@ -709,4 +710,151 @@ fn prometheus_scrapes_the_endpoint() {
     drop(prom);
     stop_tx.send(()).unwrap();
     serving.join().unwrap();
+}
+
+/// The capture's per-stream packets, read back from a real Prometheus
+/// scraping `--metrics` while deterministic traffic runs, equal the
+/// capture's own report.
+#[test]
+fn prometheus_sees_the_capture_as_its_report_says() {
+    if !prometheus::installed(prometheus::PROMETHEUS) {
+        return;
+    }
+    let ns = Netns::new();
+    let _sink = common::UdpSink::bind(&ns, common::LO);
+    #[rustfmt::skip]
+    let cap = common::Capture::start(&ns, "rxtxcpu", &["--metrics", ADDR, "--repeats",
+                                                       "--filter", "udp", "lo"]);
+    let prom = Prometheus::start(&ns, &[ADDR], &[]);
+    common::udp_send(&ns, 0, common::LO, common::LO, 10);
+    common::udp_send(&ns, 1, common::LO, common::LO, 25);
+    let want = BTreeMap::from([("0".to_string(), 20.0), ("1".to_string(), 50.0)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let at = prom.wait_for_scrape();
+        let got: BTreeMap<String, f64> = prom
+            .query_at("sum by (stream) (rxtxcpu_packets_total)", at)
+            .into_iter()
+            .map(|s| (s.labels["stream"].clone(), s.value))
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+    }
+    let labels = &prom.query(r#"rxtxcpu_packets_total{stream="1"}"#)[0].labels;
+    assert_eq!(
+        (
+            &labels["interface"][..],
+            &labels["vantage"][..],
+            &labels["direction"][..]
+        ),
+        ("lo", "cpu", "rxtx")
+    );
+    let bytes = prom.query("sum(rxtxcpu_bytes_total)");
+    assert!(bytes[0].value >= 70.0 * 28.0, "{bytes:?}");
+    assert_eq!(prom.query("rxtxcpu_repeated_copies_total").len(), 2);
+    assert_eq!(prom.query("rxtxcpu_softirqs_total").len() % 2, 0);
+    // What a scrape serves, promtool finds no problem in.
+    let (status, body) = prometheus::http_get(&ns.name, addr(), "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let mut child = Command::new(prometheus::PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\non:\n{body}",
+        show("promtool", &out)
+    );
+    cap.signal(common::Signal::SIGINT);
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert_eq!(
+        f.report().per_cpu,
+        BTreeMap::from([(0, 20), (1, 50)]),
+        "{f}"
+    );
+}
+
+/// A port in use ends the program before the capture starts: exit 1, one
+/// line, no file made.
+#[test]
+fn a_port_in_use_stops_the_capture_before_it_starts() {
+    let ns = Netns::new();
+    let _taken = in_netns(&ns, || std::net::TcpListener::bind(ADDR).unwrap());
+    let dir = common::TempDir::new();
+    let out = dir.path("x.pcap");
+    let f = common::run_in(&ns, "rxtxcpu", &["--metrics=9101", "-w", &out, "lo"]);
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert_eq!(
+        f.stderr, "rxtxcpu: error binding 127.0.0.1:9101: Address already in use\n",
+        "{f}"
+    );
+    assert!(common::files_under(&dir.0).is_empty(), "{f}");
+}
+
+#[test]
+fn bad_metrics_addresses_are_usage_errors() {
+    common::check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["--metrics=x"][..],
+            "Invalid metrics address 'x'.",
+        ),
+        (
+            "txcpu",
+            &["--metrics=70000"],
+            "Invalid metrics address '70000'.",
+        ),
+        (
+            "rxtxcpu",
+            &["--metrics=1.2.3:80"],
+            "Invalid metrics address '1.2.3:80'.",
+        ),
+        ("rxtxcpu", &["--metrics=0"], "Invalid metrics address '0'."),
+    ]);
+}
+
+/// With `-w -` stdout carries the packets; the metrics are HTTP, so they
+/// go together.
+#[test]
+fn metrics_with_the_packets_on_stdout() {
+    let ns = Netns::new();
+    let _sink = common::UdpSink::bind(&ns, common::LO);
+    let cap = common::Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["-l1", "-w", "-", "--metrics", ADDR, "--filter", "udp", "lo"],
+    );
+    common::udp_send(&ns, 1, common::LO, common::LO, 3);
+    // The worker counts the packets once the kernel hands their ring
+    // block over (within its timeout).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = prometheus::http_get(&ns.name, addr(), "/metrics").unwrap();
+        assert_eq!(status, 200);
+        if body.lines().any(|l| {
+            l.starts_with("rxtxcpu_packets_total{")
+                && l.contains(r#"stream="1""#)
+                && l.ends_with(" 6")
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cap.signal(common::Signal::SIGINT);
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
 }

@@ -262,6 +262,12 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
                 .ok_or_else(|| out_of_range("repeat count", v, "2 or more copies"))?,
         ),
     };
+    let metrics = match value("metrics") {
+        None => None,
+        Some(v) => {
+            Some(crate::metrics::parse_address(v).ok_or_else(|| invalid("metrics address", v))?)
+        }
+    };
 
     if let Some(t) = value("rss-hash") {
         // It captures nothing: an option that only means something to a
@@ -389,6 +395,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         flows,
         flows_max,
         repeats,
+        metrics,
         json: m.get_flag("json"),
         live,
         xdp,

@@ -248,6 +248,17 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         ],
     },
     OptSpec {
+        id: "metrics",
+        short: None,
+        long: "metrics",
+        value: Some("[ADDR:]PORT"),
+        help: &[
+            "Serve the counters for Prometheus at",
+            "  http://ADDR:PORT/metrics while capturing.",
+            "  ADDR default: 127.0.0.1",
+        ],
+    },
+    OptSpec {
         id: "json",
         short: None,
         long: "json",

@@ -4,6 +4,7 @@
 //! end (a signal, `--duration`, the count, a fault, `--live`'s ticks),
 //! the shutdown in order, and the report.
 
+mod metrics;
 mod signals;
 
 use std::io;
@@ -105,6 +106,11 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     if steering.is_some() && expect::needs_sending_cpus(plan.vantage, opts.direction) {
         source.learn_senders(&say)?;
     }
+    // Before any output: a port in use changes nothing on disk.
+    let metrics = metrics::bind(opts)?;
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+        v.say(format!("metrics on http://{addr}/metrics"));
+    }
     let shared =
         Shared::new(plan.streams.len()).map_err(|e| Error::os("error creating eventfd", e))?;
     let verdict = match source.counts_itself() {
@@ -154,6 +160,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         verdict.as_ref(),
         consumers,
         outputs,
+        metrics,
     );
     let source_end = source.finish();
     let mut status = report_faults(&capture, &shared, &ended.failed, &source_end.errors);
@@ -187,7 +194,7 @@ fn consumers<'a>(
     let file_snaplen = c.target.link.snaplen(opts.snaplen);
     let merged_path = opts.write.clone().unwrap_or_default();
     // A source that counts in the kernel counts bytes there too.
-    let bytes = opts.live.is_some() && !source.counts_itself();
+    let bytes = (opts.live.is_some() || opts.metrics.is_some()) && !source.counts_itself();
     c.plan
         .streams
         .iter()
@@ -221,8 +228,9 @@ fn consumers<'a>(
                 repeats: opts
                     .repeats
                     .map(|min| Box::new(RepeatWindow::new(c.target.link, min))),
-                repeated: (opts.live.is_some() && opts.repeats.is_some())
-                    .then(|| &shared.repeated[slot]),
+                repeated: ((opts.live.is_some() || opts.metrics.is_some())
+                    && opts.repeats.is_some())
+                .then(|| &shared.repeated[slot]),
                 bytes: bytes.then(|| &shared.bytes[slot]),
             }
         })
@@ -253,8 +261,11 @@ fn run_jobs<'a, 's>(
     verdict: Option<&'s Verdict>,
     consumers: Vec<Consumers<'s>>,
     mut outputs: Outputs<'a>,
+    metrics: Option<crate::metrics::Server>,
 ) -> JobsEnded<'a> {
     let (opts, streams) = (c.opts, &c.plan.streams);
+    let counters = source.counters(shared);
+    let scraped = metrics::Scraped::new(opts, c.plan, &*counters, shared);
     let watch = outputs.merged.as_ref().and_then(|m| m.watch_fd());
     let (gates, coordinator) = count::gates(opts.count, verdict, streams.len(), RETIRE_MS);
     let jobs = source.jobs(consumers, gates, shared);
@@ -317,7 +328,20 @@ fn run_jobs<'a, 's>(
                 opts.snaplen
             ));
         }
-        let counters = source.counters(shared);
+        let endpoint = metrics.and_then(|server| {
+            let description = metrics::description(opts, c.plan, &c.target.label);
+            let exporter = crate::metrics::Exporter::new(description, &scraped);
+            server
+                .spawn_scoped(s, exporter)
+                .map_err(|e| {
+                    errln!(
+                        "{}: error starting the metrics server: {}",
+                        opts.name,
+                        Why(e)
+                    )
+                })
+                .ok()
+        });
         let mut monitor = Monitor::new(opts, c.plan, &c.target.label, c.target.link);
         if let Some(m) = &mut monitor {
             m.begin(&*counters, shared);
@@ -344,6 +368,9 @@ fn run_jobs<'a, 's>(
         failed.sort_unstable_by_key(|(slot, _)| *slot);
         if let Some(m) = monitor {
             m.finish(&*counters, shared);
+        }
+        if let Some(e) = endpoint {
+            let _ = e.stop();
         }
         let merged = merger
             .and_then(|m| m.join().ok())

@@ -76,7 +76,7 @@ pub trait Source {
     ) -> Vec<Job<'a>>;
 
     /// The per-stream numbers the live view shows as they change.
-    fn counters<'a>(&'a self, shared: &'a Shared) -> Box<dyn Counters + 'a>;
+    fn counters<'a>(&'a self, shared: &'a Shared) -> Box<dyn Counters + Sync + 'a>;
 
     /// A descriptor that becomes readable when the source has ended the
     /// capture by itself (the XDP program's `-c` count reached).

@@ -205,6 +205,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         flows: None,
         flows_max: 0,
         repeats: None,
+        metrics: None,
         json: false,
         live: None,
         xdp: None,

@@ -192,7 +192,7 @@ impl Source for FanoutSource {
         jobs
     }
 
-    fn counters<'a>(&'a self, shared: &'a Shared) -> Box<dyn Counters + 'a> {
+    fn counters<'a>(&'a self, shared: &'a Shared) -> Box<dyn Counters + Sync + 'a> {
         Box::new(SocketCounters {
             shared,
             sockets: self.streams.iter().map(|s| self.socket(s)).collect(),

@@ -164,7 +164,7 @@ impl Source for XdpSource {
             .collect()
     }
 
-    fn counters<'a>(&'a self, _shared: &'a Shared) -> Box<dyn Counters + 'a> {
+    fn counters<'a>(&'a self, _shared: &'a Shared) -> Box<dyn Counters + Sync + 'a> {
         Box::new(XdpCounters {
             xdp: &self.xdp,
             plan: &self.plan,
