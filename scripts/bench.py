@@ -27,6 +27,8 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
   f-disk   tcpdump -i vB -Q in -n -w DISK/tcpdump.pcap
   [flows]
   fl       rxtxcpu -d rx --flows vB              (counting, flow table)
+  [repeats]
+  rp       rxtxcpu -d rx --repeats vB            (counting, repeating packets)
   [pcapng]
   png      rxtxcpu -d rx --pcapng -w TMPFS/rxtxcpu.pcapng vB
   [filter]  on a flood where only 1 in --filter-every (10) frames goes to
@@ -76,13 +78,14 @@ DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 # The main cases, in run order; the sweep repeats them at other sizes.
 MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
 # One case per per-packet feature, run at --size after the main cases.
-FEATURES = ["fl", "png", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+FEATURES = ["fl", "rp", "png", "flt-b", "flt-e", "flt-c", "x1", "x2"]
 CASE_ORDER = MAIN + FEATURES
 # Cases that skip (with a note) when the binary rejects their option.
 OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live"}
 GROUPS = {
     "main": MAIN,
     "flows": ["fl"],
+    "repeats": ["rp"],
     "pcapng": ["png"],
     "filter": ["flt-b", "flt-e", "flt-c"],
     "xdp": ["x1", "x2"],
@@ -95,6 +98,8 @@ PAIRS = [("b", "e"), ("c", "f-tmpfs"), ("d", "f-disk")]
 FEATURE_PAIRS = [
     ("fl", "e", "flows count vs tcpdump -w /dev/null",
      {"issue": 10, "cpu_ns_per_pkt": 0.5, "complete": True}),
+    ("rp", "e", "repeats count vs tcpdump -w /dev/null",
+     {"issue": 26, "cpu_ns_per_pkt": 0.5, "complete": True}),
     ("png", "f-tmpfs", "pcapng tmpfs vs tcpdump -w tmpfs",
      {"issue": 12, "cpu_ns_per_pkt": 0.8, "complete": True}),
     ("flt-b", "b", "filter count vs no filter (cpu s)",
@@ -532,6 +537,13 @@ def parse_rxtxcpu(out, err):
         if m:
             res["flows_seen"] = int(m.group(1))
             res["flows_split"] = int(m.group(2))
+    # --repeats: "837495 repeated copies on cpu2 (1 packet, 64.3% of its
+    # packets)." per stream that carried any; nothing when nothing repeats.
+    for line in out:
+        m = re.fullmatch(r"\s*(\d+) repeated cop(?:y|ies) on \S+ \((\d+) packets?, .*", line)
+        if m:
+            res["repeated_copies"] = res.get("repeated_copies", 0) + int(m.group(1))
+            res["repeating"] = res.get("repeating", 0) + int(m.group(2))
     return res
 
 
@@ -618,6 +630,7 @@ CASE_LABELS = {
     "f-tmpfs": "tcpdump -w tmpfs",
     "f-disk": "tcpdump -w disk",
     "fl": "rxtxcpu --flows count",
+    "rp": "rxtxcpu --repeats count",
     "png": "rxtxcpu --pcapng -w tmpfs",
     "flt-b": "rxtxcpu --filter count",
     "flt-e": "tcpdump filter -w /dev/null",
@@ -752,6 +765,8 @@ class Bench:
             return "tcpdump", td + ["-w", os.path.join(self.disk_dir, "tcpdump.pcap")]
         if base == "fl":
             return "rxtxcpu", rx + ["--flows", ifn]
+        if base == "rp":
+            return "rxtxcpu", rx + ["--repeats", ifn]
         if base == "png":
             return "rxtxcpu", rx + ["--pcapng", "-w",
                                     os.path.join(self.tmpfs_dir, "rxtxcpu.pcapng"), ifn]
@@ -947,7 +962,13 @@ class Bench:
             r["cpu_ns_per_pkt"] = (r["cpu_s"] * 1e9 / r["captured"]) if r["captured"] else None
             r["cpu_ns_per_frame"] = (r["cpu_s"] * 1e9 / r["delivered"]) if r["delivered"] \
                 else None
-            if verify_files and base not in ("b", "e", "fl", "flt-b", "flt-e", "x1"):
+            # Each flow's frames are identical, so each flow is a repeating
+            # packet; the window lists at most 512 per stream (and fewer
+            # when a bucket of its table overflows): some, never more.
+            if base == "rp" and not 0 < (r.get("repeating") or 0) <= a.flows:
+                log(f"warning: case {case}: {r.get('repeating')} packets repeating, "
+                    f"floodgen sent {a.flows} flows of identical frames")
+            if verify_files and base not in ("b", "e", "fl", "rp", "flt-b", "flt-e", "x1"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
                 r["file_bytes"] = sum(_size(f) for f in files)
@@ -1121,7 +1142,8 @@ class Bench:
             for key in ("sent", "delivered", "captured", "expected", "drops", "completeness",
                         "cpu_s", "setup_cpu_s", "total_cpu_s", "cpu_ns_per_pkt", "cpu_ns_per_frame", "user_s", "sys_s", "rate",
                         "rate_fraction", "peak_rss_kib", "ring_kib", "rss_minus_ring_kib",
-                        "elapsed", "background_load", "flows_seen"):
+                        "elapsed", "background_load", "flows_seen", "repeating",
+                        "repeated_copies"):
                 vals = [r.get(key) for r in runs if r.get(key) is not None]
                 if vals:
                     s[key] = {"median": med(vals), "min": min(vals), "max": max(vals),
@@ -1363,6 +1385,11 @@ def render(meta, summ):
         if c["base"] == "fl" and "flows_seen" in s:
             lines.append(f"  ({case}) flow table: {cell(s, 'flows_seen', 'int')} flows seen "
                          f"of {meta['flows']:,} sent")
+        if c["base"] == "rp":
+            lines.append(f"  ({case}) repeats: {cell(s, 'repeating', 'int')} packets repeating "
+                         f"of {meta['flows']:,} flows of identical frames (the window lists "
+                         f"at most 512 per stream), {cell(s, 'repeated_copies', 'int')} "
+                         f"repeated copies")
     lines.append("")
     idle = summ["idle"]
     if idle:

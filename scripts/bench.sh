@@ -17,15 +17,15 @@
 # to each cpu over 1024 UDP flows, and measures each case on the same flood:
 # (a) no capture, (b) rxtxcpu counting, (c)/(d) rxtxcpu -w to tmpfs/disk,
 # (e) tcpdump -w /dev/null, (f) tcpdump -w to tmpfs/disk; then one case per
-# per-packet feature: (fl) --flows, (png) --pcapng -w tmpfs, (flt-b/flt-c/
-# flt-e) --filter on a flood where 1 in 10 frames matches (rxtxcpu counting
-# and -w tmpfs, tcpdump with the same filter), (x1/x2) --xdp counting and
-# -w tmpfs (skipped with a note while the binary rejects --xdp); a sweep of
-# (a)-(f) over frame sizes 64, 512 and 1500; and each capturer's idle cpu
-# cost, rxtxcpu --live's too (skipped while the binary rejects --live). It
-# prints tables with medians, spreads and ratios (rxtxcpu/tcpdump, and each
-# feature against its reference, with the issues' targets), ring memory next
-# to peak RSS, and writes JSON with --json FILE.
+# per-packet feature: (fl) --flows, (rp) --repeats, (png) --pcapng -w tmpfs,
+# (flt-b/flt-c/flt-e) --filter on a flood where 1 in 10 frames matches
+# (rxtxcpu counting and -w tmpfs, tcpdump with the same filter), (x1/x2)
+# --xdp counting and -w tmpfs (skipped with a note while the binary rejects
+# --xdp); a sweep of (a)-(f) over frame sizes 64, 512 and 1500; and each
+# capturer's idle cpu cost, rxtxcpu --live's too (skipped while the binary
+# rejects --live). It prints tables with medians, spreads and ratios
+# (rxtxcpu/tcpdump, and each feature against its reference, with the issues'
+# targets), ring memory next to peak RSS, and writes JSON with --json FILE.
 #
 # Environment: NO_BUILD=1 skips the cargo build (e.g. with --binary PATH).
 # Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo;
