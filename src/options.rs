@@ -119,6 +119,8 @@ pub struct Options {
     /// `--repeats[=MIN]`: the copies that make a packet a repeating one;
     /// None: repeats are not looked for.
     pub repeats: Option<u64>,
+    /// `--drops`: the kernel's drops on the interface, per cpu and reason.
+    pub drops: bool,
     /// `--metrics=[ADDR:]PORT`: where the Prometheus endpoint listens.
     pub metrics: Option<std::net::SocketAddr>,
     /// `--json`.

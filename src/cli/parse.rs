@@ -262,6 +262,12 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
                 .ok_or_else(|| out_of_range("repeat count", v, "2 or more copies"))?,
         ),
     };
+    let drops = m.get_flag("drops");
+    if drops && interface.is_none() {
+        return Err(UsageError(
+            "--drops needs an interface (the kernel's drops of which packets?).".into(),
+        ));
+    }
     let metrics = match value("metrics") {
         None => None,
         Some(v) => {
@@ -396,6 +402,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         flows_max,
         repeats,
         metrics,
+        drops,
         json: m.get_flag("json"),
         live,
         xdp,

@@ -248,6 +248,17 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         ],
     },
     OptSpec {
+        id: "drops",
+        short: None,
+        long: "drops",
+        value: None,
+        help: &[
+            "Count the kernel's drops of packets on",
+            "  INTERFACE per cpu and reason (an eBPF",
+            "  program at skb:kfree_skb).",
+        ],
+    },
+    OptSpec {
         id: "metrics",
         short: None,
         long: "metrics",

@@ -25,6 +25,42 @@ pub struct Report {
     pub flows: Option<Flows>,
     /// With `--repeats`.
     pub repeats: Option<repeats::Found>,
+    /// With `--drops`: the kernel's drops on the interface.
+    pub kernel_drops: Option<Vec<KernelDrop>>,
+}
+
+/// Packets the kernel dropped on one cpu for one reason (`--drops`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KernelDrop {
+    pub cpu: u32,
+    /// The kernel's name of the reason (`NO_SOCKET`, `SOCKET_RCVBUFF`).
+    pub reason: String,
+    /// False for packets received on the interface's number whose
+    /// namespace the kernel no longer knew when it dropped them: maybe
+    /// another namespace's interface of the same number.
+    pub namespace_known: bool,
+    pub packets: u64,
+}
+
+/// The `--drops` lines for stderr, after the capture's own drop lines:
+/// `412 packets dropped by the kernel on cpu1: CPU_BACKLOG.`
+pub fn kernel_drop_lines(drops: &[KernelDrop], interface: &str) -> String {
+    let mut out = String::new();
+    for d in drops {
+        let maybe = if d.namespace_known {
+            String::new()
+        } else {
+            format!(" (received on {interface}'s number, namespace unknown)")
+        };
+        let _ = writeln!(
+            out,
+            "{} dropped by the kernel on cpu{}{maybe}: {}.",
+            count(d.packets, "packet"),
+            d.cpu,
+            d.reason
+        );
+    }
+    out
 }
 
 impl Report {
@@ -76,6 +112,12 @@ impl Report {
 /// could not be written.
 pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
     let mut lines = drops(&report.streams);
+    if let Some(k) = &report.kernel_drops {
+        lines.push_str(&kernel_drop_lines(
+            k,
+            opts.interface.as_deref().unwrap_or("any"),
+        ));
+    }
     for note in &report.notes {
         let _ = writeln!(lines, "{note}");
     }
@@ -121,6 +163,12 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
                     .collect(),
             );
             json.repeat_summary = Some(RepeatSummaryJson::new(r, found.min, &id, &label));
+        }
+        if let Some(k) = &report.kernel_drops {
+            json.more.insert(
+                "kernel_drops".into(),
+                serde_json::to_value(k).unwrap_or_default(),
+            );
         }
         json.to_json()
     } else {

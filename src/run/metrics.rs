@@ -9,8 +9,9 @@ use std::time::SystemTime;
 use crate::error::Result;
 use crate::live::monitor::Counters;
 use crate::metrics::kernel::KernelCpus;
-use crate::metrics::{Description, Server, Snapshot, StreamCounts};
+use crate::metrics::{Description, ReasonDrops, Server, Snapshot, StreamCounts};
 use crate::options::{Options, Vantage};
+use crate::source::probes::drops::DropProbe;
 use crate::vantage::Plan;
 use crate::worker::Shared;
 
@@ -46,6 +47,8 @@ pub struct Scraped<'a> {
     repeats: bool,
     /// The cpu vantage: /proc/softirqs and /proc/net/softnet_stat.
     cpus: Option<Mutex<KernelCpus>>,
+    /// `--drops`: the probe's counters.
+    drops: Option<&'a DropProbe>,
 }
 
 impl<'a> Scraped<'a> {
@@ -54,10 +57,12 @@ impl<'a> Scraped<'a> {
         plan: &Plan,
         counters: &'a (dyn Counters + Sync),
         shared: &'a Shared,
+        drops: Option<&'a DropProbe>,
     ) -> Scraped<'a> {
         Scraped {
             counters,
             shared,
+            drops,
             repeats: opts.repeats.is_some(),
             cpus: (plan.vantage == Vantage::Cpu)
                 .then(|| KernelCpus::open().ok().map(Mutex::new))
@@ -93,7 +98,20 @@ impl crate::metrics::Source for Scraped<'_> {
         Snapshot {
             streams,
             repeated_copies,
-            drop_reasons: None,
+            // Only the drops known to be the interface's (see
+            // DropCount::namespace_known).
+            drop_reasons: self.drops.map(|p| {
+                super::drops::read(p)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|d| d.namespace_known)
+                    .map(|d| ReasonDrops {
+                        cpu: d.cpu,
+                        reason: d.reason,
+                        packets: d.packets,
+                    })
+                    .collect()
+            }),
             flows: None,
             cpus,
         }

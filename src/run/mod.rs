@@ -4,6 +4,7 @@
 //! end (a signal, `--duration`, the count, a fault, `--live`'s ticks),
 //! the shutdown in order, and the report.
 
+mod drops;
 mod metrics;
 mod signals;
 
@@ -106,7 +107,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     if steering.is_some() && expect::needs_sending_cpus(plan.vantage, opts.direction) {
         source.learn_senders(&say)?;
     }
-    // Before any output: a port in use changes nothing on disk.
+    // Before any output: a probe the kernel refuses, or a port in use,
+    // changes nothing on disk.
+    let drop_probe = drops::attach(opts, &target, &say)?;
     let metrics = metrics::bind(opts)?;
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
         v.say(format!("metrics on http://{addr}/metrics"));
@@ -160,12 +163,12 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         verdict.as_ref(),
         consumers,
         outputs,
-        metrics,
+        (metrics, drop_probe.as_ref()),
     );
     let source_end = source.finish();
     let mut status = report_faults(&capture, &shared, &ended.failed, &source_end.errors);
     let streams = source.counts(plan, &shared)?;
-    let report = finish(
+    let mut report = finish(
         &capture,
         streams,
         ended,
@@ -173,6 +176,18 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         source_end,
         &mut status,
     );
+    if let Some(probe) = &drop_probe {
+        if let Some(line) = drops::cost(probe) {
+            capture.v.say(line);
+        }
+        match drops::read(probe) {
+            Ok(k) => report.kernel_drops = Some(k),
+            Err(line) => {
+                errln!("{}: {line}", opts.name);
+                status = 1;
+            }
+        }
+    }
     Ok(report::print(opts, plan, &report).max(status))
 }
 
@@ -261,11 +276,14 @@ fn run_jobs<'a, 's>(
     verdict: Option<&'s Verdict>,
     consumers: Vec<Consumers<'s>>,
     mut outputs: Outputs<'a>,
-    metrics: Option<crate::metrics::Server>,
+    (metrics, drops): (
+        Option<crate::metrics::Server>,
+        Option<&crate::source::probes::drops::DropProbe>,
+    ),
 ) -> JobsEnded<'a> {
     let (opts, streams) = (c.opts, &c.plan.streams);
     let counters = source.counters(shared);
-    let scraped = metrics::Scraped::new(opts, c.plan, &*counters, shared);
+    let scraped = metrics::Scraped::new(opts, c.plan, &*counters, shared, drops);
     let watch = outputs.merged.as_ref().and_then(|m| m.watch_fd());
     let (gates, coordinator) = count::gates(opts.count, verdict, streams.len(), RETIRE_MS);
     let jobs = source.jobs(consumers, gates, shared);

@@ -206,6 +206,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         flows_max: 0,
         repeats: None,
         metrics: None,
+        drops: false,
         json: false,
         live: None,
         xdp: None,

@@ -38,6 +38,9 @@ pub struct Report {
     /// With `--repeats`: the MIN and each stream's totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_summary: Option<RepeatSummaryJson>,
+    /// Keys of the report's other parts (`kernel_drops`), after these.
+    #[serde(flatten)]
+    pub more: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One stream's counts.
@@ -199,6 +202,7 @@ impl Report {
             flow_summary: None,
             repeats: None,
             repeat_summary: None,
+            more: serde_json::Map::new(),
         }
     }
 

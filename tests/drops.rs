@@ -1,0 +1,121 @@
+//! --drops: the kernel's drops of packets on the captured interface, per
+//! cpu and reason, counted by the program's own eBPF probe at
+//! skb:kfree_skb. Exact counts from pinned senders in private namespaces.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::*;
+
+fn interrupt(cap: Capture) -> Finished {
+    cap.signal(Signal::SIGINT);
+    cap.wait()
+}
+
+/// Datagrams to a port nobody listens on are dropped as NO_SOCKET, on
+/// the cpu that received them (a veth receives on the sender's cpu).
+#[test]
+fn no_socket_drops_on_the_receiving_cpu() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let json = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
+    let text = Capture::start(&b, "rxcpu", &["--drops", &vb.ifname]);
+    udp_send(&a, 1, va.addr, vb.addr, 5);
+    // Each datagram reached the stack (and was dropped there).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.link_stat(&vb.ifname, "rx_packets") < 5 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+
+    let f = interrupt(json);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    assert_eq!(
+        r["kernel_drops"],
+        serde_json::json!([{"cpu": 1, "reason": "NO_SOCKET", "namespace_known": true, "packets": 5}]),
+        "{f}"
+    );
+    let t = interrupt(text);
+    assert_eq!(t.status.code(), Some(0), "{t}");
+    let dropped: Vec<&str> = t.stderr.lines().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(
+        dropped,
+        ["5 packets dropped by the kernel on cpu1: NO_SOCKET."],
+        "{t}"
+    );
+    assert!(t.stdout.contains("5 packets captured on cpu1."), "{t}");
+}
+
+/// A socket whose receive buffer is full drops what comes next as
+/// SOCKET_RCVBUFF: exactly the datagrams it did not queue.
+#[test]
+fn a_full_socket_buffer() {
+    const SENT: usize = 2000;
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let addr = vb.addr;
+    let sock = in_netns(&b, move || {
+        let s = UdpSocket::bind((addr, UDP_PORT)).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+        let size: libc::c_int = 4096;
+        // SAFETY: a valid socket and an int option of its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        s
+    });
+    let cap = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
+    udp_send(&a, 0, va.addr, vb.addr, SENT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.link_stat(&vb.ifname, "rx_packets") < SENT as u64 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    sock.set_nonblocking(true).unwrap();
+    let mut queued = 0u64;
+    let mut buf = [0u8; 64];
+    while sock.recv(&mut buf).is_ok() {
+        queued += 1;
+    }
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    let dropped = SENT as u64 - queued;
+    assert!(dropped > 0, "the buffer never filled: {queued} queued");
+    assert_eq!(
+        r["kernel_drops"],
+        serde_json::json!([{"cpu": 0, "reason": "SOCKET_RCVBUFF", "namespace_known": true,
+                            "packets": dropped}]),
+        "{f}"
+    );
+}
+
+#[test]
+fn drops_need_an_interface() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["--drops"][..],
+            "--drops needs an interface (the kernel's drops of which packets?).",
+        ),
+        (
+            "rxcpu",
+            &["--drops", "-i", "any"],
+            "--drops needs an interface (the kernel's drops of which packets?).",
+        ),
+    ]);
+}
