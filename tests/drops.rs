@@ -119,3 +119,62 @@ fn drops_need_an_interface() {
         ),
     ]);
 }
+
+/// The interface's own drop counters, always (no --drops): a veth whose
+/// peer is down drops what it is given to send, as tx_dropped.
+#[test]
+fn the_interface_counters_say_what_the_device_dropped() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    b.ip(&["link", "set", &vb.ifname, "down"]);
+    let cap = Capture::start(&a, "txcpu", &[&va.ifname]);
+    let frame = {
+        let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend(ipv4_udp(va.addr, 1000, vb.addr, UDP_PORT, b"x"));
+        f
+    };
+    // The device refuses each (ENOBUFS): sent all the same, one by one.
+    let ifname = va.ifname.clone();
+    in_netns(&a, move || {
+        pin_to_cpu(1);
+        // SAFETY: socket() takes no pointers; checked below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0);
+        let name = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        for _ in 0..7 {
+            // SAFETY: frame and sll live for the call, of the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            let e = std::io::Error::last_os_error();
+            assert!(
+                n == frame.len() as isize || e.raw_os_error() == Some(libc::ENOBUFS),
+                "{e}"
+            );
+        }
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+    });
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert!(f.stdout.contains("7 packets captured on cpu1."), "{f}");
+    let dropped: Vec<&str> = f.stderr.lines().filter(|l| l.contains("dropped")).collect();
+    assert_eq!(
+        dropped,
+        [format!("7 packets dropped by {} (tx_dropped).", va.ifname)],
+        "{f}"
+    );
+}

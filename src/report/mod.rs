@@ -27,6 +27,9 @@ pub struct Report {
     pub repeats: Option<repeats::Found>,
     /// With `--drops`: the kernel's drops on the interface.
     pub kernel_drops: Option<Vec<KernelDrop>>,
+    /// Lines for stderr after those: what the interface's drop counters
+    /// (and with `--drops` each cpu's softnet_stat) counted meanwhile.
+    pub counter_drops: Vec<String>,
 }
 
 /// Packets the kernel dropped on one cpu for one reason (`--drops`).
@@ -117,6 +120,9 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
             k,
             opts.interface.as_deref().unwrap_or("any"),
         ));
+    }
+    for line in &report.counter_drops {
+        let _ = writeln!(lines, "{line}");
     }
     for note in &report.notes {
         let _ = writeln!(lines, "{note}");

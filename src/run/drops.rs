@@ -3,6 +3,7 @@
 //! program before any file is made), read once the capture has stopped.
 
 use crate::error::{Error, Result};
+use crate::metrics::kernel::{parse_softnet, SoftnetLine};
 use crate::options::Options;
 use crate::report::KernelDrop;
 use crate::source::probes::drops::{current_netns, DropProbe, Filter, Reason};
@@ -62,4 +63,101 @@ pub fn read(probe: &DropProbe) -> std::result::Result<Vec<KernelDrop>, String> {
             packets: c.packets,
         })
         .collect())
+}
+
+/// The interface's own drop counters (/sys/class/net/IF/statistics), as
+/// the driver and the core count them: the names tell where.
+const DEVICE_COUNTERS: [&str; 4] = [
+    "rx_dropped",
+    "rx_missed_errors",
+    "rx_fifo_errors",
+    "tx_dropped",
+];
+
+/// Counters read as the capture starts, for their deltas at the end.
+pub struct Before {
+    interface: Option<String>,
+    device: Option<[u64; 4]>,
+    /// With `--drops`: /proc/net/softnet_stat.
+    softnet: Option<Vec<SoftnetLine>>,
+}
+
+fn device_counters(interface: &str) -> Option<[u64; 4]> {
+    let mut out = [0; 4];
+    for (v, name) in out.iter_mut().zip(DEVICE_COUNTERS) {
+        let path = format!("/sys/class/net/{interface}/statistics/{name}");
+        *v = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    }
+    Some(out)
+}
+
+fn softnet() -> Option<Vec<SoftnetLine>> {
+    parse_softnet(&std::fs::read_to_string("/proc/net/softnet_stat").ok()?).ok()
+}
+
+/// Reads the counters whose changes the report gives: always the
+/// interface's drop counters, with `--drops` each cpu's softnet_stat.
+pub fn before(opts: &Options) -> Before {
+    Before {
+        interface: opts.interface.clone(),
+        device: opts.interface.as_deref().and_then(device_counters),
+        softnet: opts.drops.then(softnet).flatten(),
+    }
+}
+
+impl Before {
+    /// The report's lines for what changed, only the counters that did
+    /// (32-bit softnet counters that wrapped count from their wrap).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let (Some(name), Some(a)) = (&self.interface, self.device) {
+            if let Some(b) = device_counters(name) {
+                for (i, counter) in DEVICE_COUNTERS.iter().enumerate() {
+                    let n = b[i].saturating_sub(a[i]);
+                    if n > 0 {
+                        out.push(format!("{} dropped by {name} ({counter}).", packets(n)));
+                    }
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.softnet, softnet()) {
+            let delta = |x: u64, y: u64| y.wrapping_sub(x) & u64::from(u32::MAX);
+            for line in &b {
+                let Some(old) = a.iter().find(|o| o.cpu == line.cpu) else {
+                    continue;
+                };
+                let (o, n, cpu) = (old.counts, line.counts, line.cpu);
+                let backlog = delta(o.dropped, n.dropped);
+                if backlog > 0 {
+                    out.push(format!(
+                        "{} dropped by the kernel on cpu{cpu}: backlog full (softnet_stat, every device).",
+                        packets(backlog)
+                    ));
+                }
+                let limited = delta(o.flow_limit_count, n.flow_limit_count);
+                if limited > 0 {
+                    out.push(format!(
+                        "{} dropped by the kernel on cpu{cpu}: flow limit (softnet_stat, every device).",
+                        packets(limited)
+                    ));
+                }
+                let squeezes = delta(o.time_squeeze, n.time_squeeze);
+                if squeezes > 0 {
+                    let what = if squeezes == 1 {
+                        "time squeeze"
+                    } else {
+                        "time squeezes"
+                    };
+                    out.push(format!(
+                        "{squeezes} {what} on cpu{cpu} (softnet_stat, every device)."
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn packets(n: u64) -> String {
+    crate::report::count(n, "packet")
 }

@@ -110,6 +110,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     // Before any output: a probe the kernel refuses, or a port in use,
     // changes nothing on disk.
     let drop_probe = drops::attach(opts, &target, &say)?;
+    let counters_before = drops::before(opts);
     let metrics = metrics::bind(opts)?;
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
         v.say(format!("metrics on http://{addr}/metrics"));
@@ -176,6 +177,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         source_end,
         &mut status,
     );
+    report.counter_drops = counters_before.lines();
     if let Some(probe) = &drop_probe {
         if let Some(line) = drops::cost(probe) {
             capture.v.say(line);
