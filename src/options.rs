@@ -116,6 +116,9 @@ pub struct Options {
     pub flows: Option<usize>,
     /// `--flows-max`.
     pub flows_max: u64,
+    /// `--flows-idle`: seconds after which an idle flow leaves the table
+    /// (300 with `--metrics`); None: flows stay.
+    pub flows_idle: Option<u32>,
     /// `--repeats[=MIN]`: the copies that make a packet a repeating one;
     /// None: repeats are not looked for.
     pub repeats: Option<u64>,

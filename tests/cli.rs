@@ -284,7 +284,7 @@ fn ambiguous_abbreviations_list_the_candidates() {
         (
             "rxtxcpu",
             &["--flow"][..],
-            "Ambiguous option '--flow' (could be '--flows', '--flows-max').",
+            "Ambiguous option '--flow' (could be '--flows', '--flows-max', '--flows-idle').",
         ),
         (
             "rxtxcpu",

@@ -559,3 +559,57 @@ fn flow_usage_errors() {
         ),
     ]);
 }
+
+/// --flows-idle: a flow idle longer than SECONDS leaves the table when a
+/// later packet sweeps it; its packets are counted as expired, so the
+/// totals stay exact, and the budget it held comes back.
+#[test]
+fn idle_flows_expire() {
+    let ns = Netns::new();
+    let _sink = UdpSink::bind(&ns, LO);
+    #[rustfmt::skip]
+    let cap = Capture::start(&ns, "rxtxcpu", &["--flows=0", "--flows-idle=1", "--flows-max=1",
+                                               "--json", "--filter", "udp", "lo"]);
+    udp_flow(&ns, 1, (LO4, 4000), (LO4, UDP_PORT), 10);
+    // Idle time is what this test is about: let more than a second pass.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    udp_flow(&ns, 1, (LO4, 4001), (LO4, UDP_PORT), 5);
+    let r = json(&interrupt(cap));
+    let flows = by_sport(&r);
+    assert_eq!(flows.keys().copied().collect::<Vec<_>>(), [4001], "{r}");
+    assert_eq!(flows[&4001]["packets"], 10, "{r}");
+    let s = &r["flow_summary"];
+    assert_eq!(
+        (&s["expired"], &s["expired_packets"]),
+        (&Value::from(1), &Value::from(20)),
+        "{r}"
+    );
+    // --flows-max=1: the expired flow gave its place to the new one.
+    assert_eq!(s["untracked_packets"], 0, "{r}");
+}
+
+#[test]
+fn bad_idle_times_are_usage_errors() {
+    check_usage_errors(&[
+        (
+            "rxtxcpu",
+            &["--flows-idle=5"][..],
+            "--flows-idle needs --flows.",
+        ),
+        (
+            "rxtxcpu",
+            &["--flows", "--flows-idle=0"],
+            "Invalid idle time '0' (expected 1 to 32767 seconds).",
+        ),
+        (
+            "rxtxcpu",
+            &["--flows", "--flows-idle=40000"],
+            "Invalid idle time '40000' (expected 1 to 32767 seconds).",
+        ),
+        (
+            "rxtxcpu",
+            &["--flows", "--flows-idle=x"],
+            "Invalid idle time 'x' (expected 1 to 32767 seconds).",
+        ),
+    ]);
+}

@@ -6,7 +6,11 @@ use std::ffi::OsString;
 
 use clap::parser::ValueSource;
 
+use crate::consumers::flows::table::MAX_IDLE_SECONDS;
 use crate::consumers::rotate;
+
+/// `--flows-idle` with `--metrics` when not given.
+const DEFAULT_METRICS_IDLE: u32 = 300;
 use crate::cpuset::CpuSet;
 use crate::options::{
     Direction, FilterSource, Options, Precision, Rotation, Selection, SelectionKind, Vantage,
@@ -262,6 +266,20 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
                 .ok_or_else(|| out_of_range("repeat count", v, "2 or more copies"))?,
         ),
     };
+    let flows_idle = match value("flows-idle") {
+        Some(_) if flows.is_none() => return Err(UsageError("--flows-idle needs --flows.".into())),
+        Some(v) => Some(
+            parse_decimal(v)
+                .filter(|&n| (1..=u64::from(MAX_IDLE_SECONDS)).contains(&n))
+                .map(|n| n as u32)
+                .ok_or_else(|| {
+                    out_of_range("idle time", v, &format!("1 to {MAX_IDLE_SECONDS} seconds"))
+                })?,
+        ),
+        // A service runs for days: flows do not stay forever.
+        None if flows.is_some() && value("metrics").is_some() => Some(DEFAULT_METRICS_IDLE),
+        None => None,
+    };
     let drops = m.get_flag("drops");
     if drops && interface.is_none() {
         return Err(UsageError(
@@ -400,6 +418,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         rotation,
         flows,
         flows_max,
+        flows_idle,
         repeats,
         metrics,
         drops,

@@ -237,6 +237,16 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         help: &["Track at most N flows.", "  Default: 1000000"],
     },
     OptSpec {
+        id: "flows-idle",
+        short: None,
+        long: "flows-idle",
+        value: Some("SECONDS"),
+        help: &[
+            "Forget flows idle for SECONDS",
+            "  (300 with --metrics unless given).",
+        ],
+    },
+    OptSpec {
         id: "repeats",
         short: None,
         long: "repeats",

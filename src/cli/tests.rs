@@ -188,7 +188,7 @@ fn errors() {
     );
     assert_eq!(
         err(&["--flow"]),
-        "Ambiguous option '--flow' (could be '--flows', '--flows-max')."
+        "Ambiguous option '--flow' (could be '--flows', '--flows-max', '--flows-idle')."
     );
     assert_eq!(
         err(&["--filt=x"]),

@@ -98,7 +98,8 @@ impl Consumers<'_> {
     /// writing failed are skipped: the packets are taken all the same,
     /// captured but not in the file, as the merged file counts them.
     pub fn take<'p>(&mut self, packets: impl Iterator<Item = Packet<'p>>) -> (u64, Outcome) {
-        if let Some(t) = &self.flows {
+        if let Some(t) = &mut self.flows {
+            t.sweep_if_due();
             t.warm(packets.size_hint().1.unwrap_or(0));
         }
         if let (None, None, Some(t), None) =

@@ -235,12 +235,14 @@ fn consumers<'a>(
                     .with_nic_hash(nic_hash.clone())
                 }),
                 flows: budget.as_ref().map(|b| {
-                    let t = FlowTable::new(stream.flow_id(), c.target.link, b.clone());
+                    let mut t = FlowTable::new(stream.flow_id(), c.target.link, b.clone());
                     if opts.repeats.is_some() {
-                        t.counting_repeats()
-                    } else {
-                        t
+                        t = t.counting_repeats();
                     }
+                    if let Some(idle) = opts.flows_idle {
+                        t = t.expiring(idle);
+                    }
+                    t
                 }),
                 repeats: opts
                     .repeats

@@ -204,6 +204,7 @@ pub fn every_cpu(direction: Direction) -> Plan {
         rotation: Default::default(),
         flows: None,
         flows_max: 0,
+        flows_idle: None,
         repeats: None,
         metrics: None,
         drops: false,

@@ -128,6 +128,12 @@ pub struct FlowSummaryJson {
     pub untracked_bytes: u64,
     /// In stream order.
     pub streams: Vec<StreamFlowsJson>,
+    /// With `--flows-idle`: flows that expired for being idle, and their
+    /// packets (not in `seen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_packets: Option<u64>,
 }
 
 /// What one stream carried.
@@ -238,6 +244,8 @@ impl Report {
                     packets: s.packets,
                 })
                 .collect(),
+            expired: flows.expired.map(|e| e.1),
+            expired_packets: flows.expired.map(|e| e.2),
         });
         self.flows = Some(
             rows.into_iter()

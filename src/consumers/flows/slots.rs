@@ -149,6 +149,24 @@ impl<V: SlotValue> Slots<V> {
         }
     }
 
+    /// Keeps the entries `keep` says to (a rebuild at the same size:
+    /// linear probing has no tombstones).
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let size = self.keys_values.len();
+        let old = std::mem::replace(
+            &mut self.keys_values,
+            vec![(FlowKey::NONE, V::default()); size],
+        );
+        self.len = 0;
+        for (k, v) in old.into_iter().filter(|(_, v)| !v.is_free()) {
+            if keep(&v) {
+                let at = self.free_slot(k.hash64());
+                self.keys_values[at] = (k, v);
+                self.len += 1;
+            }
+        }
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&FlowKey, &mut V)> {
         self.keys_values
             .iter_mut()

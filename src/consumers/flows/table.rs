@@ -56,6 +56,11 @@ impl FlowBudget {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok()
     }
+
+    /// Gives back `n` slots (flows that expired).
+    fn release(&self, n: u64) {
+        self.left.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// What one stream saw of one flow.
@@ -72,6 +77,9 @@ pub(super) struct Counts {
     hash_changed: bool,
     /// The directions its packets had: [`RECEIVED`], [`SENT`].
     directions: u8,
+    /// The seconds of its last packet's time, modulo 2^16 (in what was
+    /// padding: a flow costs no more for it), for `--flows-idle`.
+    last: u16,
     /// `packets` when the live view last asked (see
     /// [`FlowTable::interval_top`]).
     base: u64,
@@ -132,7 +140,14 @@ struct Tally {
     untracked_bytes: u64,
     /// The budget ran out: no more atomic operations for new flows.
     full: bool,
+    /// `--flows-idle`: flows removed for being idle, and their packets.
+    expired: u64,
+    expired_packets: u64,
 }
+
+/// The longest `--flows-idle`: a flow's last time is kept modulo 2^16
+/// seconds, and a sweep must tell idle from wrapped.
+pub const MAX_IDLE_SECONDS: u32 = 32_767;
 
 /// A flow had received packets (any packet type but outgoing).
 pub const RECEIVED: u8 = 1;
@@ -161,6 +176,9 @@ pub struct FlowTable {
     /// Whether `--repeats` is on (the records then say their repeated
     /// copies, 0 included).
     counts_repeats: bool,
+    /// `--flows-idle`, and the wall-clock second of the next sweep.
+    idle: Option<u32>,
+    next_sweep: u32,
 }
 
 /// Flows whose repeated copies one table keeps apart (a packet stuck or
@@ -195,6 +213,8 @@ impl FlowTable {
             tally: Tally::default(),
             repeated: HashMap::new(),
             counts_repeats: false,
+            idle: None,
+            next_sweep: 0,
         }
     }
 
@@ -288,6 +308,48 @@ impl FlowTable {
             self.waiting -= 1;
         }
         self.head = 0;
+    }
+
+    /// With `--flows-idle`, before a ring block's packets: sweeps the idle
+    /// flows out when a sweep is due (by the wall clock the packets are
+    /// stamped with), so that the block's new flows find their room.
+    #[inline]
+    pub fn sweep_if_due(&mut self) {
+        if let Some(idle) = self.idle {
+            let now = crate::sys::host::clock_ns(crate::sys::host::Clock::Realtime);
+            let now = (now / 1_000_000_000).max(0) as u32;
+            if now >= self.next_sweep {
+                self.expire(idle, now);
+            }
+        }
+    }
+
+    /// With `--flows-idle`: flows whose last packet is more than `idle`
+    /// seconds older than the wall clock leave the table (their
+    /// counts go into the expired totals, their budget back). Checked
+    /// before each ring block ([`FlowTable::sweep_if_due`]), done every
+    /// quarter of `idle`: a pass over the table.
+    pub fn expiring(mut self, idle: u32) -> FlowTable {
+        self.idle = Some(idle.clamp(1, MAX_IDLE_SECONDS));
+        self
+    }
+
+    fn expire(&mut self, idle: u32, now_secs: u32) {
+        let now = now_secs as u16;
+        let (mut flows, mut packets) = (0u64, 0u64);
+        self.map.retain(|c| {
+            let keep = u32::from(now.wrapping_sub(c.last)) <= idle;
+            if !keep {
+                flows += 1;
+                packets += c.packets;
+            }
+            keep
+        });
+        self.tally.expired += flows;
+        self.tally.expired_packets += packets;
+        self.budget.release(flows);
+        self.tally.full = false;
+        self.next_sweep = now_secs + (idle / 4).max(1);
     }
 
     /// Counts the oldest waiting packet, read where it waits; returns its
@@ -396,6 +458,7 @@ fn count(
         Found::At(i) => {
             let c = map.value_mut(i);
             c.packets += 1;
+            c.last = m.sec as u16;
             c.bytes += u64::from(m.len);
             c.directions |= m.direction;
             if m.hash != c.hash && m.hash != 0 {
@@ -415,6 +478,7 @@ fn count(
                     hash: m.hash,
                     hash_changed: false,
                     directions: m.direction,
+                    last: m.sec as u16,
                     base: 0,
                 };
                 map.insert(i, *key, h, counts);
@@ -494,6 +558,8 @@ pub struct Flows {
     pub max_flows: u64,
     /// `--repeats` was on: the records say their repeated copies.
     pub repeats: bool,
+    /// `--flows-idle`: (seconds, flows that expired, their packets).
+    pub expired: Option<(u32, u64, u64)>,
 }
 
 /// Merges the tables of all streams, given in stream order.
@@ -511,6 +577,11 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
         untracked_bytes: 0,
         max_flows: tables.first().map_or(0, |t| t.budget.max()),
         repeats: tables.first().is_some_and(|t| t.counts_repeats),
+        expired: tables.first().and_then(|t| t.idle).map(|idle| {
+            let flows = tables.iter().map(|t| t.tally.expired).sum();
+            let packets = tables.iter().map(|t| t.tally.expired_packets).sum();
+            (idle, flows, packets)
+        }),
     };
     let most: usize = tables.iter().map(|t| t.map.len()).sum();
     let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);

@@ -264,6 +264,14 @@ fn summary(out: &mut String, flows: &Flows, label: &dyn Fn(u32) -> String) {
             }
         }
     }
+    if let Some((idle, n, packets)) = flows.expired.filter(|e| e.1 > 0) {
+        let _ = writeln!(
+            out,
+            "{} expired after {idle} s idle, with {} (not listed).",
+            count(n, "flow"),
+            count(packets, "packet")
+        );
+    }
     let rehashed = flows.hash_changed_count();
     if rehashed > 0 {
         let _ = writeln!(
