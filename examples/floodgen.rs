@@ -23,6 +23,14 @@
 //! multi-queue veth a sender on cpu c thus uses tx queue c, which veth hands
 //! to the peer's rx queue c (one NAPI per cpu under native XDP).
 //!
+//! With `--unique` no two frames of a sender are alike, as in real traffic
+//! (where IP IDs, TCP sequence numbers and payloads differ): each frame
+//! carries the sender's frame number in its IP ID (the low 16 bits) and in
+//! payload bytes 4 to 7 (all 32 bits, when the frame has them: 50 bytes or
+//! more), its IPv4 and UDP checksums fixed for it. Without it the frames of
+//! one flow are byte for byte the same, each flow a repeating packet for
+//! `rxtxcpu --repeats`.
+//!
 //! The result goes to stdout as one JSON object (frames actually sent per cpu,
 //! frames to --dst-port, elapsed time, rate); progress and errors go to stderr.
 //!
@@ -74,6 +82,10 @@ Options:
                          all frames to --dst-port)
       --other-port N     UDP destination port of the other frames (default
                          --dst-port + 1)
+      --unique           make every frame of a sender unique: its frame
+                         number in the IP ID (low 16 bits) and in payload
+                         bytes 4-7 (frames of 50 bytes or more), checksums
+                         fixed (default: each flow's frames are identical)
       --no-bypass        do not set PACKET_QDISC_BYPASS
   -q, --quiet            no progress on stderr
   -h, --help             this help
@@ -94,6 +106,7 @@ struct Config {
     flows: Option<u32>,
     match_every: u32,
     other_port: Option<u16>,
+    unique: bool,
     bypass: bool,
     quiet: bool,
 }
@@ -116,6 +129,7 @@ impl Default for Config {
             flows: None,
             match_every: 1,
             other_port: None,
+            unique: false,
             bypass: true,
             quiet: false,
         }
@@ -293,6 +307,7 @@ fn parse_args() -> Config {
                         .unwrap_or_else(|_| usage_error(&format!("invalid port '{v}'"))),
                 );
             }
+            "--unique" => cfg.unique = true,
             "--no-bypass" => cfg.bypass = false,
             "-q" | "--quiet" => cfg.quiet = true,
             "-h" | "--help" => {
@@ -447,6 +462,38 @@ fn build_frame(cfg: &Config, src_mac: [u8; 6], sport: u16, dport: u16, cpu: usiz
     f
 }
 
+/// A one's complement checksum `sum` after the 16-bit word `old` it
+/// covers became `new` (RFC 1624, eqn. 3).
+fn csum_update(sum: u16, old: u16, new: u16) -> u16 {
+    csum_fold(u32::from(!sum) + u32::from(!old) + u32::from(new))
+}
+
+/// Frame bytes that hold the payload's frame number (payload bytes 4-7).
+const STAMP_AT: usize = 46;
+
+/// Writes frame number `seq` into a frame made by [`build_frame`] (or
+/// stamped before): the IP ID gets its low 16 bits, payload bytes 4-7 all
+/// 32 if the frame has them; the IPv4 and UDP checksums are updated.
+fn stamp(f: &mut [u8], seq: u32) {
+    let word = |f: &[u8], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+    let id = seq as u16;
+    let ipsum = csum_update(word(f, 24), word(f, 18), id);
+    f[18..20].copy_from_slice(&id.to_be_bytes());
+    f[24..26].copy_from_slice(&ipsum.to_be_bytes());
+    if f.len() >= STAMP_AT + 4 {
+        let mut usum = word(f, 40);
+        for (k, new) in [(seq >> 16) as u16, seq as u16].into_iter().enumerate() {
+            let at = STAMP_AT + 2 * k;
+            usum = csum_update(usum, word(f, at), new);
+            f[at..at + 2].copy_from_slice(&new.to_be_bytes());
+        }
+        if usum == 0 {
+            usum = 0xffff;
+        }
+        f[40..42].copy_from_slice(&usum.to_be_bytes());
+    }
+}
+
 fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     unsafe {
         let mut set: libc::cpu_set_t = mem::zeroed();
@@ -566,7 +613,7 @@ fn sender(
     let ports = cfg.source_ports(index);
     let every = cfg.match_every as usize;
     let nframes = ring_len(ports.len(), every, cfg.batch);
-    let frames: Vec<Vec<u8>> = (0..nframes)
+    let mut frames: Vec<Vec<u8>> = (0..nframes)
         .map(|i| {
             let dport = if i % every == 0 {
                 cfg.dst_port
@@ -576,11 +623,17 @@ fn sender(
             build_frame(&cfg, src_mac, ports[i % ports.len()], dport, cpu)
         })
         .collect();
-    let mut iovs: Vec<libc::iovec> = frames
+    // The frames are written (with --unique) only through these, which the
+    // iovecs share.
+    let ptrs: Vec<(*mut u8, usize)> = frames
+        .iter_mut()
+        .map(|f| (f.as_mut_ptr(), f.len()))
+        .collect();
+    let mut iovs: Vec<libc::iovec> = ptrs
         .iter()
-        .map(|f| libc::iovec {
-            iov_base: f.as_ptr() as *mut libc::c_void,
-            iov_len: f.len(),
+        .map(|&(p, len)| libc::iovec {
+            iov_base: p as *mut libc::c_void,
+            iov_len: len,
         })
         .collect();
     // Two copies back to back so any window of `batch` starting anywhere in
@@ -603,6 +656,17 @@ fn sender(
     let mut backoff = 0u32;
     while res.sent < cfg.count {
         let want = (cfg.count - res.sent).min(cfg.batch as u64) as usize;
+        if cfg.unique {
+            // The frames about to go get the numbers of their sends (those
+            // a short send leaves get theirs again next time).
+            for i in 0..want {
+                let (p, len) = ptrs[(pos + i) % n];
+                // SAFETY: a frame of `frames`, alive and not moved until the
+                // end of this function, written only here, between sends.
+                let f = unsafe { std::slice::from_raw_parts_mut(p, len) };
+                stamp(f, (res.sent + i as u64) as u32);
+            }
+        }
         let r =
             unsafe { libc::sendmmsg(sock.0, msgs[pos..].as_mut_ptr(), want as libc::c_uint, 0) };
         res.calls += 1;
@@ -647,6 +711,7 @@ fn sender(
     // The sends went through the ring in order from index 0.
     res.matched = matched_of(res.sent, cfg.match_every);
     drop(sock);
+    drop(frames);
     res
 }
 
@@ -868,6 +933,35 @@ mod tests {
         let n = ring_len(341, 10, 256);
         let direct = (0..100_003u64).filter(|i| (i % n as u64) % 10 == 0).count() as u64;
         assert_eq!(matched_of(100_003, 10), direct);
+    }
+
+    /// Whether `f`'s IPv4 and UDP checksums are right.
+    fn checksums_valid(f: &[u8]) -> bool {
+        let mut sum = csum_add(0, &f[26..34]);
+        sum += 17 + u32::from(u16::from_be_bytes([f[38], f[39]]));
+        sum = csum_add(sum, &f[34..]);
+        csum_fold(csum_add(0, &f[14..34])) == 0 && csum_fold(sum) == 0
+    }
+
+    #[test]
+    fn stamped_frames_differ_and_keep_valid_checksums() {
+        for size in [42, 49, 50, 64, 1500] {
+            let cfg = Config {
+                size,
+                ..config(&[0], None, 1)
+            };
+            let mut f = build_frame(&cfg, [2, 0, 0, 0, 0, 1], 1500, 9, 0);
+            let mut seen = std::collections::HashSet::new();
+            for seq in [0u32, 1, 2, 0xffff, 0x1_0000, 0x5a5a_1234, u32::MAX] {
+                stamp(&mut f, seq);
+                assert!(checksums_valid(&f), "size {size} seq {seq:#x}");
+                assert_eq!(u16::from_be_bytes([f[18], f[19]]), seq as u16);
+                if size >= 50 {
+                    assert_eq!(f[46..50], seq.to_be_bytes());
+                    assert!(seen.insert(f.clone()));
+                }
+            }
+        }
     }
 
     #[test]

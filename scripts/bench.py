@@ -29,6 +29,12 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
   fl       rxtxcpu -d rx --flows vB              (counting, flow table)
   [repeats]
   rp       rxtxcpu -d rx --repeats vB            (counting, repeating packets)
+           on a flood of unique frames (floodgen --unique: each frame's
+           number in its IP ID and payload), as in real traffic: nothing
+           repeats, every packet is new to the window (the common case)
+  rp-s     the same on the standard flood, whose frames are identical
+           within each flow: every flow a repeating packet, more than the
+           window's repeating table holds (the worst case)
   [pcapng]
   png      rxtxcpu -d rx --pcapng -w TMPFS/rxtxcpu.pcapng vB
   [filter]  on a flood where only 1 in --filter-every (10) frames goes to
@@ -78,14 +84,14 @@ DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 # The main cases, in run order; the sweep repeats them at other sizes.
 MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
 # One case per per-packet feature, run at --size after the main cases.
-FEATURES = ["fl", "rp", "png", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+FEATURES = ["fl", "rp", "rp-s", "png", "flt-b", "flt-e", "flt-c", "x1", "x2"]
 CASE_ORDER = MAIN + FEATURES
 # Cases that skip (with a note) when the binary rejects their option.
 OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live"}
 GROUPS = {
     "main": MAIN,
     "flows": ["fl"],
-    "repeats": ["rp"],
+    "repeats": ["rp", "rp-s"],
     "pcapng": ["png"],
     "filter": ["flt-b", "flt-e", "flt-c"],
     "xdp": ["x1", "x2"],
@@ -100,6 +106,7 @@ FEATURE_PAIRS = [
      {"issue": 10, "cpu_ns_per_pkt": 0.5, "complete": True}),
     ("rp", "e", "repeats count vs tcpdump -w /dev/null",
      {"issue": 26, "cpu_ns_per_pkt": 0.5, "complete": True}),
+    ("rp-s", "e", "repeats, all repeating, vs tcpdump", None),
     ("png", "f-tmpfs", "pcapng tmpfs vs tcpdump -w tmpfs",
      {"issue": 12, "cpu_ns_per_pkt": 0.8, "complete": True}),
     ("flt-b", "b", "filter count vs no filter (cpu s)",
@@ -631,6 +638,7 @@ CASE_LABELS = {
     "f-disk": "tcpdump -w disk",
     "fl": "rxtxcpu --flows count",
     "rp": "rxtxcpu --repeats count",
+    "rp-s": "rxtxcpu --repeats, all repeating",
     "png": "rxtxcpu --pcapng -w tmpfs",
     "flt-b": "rxtxcpu --filter count",
     "flt-e": "tcpdump filter -w /dev/null",
@@ -705,8 +713,12 @@ class Bench:
 
     @staticmethod
     def profile(case):
-        """'mix': only 1 in --filter-every frames goes to FILTER_PORT."""
-        return "mix" if split_case(case)[0].startswith("flt-") else "std"
+        """'mix': only 1 in --filter-every frames goes to FILTER_PORT;
+        'unique': every frame differs (floodgen --unique)."""
+        base = split_case(case)[0]
+        if base.startswith("flt-"):
+            return "mix"
+        return "unique" if base == "rp" else "std"
 
     def filter_expr(self):
         return f"udp dst port {FILTER_PORT}"
@@ -723,6 +735,8 @@ class Bench:
                "--dst-port", str(FILTER_PORT), "--quiet"]
         if profile == "mix":
             cmd += ["--match-every", str(a.filter_every), "--other-port", str(OTHER_PORT)]
+        if profile == "unique":
+            cmd += ["--unique"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
         CHILDREN.add(p.pid)
@@ -765,7 +779,7 @@ class Bench:
             return "tcpdump", td + ["-w", os.path.join(self.disk_dir, "tcpdump.pcap")]
         if base == "fl":
             return "rxtxcpu", rx + ["--flows", ifn]
-        if base == "rp":
+        if base in ("rp", "rp-s"):
             return "rxtxcpu", rx + ["--repeats", ifn]
         if base == "png":
             return "rxtxcpu", rx + ["--pcapng", "-w",
@@ -962,13 +976,17 @@ class Bench:
             r["cpu_ns_per_pkt"] = (r["cpu_s"] * 1e9 / r["captured"]) if r["captured"] else None
             r["cpu_ns_per_frame"] = (r["cpu_s"] * 1e9 / r["delivered"]) if r["delivered"] \
                 else None
+            # Unique frames: nothing repeats.
+            if base == "rp" and r.get("repeating"):
+                log(f"warning: case {case}: {r.get('repeating')} packets repeating in a "
+                    f"flood of unique frames")
             # Each flow's frames are identical, so each flow is a repeating
             # packet; the window lists at most 512 per stream (and fewer
             # when a bucket of its table overflows): some, never more.
-            if base == "rp" and not 0 < (r.get("repeating") or 0) <= a.flows:
+            if base == "rp-s" and not 0 < (r.get("repeating") or 0) <= a.flows:
                 log(f"warning: case {case}: {r.get('repeating')} packets repeating, "
                     f"floodgen sent {a.flows} flows of identical frames")
-            if verify_files and base not in ("b", "e", "fl", "rp", "flt-b", "flt-e", "x1"):
+            if verify_files and base not in ("b", "e", "fl", "rp", "rp-s", "flt-b", "flt-e", "x1"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
                 r["file_bytes"] = sum(_size(f) for f in files)
@@ -1360,6 +1378,10 @@ def render(meta, summ):
                  "start to ready, once per capture)")
     lines.append("rate/(a): senders' rate / median no-capture rate   bg load: cpus used by "
                  "other processes during the case (noise; 0.1-0.2 is accounting slack)")
+    if any(c["flood"] == "unique" for c in main.values()):
+        lines.append("(rp): a flood of unique frames (floodgen --unique: each frame's number in "
+                     "its IP ID and payload), as in real traffic; (rp-s) is --repeats on the "
+                     "standard flood, every flow's frames identical (the worst case)")
     if any(c["flood"] == "mix" for c in main.values()):
         lines.append(f"(flt-*): a flood where 1 in {meta['filter_every']} frames goes to UDP "
                      f"port {FILTER_PORT}, filter '{meta['filter']}': complete = captured / "
@@ -1386,6 +1408,9 @@ def render(meta, summ):
             lines.append(f"  ({case}) flow table: {cell(s, 'flows_seen', 'int')} flows seen "
                          f"of {meta['flows']:,} sent")
         if c["base"] == "rp":
+            lines.append(f"  ({case}) repeats on unique frames: "
+                         f"{cell(s, 'repeating', 'int')} packets repeating (none expected)")
+        if c["base"] == "rp-s":
             lines.append(f"  ({case}) repeats: {cell(s, 'repeating', 'int')} packets repeating "
                          f"of {meta['flows']:,} flows of identical frames (the window lists "
                          f"at most 512 per stream), {cell(s, 'repeated_copies', 'int')} "

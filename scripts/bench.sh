@@ -17,7 +17,8 @@
 # to each cpu over 1024 UDP flows, and measures each case on the same flood:
 # (a) no capture, (b) rxtxcpu counting, (c)/(d) rxtxcpu -w to tmpfs/disk,
 # (e) tcpdump -w /dev/null, (f) tcpdump -w to tmpfs/disk; then one case per
-# per-packet feature: (fl) --flows, (rp) --repeats, (png) --pcapng -w tmpfs,
+# per-packet feature: (fl) --flows, (rp) --repeats on a flood of unique
+# frames (rp-s: on the standard flood, every flow a repeating packet), (png) --pcapng -w tmpfs,
 # (flt-b/flt-c/flt-e) --filter on a flood where 1 in 10 frames matches
 # (rxtxcpu counting and -w tmpfs, tcpdump with the same filter), (x1/x2)
 # --xdp counting and -w tmpfs (skipped with a note while the binary rejects

@@ -22,6 +22,7 @@ use crate::consumers::files::{StreamFile, Written};
 use crate::consumers::flows::FlowTable;
 use crate::consumers::merged::file::EpbBatch;
 use crate::consumers::merged::merge::Feed;
+use crate::consumers::repeats::window::Digested;
 use crate::consumers::repeats::{RepeatWindow, StreamRepeats};
 use crate::format::pcapng::PacketInfo;
 use crate::options::Precision;
@@ -102,6 +103,9 @@ impl Consumers<'_> {
             t.sweep_if_due();
             t.warm(packets.size_hint().1.unwrap_or(0));
         }
+        if let Some(w) = &self.repeats {
+            w.warm(packets.size_hint().1.unwrap_or(0));
+        }
         if let (None, None, Some(t), None) =
             (&self.file, &self.merged, &mut self.flows, &self.repeats)
         {
@@ -126,7 +130,7 @@ impl Consumers<'_> {
             .map(|f| f.block());
         let (mut taken, mut bytes) = (0u64, 0u64);
         let mut outcome = Outcome::Taken;
-        for p in packets {
+        for (p, h) in Digested::new(packets, self.repeats.as_deref()) {
             if let Some(f) = &mut file {
                 match f.write(&p) {
                     Ok(Written::Yes) => {}
@@ -149,7 +153,7 @@ impl Consumers<'_> {
                 t.record(&p, p.hash);
             }
             if let Some(w) = &mut self.repeats {
-                let n = w.record(&p);
+                let n = w.record_digest(&p, h);
                 if n > 0 {
                     if let Some(t) = &mut self.flows {
                         t.add_repeated(&p, n);

@@ -3,8 +3,11 @@
 //! in a routing loop does.
 //!
 //! Each worker owns a [`RepeatWindow`] for its stream and calls
-//! [`RepeatWindow::record`] for every packet it takes (no locks, no
-//! allocation per packet); at the end [`RepeatWindow::take`] gives the
+//! [`RepeatWindow::record_digest`] for every packet it takes, the digest
+//! computed a few packets ahead and the packet's bucket asked for then
+//! ([`window::Digested`]), the repeating table's digests asked for when a
+//! ring block comes ([`RepeatWindow::warm`]) (no locks, no allocation per
+//! packet); at the end [`RepeatWindow::take`] gives the
 //! stream's [`StreamRepeats`], the main thread [`merge`]s them into
 //! [`Repeats`]: the repeating packets, most copies first, each with its
 //! copies per stream, and each stream's totals. [`decode::summary`] is
@@ -41,11 +44,20 @@
 //! - a copy of a packet that repeats: 13 to 16 ns;
 //! - as a worker pays it, walking ring blocks of 3,276 such frames and
 //!   recording each: 20 to 22 ns, alike when the blocks come from memory
-//!   (RING_BLOCKS=64).
+//!   (RING_BLOCKS=64);
+//! - the same with the window's tables cold at each block (EVICT=1: 8 MiB
+//!   written elsewhere between blocks, as the kernel's work on a flood
+//!   does between a worker's runs): 27 to 28 ns recorded as they come,
+//!   24 ns with the digests computed 8 packets ahead and each packet's
+//!   bucket asked for then, as workers do ([`window::Digested`]).
 //!
-//! The window's tables (256 KiB and 4 KiB of digests) stay in a cpu's
-//! second-level cache; the digest reads the packet's first 128 bytes,
-//! which the ring walk has already asked for.
+//! The window's tables (256 KiB and 4 KiB of digests) fit a cpu's
+//! second-level cache but leave it while the kernel works on a flood:
+//! every new packet visits a random bucket of the 256 KiB, so workers
+//! ask for each packet's bucket ahead, and for the 4 KiB of the
+//! repeating table's digests when a ring block comes. The digest reads
+//! the packet's first 128 bytes, which the ring walk has already asked
+//! for.
 
 pub mod decode;
 pub mod digest;

@@ -65,6 +65,7 @@ use super::{Listed, StreamRepeats, Totals};
 use crate::packet::Frame;
 use crate::packet::LinkType;
 use crate::packet::Packet;
+use crate::sys::cache::{prefetch, prefetch_write, LINE};
 
 /// Digests in the window of recent packets (by default).
 pub const RECENT: usize = 16_384;
@@ -186,10 +187,47 @@ impl RepeatWindow {
     /// a packet known to repeat; MIN for the copy that makes a packet
     /// reach MIN (its earlier copies count from then on); for `--flows`,
     /// to count each flow's repeated copies.
+    /// (Workers use [`RepeatWindow::record_digest`], the digest computed
+    /// ahead.)
+    #[cfg(test)]
     #[inline]
     pub fn record(&mut self, p: &Packet<'_>) -> u64 {
-        self.tally.packets += 1;
         let h = self.digester.digest(self.link, p);
+        self.record_digest(p, h)
+    }
+
+    /// Before a ring block's `packets` packets are recorded: asks the cpu
+    /// to bring in the repeating table's digests (4 KiB), where every
+    /// packet looks first.
+    #[inline]
+    pub fn warm(&self, packets: usize) {
+        let bytes = std::mem::size_of_val(&*self.run_digests);
+        if bytes / LINE <= packets {
+            let p: *const u8 = self.run_digests.as_ptr().cast();
+            let mut off = 0;
+            while off < bytes {
+                prefetch(p.wrapping_add(off));
+                off += LINE;
+            }
+        }
+    }
+
+    /// What computes digests and asks for their buckets ahead of
+    /// [`RepeatWindow::record_digest`] (see [`Ahead`]).
+    pub fn ahead(&self) -> Ahead {
+        Ahead {
+            link: self.link,
+            digester: self.digester.clone(),
+            recent: self.recent.as_ptr().cast(),
+            recent_mask: self.recent.len() - 1,
+        }
+    }
+
+    /// As [`RepeatWindow::record`], `h` being `p`'s digest (from
+    /// [`Ahead::digest`]).
+    #[inline]
+    pub fn record_digest(&mut self, p: &Packet<'_>, h: u64) -> u64 {
+        self.tally.packets += 1;
         let now = u64::from(p.sec) * 1_000_000_000 + u64::from(p.nsec);
         // Different bits of the digest pick the bucket of each table, so
         // digests that share a bucket of one are spread over the other.
@@ -197,7 +235,7 @@ impl RepeatWindow {
         if let Some(w) = way_of(&self.run_digests[b].0, h) {
             return self.hit(b, w, now);
         }
-        let r = h as usize & (self.recent.len() - 1);
+        let r = recent_bucket(h, self.recent.len() - 1);
         let bucket = &mut self.recent[r];
         let Some(w) = way_of(&bucket.digest, h) else {
             // Seen for the first time (in the window): it takes the way
@@ -390,6 +428,95 @@ impl RepeatWindow {
         self.run_digests.fill(RunDigests::default());
         self.runs.fill([Run::default(); RUN_WAYS]);
         StreamRepeats { totals, listed }
+    }
+}
+
+/// The bucket of the window of recent packets of digest `h`.
+#[inline(always)]
+fn recent_bucket(h: u64, mask: usize) -> usize {
+    h as usize & mask
+}
+
+/// A window's digests, computed a few packets before the window records
+/// them, each packet's bucket of recent packets asked for then: by the
+/// time the packet is recorded its bucket has come in from memory (a
+/// block's packets visit the buckets in no order, most of them once).
+/// Holds no borrow of the window: only the address of its table, for
+/// the cpu's hints.
+#[derive(Clone, Debug)]
+pub struct Ahead {
+    link: LinkType,
+    digester: Digester,
+    recent: *const u8,
+    recent_mask: usize,
+}
+
+impl Ahead {
+    /// `p`'s digest; asks for its bucket of recent packets.
+    #[inline]
+    pub fn digest(&self, p: &Packet<'_>) -> u64 {
+        let h = self.digester.digest(self.link, p);
+        let at = recent_bucket(h, self.recent_mask) * std::mem::size_of::<RecentBucket>();
+        prefetch_write(self.recent.wrapping_add(at));
+        h
+    }
+}
+
+/// How many packets ahead of its record a packet's digest is computed
+/// and its bucket asked for: as for the flow table (a few hundred ns of
+/// work covers a memory access).
+const AHEAD: usize = 8;
+
+/// A block's packets, each with its digest ([`Ahead::digest`], computed
+/// [`AHEAD`] packets earlier) when there is a window; with none, the
+/// packets as they come, and 0.
+pub struct Digested<'p, I> {
+    packets: I,
+    ahead: Option<Ahead>,
+    queue: [Option<(Packet<'p>, u64)>; AHEAD],
+    head: usize,
+    len: usize,
+}
+
+impl<'p, I: Iterator<Item = Packet<'p>>> Digested<'p, I> {
+    /// `packets`, digested for `window` if there is one.
+    pub fn new(packets: I, window: Option<&RepeatWindow>) -> Digested<'p, I> {
+        Digested {
+            packets,
+            ahead: window.map(RepeatWindow::ahead),
+            queue: [None; AHEAD],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<'p, I: Iterator<Item = Packet<'p>>> Iterator for Digested<'p, I> {
+    type Item = (Packet<'p>, u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Packet<'p>, u64)> {
+        let Some(ahead) = &self.ahead else {
+            return self.packets.next().map(|p| (p, 0));
+        };
+        while self.len < AHEAD {
+            let Some(p) = self.packets.next() else { break };
+            let h = ahead.digest(&p);
+            self.queue[(self.head + self.len) % AHEAD] = Some((p, h));
+            self.len += 1;
+        }
+        if self.len == 0 {
+            return None;
+        }
+        let next = self.queue[self.head].take();
+        self.head = (self.head + 1) % AHEAD;
+        self.len -= 1;
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.packets.size_hint();
+        (lo + self.len, hi.map(|h| h + self.len))
     }
 }
 
