@@ -16,7 +16,7 @@ use std::io;
 use crate::cpuset::CpuSet;
 use crate::error::{Error, Result, Why};
 use crate::options::Vantage;
-use crate::options::{Direction, Options};
+use crate::options::{Direction, Options, Selection};
 
 /// One stream of a capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +138,7 @@ pub struct Plan {
 /// on its interface). Usage errors come as [`Error::Usage`].
 pub fn plan(opts: &Options) -> Result<Plan> {
     match opts.vantage {
-        Vantage::Cpu => cpu_plan(opts),
+        Vantage::Cpu => cpu_plan(opts.selection.as_ref()),
         Vantage::Queue => queue_plan(opts),
         Vantage::Numa => numa_plan(opts),
     }
@@ -148,12 +148,12 @@ pub fn plan(opts: &Options) -> Result<Plan> {
 /// configured and online. Fails as the original does when the selection
 /// names nothing configured, or nothing online.
 fn select(
-    opts: &Options,
+    v: Vantage,
+    selection: Option<&Selection>,
     configured: &CpuSet,
     online: &CpuSet,
 ) -> Result<(CpuSet, CpuSet, CpuSet)> {
-    let v = opts.vantage;
-    match &opts.selection {
+    match selection {
         None => Ok((online.clone(), configured.difference(online), CpuSet::new())),
         Some(sel) => {
             let kind = sel.kind.as_str();
@@ -184,45 +184,16 @@ fn select(
 
 /// Every online cpu, as a cpu vantage: for a side capture that must know
 /// the cpu of each packet whatever the main vantage is.
-pub fn every_cpu(direction: Direction) -> Plan {
-    let opts = Options {
-        name: String::new(),
-        vantage: Vantage::Cpu,
-        count: 0,
-        direction,
-        selection: None,
-        promiscuous: false,
-        packet_buffered: false,
-        verbose: false,
-        write: None,
-        buffer_bytes: None,
-        snaplen: 0,
-        precision: crate::options::Precision::Micro,
-        interface: None,
-        filter: None,
-        pcapng: false,
-        rotation: Default::default(),
-        flows: None,
-        flows_max: 0,
-        flows_idle: None,
-        repeats: None,
-        metrics: None,
-        drops: false,
-        json: false,
-        live: None,
-        xdp: None,
-        duration: None,
-        notes: Vec::new(),
-    };
+pub fn every_cpu() -> Plan {
     // With no selection the cpu plan cannot fail.
-    cpu_plan(&opts).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))
+    cpu_plan(None).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))
 }
 
-fn cpu_plan(opts: &Options) -> Result<Plan> {
+fn cpu_plan(selection: Option<&Selection>) -> Result<Plan> {
     let configured = machine::configured_count();
     let all = CpuSet::first(configured);
     let online = machine::online().intersection(&all);
-    let (cpus, offline, unconfigured) = select(opts, &all, &online)?;
+    let (cpus, offline, unconfigured) = select(Vantage::Cpu, selection, &all, &online)?;
     let mut notes = vec![format!(
         "{configured} configured cpus ({all}), capturing on cpus {cpus}"
     )];
@@ -267,7 +238,7 @@ fn queue_plan(opts: &Options) -> Result<Plan> {
         Direction::RxTx => counts.rx.max(counts.tx),
     };
     let all = CpuSet::first(queues);
-    let (chosen, _, unconfigured) = select(opts, &all, &all)?;
+    let (chosen, _, unconfigured) = select(opts.vantage, opts.selection.as_ref(), &all, &all)?;
     let mut notes = vec![
         format!("Found '{queues}' queues."),
         format!(
@@ -312,7 +283,12 @@ fn queue_plan(opts: &Options) -> Result<Plan> {
 fn numa_plan(opts: &Options) -> Result<Plan> {
     let nodes = machine::numa_nodes();
     let configured = CpuSet::first(nodes.possible);
-    let (chosen, offline, unconfigured) = select(opts, &configured, &nodes.with_cpus)?;
+    let (chosen, offline, unconfigured) = select(
+        opts.vantage,
+        opts.selection.as_ref(),
+        &configured,
+        &nodes.with_cpus,
+    )?;
     let mut notes = vec![format!(
         "{} configured numa nodes ({configured}), capturing on numa nodes {chosen}",
         nodes.possible

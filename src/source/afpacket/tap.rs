@@ -45,7 +45,7 @@ pub struct SenderTap {
 
 impl SenderTap {
     pub fn build(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<SenderTap> {
-        let plan = vantage::every_cpu(Direction::Tx);
+        let plan = vantage::every_cpu();
         let kernel_snaplen = target.kernel_snaplen(TAP_SNAPLEN);
         let geometry = Geometry::new(kernel_snaplen, TAP_RING, RETIRE_MS);
         let (filter, _) = filter::capture_filter(
