@@ -25,6 +25,13 @@ fn no_socket_drops_on_the_receiving_cpu() {
     let json = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
     let text = Capture::start(&b, "rxcpu", &["--drops", &vb.ifname]);
     udp_send(&a, 1, va.addr, vb.addr, 5);
+    // Drops on another interface of the same namespace (lo) are not vb's.
+    in_netns(&b, || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            s.send_to(b"x", "127.0.0.1:9").unwrap();
+        }
+    });
     // Each datagram reached the stack (and was dropped there).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while b.link_stat(&vb.ifname, "rx_packets") < 5 {
@@ -38,7 +45,8 @@ fn no_socket_drops_on_the_receiving_cpu() {
     let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
     assert_eq!(
         r["kernel_drops"],
-        serde_json::json!([{"cpu": 1, "reason": "NO_SOCKET", "namespace_known": true, "packets": 5}]),
+        serde_json::json!([{"stream": 1, "cpu": 1, "reason": "NO_SOCKET", "namespace_known": true,
+                            "packets": 5}]),
         "{f}"
     );
     let t = interrupt(text);
@@ -98,8 +106,8 @@ fn a_full_socket_buffer() {
     assert!(dropped > 0, "the buffer never filled: {queued} queued");
     assert_eq!(
         r["kernel_drops"],
-        serde_json::json!([{"cpu": 0, "reason": "SOCKET_RCVBUFF", "namespace_known": true,
-                            "packets": dropped}]),
+        serde_json::json!([{"stream": 0, "cpu": 0, "reason": "SOCKET_RCVBUFF",
+                            "namespace_known": true, "packets": dropped}]),
         "{f}"
     );
 }

@@ -30,11 +30,17 @@ pub struct Report {
     /// Lines for stderr after those: what the interface's drop counters
     /// (and with `--drops` each cpu's softnet_stat) counted meanwhile.
     pub counter_drops: Vec<String>,
+    /// The same for `--json` (`device_drops`, `softnet`).
+    pub counter_json: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Packets the kernel dropped on one cpu for one reason (`--drops`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelDrop {
+    /// The stream of the cpu that dropped them: the cpu itself in the cpu
+    /// vantage, its node in the numa vantage; null in the queue vantage
+    /// (a drop has no queue) or for a cpu not captured.
+    pub stream: Option<u32>,
     pub cpu: u32,
     /// The kernel's name of the reason (`NO_SOCKET`, `SOCKET_RCVBUFF`).
     pub reason: String,
@@ -170,6 +176,7 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
             );
             json.repeat_summary = Some(RepeatSummaryJson::new(r, found.min, &id, &label));
         }
+        json.more.extend(report.counter_json.clone());
         if let Some(k) = &report.kernel_drops {
             json.more.insert(
                 "kernel_drops".into(),

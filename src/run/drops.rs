@@ -9,6 +9,7 @@ use crate::report::KernelDrop;
 use crate::source::probes::drops::{current_netns, DropProbe, Filter, Reason};
 use crate::source::Target;
 use crate::sys::btf::Btf;
+use crate::vantage::{Plan, StreamKind};
 
 /// The probe `--drops` asks for, attached to the drops on `target` in the
 /// capture's network namespace; None without it.
@@ -23,7 +24,17 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
         ifindex: Some(target.ifindex),
         netns,
     };
-    let probe = DropProbe::attach(&btf, filter).map_err(|e| failed(e.to_string()))?;
+    let probe = DropProbe::attach(&btf, filter).map_err(|e| {
+        if e.is_permission() {
+            failed(format!(
+                "{e}; the probe needs CAP_BPF and CAP_PERFMON (or root): \
+                 setcap cap_net_raw,cap_bpf,cap_perfmon+ep {}",
+                std::env::current_exe().map_or("rxtxcpu".into(), |p| p.display().to_string())
+            ))
+        } else {
+            failed(e.to_string())
+        }
+    })?;
     say(format!("drops: counted at {}", probe.attached()));
     Ok(Some(probe))
 }
@@ -45,6 +56,19 @@ pub fn cost(probe: &DropProbe) -> Option<String> {
     })
 }
 
+/// The stream of `cpu` in `plan`: the cpu's own stream, or its node's;
+/// None in the queue vantage (a drop has no queue) or when not captured.
+pub fn stream_of(plan: &Plan, cpu: u32) -> Option<u32> {
+    plan.streams
+        .iter()
+        .find(|s| match s.kind {
+            StreamKind::Cpu(c) => c == cpu,
+            StreamKind::Numa(_) => s.pin.as_ref().is_some_and(|p| p.contains(cpu)),
+            _ => false,
+        })
+        .and_then(|s| s.id())
+}
+
 /// What the probe counted, for the report; an error is a line for stderr.
 pub fn read(probe: &DropProbe) -> std::result::Result<Vec<KernelDrop>, String> {
     let counts = probe
@@ -53,6 +77,7 @@ pub fn read(probe: &DropProbe) -> std::result::Result<Vec<KernelDrop>, String> {
     Ok(counts
         .into_iter()
         .map(|c| KernelDrop {
+            stream: None,
             cpu: c.cpu,
             reason: match c.reason {
                 Reason::Kernel { name, code } if name.is_empty() => format!("reason {code}"),
@@ -107,13 +132,19 @@ pub fn before(opts: &Options) -> Before {
 
 impl Before {
     /// The report's lines for what changed, only the counters that did
-    /// (32-bit softnet counters that wrapped count from their wrap).
-    pub fn lines(&self) -> Vec<String> {
+    /// (32-bit softnet counters that wrapped count from their wrap), and
+    /// with `--drops` the same for the JSON report: `device_drops`
+    /// (counter -> packets) and `softnet` (per cpu that changed).
+    pub fn lines(&self) -> (Vec<String>, serde_json::Map<String, serde_json::Value>) {
         let mut out = Vec::new();
+        let mut json = serde_json::Map::new();
+        let mut device = serde_json::Map::new();
+        let mut cpus = Vec::new();
         if let (Some(name), Some(a)) = (&self.interface, self.device) {
             if let Some(b) = device_counters(name) {
                 for (i, counter) in DEVICE_COUNTERS.iter().enumerate() {
                     let n = b[i].saturating_sub(a[i]);
+                    device.insert(counter.to_string(), n.into());
                     if n > 0 {
                         out.push(format!("{} dropped by {name} ({counter}).", packets(n)));
                     }
@@ -128,20 +159,28 @@ impl Before {
                 };
                 let (o, n, cpu) = (old.counts, line.counts, line.cpu);
                 let backlog = delta(o.dropped, n.dropped);
+                let limited = delta(o.flow_limit_count, n.flow_limit_count);
+                let squeezes = delta(o.time_squeeze, n.time_squeeze);
+                if backlog + limited + squeezes > 0 {
+                    cpus.push(serde_json::json!({
+                        "cpu": cpu,
+                        "dropped": backlog,
+                        "flow_limit_count": limited,
+                        "time_squeeze": squeezes,
+                    }));
+                }
                 if backlog > 0 {
                     out.push(format!(
                         "{} dropped by the kernel on cpu{cpu}: backlog full (softnet_stat, every device).",
                         packets(backlog)
                     ));
                 }
-                let limited = delta(o.flow_limit_count, n.flow_limit_count);
                 if limited > 0 {
                     out.push(format!(
                         "{} dropped by the kernel on cpu{cpu}: flow limit (softnet_stat, every device).",
                         packets(limited)
                     ));
                 }
-                let squeezes = delta(o.time_squeeze, n.time_squeeze);
                 if squeezes > 0 {
                     let what = if squeezes == 1 {
                         "time squeeze"
@@ -153,8 +192,13 @@ impl Before {
                     ));
                 }
             }
+            json.insert("softnet".into(), cpus.into());
         }
-        out
+        // In JSON with --drops only: a report without it keeps its keys.
+        if self.softnet.is_some() && self.device.is_some() && !device.is_empty() {
+            json.insert("device_drops".into(), device.into());
+        }
+        (out, json)
     }
 }
 

@@ -177,13 +177,18 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         source_end,
         &mut status,
     );
-    report.counter_drops = counters_before.lines();
+    (report.counter_drops, report.counter_json) = counters_before.lines();
     if let Some(probe) = &drop_probe {
         if let Some(line) = drops::cost(probe) {
             capture.v.say(line);
         }
         match drops::read(probe) {
-            Ok(k) => report.kernel_drops = Some(k),
+            Ok(mut k) => {
+                for d in &mut k {
+                    d.stream = drops::stream_of(plan, d.cpu);
+                }
+                report.kernel_drops = Some(k);
+            }
             Err(line) => {
                 errln!("{}: {line}", opts.name);
                 status = 1;
