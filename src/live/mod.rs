@@ -80,6 +80,8 @@ pub struct Snapshot {
     /// interval* ending now, as (stream label, decode line, copies in the
     /// interval); an empty list when none repeated.
     pub repeats: Option<Vec<(String, String, u64)>>,
+    /// With --drops: the kernel's drops so far, as (cpu, reason, packets).
+    pub kernel_drops: Option<Vec<(u32, String, u64)>>,
 }
 
 /// How the view is written.

@@ -28,7 +28,12 @@ pub struct Monitor<'a> {
     flows: bool,
     /// With --repeats: the capture's link type, for the decode line.
     repeats: Option<LinkType>,
+    /// With --drops: the kernel's drops so far, (cpu, reason, packets).
+    kernel_drops: Option<KernelDrops<'a>>,
 }
+
+/// Reads the kernel's drops so far (the drop probe's counters).
+pub type KernelDrops<'a> = &'a dyn Fn() -> Vec<(u32, String, u64)>;
 
 impl<'a> Monitor<'a> {
     /// The view `opts` asks for (None without `--live`), on the terminal
@@ -63,7 +68,14 @@ impl<'a> Monitor<'a> {
             plan,
             flows: opts.flows.is_some(),
             repeats: opts.repeats.map(|_| link),
+            kernel_drops: None,
         })
+    }
+
+    /// With --drops: where the view reads the kernel's drops.
+    pub fn with_kernel_drops(mut self, read: Option<KernelDrops<'a>>) -> Monitor<'a> {
+        self.kernel_drops = read;
+        self
     }
 
     /// Milliseconds until the next interval, for poll().
@@ -158,6 +170,7 @@ impl<'a> Monitor<'a> {
             cpus: self.cpus.as_mut().and_then(|r| r.read().ok()),
             flows: self.flows.then(|| top_flows(shared)),
             repeats: self.repeats.map(|link| self.top_repeat(shared, link)),
+            kernel_drops: self.kernel_drops.map(|read| read()),
         }
     }
 

@@ -79,6 +79,9 @@ pub struct StreamRate {
     /// With --repeats: copies of repeating packets per second, and so far.
     pub repeat_ps: Option<f64>,
     pub repeated: Option<u64>,
+    /// With --drops, in the cpu vantage: the kernel's drops per second on
+    /// the stream's cpu (zero before any).
+    pub kernel_drops_ps: Option<f64>,
 }
 
 /// All streams together.
@@ -125,7 +128,14 @@ pub struct Rates {
     pub flows: Option<Vec<FlowRate>>,
     /// `None` unless the snapshot carries repeats (--repeats).
     pub repeats: Option<Vec<RepeatRate>>,
+    /// With --drops: the reason with the most kernel drops in the
+    /// interval, (cpu label, reason, drops, per second); None without
+    /// --drops, an empty list when nothing was dropped.
+    pub kernel_drops: Option<Vec<DropRate>>,
 }
+
+/// The interval's top drop reason: (cpu label, reason, drops, per second).
+pub type DropRate = (String, String, u64, Option<f64>);
 
 impl Rates {
     /// The rates from `prev` to `cur`; with no `prev` only the counts.
@@ -179,6 +189,13 @@ impl Rates {
                 marked,
                 repeat_ps: s.repeated.and_then(|r| per_s(r.saturating_sub(r0))),
                 repeated: s.repeated,
+                kernel_drops_ps: cur.kernel_drops.as_ref().and_then(|k| {
+                    let now: u64 = k.iter().filter(|d| d.0 == s.id).map(|d| d.2).sum();
+                    let before: u64 = prev
+                        .and_then(|p| p.kernel_drops.as_ref())
+                        .map_or(0, |k| k.iter().filter(|d| d.0 == s.id).map(|d| d.2).sum());
+                    per_s(now.saturating_sub(before))
+                }),
             });
         }
         if dt.is_some() {
@@ -209,6 +226,20 @@ impl Rates {
                 })
                 .collect()
         });
+        let kernel_drops = cur.kernel_drops.as_ref().map(|k| {
+            let before = |cpu: u32, reason: &str| {
+                prev.and_then(|p| p.kernel_drops.as_ref())
+                    .and_then(|k| k.iter().find(|d| d.0 == cpu && d.1 == reason))
+                    .map_or(0, |d| d.2)
+            };
+            k.iter()
+                .map(|(cpu, reason, n)| (*cpu, reason, n.saturating_sub(before(*cpu, reason))))
+                .filter(|d| d.2 > 0)
+                .max_by_key(|d| d.2)
+                .map(|(cpu, reason, n)| (format!("cpu{cpu}"), reason.clone(), n, per_s(n)))
+                .into_iter()
+                .collect()
+        });
         Rates {
             elapsed: cur.elapsed,
             dt,
@@ -216,6 +247,7 @@ impl Rates {
             total,
             flows,
             repeats,
+            kernel_drops,
         }
     }
 }
@@ -264,6 +296,7 @@ mod tests {
             cpus: cpus.map(CpuStats),
             flows: None,
             repeats: None,
+            kernel_drops: None,
         }
     }
 

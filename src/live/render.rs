@@ -105,6 +105,7 @@ enum Col {
     NetRx,
     NetTx,
     Repeat,
+    KDrop,
     Sirq,
     Share,
 }
@@ -119,6 +120,7 @@ impl Col {
             Col::NetRx => "NET_RX/S",
             Col::NetTx => "NET_TX/S",
             Col::Repeat => "REPEAT/S",
+            Col::KDrop => "KDROP/S",
             Col::Sirq => "SIRQ%",
             Col::Share => "SHARE",
         }
@@ -127,7 +129,7 @@ impl Col {
     fn width(self) -> usize {
         match self {
             Col::Pps | Col::Mbps | Col::Drops => 6,
-            Col::Packets | Col::NetRx | Col::NetTx | Col::Repeat => 8,
+            Col::Packets | Col::NetRx | Col::NetTx | Col::Repeat | Col::KDrop => 8,
             Col::Sirq | Col::Share => 5,
         }
     }
@@ -142,6 +144,7 @@ impl Col {
             Col::NetRx => opt(cpu.map(|c| c.net_rx_ps), rate),
             Col::NetTx => opt(cpu.map(|c| c.net_tx_ps), rate),
             Col::Repeat => opt(s.repeat_ps, rate),
+            Col::KDrop => opt(s.kernel_drops_ps, rate),
             Col::Sirq => opt(cpu.and_then(|c| c.softirq_pct), |p| format!("{p:.1}")),
             Col::Share => opt(s.share, |f| format!("{:.0}%", f * 100.0)),
         }
@@ -149,7 +152,7 @@ impl Col {
 }
 
 /// Table order of the columns.
-const ALL: [Col; 9] = [
+const ALL: [Col; 10] = [
     Col::Pps,
     Col::Mbps,
     Col::Drops,
@@ -157,17 +160,19 @@ const ALL: [Col; 9] = [
     Col::NetRx,
     Col::NetTx,
     Col::Repeat,
+    Col::KDrop,
     Col::Sirq,
     Col::Share,
 ];
 
 /// The order in which columns are given up as the width shrinks.
-const DROP_ORDER: [Col; 8] = [
+const DROP_ORDER: [Col; 9] = [
     Col::NetTx,
     Col::Packets,
     Col::Mbps,
     Col::NetRx,
     Col::Repeat,
+    Col::KDrop,
     Col::Sirq,
     Col::Drops,
     Col::Share,
@@ -194,6 +199,7 @@ impl Layout {
             .into_iter()
             .filter(|c| cpu_columns || !matches!(c, Col::NetRx | Col::NetTx | Col::Sirq))
             .filter(|c| repeats || *c != Col::Repeat)
+            .filter(|c| rates.kernel_drops.is_some() || *c != Col::KDrop)
             .collect();
         let marker = cpu_columns;
         let base = |cols: &[Col]| {
@@ -319,6 +325,15 @@ pub fn render_table(
                 }
                 lines.push(format!("{:>6}  {}", opt(f.pps, rate), f.flow));
             }
+        }
+    }
+    if let Some((cpu, reason, _, ps)) = rates.kernel_drops.as_ref().and_then(|k| k.first()) {
+        if lines.len() + 1 < height {
+            let dt = rates
+                .dt
+                .map_or(String::new(), |d| format!(" of the last {}", secs(d)));
+            lines.push(format!("{:>7}  TOP DROP REASON{dt}", "KDROP/S"));
+            lines.push(format!("{:>7}  {cpu} {reason}", opt(*ps, rate)));
         }
     }
     if let Some(top) = rates.repeats.as_ref().and_then(|r| r.first()) {
@@ -453,6 +468,9 @@ pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) ->
         if let Some(n) = s.repeated {
             let _ = write!(l, " repeat_ps={} repeated={n}", num(s.repeat_ps, 1));
         }
+        if r.kernel_drops.is_some() {
+            let _ = write!(l, " kernel_drops_ps={}", num(s.kernel_drops_ps, 1));
+        }
         out.push(l);
     }
     for (i, f) in r.flows.iter().flatten().enumerate() {
@@ -510,6 +528,9 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
                 o.insert("repeat_ps".into(), f3(s.repeat_ps));
                 o.insert("repeated".into(), n.into());
             }
+            if r.kernel_drops.is_some() {
+                o.insert("kernel_drops_ps".into(), f3(s.kernel_drops_ps));
+            }
             Value::Object(o)
         })
         .collect();
@@ -533,6 +554,14 @@ pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> 
         obj["flows"] = flows
             .iter()
             .map(|f| json!({"flow": f.flow, "packets": f.packets, "pps": f3(f.pps)}))
+            .collect();
+    }
+    if let Some(k) = &r.kernel_drops {
+        obj["kernel_drops"] = k
+            .iter()
+            .map(|(cpu, reason, n, ps)| {
+                json!({"cpu": cpu, "reason": reason, "packets": n, "pps": f3(*ps)})
+            })
             .collect();
     }
     if let Some(repeats) = &r.repeats {

@@ -65,6 +65,7 @@ fn steady(n: u64) -> Vec<Snapshot> {
             ],
             cpus: None,
             repeats: None,
+            kernel_drops: None,
             flows: None,
         })
         .collect()

@@ -293,6 +293,18 @@ fn run_jobs<'a, 's>(
     let (opts, streams) = (c.opts, &c.plan.streams);
     let counters = source.counters(shared);
     let scraped = metrics::Scraped::new(opts, c.plan, &*counters, shared, drops);
+    // --live with --drops: the probe's counters, read once per interval.
+    let read_drops = |p: &crate::source::probes::drops::DropProbe| {
+        drops::read(p)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d.namespace_known)
+            .map(|d| (d.cpu, d.reason, d.packets))
+            .collect::<Vec<_>>()
+    };
+    let kernel_drops = drops.map(|p| move || read_drops(p));
+    let kernel_drops: Option<&dyn Fn() -> Vec<(u32, String, u64)>> =
+        kernel_drops.as_ref().map(|f| f as _);
     let watch = outputs.merged.as_ref().and_then(|m| m.watch_fd());
     let (gates, coordinator) = count::gates(opts.count, verdict, streams.len(), RETIRE_MS);
     let jobs = source.jobs(consumers, gates, shared);
@@ -369,7 +381,8 @@ fn run_jobs<'a, 's>(
                 })
                 .ok()
         });
-        let mut monitor = Monitor::new(opts, c.plan, &c.target.label, c.target.link);
+        let mut monitor = Monitor::new(opts, c.plan, &c.target.label, c.target.link)
+            .map(|m| m.with_kernel_drops(kernel_drops));
         if let Some(m) = &mut monitor {
             m.begin(&*counters, shared);
         }

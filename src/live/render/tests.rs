@@ -45,6 +45,7 @@ pub(crate) fn pair() -> (Snapshot, Snapshot) {
             cs(1, 9_000, 0, 20, 1000),
         ])),
         repeats: None,
+        kernel_drops: None,
         flows: None,
     };
     let b = Snapshot {
@@ -58,6 +59,7 @@ pub(crate) fn pair() -> (Snapshot, Snapshot) {
             cs(1, 99_000, 0, 90, 1200),
         ])),
         repeats: None,
+        kernel_drops: None,
         flows: Some(vec![
             ("udp 10.0.0.1:5000 > 10.0.0.2:9".into(), 3_000),
             ("icmp 10.0.0.1 > 10.0.0.2 \"echo\"".into(), 1_000),
@@ -568,4 +570,39 @@ fn repeats_in_the_table_the_lines_and_json() {
     let (a, b) = pair();
     assert!(!render_table(&h, Some(&a), &b, 120, 24)[2].contains("REPEAT"));
     assert!(!render_plain(&h, Some(&a), &b)[0].contains("repeat"));
+}
+
+#[test]
+fn kernel_drops_in_the_table_the_lines_and_json() {
+    let (mut a, mut b) = pair();
+    b.flows = None;
+    a.kernel_drops = Some(vec![(1, "NO_SOCKET".into(), 100)]);
+    b.kernel_drops = Some(vec![
+        (1, "NO_SOCKET".into(), 900),
+        (0, "SOCKET_RCVBUFF".into(), 10),
+    ]);
+    let h = header(Vantage::Cpu);
+    let t = render_table(&h, Some(&a), &b, 100, 24);
+    assert_eq!(
+        t[2],
+        "STREAM    PKT/S MBIT/S DROP/S  PACKETS NET_RX/S NET_TX/S  KDROP/S SIRQ% SHARE"
+    );
+    assert!(t[3].contains("        0      5.0   2.0"), "{t:?}");
+    assert!(t[4].contains("        0      400  35.0"), "{t:?}");
+    assert_eq!(
+        t[6..],
+        [
+            "KDROP/S  TOP DROP REASON of the last 2 s",
+            "    400  cpu1 NO_SOCKET"
+        ]
+    );
+    let plain = render_plain(&h, Some(&a), &b);
+    assert!(plain[1].ends_with(" kernel_drops_ps=400.0"), "{plain:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&h, Some(&a), &b).unwrap()).unwrap();
+    assert_eq!(json["streams"][0]["kernel_drops_ps"], 5.0);
+    assert_eq!(
+        json["kernel_drops"],
+        serde_json::json!([{"cpu": "cpu1", "reason": "NO_SOCKET", "packets": 800, "pps": 400.0}])
+    );
 }
