@@ -256,3 +256,65 @@ fn nothing_left_after_sigkill() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Puts a global sysctl back however the test ends.
+struct Sysctl(&'static str, String);
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Sysctl {
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, value).unwrap();
+        Sysctl(path, old.trim().to_string())
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}
+
+/// RPS sends a veth's flood to cpu1, whose backlog holds 8 packets: the
+/// kernel drops the rest as CPU_BACKLOG (on the cpu that steered them),
+/// exactly as many as softnet_stat counts for cpu1. A global setting: the
+/// machine is this test's alone while it runs.
+#[test]
+fn backlog_drops_match_softnet_stat() {
+    let _alone = MachineLock::exclusive();
+    let _backlog = Sysctl::set("/proc/sys/net/core/netdev_max_backlog", "8");
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "2");
+    // A socket takes the datagrams: no ICMP goes back (whose drops at the
+    // other end's backlog softnet_stat would count too).
+    let _sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
+    udp_send(&a, 0, va.addr, vb.addr, 20_000);
+    // Each frame was received or dropped on the way in (veth counts a
+    // frame its peer's backlog refused as the sender's tx_dropped).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.link_stat(&vb.ifname, "rx_packets") + a.link_stat(&va.ifname, "tx_dropped") < 20_000 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let f = interrupt(cap);
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    let backlog: u64 = r["kernel_drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["reason"] == "CPU_BACKLOG")
+        .map(|d| d["packets"].as_u64().unwrap())
+        .sum();
+    let softnet: u64 = r["softnet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["cpu"] == 1)
+        .map(|c| c["dropped"].as_u64().unwrap())
+        .sum();
+    assert!(backlog > 0, "nothing dropped: {f}");
+    assert_eq!(backlog, softnet, "{f}");
+}
