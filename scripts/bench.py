@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""rxtxcpu capture benchmark: rxtxcpu against tcpdump on a per-cpu veth flood.
+"""rxtxcpu capture benchmark: rxtxcpu against tcpdump, dumpcap and netsniff-ng on a
+per-cpu veth flood.
 
 Run through scripts/bench.sh (which builds the binaries), as root:
 
@@ -37,6 +38,14 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
            window's repeating table holds (the worst case)
   [pcapng]
   png      rxtxcpu -d rx --pcapng -w TMPFS/rxtxcpu.pcapng vB
+  [peers]   other capturers, defaults for each, files on tmpfs; skipped with
+            a note when the tool is not installed
+  dc       dumpcap -i vB -w TMPFS/dumpcap.pcapng  (Wireshark's capturer)
+  nsg      netsniff-ng --in vB --out TMPFS/netsniff-ng.pcap
+  [metrics]
+  mt       rxtxcpu -d rx --metrics=127.0.0.1:PORT vB (counting) while a
+           scraper in the receiving namespace GETs /metrics every
+           --scrape-interval (0.1 s) during the flood; compared with (b)
   [filter]  on a flood where only 1 in --filter-every (10) frames goes to
             UDP port 9 (the others to port 10); the count must be exactly
             the frames floodgen sent to port 9
@@ -46,12 +55,15 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
   [xdp]     skipped with a note while the binary rejects --xdp
   x1       rxtxcpu --xdp=MODE -d rx vB           (counting)
   x2       rxtxcpu --xdp=MODE -d rx -w TMPFS/rxtxcpu.pcap vB
-  [sweep]   the main cases again at each other --sizes (64,512,1500) frame
-            size, ids like b@1500; the --size row is the main cases'
+  [sweep]   the main cases, png, dc and nsg again at each other --sizes
+            (64,512,1500) frame size, ids like b@1500; the --size row is the
+            cases above. Every file is counted with capinfos -c -M (when
+            installed): 'in file' is its records / frames sent
   [live]
   live     idle only: rxtxcpu -d rx --live --interval=1 vB, stderr a pipe
-plus the idle cost of rxtxcpu (b), tcpdump (e) and rxtxcpu --live (live):
-cpu seconds over --idle-seconds (10 s) of capture with no traffic.
+plus the idle cost of rxtxcpu (b), tcpdump (e), rxtxcpu --live (live) and,
+with mt chosen, rxtxcpu --metrics never scraped and scraped once a second:
+cpu seconds and wakeups over --idle-seconds (10 s) with no traffic.
 
 Only the Python standard library is used.
 """
@@ -84,24 +96,42 @@ DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 # The main cases, in run order; the sweep repeats them at other sizes.
 MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
 # One case per per-packet feature, run at --size after the main cases.
-FEATURES = ["fl", "rp", "rp-s", "png", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+FEATURES = ["mt", "fl", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+# The cases the frame-size sweep repeats at each size.
+SWEEP_BASES = MAIN + ["png", "dc", "nsg"]
+# Other capturers: the tool, its executable option, the Debian package.
+PEER_TOOLS = {"dc": ("dumpcap", "dumpcap", "wireshark-common (or tshark)"),
+              "nsg": ("netsniff-ng", "netsniff_ng", "netsniff-ng")}
+# What each capturer prints on stderr once it captures.
+READY = {"rxtxcpu": r"listening on", "tcpdump": r"listening on",
+         "dumpcap": r"^File: ", "netsniff-ng": r"Running!"}
 CASE_ORDER = MAIN + FEATURES
 # Cases that skip (with a note) when the binary rejects their option.
-OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live"}
+OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live", "mt": "--metrics"}
 GROUPS = {
     "main": MAIN,
     "flows": ["fl"],
     "repeats": ["rp", "rp-s"],
     "pcapng": ["png"],
+    "peers": ["dc", "nsg"],
+    "metrics": ["mt"],
     "filter": ["flt-b", "flt-e", "flt-c"],
     "xdp": ["x1", "x2"],
     "live": ["live"],
 }
 # The rxtxcpu/tcpdump pairs (the first ratio table; per size in the sweep).
 PAIRS = [("b", "e"), ("c", "f-tmpfs"), ("d", "f-disk")]
+# The sweep's ratio table per size: those, then the merged pcapng file
+# against the per-stream files and the peers (issue 25's targets: pcapng
+# complete, at most 1.3x per-stream pcap, below dumpcap), and the peers
+# against tcpdump.
+SWEEP_PAIRS = PAIRS + [("png", "c"), ("png", "dc"), ("png", "f-tmpfs"), ("dc", "f-tmpfs"),
+                       ("nsg", "f-tmpfs")]
 # Feature ratios: (numerator, denominator, what, target). A target names
 # the issue and what it asks of the numerator against the denominator.
 FEATURE_PAIRS = [
+    ("mt", "b", "metrics, scraped every 100 ms, vs count",
+     {"issue": 29, "cpu_ns_per_pkt": 1.0, "complete": True}),
     ("fl", "e", "flows count vs tcpdump -w /dev/null",
      {"issue": 10, "cpu_ns_per_pkt": 0.5, "complete": True}),
     ("rp", "e", "repeats count vs tcpdump -w /dev/null",
@@ -109,6 +139,12 @@ FEATURE_PAIRS = [
     ("rp-s", "e", "repeats, all repeating, vs tcpdump", None),
     ("png", "f-tmpfs", "pcapng tmpfs vs tcpdump -w tmpfs",
      {"issue": 12, "cpu_ns_per_pkt": 0.8, "complete": True}),
+    ("png", "c", "pcapng tmpfs vs -w tmpfs per-stream pcap",
+     {"issue": 25, "cpu_ns_per_pkt": 1.3, "complete": True}),
+    ("png", "dc", "pcapng tmpfs vs dumpcap (pcapng)",
+     {"issue": 25, "cpu_ns_per_pkt": 1.0, "complete": True}),
+    ("dc", "f-tmpfs", "dumpcap pcapng vs tcpdump -w tmpfs", None),
+    ("nsg", "f-tmpfs", "netsniff-ng pcap vs tcpdump -w tmpfs", None),
     ("flt-b", "b", "filter count vs no filter (cpu s)",
      {"issue": 13, "cpu_s": 1.0, "exact": True}),
     ("flt-c", "c", "filter -w tmpfs vs no filter (cpu s)",
@@ -404,7 +440,8 @@ class Capturer:
             text=True, start_new_session=True,
         )
         CHILDREN.add(self.proc.pid)
-        for stream, sink, watch in ((self.proc.stdout, self.out, False),
+        # Ready when either stream says so (netsniff-ng says it on stdout).
+        for stream, sink, watch in ((self.proc.stdout, self.out, True),
                                     (self.proc.stderr, self.err, True)):
             t = threading.Thread(target=self._reader, args=(stream, sink, watch), daemon=True)
             t.start()
@@ -569,6 +606,77 @@ def parse_tcpdump(out, err):
     return vals
 
 
+def parse_dumpcap(out, err):
+    """dumpcap's own report (the file is what counts: see capinfos)."""
+    vals = {"drops": 0}
+    for line in err:
+        m = re.search(r"^Packets captured: (\d+)", line)
+        if m:
+            vals["reported"] = int(m.group(1))
+        m = re.search(r"^Packets received/dropped on interface .*: (\d+)/(\d+)", line)
+        if m:
+            vals["received"] = int(m.group(1))
+            vals["drops"] = int(m.group(2))
+    return vals
+
+
+def parse_netsniff(out, err):
+    """netsniff-ng's report on exit: 'N  packets incoming (M unread on
+    exit)', 'N  packets passed filter', 'N  packets failed filter (out of
+    space)' (the ring's drops), on stdout or stderr."""
+    vals = {"drops": 0}
+    for line in out + err:
+        line = line.strip("\r ")
+        m = re.match(r"(\d+)\s+packets incoming", line)
+        if m:
+            vals["received"] = int(m.group(1))
+        m = re.match(r"(\d+)\s+packets passed filter", line)
+        if m:
+            vals["reported"] = int(m.group(1))
+        m = re.match(r"(\d+)\s+packets failed filter", line)
+        if m:
+            vals["drops"] = int(m.group(1))
+    return vals
+
+
+def capinfos_records(capinfos, path):
+    """Records in a capture file as capinfos -c -M counts them, or None."""
+    try:
+        r = subprocess.run([capinfos, "-c", "-M", path], capture_output=True, text=True,
+                           timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"Number of packets:\s*(\d+)", r.stdout)
+    return int(m.group(1)) if m else None
+
+
+# The scraper of the metrics case: GETs URL every INTERVAL s until SIGTERM,
+# then prints one JSON line (scrapes, errors, the last scrape's packets).
+SCRAPER = r"""
+import json, signal, sys, time, urllib.request
+url, interval = sys.argv[1], float(sys.argv[2])
+st = {"scrapes": 0, "errors": 0, "last_packets_total": None, "max_latency_ms": 0.0}
+def done(*_):
+    print(json.dumps(st), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+t = time.monotonic()
+while True:
+    t0 = time.monotonic()
+    try:
+        body = urllib.request.urlopen(url, timeout=5).read().decode()
+        st["scrapes"] += 1
+        st["last_packets_total"] = sum(
+            float(l.rsplit(" ", 1)[1]) for l in body.splitlines()
+            if l.startswith("rxtxcpu_packets_total{"))
+    except Exception:
+        st["errors"] += 1
+    st["max_latency_ms"] = max(st["max_latency_ms"], (time.monotonic() - t0) * 1e3)
+    t += interval
+    time.sleep(max(0.0, t - time.monotonic()))
+"""
+
+
 def pcapng_records(data):
     """Packet blocks (enhanced, simple, obsolete) in pcapng data, or None."""
     n = 0
@@ -640,6 +748,9 @@ CASE_LABELS = {
     "rp": "rxtxcpu --repeats count",
     "rp-s": "rxtxcpu --repeats, all repeating",
     "png": "rxtxcpu --pcapng -w tmpfs",
+    "dc": "dumpcap -w tmpfs (pcapng)",
+    "nsg": "netsniff-ng --out tmpfs (pcap)",
+    "mt": "rxtxcpu --metrics count, scraped",
     "flt-b": "rxtxcpu --filter count",
     "flt-e": "tcpdump filter -w /dev/null",
     "flt-c": "rxtxcpu --filter -w tmpfs",
@@ -664,7 +775,8 @@ class Bench:
         self.results = {c: [] for c in args.run_cases}
         self.errors = {c: [] for c in args.run_cases}
         self.skipped = {}  # case -> why
-        self.idle = {"rxtxcpu": [], "tcpdump": [], "live": []}
+        self.idle = {"rxtxcpu": [], "tcpdump": [], "live": [], "metrics": [],
+                     "metrics-1s": []}
 
     # -- setup --
 
@@ -709,6 +821,8 @@ class Bench:
         base = split_case(case)[0]
         if base == "a":
             return None
+        if base in PEER_TOOLS:
+            return PEER_TOOLS[base][0]
         return "tcpdump" if base in ("e", "f-tmpfs", "f-disk", "flt-e") else "rxtxcpu"
 
     @staticmethod
@@ -779,6 +893,14 @@ class Bench:
             return "tcpdump", td + ["-w", os.path.join(self.disk_dir, "tcpdump.pcap")]
         if base == "fl":
             return "rxtxcpu", rx + ["--flows", ifn]
+        if base == "mt":
+            return "rxtxcpu", rx + [f"--metrics=127.0.0.1:{a.metrics_port}", ifn]
+        if base == "dc":
+            return "dumpcap", [a.dumpcap, "-i", ifn, "-w",
+                               os.path.join(self.tmpfs_dir, "dumpcap.pcapng")]
+        if base == "nsg":
+            return "netsniff-ng", [a.netsniff_ng, "--in", ifn, "--out",
+                                   os.path.join(self.tmpfs_dir, "netsniff-ng.pcap")]
         if base in ("rp", "rp-s"):
             return "rxtxcpu", rx + ["--repeats", ifn]
         if base == "png":
@@ -836,6 +958,30 @@ class Bench:
                 log(f"waiting for the machine to quiet down ({load:.2f} cpus busy)")
                 told = True
 
+    def start_scraper(self, interval):
+        a = self.a
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", self.net.rx, sys.executable, "-c", SCRAPER,
+             f"http://127.0.0.1:{a.metrics_port}/metrics", str(interval)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        CHILDREN.add(p.pid)
+        return p
+
+    @staticmethod
+    def stop_scraper(p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        CHILDREN.discard(p.pid)
+        try:
+            return json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise BenchError(f"the metrics scraper failed: {err.strip()[-300:]}")
+
     def run_case(self, case, frames, verify_files=True):
         a = self.a
         base, _ = split_case(case)
@@ -850,16 +996,22 @@ class Bench:
         busy0, own0, wall0 = system_busy_s(), own_cpu_s(), time.time()
         cap = None
         if argv:
-            cap = Capturer(self.net, argv)
+            cap = Capturer(self.net, argv, ready_re=READY[tool])
             cap.start(timeout=a.ready_timeout)
             # Setting up (rings zeroed by the kernel, a program loaded) is
             # paid once per capture, not per packet: kept apart.
             setup_ns = cap.cpu_ns() or 0
         want_xdp = base in ("x1", "x2")
+        scraper, scrapes = None, None
         try:
             rx0, tx0 = self.net.rx_stats(), self.net.tx_stats()
             xq0 = self.net.xdp_queue_packets() if want_xdp else None
+            if base == "mt":
+                scraper = self.start_scraper(a.scrape_interval)
             fl = self.flood(frames, size, profile)
+            if scraper:
+                scrapes = self.stop_scraper(scraper)
+                scraper = None
             settle = 0.0
             if cap:
                 settle = cap.settle(a.settle, a.settle_max, files=lambda: self.out_files(case))
@@ -868,6 +1020,8 @@ class Bench:
             if cap:
                 cap.stop()
         except BaseException:
+            if scraper and scraper.poll() is None:
+                scraper.kill()
             if cap and cap.status is None:
                 try:
                     cap.stop(sig=signal.SIGKILL, timeout=5)
@@ -943,8 +1097,26 @@ class Bench:
             r["stderr_tail"] = cap.err[-8:]
             if tool == "rxtxcpu":
                 r.update(parse_rxtxcpu(cap.out, cap.err))
-            else:
+            elif tool == "tcpdump":
                 r.update(parse_tcpdump(cap.out, cap.err))
+            else:
+                # The peers: their files are what counts (capinfos, below).
+                r.update(parse_dumpcap(cap.out, cap.err) if tool == "dumpcap"
+                         else parse_netsniff(cap.out, cap.err))
+                files = self.out_files(case)
+                recs = [capinfos_records(a.capinfos, f) for f in files]
+                if not files or any(x is None for x in recs):
+                    raise BenchError(f"{tool}: capinfos cannot count its file(s) "
+                                     f"{[os.path.basename(f) for f in files]}")
+                r["captured"] = sum(recs)
+            if scrapes is not None:
+                r["scrapes"] = scrapes["scrapes"]
+                r["scrape_errors"] = scrapes["errors"]
+                r["scrape_max_latency_ms"] = scrapes["max_latency_ms"]
+                r["scrape_last_packets"] = scrapes["last_packets_total"]
+                if scrapes["errors"] or not scrapes["scrapes"]:
+                    log(f"warning: case {case}: {scrapes['errors']} failed scrapes of "
+                        f"{scrapes['scrapes'] + scrapes['errors']}")
             if "ring_kib" in r:
                 r["rss_minus_ring_kib"] = r["peak_rss_kib"] - r["ring_kib"]
             # What the capture should hold: every frame, or with the filter
@@ -986,16 +1158,24 @@ class Bench:
             if base == "rp-s" and not 0 < (r.get("repeating") or 0) <= a.flows:
                 log(f"warning: case {case}: {r.get('repeating')} packets repeating, "
                     f"floodgen sent {a.flows} flows of identical frames")
-            if verify_files and base not in ("b", "e", "fl", "rp", "rp-s", "flt-b", "flt-e", "x1"):
+            if verify_files and base not in ("b", "e", "fl", "rp", "rp-s", "flt-b", "flt-e", "x1",
+                                             "mt"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
                 r["file_bytes"] = sum(_size(f) for f in files)
-                recs = [pcap_records(f) for f in files]
+                # Counted by capinfos where installed, like the peers' files.
+                if a.capinfos_ok and (base in PEER_TOOLS or base in SWEEP_BASES):
+                    recs = [capinfos_records(a.capinfos, f) for f in files]
+                    r["file_records_by"] = "capinfos"
+                else:
+                    recs = [pcap_records(f) for f in files]
                 if any(x is None for x in recs):
                     r["file_records"] = None
                     log(f"warning: case {case}: an output file is not pcap: {r['files']}")
                 else:
                     r["file_records"] = sum(recs)
+                    if want:
+                        r["in_file"] = r["file_records"] / want
                     if r["file_records"] != r["captured"]:
                         log(f"warning: case {case}: files hold {r['file_records']} records "
                             f"but {tool} reported {r['captured']} captured")
@@ -1003,23 +1183,36 @@ class Bench:
         return r
 
     def run_idle(self, tool, seconds):
-        case = {"rxtxcpu": "b", "tcpdump": "e", "live": "live"}[tool]
-        _, argv = self.capturer_argv(case)
-        cap = Capturer(self.net, argv)
+        """Idle cost; 'metrics' is --metrics never scraped, 'metrics-1s' the
+        same scraped once a second (its wakeups should be the scrapes')."""
+        case = {"rxtxcpu": "b", "tcpdump": "e", "live": "live", "metrics": "mt",
+                "metrics-1s": "mt"}[tool]
+        kind, argv = self.capturer_argv(case)
+        cap = Capturer(self.net, argv, ready_re=READY[kind])
         cap.start(timeout=self.a.ready_timeout)
+        scraper, scrapes = None, None
         try:
             time.sleep(0.2)
+            if tool == "metrics-1s":
+                scraper = self.start_scraper(1.0)
+                time.sleep(0.1)
             n0 = len(cap.err)
             c0, w0, t0 = cap.cpu_ns(), proc_ctxt_switches(cap.proc.pid), time.time()
             time.sleep(seconds)
             c1, w1, t1 = cap.cpu_ns(), proc_ctxt_switches(cap.proc.pid), time.time()
             n1 = len(cap.err)
+            if scraper:
+                scrapes = self.stop_scraper(scraper)
+                scraper = None
             cap.stop()
         except BaseException:
+            if scraper and scraper.poll() is None:
+                scraper.kill()
             if cap.status is None:
                 cap.stop(sig=signal.SIGKILL, timeout=5)
             raise
         return {"tool": tool, "seconds": t1 - t0, "cpu_s": (c1 - c0) / 1e9,
+                "scrapes": scrapes["scrapes"] if scrapes else None,
                 "cpu_s_per_s": (c1 - c0) / 1e9 / (t1 - t0),
                 "wakeups_per_s": (w1 - w0) / (t1 - t0), "total_cpu_s": cap.cpu_s(),
                 "stderr_lines_per_s": (n1 - n0) / (t1 - t0),
@@ -1072,7 +1265,9 @@ class Bench:
             log(f"warm-up: {a.warmup} frames per cpu, no capture")
             self.flood(a.warmup)
             for case in cases:
-                if split_case(case)[0] == "a":
+                base = split_case(case)[0]
+                if base == "a" or (base in PEER_TOOLS and
+                                   not shutil.which(getattr(a, PEER_TOOLS[base][1]))):
                     continue
                 try:
                     self.run_case(case, a.warmup, verify_files=False)
@@ -1083,6 +1278,13 @@ class Bench:
                         log(f"warm-up of case {case} failed: {e}")
                 except BenchError as e:
                     log(f"warm-up of case {case} failed: {e}")
+        for case in cases:
+            base = split_case(case)[0]
+            if base in PEER_TOOLS and not shutil.which(getattr(a, PEER_TOOLS[base][1])):
+                name, _, pkg = PEER_TOOLS[base]
+                self.skipped[case] = (f"{name} is not installed (apt-get install -y {pkg}); "
+                                      f"case skipped")
+                log(f"case {case}: SKIPPED: {self.skipped[case]}")
         for rep in range(a.repeat):
             for case in cases:
                 if case in self.skipped:
@@ -1114,7 +1316,8 @@ class Bench:
                     f"at {r['rate'] / 1e6:.3f} Mpps{extra} [{time.time() - t:.1f} s]")
         if a.idle_seconds > 0:
             for rep in range(a.idle_repeat):
-                for tool, case in (("rxtxcpu", "b"), ("tcpdump", "e"), ("live", "live")):
+                for tool, case in (("rxtxcpu", "b"), ("tcpdump", "e"), ("live", "live"),
+                                   ("metrics", "mt"), ("metrics-1s", "mt")):
                     if case not in a.run_cases or case in self.skipped:
                         continue
                     try:
@@ -1130,7 +1333,8 @@ class Bench:
                         continue
                     self.idle[tool].append(r)
                     log(f"idle {tool}: {r['cpu_s']:.4f} cpu s over {r['seconds']:.1f} s, "
-                        f"{r['wakeups_per_s']:.1f} wakeups/s")
+                        f"{r['wakeups_per_s']:.1f} wakeups/s"
+                        + (f", {r['scrapes']} scrapes" if r.get("scrapes") is not None else ""))
 
     # -- summary --
 
@@ -1161,7 +1365,8 @@ class Bench:
                         "cpu_s", "setup_cpu_s", "total_cpu_s", "cpu_ns_per_pkt", "cpu_ns_per_frame", "user_s", "sys_s", "rate",
                         "rate_fraction", "peak_rss_kib", "ring_kib", "rss_minus_ring_kib",
                         "elapsed", "background_load", "flows_seen", "repeating",
-                        "repeated_copies"):
+                        "repeated_copies", "in_file", "file_records", "reported", "scrapes",
+                        "scrape_errors", "scrape_max_latency_ms"):
                 vals = [r.get(key) for r in runs if r.get(key) is not None]
                 if vals:
                     s[key] = {"median": med(vals), "min": min(vals), "max": max(vals),
@@ -1206,7 +1411,7 @@ class Bench:
         for size in a.sizes:
             sfx = "" if size == a.size else f"@{size}"
             rows = {}
-            for num, den in PAIRS:
+            for num, den in SWEEP_PAIRS:
                 if num + sfx in cases and den + sfx in cases:
                     key = f"{num}{sfx}/{den}{sfx}"
                     ratios[key] = ratio(num + sfx, den + sfx)
@@ -1346,12 +1551,17 @@ def render(meta, summ):
                  f"{meta['veth_queues']} queue(s) per end"
                  + (", XPS tx-i -> i-th cpu" if meta["veth_queues"] > 1 else ""))
     lines.append(f"rxtxcpu: {meta['rxtxcpu_version']}   tcpdump: {meta['tcpdump_version']}")
+    if meta.get("dumpcap_version") or meta.get("netsniff_ng_version"):
+        lines.append(f"dumpcap: {meta.get('dumpcap_version')}   netsniff-ng: "
+                     f"{meta.get('netsniff_ng_version')}   capinfos: "
+                     f"{meta.get('capinfos_version')}")
     lines.append(f"commands: {meta['rxtxcpu_cmd']} [-w FILE] vB  |  {meta['tcpdump_cmd']} -w FILE")
     lines.append(f"tmpfs: {meta['tmpfs_dir']} ({meta['tmpfs_type']})   "
                  f"disk: {meta['disk_dir']} ({meta['disk_type']})   wall {meta['wall_s']:.0f} s")
     lines.append("")
     cols = [("case", None, None), ("sent", "delivered", "int"), ("captured", "captured", "int"),
             ("kernel drops", "drops", "int"), ("complete", "completeness", "pct"),
+            ("in file", "in_file", "pct"),
             ("setup cpu s", "setup_cpu_s", "s"), ("cpu s", "cpu_s", "s"),
             ("cpu ns/pkt", "cpu_ns_per_pkt", "ns"),
             ("send Mpps", "rate", "mpps"), ("rate/(a)", "rate_fraction", "frac"),
@@ -1378,6 +1588,8 @@ def render(meta, summ):
                  "start to ready, once per capture)")
     lines.append("rate/(a): senders' rate / median no-capture rate   bg load: cpus used by "
                  "other processes during the case (noise; 0.1-0.2 is accounting slack)")
+    lines.append("in file: records in the output file(s) / sent, counted with capinfos -c -M "
+                 "(dumpcap's and netsniff-ng's captured is that count, not their report)")
     if any(c["flood"] == "unique" for c in main.values()):
         lines.append("(rp): a flood of unique frames (floodgen --unique: each frame's number in "
                      "its IP ID and payload), as in real traffic; (rp-s) is --repeats on the "
@@ -1404,6 +1616,11 @@ def render(meta, summ):
                          + f"; cpu ns per frame sent {cell(s, 'cpu_ns_per_frame', 'ns')}"
                          + (f", without the filter ({nofilter}) "
                             f"{cell(ref, 'cpu_ns_per_frame', 'ns')}" if ref else ""))
+        if c["base"] == "mt" and "scrapes" in s:
+            lines.append(f"  ({case}) scraped every {meta['scrape_interval']:g} s during the "
+                         f"flood: {cell(s, 'scrapes', 'int')} scrapes, "
+                         f"{cell(s, 'scrape_errors', 'int')} failed, slowest "
+                         f"{cell(s, 'scrape_max_latency_ms', 'frac')} ms")
         if c["base"] == "fl" and "flows_seen" in s:
             lines.append(f"  ({case}) flow table: {cell(s, 'flows_seen', 'int')} flows seen "
                          f"of {meta['flows']:,} sent")
@@ -1420,11 +1637,14 @@ def render(meta, summ):
     if idle:
         parts = []
         for tool, name in (("rxtxcpu", "rxtxcpu"), ("tcpdump", "tcpdump"),
-                           ("live", "rxtxcpu --live")):
+                           ("live", "rxtxcpu --live"), ("metrics", "rxtxcpu --metrics"),
+                           ("metrics-1s", "rxtxcpu --metrics scraped every 1 s")):
             if "cpu_s" in idle.get(tool, {}):
                 d = idle[tool]
+                sc = d["runs"][0].get("scrapes")
                 parts.append(f"{name} {cell(d, 'cpu_s', 's4')} cpu s "
-                             f"({cell(d, 'wakeups_per_s', 'frac')} wakeups/s)")
+                             f"({cell(d, 'wakeups_per_s', 'frac')} wakeups/s"
+                             + (f", {sc} scrapes" if sc is not None else "") + ")")
         lines.append(f"idle cost over {meta['idle_seconds']} s with no traffic: "
                      + ";  ".join(parts))
         if "skipped" in idle.get("live", {}):
@@ -1484,7 +1704,7 @@ def render(meta, summ):
                           "met" if m["within_target"] else "NOT MET"])
         lines += table(mrows)
     sweep = {k: c for k, c in summ["cases"].items()
-             if c["size"] in meta["sizes"] and c["base"] in MAIN and c["flood"] == "std"}
+             if c["size"] in meta["sizes"] and c["base"] in SWEEP_BASES and c["flood"] == "std"}
     if meta["sizes"] and any("@" in k for k in sweep):
         lines.append("")
         lines.append(f"frame-size sweep ({meta['sweep_frames_per_cpu']:,} frames per cpu at "
@@ -1492,7 +1712,7 @@ def render(meta, summ):
         scols = [("size", None, None)] + cols
         srows = [[h for h, _, _ in scols]]
         for size in meta["sizes"]:
-            for base in MAIN:
+            for base in SWEEP_BASES:
                 key = base if size == meta["size"] else f"{base}@{size}"
                 if key in sweep:
                     srows.append([str(size)] + case_row(key, sweep[key],
@@ -1564,7 +1784,7 @@ def parse_cpu_list(s):
 def select_cases(spec, sizes, main_size):
     """The case ids a --cases list names, in run order: the main cases, the
     feature cases, the sweep by size, then 'live' (idle only)."""
-    sweep = [f"{b}@{s}" for s in sizes if s != main_size for b in MAIN]
+    sweep = [f"{b}@{s}" for s in sizes if s != main_size for b in SWEEP_BASES]
     groups = dict(GROUPS)
     groups["sweep"] = sweep
     groups["all"] = CASE_ORDER + sweep + ["live"]
@@ -1581,9 +1801,9 @@ def select_cases(spec, sizes, main_size):
             ids = [name]
         elif "@" in name:
             base, _, size = name.partition("@")
-            if base not in MAIN or not size.isdigit() or not 42 <= int(size) <= 1514:
+            if base not in SWEEP_BASES or not size.isdigit() or not 42 <= int(size) <= 1514:
                 raise ValueError(f"unknown case '{name}' (sweep ids are BASE@SIZE with "
-                                 f"BASE one of {','.join(MAIN)} and SIZE 42..1514)")
+                                 f"BASE one of {','.join(SWEEP_BASES)} and SIZE 42..1514)")
             ids = [base if int(size) == main_size else f"{base}@{int(size)}"]
         else:
             raise ValueError(f"unknown case or group '{name}'; ids: "
@@ -1607,7 +1827,7 @@ def select_cases(spec, sizes, main_size):
         if size is None:
             return (0, CASE_ORDER.index(base), 0)
         pos = sizes.index(size) if size in sizes else len(sizes) + size
-        return (1, pos, MAIN.index(base))
+        return (1, pos, SWEEP_BASES.index(base))
 
     return sorted(chosen, key=order)
 
@@ -1630,6 +1850,19 @@ def main():
                    help="rxtxcpu binary (default target/release/rxtxcpu)")
     p.add_argument("--floodgen", default=os.path.join(root, "target/release/examples/floodgen"))
     p.add_argument("--tcpdump", default=shutil.which("tcpdump") or "tcpdump")
+    p.add_argument("--dumpcap", default=shutil.which("dumpcap") or "dumpcap",
+                   help="dumpcap for case dc (skipped with a note when absent)")
+    p.add_argument("--netsniff-ng", default=shutil.which("netsniff-ng") or "netsniff-ng",
+                   help="netsniff-ng for case nsg (skipped with a note when absent)")
+    p.add_argument("--capinfos", default=shutil.which("capinfos") or "capinfos",
+                   help="capinfos, which counts the records of the sweep's and the peers' "
+                        "files (without it the peers are skipped, other files counted here)")
+    p.add_argument("--metrics-port", type=int, default=9101, metavar="PORT",
+                   help="port of the metrics case's --metrics=127.0.0.1:PORT, in the "
+                        "receiving namespace (default 9101)")
+    p.add_argument("--scrape-interval", type=float, default=0.1, metavar="SECONDS",
+                   help="the metrics case's scraper GETs /metrics this often during the "
+                        "flood (default 0.1)")
     p.add_argument("--rxtxcpu-args", default="", metavar="ARGS",
                    help="extra rxtxcpu options for every rxtxcpu case, e.g. '-p'")
     p.add_argument("--tcpdump-args", default="", metavar="ARGS",
@@ -1642,7 +1875,8 @@ def main():
                         "sweep ids BASE@SIZE (b@1500); groups: "
                         f"{','.join(list(GROUPS) + ['sweep', 'all'])} (default all)")
     p.add_argument("--sizes", default="64,512,1500", metavar="LIST",
-                   help="frame sizes of the sweep: the main cases (a-f) at each size, "
+                   help="frame sizes of the sweep: the main cases (a-f), png, dc and nsg "
+                        "at each size, "
                         "one table with a size column (default 64,512,1500; the --size "
                         "one is the main cases themselves; '' = no sweep)")
     p.add_argument("--sweep-frames", type=int, metavar="N",
@@ -1734,6 +1968,10 @@ def main():
             p.error(f"{path} is not an executable (build it: cargo build --release "
                     f"--bin rxtxcpu --example floodgen)")
     a.binary = os.path.abspath(a.binary)
+    a.capinfos_ok = bool(shutil.which(a.capinfos))
+    if not a.capinfos_ok:
+        # The peers' own reports are not trusted: no capinfos, no peers.
+        a.dumpcap = a.netsniff_ng = "/nonexistent/capinfos-missing"
     a.floodgen = os.path.abspath(a.floodgen)
 
     signal.signal(signal.SIGINT, on_signal)
@@ -1774,6 +2012,8 @@ def main():
         "filter_every": a.filter_every,
         "xdp_option": "--xdp" if a.xdp_mode == "default" else f"--xdp={a.xdp_mode}",
         "live_interval": a.live_interval,
+        "metrics_port": a.metrics_port,
+        "scrape_interval": a.scrape_interval,
         "veth_queues": a.veth_queues,
         "repeat": a.repeat,
         "warmup_frames_per_cpu": a.warmup,
@@ -1787,6 +2027,10 @@ def main():
         "rxtxcpu_binary": a.binary,
         "rxtxcpu_version": tool_version([a.binary, "--version"]),
         "tcpdump_version": tool_version([a.tcpdump, "--version"]),
+        "dumpcap_version": tool_version([a.dumpcap, "-v"]) if shutil.which(a.dumpcap) else None,
+        "netsniff_ng_version": (tool_version([a.netsniff_ng, "-v"])
+                                if shutil.which(a.netsniff_ng) else None),
+        "capinfos_version": tool_version([a.capinfos, "-v"]) if a.capinfos_ok else None,
         "git_commit": git_commit(root),
         "tmpfs_dir": a.tmpfs_dir,
         "tmpfs_type": bench.tmpfs_type,

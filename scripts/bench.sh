@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark rxtxcpu against tcpdump on a per-cpu packet flood.
+# Benchmark rxtxcpu against tcpdump (and dumpcap, netsniff-ng) on a per-cpu packet flood.
 #
 # Usage (as root, from anywhere):
 #
@@ -19,18 +19,27 @@
 # (e) tcpdump -w /dev/null, (f) tcpdump -w to tmpfs/disk; then one case per
 # per-packet feature: (fl) --flows, (rp) --repeats on a flood of unique
 # frames (rp-s: on the standard flood, every flow a repeating packet), (png) --pcapng -w tmpfs,
-# (flt-b/flt-c/flt-e) --filter on a flood where 1 in 10 frames matches
+# (mt) --metrics counting while a scraper GETs /metrics every 100 ms
+# during the flood (against (b)), the peers (dc) dumpcap -w tmpfs (pcapng)
+# and (nsg) netsniff-ng --out tmpfs (pcap), defaults for each, skipped with
+# a note when not installed, their records counted in the files with
+# capinfos, (flt-b/flt-c/flt-e) --filter on a flood where 1 in 10 frames matches
 # (rxtxcpu counting and -w tmpfs, tcpdump with the same filter), (x1/x2)
 # --xdp counting and -w tmpfs (skipped with a note while the binary rejects
-# --xdp); a sweep of (a)-(f) over frame sizes 64, 512 and 1500; and each
-# capturer's idle cpu cost, rxtxcpu --live's too (skipped while the binary
-# rejects --live). It prints tables with medians, spreads and ratios
-# (rxtxcpu/tcpdump, and each feature against its reference, with the issues'
-# targets), ring memory next to peak RSS, and writes JSON with --json FILE.
+# --xdp); a sweep of (a)-(f), (png), (dc) and (nsg) over frame sizes 64, 512
+# and 1500, files counted with capinfos ('in file': records / frames sent);
+# and each capturer's idle cpu cost and wakeups, rxtxcpu --live's (skipped
+# while the binary rejects --live) and --metrics', never scraped and scraped
+# once a second, too. It prints tables with medians, spreads and ratios
+# (rxtxcpu/tcpdump, each feature against its reference, and per size
+# --pcapng against -w, dumpcap and tcpdump, with the issues' targets), ring
+# memory next to peak RSS, and writes JSON with --json FILE.
 #
 # Environment: NO_BUILD=1 skips the cargo build (e.g. with --binary PATH).
 # Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo;
-# ethtool for the XDP cases' per-queue check (optional).
+# ethtool for the XDP cases' per-queue check (optional); capinfos and
+# dumpcap (apt-get install tshark) and netsniff-ng for the peers
+# (optional: their cases are skipped without them).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
