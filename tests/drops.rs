@@ -135,6 +135,15 @@ fn the_interface_counters_say_what_the_device_dropped() {
     let (a, b) = (Netns::new(), Netns::new());
     let (va, vb) = veth_pair(&a, &b);
     b.ip(&["link", "set", &vb.ifname, "down"]);
+    // Once the kernel has seen the carrier go, frames are dropped before
+    // the driver (and before the packet taps), still as tx_dropped; until
+    // then the driver drops them after the taps. Wait, so it is one way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let carrier = format!("/sys/class/net/{}/carrier", va.ifname);
+    while a.exec(&["sh", "-c", &format!("cat {carrier} 2>/dev/null || echo 0")]).trim() != "0" {
+        assert!(std::time::Instant::now() < deadline, "carrier still up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let cap = Capture::start(&a, "txcpu", &[&va.ifname]);
     let frame = {
         let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
@@ -178,7 +187,6 @@ fn the_interface_counters_say_what_the_device_dropped() {
     });
     let f = interrupt(cap);
     assert_eq!(f.status.code(), Some(0), "{f}");
-    assert!(f.stdout.contains("7 packets captured on cpu1."), "{f}");
     let dropped: Vec<&str> = f.stderr.lines().filter(|l| l.contains("dropped")).collect();
     assert_eq!(
         dropped,
