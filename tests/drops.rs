@@ -140,7 +140,11 @@ fn the_interface_counters_say_what_the_device_dropped() {
     // then the driver drops them after the taps. Wait, so it is one way.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let carrier = format!("/sys/class/net/{}/carrier", va.ifname);
-    while a.exec(&["sh", "-c", &format!("cat {carrier} 2>/dev/null || echo 0")]).trim() != "0" {
+    while a
+        .exec(&["sh", "-c", &format!("cat {carrier} 2>/dev/null || echo 0")])
+        .trim()
+        != "0"
+    {
         assert!(std::time::Instant::now() < deadline, "carrier still up");
         std::thread::sleep(Duration::from_millis(10));
     }
