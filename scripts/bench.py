@@ -46,6 +46,17 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
   mt       rxtxcpu -d rx --metrics=127.0.0.1:PORT vB (counting) while a
            scraper in the receiving namespace GETs /metrics every
            --scrape-interval (0.1 s) during the flood; compared with (b)
+  [drops]   on a flood the kernel drops itself, every frame NO_SOCKET: sent to
+            vB's own address (192.0.2.2), UDP port 9, where nothing listens
+            (ICMP errors off in the receiving namespace), so the --drops
+            probe runs for every frame; kernel.bpf_stats_enabled=1 while the
+            run lasts (the previous value restored on every exit)
+  dr-b     rxtxcpu -d rx vB                      (counting, without --drops)
+  dr       rxtxcpu -d rx --drops vB              (counting, the probe at
+           skb:kfree_skb): the probe's ns per run from the kernel's BPF
+           statistics (rxtxcpu -v's line; bpftool prog show as a check),
+           the senders' rate and cpu per packet against (dr-b), and its
+           NO_SOCKET count against the frames vB received
   [filter]  on a flood where only 1 in --filter-every (10) frames goes to
             UDP port 9 (the others to port 10); the count must be exactly
             the frames floodgen sent to port 9
@@ -96,7 +107,7 @@ DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 # The main cases, in run order; the sweep repeats them at other sizes.
 MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
 # One case per per-packet feature, run at --size after the main cases.
-FEATURES = ["mt", "fl", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+FEATURES = ["mt", "dr-b", "dr", "fl", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
 # The cases the frame-size sweep repeats at each size.
 SWEEP_BASES = MAIN + ["png", "dc", "nsg"]
 # Other capturers: the tool, its executable option, the Debian package.
@@ -107,7 +118,12 @@ READY = {"rxtxcpu": r"listening on", "tcpdump": r"listening on",
          "dumpcap": r"^File: ", "netsniff-ng": r"Running!"}
 CASE_ORDER = MAIN + FEATURES
 # Cases that skip (with a note) when the binary rejects their option.
-OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live", "mt": "--metrics"}
+OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live", "mt": "--metrics",
+            "dr": "--drops"}
+# The cases on the flood the kernel drops (NO_SOCKET) and the sysctl they
+# turn on for the run.
+DROP_CASES = ("dr-b", "dr")
+BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 GROUPS = {
     "main": MAIN,
     "flows": ["fl"],
@@ -115,6 +131,7 @@ GROUPS = {
     "pcapng": ["png"],
     "peers": ["dc", "nsg"],
     "metrics": ["mt"],
+    "drops": ["dr-b", "dr"],
     "filter": ["flt-b", "flt-e", "flt-c"],
     "xdp": ["x1", "x2"],
     "live": ["live"],
@@ -132,6 +149,8 @@ SWEEP_PAIRS = PAIRS + [("png", "c"), ("png", "dc"), ("png", "f-tmpfs"), ("dc", "
 FEATURE_PAIRS = [
     ("mt", "b", "metrics, scraped every 100 ms, vs count",
      {"issue": 29, "cpu_ns_per_pkt": 1.0, "complete": True}),
+    ("dr", "dr-b", "drops count vs count, NO_SOCKET flood",
+     {"issue": 27, "rate": 0.95, "probe_ns": 100, "kernel_drops_exact": True}),
     ("fl", "e", "flows count vs tcpdump -w /dev/null",
      {"issue": 10, "cpu_ns_per_pkt": 0.5, "complete": True}),
     ("rp", "e", "repeats count vs tcpdump -w /dev/null",
@@ -588,7 +607,46 @@ def parse_rxtxcpu(out, err):
         if m:
             res["repeated_copies"] = res.get("repeated_copies", 0) + int(m.group(1))
             res["repeating"] = res.get("repeating", 0) + int(m.group(2))
+    # --drops: "412 packets dropped by the kernel on cpu1: NO_SOCKET." per
+    # cpu and reason (the softnet lines name a reason in words and say
+    # "(softnet_stat", left out), and with -v "drops: the probe ran N times,
+    # X ns each on average" (bpf_stats_enabled=1).
+    for line in out + err:
+        m = re.fullmatch(r"\s*(\d+) packets? dropped by the kernel on cpu(\d+)[^:]*: "
+                         r"([A-Z0-9_]+|reason \d+)\.\s*", line)
+        if m:
+            kd = res.setdefault("kernel_drops", {})
+            kd[m.group(3)] = kd.get(m.group(3), 0) + int(m.group(1))
+            kc = res.setdefault("kernel_drops_per_cpu", {})
+            kc[m.group(2)] = kc.get(m.group(2), 0) + int(m.group(1))
+        m = re.search(r"drops: the probe ran (\d+) times?, ([\d.]+) ns each", line)
+        if m:
+            res["probe_runs"] = int(m.group(1))
+            res["probe_ns"] = float(m.group(2))
     return res
+
+
+def bpftool_prog_stats(pid):
+    """run_time_ns and run_cnt of the rxtxcpu_drops program that process
+    pid holds (bpftool prog show name rxtxcpu_drops -j; its pids list), or
+    None (no bpftool, no such program, stats off)."""
+    exe = shutil.which("bpftool")
+    if not exe:
+        return None
+    try:
+        r = subprocess.run([exe, "-j", "prog", "show", "name", "rxtxcpu_drops"],
+                           capture_output=True, text=True, timeout=10)
+        progs = json.loads(r.stdout or "[]")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    if isinstance(progs, dict):
+        progs = [progs]
+    mine = [q for q in progs if any(x.get("pid") == pid for x in q.get("pids", []))]
+    if not mine and len(progs) == 1 and "pids" not in progs[0]:
+        mine = progs  # a bpftool without pid support: the only one
+    if len(mine) != 1 or "run_cnt" not in mine[0]:
+        return None
+    return {"run_time_ns": mine[0].get("run_time_ns", 0), "run_cnt": mine[0]["run_cnt"]}
 
 
 def parse_tcpdump(out, err):
@@ -751,6 +809,8 @@ CASE_LABELS = {
     "dc": "dumpcap -w tmpfs (pcapng)",
     "nsg": "netsniff-ng --out tmpfs (pcap)",
     "mt": "rxtxcpu --metrics count, scraped",
+    "dr-b": "rxtxcpu count, NO_SOCKET flood",
+    "dr": "rxtxcpu --drops count, NO_SOCKET flood",
     "flt-b": "rxtxcpu --filter count",
     "flt-e": "tcpdump filter -w /dev/null",
     "flt-c": "rxtxcpu --filter -w tmpfs",
@@ -796,10 +856,37 @@ class Bench:
                 self.disk_type = fstype
         self.cpus_online = read_online()
         self.net.setup()
+        if any(split_case(c)[0] in DROP_CASES for c in a.run_cases):
+            # The drop cases' flood goes to vB's own address, where nothing
+            # listens: no ICMP errors back from the receiving namespace
+            # (its own sysctls, gone with it), only the drops.
+            run(["ip", "netns", "exec", self.net.rx, "sysctl", "-qw",
+                 "net.ipv4.icmp_msgs_per_sec=0", "net.ipv4.icmp_msgs_burst=0"], check=False)
+            if a.bpf_stats:
+                self.enable_bpf_stats()
         log(f"namespaces {self.net.tx} ({self.net.tx_if}) -> {self.net.rx} ({self.net.rx_if}), "
             f"{len(self.net.queue_cpus)} queue(s), cpus {self.cpus}, {a.frames} frames of "
             f"{a.size} bytes per cpu over {a.flows} flows")
         self.check_quiet_link()
+
+    def enable_bpf_stats(self):
+        """kernel.bpf_stats_enabled=1 for the run (the probe's run_time_ns
+        and run_cnt), the previous value written back by cleanup() on every
+        exit (bench.sh's trap too, if this driver dies hard)."""
+        try:
+            with open(BPF_STATS) as f:
+                prev = f.read().strip()
+        except OSError as e:
+            log(f"warning: {BPF_STATS}: {e}; the probe's cost will not be known")
+            return
+        if prev != "1":
+            def restore(prev=prev):
+                with open(BPF_STATS, "w") as f:
+                    f.write(prev + "\n")
+            CLEANUPS.append(restore)
+            with open(BPF_STATS, "w") as f:
+                f.write("1\n")
+        log(f"kernel.bpf_stats_enabled=1 for the run (was {prev})")
 
     def check_quiet_link(self):
         before = (self.net.rx_stats(), self.net.tx_stats())
@@ -828,10 +915,13 @@ class Bench:
     @staticmethod
     def profile(case):
         """'mix': only 1 in --filter-every frames goes to FILTER_PORT;
-        'unique': every frame differs (floodgen --unique)."""
+        'unique': every frame differs (floodgen --unique); 'nosock': to
+        vB's own address, FILTER_PORT, where nothing listens (NO_SOCKET)."""
         base = split_case(case)[0]
         if base.startswith("flt-"):
             return "mix"
+        if base in DROP_CASES:
+            return "nosock"
         return "unique" if base == "rp" else "std"
 
     def filter_expr(self):
@@ -844,7 +934,8 @@ class Bench:
         cmd = ["ip", "netns", "exec", self.net.tx, a.floodgen, "--ifname", self.net.tx_if,
                "--count", str(frames), "--size", str(size or a.size),
                "--cpus", ",".join(map(str, self.cpus)), "--dst-mac", RX_MAC,
-               "--src-mac", TX_MAC, "--src-ip", TX_IP, "--dst-ip", DST_IP,
+               "--src-mac", TX_MAC, "--src-ip", TX_IP,
+               "--dst-ip", RX_IP if profile == "nosock" else DST_IP,
                "--batch", str(a.batch), "--flows", str(a.flows),
                "--dst-port", str(FILTER_PORT), "--quiet"]
         if profile == "mix":
@@ -893,6 +984,10 @@ class Bench:
             return "tcpdump", td + ["-w", os.path.join(self.disk_dir, "tcpdump.pcap")]
         if base == "fl":
             return "rxtxcpu", rx + ["--flows", ifn]
+        if base == "dr-b":
+            return "rxtxcpu", rx + [ifn]
+        if base == "dr":
+            return "rxtxcpu", rx + ["--drops", ifn]
         if base == "mt":
             return "rxtxcpu", rx + [f"--metrics=127.0.0.1:{a.metrics_port}", ifn]
         if base == "dc":
@@ -1017,6 +1112,9 @@ class Bench:
                 settle = cap.settle(a.settle, a.settle_max, files=lambda: self.out_files(case))
             rx1, tx1 = self.net.rx_stats(), self.net.tx_stats()
             xq1 = self.net.xdp_queue_packets() if want_xdp else None
+            # The probe's statistics as the kernel keeps them, while it is
+            # still loaded (a check on rxtxcpu -v's own line).
+            bpftool = bpftool_prog_stats(cap.proc.pid) if base == "dr" else None
             if cap:
                 cap.stop()
         except BaseException:
@@ -1046,6 +1144,11 @@ class Bench:
             "per_cpu_sent": {str(c["cpu"]): c["sent"] for c in fl["per_cpu"]},
             "per_cpu_matched": {str(c["cpu"]): c.get("matched") for c in fl["per_cpu"]},
         }
+        if bpftool:
+            r["bpftool_run_cnt"] = bpftool["run_cnt"]
+            r["bpftool_run_time_ns"] = bpftool["run_time_ns"]
+            if bpftool["run_cnt"]:
+                r["bpftool_probe_ns"] = bpftool["run_time_ns"] / bpftool["run_cnt"]
         if want_xdp and xq0 is not None and xq1 is not None:
             r["xdp_queue_packets"] = {str(q): xq1.get(q, 0) - xq0.get(q, 0) for q in xq1}
         # Was the run disturbed (cpu hotplug, a sender off its cpu)?
@@ -1133,6 +1236,22 @@ class Bench:
             else:
                 per_cpu_want = r["per_cpu_sent"]
                 r["expected"] = r["delivered"] or r["sent"]
+            if base == "dr":
+                # Every frame vB received was dropped for want of a socket.
+                kd = r.get("kernel_drops", {})
+                r["no_socket"] = kd.get("NO_SOCKET", 0)
+                r["other_kernel_drops"] = sum(v for k, v in kd.items() if k != "NO_SOCKET")
+                r["kernel_drops_exact"] = r["no_socket"] == r["delivered"]
+                if not r["kernel_drops_exact"]:
+                    log(f"warning: case {case}: NO_SOCKET {r['no_socket']} but vB received "
+                        f"{r['delivered']} frames (all reasons: {kd})")
+                if r.get("probe_ns") is None:
+                    if a.bpf_stats:
+                        log(f"warning: case {case}: no probe cost line from rxtxcpu -v "
+                            f"(kernel.bpf_stats_enabled?)")
+                else:
+                    r["probe_runs_per_drop"] = (r["probe_runs"] / r["no_socket"]
+                                                if r["no_socket"] else None)
             if base == "fl" and r.get("flows_seen") != a.flows:
                 log(f"warning: case {case}: the flow table saw {r.get('flows_seen')} flows, "
                     f"floodgen sent {a.flows}")
@@ -1159,7 +1278,7 @@ class Bench:
                 log(f"warning: case {case}: {r.get('repeating')} packets repeating, "
                     f"floodgen sent {a.flows} flows of identical frames")
             if verify_files and base not in ("b", "e", "fl", "rp", "rp-s", "flt-b", "flt-e", "x1",
-                                             "mt"):
+                                             "mt", "dr", "dr-b"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
                 r["file_bytes"] = sum(_size(f) for f in files)
@@ -1286,7 +1405,12 @@ class Bench:
                                       f"case skipped")
                 log(f"case {case}: SKIPPED: {self.skipped[case]}")
         for rep in range(a.repeat):
-            for case in cases:
+            order = list(cases)
+            if rep % 2 and all(c in order for c in DROP_CASES):
+                # The drop pair alternates which runs first.
+                i, j = order.index(DROP_CASES[0]), order.index(DROP_CASES[1])
+                order[i], order[j] = order[j], order[i]
+            for case in order:
                 if case in self.skipped:
                     continue
                 t = time.time()
@@ -1366,13 +1490,17 @@ class Bench:
                         "rate_fraction", "peak_rss_kib", "ring_kib", "rss_minus_ring_kib",
                         "elapsed", "background_load", "flows_seen", "repeating",
                         "repeated_copies", "in_file", "file_records", "reported", "scrapes",
-                        "scrape_errors", "scrape_max_latency_ms"):
+                        "scrape_errors", "scrape_max_latency_ms", "probe_ns", "probe_runs",
+                        "bpftool_probe_ns", "no_socket", "other_kernel_drops",
+                        "probe_runs_per_drop"):
                 vals = [r.get(key) for r in runs if r.get(key) is not None]
                 if vals:
                     s[key] = {"median": med(vals), "min": min(vals), "max": max(vals),
                               "n": len(vals)}
             if any("exact" in r for r in runs):
                 s["exact"] = all(r.get("exact") for r in runs)
+            if any("kernel_drops_exact" in r for r in runs):
+                s["kernel_drops_exact"] = all(r.get("kernel_drops_exact") for r in runs)
             base, size = split_case(case)
             cases[case] = {"label": CASE_LABELS[base], "base": base, "size": self.case_size(case),
                            "flood": self.profile(case), "summary": s, "runs": runs,
@@ -1396,9 +1524,17 @@ class Bench:
             sd = cases.get(den, {}).get("summary", {})
             rr = {}
             for key in ("cpu_ns_per_pkt", "cpu_s", "rate_fraction", "completeness",
-                        "peak_rss_kib"):
+                        "peak_rss_kib", "rate"):
                 if key in sn and key in sd and sd[key]["median"]:
                     rr[key] = sn[key]["median"] / sd[key]["median"]
+            # The senders' rate against the denominator's run of the same
+            # repetition (run next to it), per repetition.
+            rn = {r["repeat"]: r["rate"] for r in cases.get(num, {}).get("runs", [])}
+            rd = {r["repeat"]: r["rate"] for r in cases.get(den, {}).get("runs", [])}
+            per = [rn[k] / rd[k] for k in sorted(rn) if k in rd and rd[k]]
+            if per:
+                rr["rate_same_repeat"] = {"median": med(per), "min": min(per),
+                                          "max": max(per), "n": len(per)}
             if "drops" in sn and "drops" in sd:
                 # Old key names (rxtxcpu/tcpdump pairs) kept for scripts.
                 rr["drops_rxtxcpu"] = rr["drops_num"] = sn["drops"]["median"]
@@ -1471,6 +1607,20 @@ def check_target(target, rr, num_case):
         good = s.get("exact") is True
         ok &= good
         parts.append("exact count")
+    if "rate" in target:
+        v = rr.get("rate")
+        good = v is not None and v >= target["rate"]
+        ok &= good
+        parts.append(f"rate >= {target['rate']:g}")
+    if "probe_ns" in target:
+        v = s.get("probe_ns", {}).get("median")
+        good = v is not None and v <= target["probe_ns"]
+        ok &= good
+        parts.append(f"probe <= {target['probe_ns']:g} ns")
+    if target.get("kernel_drops_exact"):
+        good = s.get("kernel_drops_exact") is True
+        ok &= good
+        parts.append("NO_SOCKET = received")
     return {"issue": target["issue"], "ok": ok,
             "text": f"{', '.join(parts)} (issue {target['issue']}): "
                     + ("met" if ok else "NOT MET")}
@@ -1502,6 +1652,8 @@ def fmt_num(v, kind):
         return f"{v / 1e6:.3f}"
     if kind == "frac":
         return f"{v:.3f}"
+    if kind == "ns1":
+        return f"{v:.1f}"
     if kind == "mib":
         return f"{v / 1024:.1f}"
     return str(v)
@@ -1594,6 +1746,12 @@ def render(meta, summ):
         lines.append("(rp): a flood of unique frames (floodgen --unique: each frame's number in "
                      "its IP ID and payload), as in real traffic; (rp-s) is --repeats on the "
                      "standard flood, every flow's frames identical (the worst case)")
+    if any(c["flood"] == "nosock" for c in main.values()):
+        lines.append(f"(dr-b, dr): a flood to vB's own address {RX_IP}, UDP port {FILTER_PORT}, "
+                     f"where nothing listens: the kernel drops every frame (NO_SOCKET) after "
+                     f"the capture; " + ("kernel.bpf_stats_enabled=1 for the run"
+                                        if meta.get("bpf_stats") else
+                                        "kernel.bpf_stats_enabled left alone (--no-bpf-stats)"))
     if any(c["flood"] == "mix" for c in main.values()):
         lines.append(f"(flt-*): a flood where 1 in {meta['filter_every']} frames goes to UDP "
                      f"port {FILTER_PORT}, filter '{meta['filter']}': complete = captured / "
@@ -1621,6 +1779,22 @@ def render(meta, summ):
                          f"flood: {cell(s, 'scrapes', 'int')} scrapes, "
                          f"{cell(s, 'scrape_errors', 'int')} failed, slowest "
                          f"{cell(s, 'scrape_max_latency_ms', 'frac')} ms")
+        if c["base"] == "dr" and "probe_ns" not in s:
+            lines.append(f"  ({case}) the probe's cost not measured "
+                         f"(kernel.bpf_stats_enabled off); NO_SOCKET "
+                         f"{cell(s, 'no_socket', 'int')} of {cell(s, 'delivered', 'int')} "
+                         f"received: " + ("equal in every run" if s.get("kernel_drops_exact")
+                                          else "NOT EQUAL"))
+        elif c["base"] == "dr":
+            lines.append(f"  ({case}) the probe: {cell(s, 'probe_ns', 'ns')} ns per run "
+                         f"(rxtxcpu -v; bpftool {cell(s, 'bpftool_probe_ns', 'ns1')}), "
+                         f"{cell(s, 'probe_runs', 'int')} runs, "
+                         f"{cell(s, 'probe_runs_per_drop', 'frac')} per NO_SOCKET drop; "
+                         f"NO_SOCKET {cell(s, 'no_socket', 'int')} of "
+                         f"{cell(s, 'delivered', 'int')} received: "
+                         + ("equal in every run" if s.get("kernel_drops_exact")
+                            else "NOT EQUAL")
+                         + f", other reasons {cell(s, 'other_kernel_drops', 'int')}")
         if c["base"] == "fl" and "flows_seen" in s:
             lines.append(f"  ({case}) flow table: {cell(s, 'flows_seen', 'int')} flows seen "
                          f"of {meta['flows']:,} sent")
@@ -1690,6 +1864,33 @@ def render(meta, summ):
                           f"{ri['live_cpu_s']:.4f}/{ri['rxtxcpu_cpu_s']:.4f}",
                           "-", "-", "-", "-", ""])
         lines += table(frows, left=2)
+    dr, drb = summ["cases"].get("dr"), summ["cases"].get("dr-b")
+    if dr and drb and dr["runs"] and drb["runs"]:
+        rr = summ["ratios"].get("dr/dr-b", {})
+        lines.append("")
+        lines.append("--drops on the NO_SOCKET flood (every frame a drop the probe counts), "
+                     "against the same capture without it, run next to it")
+        drows = [["case", "cpu ns/pkt", "send Mpps", "probe ns/run",
+                  "NO_SOCKET/received"]]
+        for key, c in (("dr-b", drb), ("dr", dr)):
+            s = c["summary"]
+            drows.append([f"({key}) {c['label']}", cell(s, "cpu_ns_per_pkt", "ns"),
+                          cell(s, "rate", "mpps"),
+                          cell(s, "bpftool_probe_ns", "ns1") if "bpftool_probe_ns" in s
+                          else cell(s, "probe_ns", "ns") if key == "dr" else "-",
+                          ("equal" if s.get("kernel_drops_exact") else "NOT EQUAL")
+                          if key == "dr" else "-"])
+        lines += table(drows)
+        same = rr.get("rate_same_repeat")
+        lines.append("senders' rate (dr)/(dr-b): median of medians "
+                     + (f"{rr['rate']:.3f}" if rr.get("rate") is not None else "-")
+                     + ("; per repetition " + cell({"x": same}, "x", "frac") if same else "")
+                     + "   cpu ns/pkt (dr)/(dr-b): "
+                     + (f"{rr['cpu_ns_per_pkt']:.3f}" if rr.get("cpu_ns_per_pkt") is not None
+                        else "-"))
+        tg = summ["targets"].get("dr/dr-b")
+        if tg:
+            lines.append(f"target: {tg['text']}")
     mem = summ.get("memory") or {}
     if mem:
         lines.append("")
@@ -1863,6 +2064,10 @@ def main():
     p.add_argument("--scrape-interval", type=float, default=0.1, metavar="SECONDS",
                    help="the metrics case's scraper GETs /metrics this often during the "
                         "flood (default 0.1)")
+    p.add_argument("--no-bpf-stats", dest="bpf_stats", action="store_false",
+                   help="leave kernel.bpf_stats_enabled alone in the drop cases (their "
+                        "senders' rate then without the statistics' own cost, the probe's "
+                        "cost unknown)")
     p.add_argument("--rxtxcpu-args", default="", metavar="ARGS",
                    help="extra rxtxcpu options for every rxtxcpu case, e.g. '-p'")
     p.add_argument("--tcpdump-args", default="", metavar="ARGS",
@@ -2014,6 +2219,7 @@ def main():
         "live_interval": a.live_interval,
         "metrics_port": a.metrics_port,
         "scrape_interval": a.scrape_interval,
+        "bpf_stats": a.bpf_stats,
         "veth_queues": a.veth_queues,
         "repeat": a.repeat,
         "warmup_frames_per_cpu": a.warmup,

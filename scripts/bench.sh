@@ -20,7 +20,13 @@
 # per-packet feature: (fl) --flows, (rp) --repeats on a flood of unique
 # frames (rp-s: on the standard flood, every flow a repeating packet), (png) --pcapng -w tmpfs,
 # (mt) --metrics counting while a scraper GETs /metrics every 100 ms
-# during the flood (against (b)), the peers (dc) dumpcap -w tmpfs (pcapng)
+# during the flood (against (b)), (dr) --drops counting on a flood the
+# kernel drops itself (to vB's own address, a UDP port nobody listens on:
+# every frame NO_SOCKET, so the probe runs per frame) against (dr-b),
+# counting on the same flood: the probe's ns per run from the kernel's BPF
+# statistics (kernel.bpf_stats_enabled=1 for the run, restored on exit),
+# the senders' rate, cpu per packet, NO_SOCKET against frames received;
+# the peers (dc) dumpcap -w tmpfs (pcapng)
 # and (nsg) netsniff-ng --out tmpfs (pcap), defaults for each, skipped with
 # a note when not installed, their records counted in the files with
 # capinfos, (flt-b/flt-c/flt-e) --filter on a flood where 1 in 10 frames matches
@@ -36,6 +42,7 @@
 # memory next to peak RSS, and writes JSON with --json FILE.
 #
 # Environment: NO_BUILD=1 skips the cargo build (e.g. with --binary PATH).
+# bpftool (optional) checks the probe's statistics in the drops case.
 # Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo;
 # ethtool for the XDP cases' per-queue check (optional); capinfos and
 # dumpcap (apt-get install tshark) and netsniff-ng for the peers
@@ -82,6 +89,11 @@ fi
 # temp dirs rxbench-TAG-* under the tmpfs and disk directories.
 export RXBENCH_TAG=$$
 
+# The drop cases turn kernel.bpf_stats_enabled on; the driver restores it,
+# and so does this trap should the driver die before it could.
+bpf_stats=/proc/sys/kernel/bpf_stats_enabled
+bpf_stats_before=$(cat "$bpf_stats" 2>/dev/null || true)
+
 cleanup() {
     local ns pid
     for ns in "rxbench-tx-$RXBENCH_TAG" "rxbench-rx-$RXBENCH_TAG"; do
@@ -94,6 +106,9 @@ cleanup() {
         fi
     done
     rm -rf /dev/shm/rxbench-"$RXBENCH_TAG"-* /var/tmp/rxbench-"$RXBENCH_TAG"-* 2>/dev/null || true
+    if [[ -n $bpf_stats_before && $(cat "$bpf_stats" 2>/dev/null) != "$bpf_stats_before" ]]; then
+        echo "$bpf_stats_before" > "$bpf_stats" 2>/dev/null || true
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
