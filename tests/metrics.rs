@@ -72,8 +72,8 @@ fn snapshot() -> Snapshot {
         ]),
         flows: Some(FlowCounts {
             seen: 12,
-            split: 2,
-            unexpected: 1,
+            split: Some(2),
+            unexpected: Some(1),
             tracked: 9,
         }),
         cpus: Some(vec![
@@ -723,7 +723,7 @@ fn prometheus_sees_the_capture_as_its_report_says() {
     let ns = Netns::new();
     let _sink = common::UdpSink::bind(&ns, common::LO);
     #[rustfmt::skip]
-    let cap = common::Capture::start(&ns, "rxtxcpu", &["--metrics", ADDR, "--repeats",
+    let cap = common::Capture::start(&ns, "rxtxcpu", &["--metrics", ADDR, "--repeats", "--flows",
                                                        "--filter", "udp", "lo"]);
     let prom = Prometheus::start(&ns, &[ADDR], &[]);
     common::udp_send(&ns, 0, common::LO, common::LO, 10);
@@ -754,6 +754,10 @@ fn prometheus_sees_the_capture_as_its_report_says() {
     let bytes = prom.query("sum(rxtxcpu_bytes_total)");
     assert!(bytes[0].value >= 70.0 * 28.0, "{bytes:?}");
     assert_eq!(prom.query("rxtxcpu_repeated_copies_total").len(), 2);
+    // One flow from each cpu (a socket each), in the tables now.
+    assert_eq!(prom.query("rxtxcpu_flows_seen_total")[0].value, 2.0);
+    assert_eq!(prom.query("rxtxcpu_flows_tracked")[0].value, 2.0);
+    assert!(prom.query("rxtxcpu_flows_split_total").is_empty());
     assert_eq!(prom.query("rxtxcpu_softirqs_total").len() % 2, 0);
     // What a scrape serves, promtool finds no problem in.
     let (status, body) = prometheus::http_get(&ns.name, addr(), "/metrics").unwrap();

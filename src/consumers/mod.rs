@@ -43,6 +43,9 @@ pub struct Consumers<'a> {
     pub repeats: Option<Box<RepeatWindow>>,
     /// `--live` with `--repeats`: the stream's repeated copies so far.
     pub repeated: Option<&'a AtomicU64>,
+    /// `--metrics` with `--flows`: the flows the stream's table has seen
+    /// and holds now, published once a ring block.
+    pub flow_counts: Option<(&'a AtomicU64, &'a AtomicU64)>,
     /// `--live`: the bytes (wire lengths) of the packets taken.
     pub bytes: Option<&'a AtomicU64>,
 }
@@ -118,6 +121,10 @@ impl Consumers<'_> {
                 taken += 1;
             }
             t.settle();
+            if let Some((seen, tracked)) = self.flow_counts {
+                seen.store(t.seen(), Ordering::Relaxed);
+                tracked.store(t.len() as u64, Ordering::Relaxed);
+            }
             if let Some(b) = self.bytes {
                 b.fetch_add(bytes, Ordering::Relaxed);
             }
@@ -165,6 +172,10 @@ impl Consumers<'_> {
         }
         if let Some(t) = &mut self.flows {
             t.settle();
+            if let Some((seen, tracked)) = self.flow_counts {
+                seen.store(t.seen(), Ordering::Relaxed);
+                tracked.store(t.len() as u64, Ordering::Relaxed);
+            }
         }
         if let (Some(w), Some(r)) = (&self.repeats, self.repeated) {
             r.store(w.repeated(), Ordering::Relaxed);

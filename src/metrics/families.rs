@@ -240,21 +240,25 @@ impl Collector for Scrape {
             counters(
                 &mut encoder,
                 names::FLOWS_SEEN,
-                "Flows seen (--flows; a flow that expired and came back counts again).",
+                "Flows seen, per stream (--flows; a flow that expired and came back counts again).",
                 [(capture, flows.seen)],
             )?;
-            counters(
-                &mut encoder,
-                names::FLOWS_SPLIT,
-                "Flows seen on more than one stream (--flows).",
-                [(capture, flows.split)],
-            )?;
-            counters(
-                &mut encoder,
-                names::FLOWS_UNEXPECTED,
-                "Flows seen on a stream the configuration does not send them to (--flows).",
-                [(capture, flows.unexpected)],
-            )?;
+            if let Some(split) = flows.split {
+                counters(
+                    &mut encoder,
+                    names::FLOWS_SPLIT,
+                    "Flows seen on more than one stream (--flows).",
+                    [(capture, split)],
+                )?;
+            }
+            if let Some(unexpected) = flows.unexpected {
+                counters(
+                    &mut encoder,
+                    names::FLOWS_UNEXPECTED,
+                    "Flows seen on a stream the configuration does not send them to (--flows).",
+                    [(capture, unexpected)],
+                )?;
+            }
             let mut tracked = encoder.encode_descriptor(
                 names::FLOWS_TRACKED,
                 "Flows in the flow tables now (--flows).",

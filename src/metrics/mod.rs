@@ -109,13 +109,16 @@ pub struct ReasonDrops {
 /// Flow counts since the capture started (`--flows`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowCounts {
-    /// Flows seen (a flow that expired and came back counts again).
+    /// Flows seen, per stream (a flow on two streams counts twice; one
+    /// that expired and came back counts again).
     pub seen: u64,
-    /// Flows seen on more than one stream.
-    pub split: u64,
+    /// Flows seen on more than one stream; None where the source cannot
+    /// tell while it runs (the capture's tables are per stream, merged at
+    /// the end), and the family is then not served.
+    pub split: Option<u64>,
     /// Flows seen on a stream other than the one the configuration
-    /// predicts.
-    pub unexpected: u64,
+    /// predicts; None as `split`.
+    pub unexpected: Option<u64>,
     /// Flows in the tables now (bounded by `--flows-max`, shrinking as
     /// idle flows expire).
     pub tracked: u64,

@@ -50,8 +50,8 @@ fn everything() -> Snapshot {
         }]),
         flows: Some(FlowCounts {
             seen: 5,
-            split: 1,
-            unexpected: 2,
+            split: Some(1),
+            unexpected: Some(2),
             tracked: 3,
         }),
         cpus: Some(vec![

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use crate::error::Result;
 use crate::live::monitor::Counters;
 use crate::metrics::kernel::KernelCpus;
-use crate::metrics::{Description, ReasonDrops, Server, Snapshot, StreamCounts};
+use crate::metrics::{Description, FlowCounts, ReasonDrops, Server, Snapshot, StreamCounts};
 use crate::options::{Options, Vantage};
 use crate::source::probes::drops::DropProbe;
 use crate::vantage::Plan;
@@ -45,6 +45,7 @@ pub struct Scraped<'a> {
     counters: &'a (dyn Counters + Sync),
     shared: &'a Shared,
     repeats: bool,
+    flows: bool,
     /// The cpu vantage: /proc/softirqs and /proc/net/softnet_stat.
     cpus: Option<Mutex<KernelCpus>>,
     /// `--drops`: the probe's counters.
@@ -64,6 +65,7 @@ impl<'a> Scraped<'a> {
             shared,
             drops,
             repeats: opts.repeats.is_some(),
+            flows: opts.flows.is_some(),
             cpus: (plan.vantage == Vantage::Cpu)
                 .then(|| KernelCpus::open().ok().map(Mutex::new))
                 .flatten(),
@@ -112,8 +114,19 @@ impl crate::metrics::Source for Scraped<'_> {
                     })
                     .collect()
             }),
-            flows: None,
+            // Seen and held, per stream; split and unexpected need the
+            // tables merged, which only the end does.
+            flows: self.flows.then(|| FlowCounts {
+                seen: sum(&self.shared.flows_seen),
+                split: None,
+                unexpected: None,
+                tracked: sum(&self.shared.flows_tracked),
+            }),
             cpus,
         }
     }
+}
+
+fn sum(counts: &[std::sync::atomic::AtomicU64]) -> u64 {
+    counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
 }

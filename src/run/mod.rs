@@ -255,6 +255,8 @@ fn consumers<'a>(
                 repeated: ((opts.live.is_some() || opts.metrics.is_some())
                     && opts.repeats.is_some())
                 .then(|| &shared.repeated[slot]),
+                flow_counts: (opts.metrics.is_some() && opts.flows.is_some())
+                    .then(|| (&shared.flows_seen[slot], &shared.flows_tracked[slot])),
                 bytes: bytes.then(|| &shared.bytes[slot]),
             }
         })

@@ -57,6 +57,10 @@ pub struct Shared {
     /// and (at the same request as the flows) each worker's repeating
     /// packet with the most copies in the interval.
     pub repeated: Vec<AtomicU64>,
+    /// With `--metrics` and `--flows`: per worker, the flows its table has
+    /// seen and holds now.
+    pub flows_seen: Vec<AtomicU64>,
+    pub flows_tracked: Vec<AtomicU64>,
     pub repeat_tops: Vec<Mutex<Option<(u64, Listed)>>>,
 }
 
@@ -80,6 +84,8 @@ impl Shared {
             flow_request: AtomicU64::new(0),
             flow_tops: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             repeated: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            flows_seen: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            flows_tracked: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             repeat_tops: (0..workers).map(|_| Mutex::new(None)).collect(),
         })
     }

@@ -140,6 +140,8 @@ struct Tally {
     untracked_bytes: u64,
     /// The budget ran out: no more atomic operations for new flows.
     full: bool,
+    /// Flows that entered the table.
+    seen: u64,
     /// `--flows-idle`: flows removed for being idle, and their packets.
     expired: u64,
     expired_packets: u64,
@@ -419,9 +421,13 @@ impl FlowTable {
     }
 
     /// Distinct flows tracked.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Flows that entered the table so far (those that expired included).
+    pub fn seen(&self) -> u64 {
+        self.tally.seen
     }
 
     #[cfg(test)]
@@ -471,6 +477,7 @@ fn count(
         }
         Found::Free(i) => {
             if !tally.full && budget.claim() {
+                tally.seen += 1;
                 let counts = Counts {
                     packets: 1,
                     bytes: u64::from(m.len),
