@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::consumers::flows::text::columns;
 use crate::consumers::repeats::{Repeat, Repeats};
 use crate::packet::LinkType;
 use crate::sys::host::local_fields;
@@ -35,43 +36,16 @@ pub fn text(found: &Found, label: &dyn Fn(u32) -> String, place: &dyn Fn(u32) ->
         "Packets repeating on a stream ({} copies or more):",
         found.min
     );
-    let mut cells: Vec<[String; 6]> = vec![[
-        "COPIES".into(),
-        "RATE/S".into(),
-        "FIRST".into(),
-        "LAST".into(),
-        "STREAMS".into(),
-        "PACKET".into(),
-    ]];
+    let mut cells: Vec<Vec<String>> =
+        vec![["COPIES", "RATE/S", "FIRST", "LAST", "STREAMS", "PACKET"]
+            .map(String::from)
+            .to_vec()];
     for p in r.packets.iter().take(ROWS) {
-        cells.push(row(p, found.link, label));
+        cells.push(row(p, found.link, label).to_vec());
     }
-    let mut widths = [0usize; 6];
-    for c in &cells {
-        for (w, s) in widths.iter_mut().zip(c) {
-            *w = (*w).max(s.chars().count());
-        }
-    }
-    for c in &cells {
-        let mut line = String::new();
-        for (i, s) in c.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = widths[i] - s.chars().count();
-            // COPIES and RATE/S are numbers.
-            if i < 2 {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(s);
-            } else {
-                line.push_str(s);
-                if i < 5 {
-                    line.push_str(&" ".repeat(pad));
-                }
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
+    // COPIES and RATE/S are numbers.
+    let right = [true, true, false, false, false, false];
+    out.push_str(&columns(&cells, &right, 2));
     if r.packets.len() > ROWS {
         let _ = writeln!(
             out,

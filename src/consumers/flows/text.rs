@@ -74,33 +74,43 @@ pub fn table_fit(
             Some(w) if line_width(&cells, 2) > w => fit(&mut cells, w),
             _ => 2,
         };
-        let mut widths = vec![0usize; right.len()];
-        for c in &cells {
-            for (w, s) in widths.iter_mut().zip(c) {
-                *w = (*w).max(s.chars().count());
-            }
-        }
-        for c in &cells {
-            let mut line = String::new();
-            for (i, s) in c.iter().enumerate() {
-                if i > 0 {
-                    line.push_str(&" ".repeat(gap));
-                }
-                if right[i] {
-                    let _ = write!(line, "{s:>w$}", w = widths[i]);
-                } else {
-                    let _ = write!(line, "{s:<w$}", w = widths[i]);
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
+        out.push_str(&columns(&cells, &right, gap));
         let more = flows.records.len() - rows.len();
         if more > 0 {
             let _ = writeln!(out, "{} not listed.", count(more as u64, "more flow"));
         }
     }
     summary(&mut out, flows, label);
+    out
+}
+
+/// `cells` (the header row first) in columns `gap` spaces apart, those
+/// marked in `right` right-aligned (numbers), the others left-aligned;
+/// no trailing blanks, a newline after each line. The report's other
+/// tables (`--repeats`) are laid out the same.
+pub fn columns(cells: &[Vec<String>], right: &[bool], gap: usize) -> String {
+    let mut widths = vec![0usize; right.len()];
+    for c in cells {
+        for (w, s) in widths.iter_mut().zip(c) {
+            *w = (*w).max(s.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for c in cells {
+        let mut line = String::new();
+        for (i, s) in c.iter().enumerate() {
+            if i > 0 {
+                line.push_str(&" ".repeat(gap));
+            }
+            if right[i] {
+                let _ = write!(line, "{s:>w$}", w = widths[i]);
+            } else {
+                let _ = write!(line, "{s:<w$}", w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
     out
 }
 
