@@ -7,14 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use common::*;
-
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
 
 /// Datagrams to a port nobody listens on are dropped as NO_SOCKET, on
 /// the cpu that received them (a veth receives on the sender's cpu).
@@ -40,16 +33,16 @@ fn no_socket_drops_on_the_receiving_cpu() {
     }
     std::thread::sleep(Duration::from_millis(100));
 
-    let f = interrupt(json);
+    let f = json.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    let r = f.json();
     assert_eq!(
         r["kernel_drops"],
         serde_json::json!([{"stream": 1, "cpu": 1, "reason": "NO_SOCKET", "namespace_known": true,
                             "packets": 5}]),
         "{f}"
     );
-    let t = interrupt(text);
+    let t = text.interrupt();
     assert_eq!(t.status.code(), Some(0), "{t}");
     let dropped: Vec<&str> = t.stderr.lines().filter(|l| l.contains("dropped")).collect();
     assert_eq!(
@@ -99,9 +92,9 @@ fn a_full_socket_buffer() {
     while sock.recv(&mut buf).is_ok() {
         queued += 1;
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    let r = f.json();
     let dropped = SENT as u64 - queued;
     assert!(dropped > 0, "the buffer never filled: {queued} queued");
     assert_eq!(
@@ -115,15 +108,11 @@ fn a_full_socket_buffer() {
 #[test]
 fn drops_need_an_interface() {
     check_usage_errors(&[
-        (
-            "rxtxcpu",
-            &["--drops"][..],
-            "--drops needs an interface (the kernel's drops of which packets?).",
-        ),
+        ("rxtxcpu", &["--drops"][..], "--drops needs an interface."),
         (
             "rxcpu",
             &["--drops", "-i", "any"],
-            "--drops needs an interface (the kernel's drops of which packets?).",
+            "--drops needs an interface.",
         ),
     ]);
 }
@@ -154,42 +143,9 @@ fn the_interface_counters_say_what_the_device_dropped() {
         f.extend(ipv4_udp(va.addr, 1000, vb.addr, UDP_PORT, b"x"));
         f
     };
-    // The device refuses each (ENOBUFS): sent all the same, one by one.
-    let ifname = va.ifname.clone();
-    in_netns(&a, move || {
-        pin_to_cpu(1);
-        // SAFETY: socket() takes no pointers; checked below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        assert!(fd >= 0);
-        let name = std::ffi::CString::new(ifname).unwrap();
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex as i32;
-        for _ in 0..7 {
-            // SAFETY: frame and sll live for the call, of the lengths given.
-            let n = unsafe {
-                libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            let e = std::io::Error::last_os_error();
-            assert!(
-                n == frame.len() as isize || e.raw_os_error() == Some(libc::ENOBUFS),
-                "{e}"
-            );
-        }
-        // SAFETY: fd is ours.
-        unsafe { libc::close(fd) };
-    });
-    let f = interrupt(cap);
+    // The device refuses each (ENOBUFS): sent all the same.
+    send_frames_refused(&a, 1, &va.ifname, vec![frame; 7], Some(libc::ENOBUFS));
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
     let dropped: Vec<&str> = f.stderr.lines().filter(|l| l.contains("dropped")).collect();
     assert_eq!(
@@ -310,9 +266,9 @@ fn backlog_drops_match_softnet_stat() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    let r = f.json();
     let backlog: u64 = r["kernel_drops"]
         .as_array()
         .unwrap()

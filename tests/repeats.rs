@@ -7,19 +7,7 @@ mod common;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use common::*;
-
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
-fn json(f: &Finished) -> Value {
-    serde_json::from_str(&f.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON object: {e}\n{f}"))
-}
 
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -65,9 +53,9 @@ fn a_stuck_transmit_packet_is_named_with_its_cpu() {
     let stuck = udp_frame(&va, &vb, 54517, b"the same bytes every time");
     send_frames(&a, 1, &va.ifname, vec![stuck; COPIES]);
 
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r = json(&f);
+    let r = f.json();
     let streams = r["streams"].as_array().unwrap();
     let captured = |cpu: u64| {
         streams
@@ -97,7 +85,7 @@ fn a_stuck_transmit_packet_is_named_with_its_cpu() {
         assert_eq!(s["repeating"], repeating, "{s}");
     }
 
-    let t = interrupt(text);
+    let t = text.interrupt();
     assert_eq!(t.status.code(), Some(0), "{t}");
     let lines: Vec<&str> = t.stdout.lines().collect();
     assert!(
@@ -170,9 +158,9 @@ fn a_packet_in_a_routing_loop_counts_its_hops() {
         r2.tapped_frames("vr2") >= before + SENT as u64 * 64
     });
 
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r = json(&f);
+    let r = f.json();
     let repeats = r["repeats"].as_array().unwrap_or_else(|| panic!("{f}"));
     assert_eq!(
         repeats.len(),
@@ -188,7 +176,7 @@ fn a_packet_in_a_routing_loop_counts_its_hops() {
             "{summary}"
         );
     }
-    let t = interrupt(text);
+    let t = text.interrupt();
     assert!(
         t.stdout.lines().any(|l| l.starts_with(&format!(
             "{} repeated copies on cpu1 ({SENT} packets, ",
@@ -225,14 +213,14 @@ fn ordinary_traffic_reports_nothing() {
     // Nobody has .99: ARP requests, a second apart.
     let _ = a.exec(&["sh", "-c", "ping -c 2 -i 0.2 -W 1 192.0.2.99 || true"]);
 
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r = json(&f);
+    let r = f.json();
     assert_eq!(r["repeats"], serde_json::json!([]), "{f}");
     for s in r["repeat_summary"]["streams"].as_array().unwrap() {
         assert_eq!(s["repeated"], 0, "{f}");
     }
-    let t = interrupt(text);
+    let t = text.interrupt();
     assert!(!t.stdout.contains("repeat"), "{t}");
 }
 
@@ -280,9 +268,9 @@ fn with_flows_files_and_a_filter() {
     send_frames(&a, 1, &va.ifname, vec![stuck; 1000]);
     send_frames(&a, 1, &va.ifname, vec![other; 1000]);
 
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r = json(&f);
+    let r = f.json();
     let repeats = r["repeats"].as_array().unwrap();
     assert_eq!(repeats.len(), 1, "{f}");
     assert_eq!(repeats[0]["streams"], serde_json::json!({"1": 1000}));
@@ -339,9 +327,9 @@ fn at_the_xdp_hook() {
     wait_until("the frames", || {
         b.link_stat(&vb.ifname, "rx_packets") >= 300
     });
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
-    let r = json(&f);
+    let r = f.json();
     let repeats = r["repeats"].as_array().unwrap();
     assert_eq!(repeats.len(), 1, "{f}");
     assert_eq!(repeats[0]["copies"], 300, "{f}");

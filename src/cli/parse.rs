@@ -282,9 +282,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     };
     let drops = m.get_flag("drops");
     if drops && interface.is_none() {
-        return Err(UsageError(
-            "--drops needs an interface (the kernel's drops of which packets?).".into(),
-        ));
+        return Err(UsageError("--drops needs an interface.".into()));
     }
     let metrics = match value("metrics") {
         None => None,

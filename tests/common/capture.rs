@@ -255,6 +255,12 @@ impl Capture {
         self.wait_within(EXIT_TIMEOUT)
     }
 
+    /// Ctrl-C, then `wait`.
+    pub fn interrupt(self) -> Finished {
+        self.signal(Signal::SIGINT);
+        self.wait()
+    }
+
     /// `wait`, for a process that must end by itself within `limit`.
     pub fn wait_within(mut self, limit: Duration) -> Finished {
         let deadline = Instant::now() + limit;
@@ -317,6 +323,12 @@ impl fmt::Display for Finished {
 }
 
 impl Finished {
+    /// Standard output as the one JSON object `--json` prints.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object: {e}\n{self}"))
+    }
+
     /// The report on stdout (panics, with everything, if malformed): all
     /// of stdout, or with --flows what comes before the flow table.
     pub fn report(&self) -> Report {

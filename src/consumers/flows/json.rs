@@ -154,6 +154,23 @@ pub struct StreamFlowsJson {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamPackets(pub Vec<(String, u64)>);
 
+impl StreamPackets {
+    /// (stream, packets) pairs keyed by the streams' ids (`stream_key`).
+    pub fn by_id(streams: &[(u32, u64)], id: &dyn Fn(u32) -> Option<u32>) -> StreamPackets {
+        StreamPackets(
+            streams
+                .iter()
+                .map(|&(s, n)| (stream_key(id(s)), n))
+                .collect(),
+        )
+    }
+
+    /// The same keyed by the streams' names (`cpu1`).
+    pub fn by_name(streams: &[(u32, u64)], name: &dyn Fn(u32) -> String) -> StreamPackets {
+        StreamPackets(streams.iter().map(|&(s, n)| (name(s), n)).collect())
+    }
+}
+
 /// A stream's key in a flow's `streams` object.
 pub fn stream_key(id: Option<u32>) -> String {
     id.map_or_else(|| "none".to_string(), |n| n.to_string())
@@ -281,13 +298,8 @@ impl FlowJson {
             dst: r.key.dst().to_string(),
             packets: r.packets,
             bytes: r.bytes,
-            streams: StreamPackets(
-                r.streams
-                    .iter()
-                    .map(|&(s, n)| (stream_key(id(s)), n))
-                    .collect(),
-            ),
-            streams_by_name: StreamPackets(r.streams.iter().map(|&(s, n)| (name(s), n)).collect()),
+            streams: StreamPackets::by_id(&r.streams, id),
+            streams_by_name: StreamPackets::by_name(&r.streams, name),
             hash: r.hash.map(|h| format!("0x{h:08x}")),
             split: r.split(),
             hash_changed: r.hash_changed,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Repeat, Repeats, Totals};
-use crate::consumers::flows::json::{stream_key, StreamPackets};
+use crate::consumers::flows::json::StreamPackets;
 use crate::packet::LinkType;
 
 /// A time as seconds since the epoch with a fraction (microseconds are
@@ -79,13 +79,8 @@ impl RepeatJson {
     ) -> RepeatJson {
         RepeatJson {
             copies: r.copies,
-            streams: StreamPackets(
-                r.streams
-                    .iter()
-                    .map(|&(s, n)| (stream_key(id(s)), n))
-                    .collect(),
-            ),
-            streams_by_name: StreamPackets(r.streams.iter().map(|&(s, n)| (name(s), n)).collect()),
+            streams: StreamPackets::by_id(&r.streams, id),
+            streams_by_name: StreamPackets::by_name(&r.streams, name),
             first: Seconds(r.first.0, r.first.1),
             last: Seconds(r.last.0, r.last.1),
             rate: r.rate(),
