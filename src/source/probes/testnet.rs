@@ -179,18 +179,24 @@ pub fn send_udp(cpu: u32, from: &str, to: (&str, u16), n: u32, len: usize) {
 /// thread's namespace (/proc/thread-self/net/udp: /proc/net is the
 /// process's namespace, not the thread's).
 pub fn udp_socket_drops(port: u16) -> u64 {
-    let text = std::fs::read_to_string("/proc/thread-self/net/udp").unwrap();
     let want = format!(":{port:04X}");
-    let line = text
-        .lines()
-        .skip(1)
-        .find(|l| {
+    // The file is a walk of the kernel's socket table, which a socket
+    // closing meanwhile (the sender's) can make skip one: look again
+    // before concluding it is not there.
+    let mut text = String::new();
+    for _ in 0..20 {
+        text = std::fs::read_to_string("/proc/thread-self/net/udp").unwrap();
+        let line = text.lines().skip(1).find(|l| {
             l.split_whitespace()
                 .nth(1)
                 .is_some_and(|local| local.ends_with(&want))
-        })
-        .unwrap_or_else(|| panic!("no UDP socket on port {port}:\n{text}"));
-    line.split_whitespace().last().unwrap().parse().unwrap()
+        });
+        if let Some(line) = line {
+            return line.split_whitespace().last().unwrap().parse().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no UDP socket on port {port}:\n{text}");
 }
 
 pub const CAP_PERFMON: u32 = 38;
