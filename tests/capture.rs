@@ -11,17 +11,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use common::*;
 
 /// Stops a capture with SIGINT and returns how it ended.
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
 #[test]
 fn ping_from_cpu0_is_four_packets_on_cpu0() {
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxcpu", &["lo"]);
     ping(&ns, 0, LO, 1);
-    interrupt(cap).assert_report(&[(0, 4), (1, 0)]);
+    cap.interrupt().assert_report(&[(0, 4), (1, 0)]);
 }
 
 #[test]
@@ -29,7 +24,7 @@ fn ping_from_cpu1_is_four_packets_on_cpu1() {
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxcpu", &["lo"]);
     ping(&ns, 1, LO, 2);
-    interrupt(cap).assert_report(&[(0, 0), (1, 8)]);
+    cap.interrupt().assert_report(&[(0, 0), (1, 8)]);
 }
 
 #[test]
@@ -38,7 +33,7 @@ fn udp_bursts_on_both_cpus() {
     let cap = Capture::start(&ns, "rxtxcpu", &["lo"]);
     udp_send(&ns, 0, LO, LO, 6);
     udp_send(&ns, 1, LO, LO, 3);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 12), (1, 6)]);
     // stderr is a pipe here: no `^C` to step off, so no lone newline
     // either (a script testing `[ -s err ]` sees nothing amiss).
@@ -126,7 +121,7 @@ fn interface_option_and_trailing_expression() {
         let cap = Capture::start(&ns, "rxtxcpu", args);
         udp_send(&ns, 0, LO, LO, 3);
         ping(&ns, 1, LO, 1);
-        let f = interrupt(cap);
+        let f = cap.interrupt();
         f.assert_report(&[(0, 6), (1, 0)]);
         assert!(
             f.stderr.contains(&format!("rxtxcpu: filter '{expr}': ")),
@@ -137,7 +132,7 @@ fn interface_option_and_trailing_expression() {
     for args in [&["-i", "lo"][..], &["-i", "any"]] {
         let cap = Capture::start(&ns, "rxtxcpu", args);
         ping(&ns, 1, LO, 1);
-        interrupt(cap).assert_report(&[(0, 0), (1, 4)]);
+        cap.interrupt().assert_report(&[(0, 0), (1, 4)]);
     }
     // With -i, every word is the expression: a bad one is libpcap's error.
     let f = run_in(&ns, "rxtxcpu", &["-i", "lo", "lo2"]);
@@ -154,7 +149,7 @@ fn all_interfaces_when_none_is_given() {
     let cap = Capture::start(&ns, "rxtxcpu", &[]);
     ping(&ns, 1, LO, 1);
     udp_send(&ns, 0, LO, LO, 2);
-    interrupt(cap).assert_report(&[(0, 4), (1, 4)]);
+    cap.interrupt().assert_report(&[(0, 4), (1, 4)]);
 }
 
 /// Traffic on both cpus (3 datagrams on cpu0, 5 on cpu1), captured with
@@ -166,7 +161,7 @@ fn udp_on_lo(name: &str, args: &[&str], expected: &[(u32, u64)]) {
     let cap = Capture::start(&ns, name, &argv);
     udp_send(&ns, 0, LO, LO, 3);
     udp_send(&ns, 1, LO, LO, 5);
-    interrupt(cap).assert_report(expected);
+    cap.interrupt().assert_report(expected);
 }
 
 #[test]
@@ -266,7 +261,7 @@ fn flood_on_cpu1_before_start_is_never_counted_on_cpu0() {
     let cap = Capture::start(&ns, "rxtxcpu", &["lo"]);
     flood.wait_for_more(20_000);
     flood.stop();
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     let report = f.report();
     assert_eq!(f.status.code(), Some(0), "{f}");
     assert_eq!(report.per_cpu.get(&0), Some(&0), "{f}");
@@ -353,7 +348,7 @@ fn fanout_group_ids_held_by_another_program() {
     let cap = Capture::start(&ns, "rxtxcpu", &["lo"]);
     udp_send(&ns, 0, LO, LO, 4);
     ping(&ns, 1, LO, 1);
-    interrupt(cap).assert_report(&[(0, 8), (1, 4)]);
+    cap.interrupt().assert_report(&[(0, 8), (1, 4)]);
     drop(held);
 }
 
@@ -367,7 +362,7 @@ fn rps_steers_veth_receive_to_cpu1() {
     let cap = Capture::start(&b, "rxtxcpu", &["-d", "rx", &vb.ifname]);
     udp_send(&a, 0, va.addr, vb.addr, 7);
     sink.expect(7);
-    interrupt(cap).assert_report(&[(0, 0), (1, 7)]);
+    cap.interrupt().assert_report(&[(0, 0), (1, 7)]);
 }
 
 #[test]
@@ -379,7 +374,7 @@ fn veth_receive_without_rps_stays_on_sending_cpu() {
     udp_send(&a, 1, va.addr, vb.addr, 3);
     udp_send(&a, 0, va.addr, vb.addr, 2);
     sink.expect(5);
-    interrupt(cap).assert_report(&[(0, 2), (1, 3)]);
+    cap.interrupt().assert_report(&[(0, 2), (1, 3)]);
 }
 
 fn report_on_signal(sig: Signal) {
@@ -435,7 +430,7 @@ fn promiscuous_on_veth() {
     assert_eq!(b.promiscuity(&vb.ifname), 1, "{}", cap.stderr_now());
     udp_send(&a, 0, va.addr, vb.addr, 4);
     sink.expect(4);
-    interrupt(cap).assert_report(&[(0, 4), (1, 0)]);
+    cap.interrupt().assert_report(&[(0, 4), (1, 0)]);
     assert_eq!(b.promiscuity(&vb.ifname), 0);
 }
 
@@ -461,7 +456,7 @@ fn kernel_drops_are_reported_and_add_up() {
     cap.signal(Signal::SIGSTOP);
     udp_send(&ns, 0, LO, LO, 3000);
     cap.signal(Signal::SIGCONT);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     let report = f.report();
     let dropped: u64 = *f
         .drops()

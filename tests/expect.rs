@@ -9,15 +9,6 @@ use serde_json::Value;
 
 use common::*;
 
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
-fn json(f: &Finished) -> Value {
-    serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{f}"))
-}
-
 /// Microsoft's "Verifying the RSS hash calculation" vectors: IPv4 and IPv6,
 /// with and without ports, with its key (the default).
 const VECTORS: [(&str, u16, &str, u16, &str); 16] = [
@@ -205,7 +196,7 @@ fn rps_flows(rps_mask: &str) -> (Value, Finished) {
         );
         sink.expect(2);
     }
-    (json(&interrupt(cap)), interrupt(text))
+    (cap.interrupt().json(), text.interrupt())
 }
 
 fn assert_all_expected(r: &Value, by: &str) -> Vec<u64> {
@@ -271,8 +262,8 @@ fn without_steering_nothing_is_expected() {
         2,
     );
     sink.expect(2);
-    let f = interrupt(cap);
-    let r = json(&f);
+    let f = cap.interrupt();
+    let r = f.json();
     let flow = &r["flows"][0];
     assert_eq!(
         (flow["by"].as_str(), &flow["expected"]),
@@ -285,7 +276,7 @@ fn without_steering_nothing_is_expected() {
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxcpu", &["--flows", "lo"]);
     udp_send(&ns, 0, LO, LO, 1);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
     assert!(
         f.stdout
@@ -298,7 +289,7 @@ fn without_steering_nothing_is_expected() {
     let cap = Capture::start(&ns, "rxqueue", &["--flows", "--json", &tun.ifname]);
     tun.write_udp(1, 0, 5000, 2);
     sink.expect(2);
-    let r = json(&interrupt(cap));
+    let r = cap.interrupt().json();
     assert_eq!(r["flows"][0]["by"], "none", "{r}");
     assert_eq!(r["flows"][0]["unexpected"], false);
 }
@@ -360,8 +351,8 @@ fn rfs_is_reported_as_such() {
         );
     }
     receiver.join().unwrap();
-    let f = interrupt(cap);
-    let r = json(&f);
+    let f = cap.interrupt();
+    let r = f.json();
     let flows = r["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 16, "{f}");
     for flow in flows {
@@ -391,8 +382,8 @@ fn xps_expectations_match_every_flow() {
         );
         sink.expect(2);
     }
-    let f = interrupt(cap);
-    let r = json(&f);
+    let f = cap.interrupt();
+    let r = f.json();
     let flows = r["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 16, "{f}");
     for flow in flows {
@@ -446,7 +437,7 @@ fn unknown_receive_queue_is_no_prediction() {
             );
             sink.expect(2);
         }
-        (json(&interrupt(cap)), interrupt(text))
+        (cap.interrupt().json(), text.interrupt())
     };
     set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "2");
     set_sysfs(&b, &vb.ifname, "queues/rx-1/rps_cpus", "1");

@@ -9,11 +9,6 @@ mod common;
 
 use common::*;
 
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
 /// On lo: 2 pings from cpu0 (8 ICMP packets), 3 datagrams to port 9999
 /// from cpu1 and 2 from cpu0 (6 and 4 UDP packets), all taken by sockets.
 fn mixed_traffic(ns: &Netns) {
@@ -30,7 +25,7 @@ fn filtered(args: &[&str]) -> Finished {
     argv.push("lo");
     let cap = Capture::start(&ns, "rxtxcpu", &argv);
     mixed_traffic(&ns);
-    interrupt(cap)
+    cap.interrupt()
 }
 
 #[test]
@@ -64,7 +59,7 @@ fn files_hold_only_matching_packets() {
     let template = dir.path("f.pcap");
     let cap = Capture::start(&ns, "rxtxcpu", &["--filter", "udp", "-w", &template, "lo"]);
     mixed_traffic(&ns);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 4), (1, 6)]);
     assert_files_match_report(&f, &template, |cpu, p| {
         // Ethernet, IPv4, protocol 17.
@@ -100,7 +95,8 @@ fn filter_in_the_queue_vantage() {
     }
     sink.expect(10);
     // Raw IP link type: libpcap compiled for it.
-    interrupt(cap).assert_queue_report(&[(0, 0), (1, 0), (2, 3), (3, 0)], Some(0));
+    cap.interrupt()
+        .assert_queue_report(&[(0, 0), (1, 0), (2, 3), (3, 0)], Some(0));
 }
 
 #[test]
@@ -108,7 +104,7 @@ fn filter_on_every_interface() {
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxnuma", &["--filter", "icmp"]);
     mixed_traffic(&ns);
-    interrupt(cap).assert_node_report(&[(0, 8)]);
+    cap.interrupt().assert_node_report(&[(0, 8)]);
 }
 
 /// One datagram in ten matches: the report counts exactly those.
@@ -125,7 +121,7 @@ fn one_in_ten_matching_is_counted_exactly() {
         other.expect(9);
         wanted.expect(1);
     }
-    interrupt(cap).assert_report(&[(0, 50), (1, 50)]);
+    cap.interrupt().assert_report(&[(0, 50), (1, 50)]);
 }
 
 #[test]
@@ -227,5 +223,5 @@ fn without_libpcap_the_error_names_the_package() {
         &["lo"],
     );
     ping(&ns, 1, LO, 1);
-    interrupt(cap).assert_report(&[(0, 0), (1, 4)]);
+    cap.interrupt().assert_report(&[(0, 0), (1, 4)]);
 }

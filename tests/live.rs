@@ -11,11 +11,6 @@ use serde_json::Value;
 
 use common::*;
 
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
 /// A tmux server of its own (so tests run in parallel), with one window
 /// running a command; killed on drop.
 struct Tmux {
@@ -248,7 +243,7 @@ fn plain_lines_when_stderr_is_not_a_terminal() {
     udp_send(&ns, 0, LO, LO, 5);
     std::thread::sleep(Duration::from_millis(300));
     udp_send(&ns, 1, LO, LO, 3);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 10), (1, 6)]);
     let mut per: std::collections::BTreeMap<String, u64> = Default::default();
     let mut last: std::collections::BTreeMap<String, u64> = Default::default();
@@ -291,7 +286,7 @@ fn json_lines_and_top_flows() {
         udp_send_port(&ns, 1, LO, LO, UDP_PORT, 4);
         std::thread::sleep(Duration::from_millis(150));
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     // The final report is still the JSON object on stdout.
     let report: Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));
     assert_eq!(report["total"], 40);

@@ -10,11 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
 /// Pings from cpu0 and datagrams from cpu1 on lo: 8 packets on cpu0 (4 tx,
 /// 4 rx), 6 on cpu1 (3 tx, 3 rx).
 fn traffic(ns: &Netns) {
@@ -59,7 +54,7 @@ fn merged_file_has_one_interface_per_stream() {
     let path = dir.path("all.pcapng");
     let cap = Capture::start(&ns, "rxtxcpu", &["--pcapng", "-w", &path, "lo"]);
     traffic(&ns);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 8), (1, 6)]);
     // Exactly FILE, no stream suffix.
     assert_eq!(dir.files(), ["all.pcapng"], "{f}");
@@ -139,7 +134,7 @@ fn direction_flags_follow_the_direction() {
         argv.extend(["--pcapng", "-w", &path, "lo"]);
         let cap = Capture::start(&ns, "rxtxcpu", &argv);
         traffic(&ns);
-        interrupt(cap).assert_report(&[(0, 4), (1, 3)]);
+        cap.interrupt().assert_report(&[(0, 4), (1, 3)]);
         if let Some(rows) = tshark_fields(&path, &["frame.packet_flags_direction"]) {
             assert_eq!(rows.len(), 7);
             assert!(rows.iter().all(|r| r[0] == flag), "{args:?}: {rows:?}");
@@ -159,7 +154,7 @@ fn queue_vantage_sets_the_queue() {
         tun.write_udp(q, q % 2, 1000 + q as u16, q + 1);
     }
     sink.expect(6);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_queue_report(&[(0, 1), (1, 2), (2, 3)], Some(0));
     let file = read_pcapng(std::fs::File::open(&path).unwrap());
     let descs: Vec<&str> = file.interfaces.iter().map(|i| i.1.as_str()).collect();
@@ -200,7 +195,7 @@ fn nanosecond_merged_file() {
         &["--pcapng", "--time-stamp-precision=nano", "-w", &path, "lo"],
     );
     traffic(&ns);
-    interrupt(cap).assert_report(&[(0, 8), (1, 6)]);
+    cap.interrupt().assert_report(&[(0, 8), (1, 6)]);
     let file = read_pcapng(std::fs::File::open(&path).unwrap());
     assert_eq!(file.packets.len(), 14);
     assert!(file.packets.iter().any(|p| p.1.subsec_nanos() % 1000 != 0));
@@ -241,7 +236,7 @@ fn flood_timeline_and_drops() {
     for f in floods {
         f.stop();
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
     let report = f.report();
     let drops = f.drops();
@@ -290,7 +285,7 @@ fn stdout_into_tshark_with_two_cpus() {
     };
     cap.wait_ready();
     traffic(&ns);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     // The report goes to stderr: stdout is the pcapng stream.
     assert!(
         f.stderr
@@ -336,7 +331,7 @@ fn rotation_by_size_names_files_as_tcpdump() {
         udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
         sink.expect(50);
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 2600)]);
     assert_eq!(dir.files(), ["r-0.pcap", "r-0.pcap1", "r-0.pcap2"], "{f}");
     let total: usize = dir
@@ -373,7 +368,7 @@ fn file_count_keeps_a_ring_of_files() {
         udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
         sink.expect(50);
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 6000)]);
     assert_eq!(dir.files(), ["w-0.pcap0", "w-0.pcap1", "w-0.pcap2"], "{f}");
     let kept: u64 = dir
@@ -409,7 +404,7 @@ fn one_file_rotated_away_is_singular() {
         udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
         sink.expect(50);
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_report(&[(0, 6000)]);
     // 6000 records of 1058 bytes fill 7 files of 1 MB: 1 was overwritten.
     let line = f
@@ -478,7 +473,7 @@ fn merged_file_rotates_too() {
         udp_send_port_with(&ns, i % 2, LO, UDP_PORT, &[7u8; 1000], 50);
         sink.expect(50);
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.report().total, 2600, "{f}");
     assert_eq!(dir.files(), ["m.pcapng", "m.pcapng1", "m.pcapng2"], "{f}");
     let mut total = 0;
@@ -658,7 +653,7 @@ fn veth_flow_hash_is_not_called_toeplitz() {
         );
         sink.expect(2);
     }
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
     let r: serde_json::Value =
         serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}\n{f}"));

@@ -10,11 +10,6 @@ use std::collections::BTreeMap;
 
 use common::*;
 
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
 /// 1, 2, 3 and 4 datagrams written into queues 0-3 of a 4-queue tun (from
 /// cpu0 and cpu1 alternately), each queue's with its own source port
 /// 1000 + q, and received by a socket so they have passed every tap.
@@ -32,7 +27,7 @@ fn receive_queues_of_a_multiqueue_tun_are_exact() {
     let tun = MqTun::new(&ns, 4);
     let cap = Capture::start(&ns, "rxqueue", &[&tun.ifname]);
     tun_traffic(&ns, &tun);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_queue_report(&[(0, 1), (1, 2), (2, 3), (3, 4)], Some(0));
     assert!(
         f.stdout.starts_with(
@@ -61,7 +56,7 @@ fn queue_list_and_mask_select_queues() {
         argv.push(&tun.ifname);
         let cap = Capture::start(&ns, "rxqueue", &argv);
         tun_traffic(&ns, &tun);
-        let f = interrupt(cap);
+        let f = cap.interrupt();
         // A selection names queues: the no-queue stream is not among them.
         f.assert_queue_report(want, None);
         let total: u64 = want.iter().map(|(_, n)| n).sum();
@@ -77,7 +72,7 @@ fn queue_files_hold_exactly_their_queue_packets() {
     let template = dir.path("q.pcap");
     let cap = Capture::start(&ns, "rxqueue", &["-w", &template, &tun.ifname]);
     tun_traffic(&ns, &tun);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_queue_report(&[(0, 1), (1, 2), (2, 3), (3, 4)], Some(0));
     assert_eq!(
         dir.files(),
@@ -138,7 +133,8 @@ fn transmit_queues_follow_xps() {
     udp_send(&a, 0, va.addr, vb.addr, 3);
     udp_send(&a, 1, va.addr, vb.addr, 5);
     sink.expect(8);
-    interrupt(cap).assert_queue_report(&[(0, 3), (1, 5), (2, 0), (3, 0)], None);
+    cap.interrupt()
+        .assert_queue_report(&[(0, 3), (1, 5), (2, 0), (3, 0)], None);
 }
 
 /// veth records no receive queue: a received packet keeps the queue its
@@ -153,7 +149,8 @@ fn veth_receive_shows_the_peer_queue_off_by_one() {
     udp_send(&a, 0, va.addr, vb.addr, 3);
     udp_send(&a, 1, va.addr, vb.addr, 5);
     sink.expect(8);
-    interrupt(cap).assert_queue_report(&[(0, 5), (1, 0), (2, 0), (3, 0)], Some(3));
+    cap.interrupt()
+        .assert_queue_report(&[(0, 5), (1, 0), (2, 0), (3, 0)], Some(3));
 }
 
 #[test]
@@ -163,7 +160,7 @@ fn loopback_records_no_receive_queue() {
     udp_send(&ns, 0, LO, LO, 3);
     udp_send(&ns, 1, LO, LO, 2);
     // Transmitted on lo's one queue; received with no queue recorded.
-    interrupt(cap).assert_queue_report(&[(0, 5)], Some(5));
+    cap.interrupt().assert_queue_report(&[(0, 5)], Some(5));
 }
 
 #[test]
@@ -175,9 +172,12 @@ fn rxqueue_and_txqueue_side_by_side() {
     let tx2 = Capture::start(&a, "rxtxqueue", &["-d", "tx", &va.ifname]);
     udp_send(&a, 1, va.addr, vb.addr, 4);
     sink.expect(4);
-    interrupt(tx).assert_queue_report(&[(0, 0), (1, 4), (2, 0), (3, 0)], None);
-    interrupt(tx2).assert_queue_report(&[(0, 0), (1, 4), (2, 0), (3, 0)], None);
-    interrupt(rx).assert_queue_report(&[(0, 4), (1, 0), (2, 0), (3, 0)], Some(0));
+    tx.interrupt()
+        .assert_queue_report(&[(0, 0), (1, 4), (2, 0), (3, 0)], None);
+    tx2.interrupt()
+        .assert_queue_report(&[(0, 0), (1, 4), (2, 0), (3, 0)], None);
+    rx.interrupt()
+        .assert_queue_report(&[(0, 4), (1, 0), (2, 0), (3, 0)], Some(0));
 }
 
 /// Packets already flowing into queue 1 while the capture sets up are
@@ -199,7 +199,7 @@ fn traffic_before_start_is_never_misattributed() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     let r = f.report();
     assert_eq!(r.per_queue.get(&0), Some(&0), "{f}");
     assert_eq!(r.no_queue, Some(0), "{f}");
@@ -212,7 +212,7 @@ fn every_packet_is_on_numa_node_0_here() {
     let cap = Capture::start(&ns, "rxtxnuma", &["lo"]);
     udp_send(&ns, 0, LO, LO, 3);
     udp_send(&ns, 1, LO, LO, 4);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     f.assert_node_report(&[(0, 14)]);
     assert_eq!(
         f.stdout,
@@ -234,8 +234,8 @@ fn numa_names_and_files() {
     let rx = Capture::start(&ns, "rxnuma", &["-w", &template, "lo"]);
     let tx = Capture::start(&ns, "txnuma", &["-l", "0", "lo"]);
     udp_send(&ns, 1, LO, LO, 5);
-    interrupt(rx).assert_node_report(&[(0, 5)]);
-    interrupt(tx).assert_node_report(&[(0, 5)]);
+    rx.interrupt().assert_node_report(&[(0, 5)]);
+    tx.interrupt().assert_node_report(&[(0, 5)]);
     assert_eq!(dir.files(), ["n-0.pcap"]);
     assert_eq!(read_pcap(&dir.path("n-0.pcap")).1.len(), 5);
 }
@@ -270,11 +270,11 @@ fn vantage_option_without_a_symlink() {
     tun.write_udp(1, 0, 1, 3);
     tun.write_udp(0, 0, 1, 2);
     sink.expect(5);
-    interrupt(cap).assert_queue_report(&[(1, 3)], None);
+    cap.interrupt().assert_queue_report(&[(1, 3)], None);
     let cap = Capture::start(&ns, "rxqueue", &["--vantage", "cpu", "-l0", &tun.ifname]);
     tun.write_udp(1, 0, 1, 2);
     sink.expect(2);
-    interrupt(cap).assert_report(&[(0, 2)]);
+    cap.interrupt().assert_report(&[(0, 2)]);
 }
 
 #[test]

@@ -10,11 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn interrupt(cap: Capture) -> Finished {
-    cap.signal(Signal::SIGINT);
-    cap.wait()
-}
-
 /// `count` datagrams from `va` to `vb`'s sink, from `cpu`, in bursts the
 /// veth's XDP ring (256 frames) always has room for.
 fn send(a: &Netns, sink: &UdpSink, cpu: usize, va: &Veth, vb: &Veth, count: usize) {
@@ -51,8 +46,8 @@ fn xdp_sees_the_cpu_before_rps_moved_the_packets() {
         xdp.stderr_now()
     );
     send(&a, &sink, 0, &va, &vb, 500);
-    interrupt(packet).assert_report(&[(0, 0), (1, 500)]);
-    interrupt(xdp).assert_report(&[(0, 500), (1, 0)]);
+    packet.interrupt().assert_report(&[(0, 0), (1, 500)]);
+    xdp.interrupt().assert_report(&[(0, 500), (1, 0)]);
     assert!(!has_xdp(&b, &vb.ifname));
 }
 
@@ -75,8 +70,8 @@ fn without_rps_xdp_and_packet_sockets_agree() {
         let packet = Capture::start(&b, "rxcpu", &[&vb.ifname]);
         send(&a, &sink, 0, &va, &vb, 30);
         send(&a, &sink, 1, &va, &vb, 20);
-        interrupt(packet).assert_report(&[(0, 30), (1, 20)]);
-        let f = interrupt(xdp);
+        packet.interrupt().assert_report(&[(0, 30), (1, 20)]);
+        let f = xdp.interrupt();
         f.assert_report(&[(0, 30), (1, 20)]);
         let hook = if mode.ends_with("generic") {
             "generic"
@@ -103,7 +98,7 @@ fn files_hold_the_frames_with_wall_clock_times() {
     );
     send(&a, &sink, 0, &va, &vb, 12);
     send(&a, &sink, 1, &va, &vb, 7);
-    let f = interrupt(cap);
+    let f = cap.interrupt();
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
@@ -204,7 +199,7 @@ fn numa_and_queue_vantages_by_xdp() {
     let numa = Capture::start(&b, "rxnuma", &["--xdp", &vb.ifname]);
     send(&a, &sink, 0, &va, &vb, 8);
     send(&a, &sink, 1, &va, &vb, 5);
-    interrupt(numa).assert_node_report(&[(0, 13)]);
+    numa.interrupt().assert_node_report(&[(0, 13)]);
     let dir = TempDir::new();
     let template = dir.path("q.pcap");
     let queue = Capture::start(
@@ -215,7 +210,9 @@ fn numa_and_queue_vantages_by_xdp() {
     send(&a, &sink, 0, &va, &vb, 8);
     send(&a, &sink, 1, &va, &vb, 5);
     // Native XDP on veth reports veth's own receive queue: the sender's.
-    interrupt(queue).assert_queue_report(&[(0, 8), (1, 5)], Some(0));
+    queue
+        .interrupt()
+        .assert_queue_report(&[(0, 8), (1, 5)], Some(0));
     assert_eq!(read_pcap(&dir.path("q-0.pcap")).1.len(), 8);
     assert_eq!(read_pcap(&dir.path("q-1.pcap")).1.len(), 5);
 }
@@ -236,7 +233,7 @@ fn xdp_under_rxtxcpu_captures_received_packets() {
         cap.stderr_now()
     );
     send(&a, &sink, 1, &va, &vb, 7);
-    interrupt(cap).assert_report(&[(0, 0), (1, 7)]);
+    cap.interrupt().assert_report(&[(0, 0), (1, 7)]);
 }
 
 /// --duration ends an XDP capture too (its main thread polls the same
@@ -293,6 +290,6 @@ fn xdp_usage_errors() {
         cap.stderr_now()
     );
     ping(&ns, 1, LO, 1);
-    interrupt(cap).assert_report(&[(0, 0), (1, 2)]);
+    cap.interrupt().assert_report(&[(0, 0), (1, 2)]);
     let _ = IpAddr::V4(LO);
 }
