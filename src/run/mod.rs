@@ -187,6 +187,11 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
                 for d in &mut k {
                     d.stream = drops::stream_of(plan, d.cpu);
                 }
+                let say = |s: String| capture.v.say(s);
+                if let Err(line) = drops::join_flows(probe, report.flows.as_mut(), &k, &say) {
+                    errln!("{}: {line}", opts.name);
+                    status = 1;
+                }
                 report.kernel_drops = Some(k);
             }
             Err(line) => {
