@@ -197,6 +197,44 @@ fn a_full_socket_buffer() {
     );
 }
 
+/// -v names where the kernel dropped the packets of each reason: the
+/// drop's call site, a UDP receive function for datagrams to a closed
+/// port (the name read back from the kernel's own symbol table).
+#[test]
+fn verbose_names_the_call_site() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let cap = Capture::start(&b, "rxcpu", &["--drops", "-v", &vb.ifname]);
+    udp_send_port(&a, 1, va.addr, vb.addr, 9, 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.link_stat(&vb.ifname, "rx_packets") < 4 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let sites: Vec<&str> = f
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("rxcpu: drops: NO_SOCKET dropped at "))
+        .collect();
+    assert_eq!(sites.len(), 1, "{f}");
+    let (place, cpus) = sites[0].split_once(' ').unwrap();
+    assert_eq!(cpus, "(cpu1)", "{f}");
+    let (symbol, offset) = place.split_once("+0x").unwrap_or_else(|| panic!("{f}"));
+    assert!(u64::from_str_radix(offset, 16).is_ok(), "{f}");
+    assert!(symbol.contains("udp"), "not a UDP function: {symbol}");
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    assert!(
+        kallsyms.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            matches!(f[1], "t" | "T") && f[2] == symbol
+        }),
+        "{symbol} is not a kernel function"
+    );
+}
+
 #[test]
 fn drops_need_an_interface() {
     check_usage_errors(&[

@@ -10,6 +10,7 @@ use crate::options::Options;
 use crate::report::KernelDrop;
 use crate::source::probes::drop_flows;
 use crate::source::probes::drops::{current_netns, DropProbe, Filter, Reason, Variant};
+use crate::source::probes::kallsyms::Symbols;
 use crate::source::Target;
 use crate::sys::btf::Btf;
 use crate::vantage::{Plan, StreamKind};
@@ -63,6 +64,38 @@ pub fn cost(probe: &DropProbe) -> Option<String> {
             s.ns_per_run()
         )
     })
+}
+
+/// For `-v` at the end: where the kernel dropped the packets, once per
+/// reason and call site (the last drop's per cpu: the tracepoint's
+/// `location`, the address the drop was called from), named through
+/// /proc/kallsyms where it shows addresses, else as the address:
+/// `drops: NO_SOCKET dropped at __udp4_lib_rcv+0x9a8 (cpu1)`.
+pub fn sites(probe: &DropProbe) -> Vec<String> {
+    let sites = match probe.sites() {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return Vec::new(),
+        Err(e) => return vec![format!("drops: error reading the drop sites: {e}")],
+    };
+    let symbols = Symbols::read();
+    // (reason, location) -> cpus, in reason order.
+    let mut at: std::collections::BTreeMap<(String, u64), Vec<u32>> = Default::default();
+    for s in sites {
+        let cpus = at.entry((s.reason.to_string(), s.location)).or_default();
+        if !cpus.contains(&s.cpu) {
+            cpus.push(s.cpu);
+        }
+    }
+    at.into_iter()
+        .map(|((reason, location), cpus)| {
+            let place = symbols
+                .as_ref()
+                .and_then(|s| s.name(location))
+                .unwrap_or_else(|| format!("0x{location:x}"));
+            let cpus: Vec<String> = cpus.iter().map(|c| format!("cpu{c}")).collect();
+            format!("drops: {reason} dropped at {place} ({})", cpus.join(", "))
+        })
+        .collect()
 }
 
 /// The stream of `cpu` in `plan`: the cpu's own stream, or its node's;

@@ -182,6 +182,11 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         if let Some(line) = drops::cost(probe) {
             capture.v.say(line);
         }
+        if capture.v.on {
+            for line in drops::sites(probe) {
+                capture.v.say(line);
+            }
+        }
         match drops::read(probe) {
             Ok(mut k) => {
                 for d in &mut k {

@@ -458,7 +458,6 @@ pub struct FlowDrops {
 /// Where the kernel last dropped a packet for a reason on a cpu (the
 /// tracepoint's `location`, the caller's address), with `-v`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // read by -v in the next change
 pub struct DropSite {
     pub cpu: u32,
     pub reason: Reason,
@@ -630,7 +629,6 @@ impl DropProbe {
 
     /// With [`Variant::locations`]: where each reason's last drop on each
     /// cpu was (by cpu, then slot).
-    #[allow(dead_code)] // read by -v in the next change
     pub fn sites(&self) -> io::Result<Vec<DropSite>> {
         let mut out = Vec::new();
         let per = self.reasons.per_attribution();

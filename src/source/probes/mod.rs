@@ -4,5 +4,6 @@ pub mod drop_flows;
 pub mod drops;
 #[cfg(test)]
 mod facts;
+pub mod kallsyms;
 #[cfg(test)]
 mod testnet;
