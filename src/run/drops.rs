@@ -158,11 +158,20 @@ pub fn join_flows(
         .sum();
     let keyed: u64 = per_flow.iter().map(|d| d.packets).sum();
     if total > 0 {
-        say(format!(
-            "drops: {keyed} of the interface's {total} drops keyed by flow ({overflow} found the \
-             table of {} full; the others were not IPv4 or IPv6)",
-            drop_flows::MAX_ENTRIES
-        ));
+        let mut line = format!("drops: {keyed} of the interface's {total} drops keyed by flow");
+        if overflow > 0 {
+            line.push_str(&format!(
+                ", {overflow} not: the probe's table of {} flows and reasons was full",
+                drop_flows::MAX_ENTRIES
+            ));
+        }
+        let other = total.saturating_sub(keyed + overflow);
+        if other > 0 {
+            line.push_str(&format!(
+                ", {other} not IPv4 or IPv6 (or their headers not readable)"
+            ));
+        }
+        say(line);
     }
     flows.add_drops(
         per_flow.into_iter().map(|d| {

@@ -568,3 +568,30 @@ fn drops_are_keyed_by_flow() {
         assert!(plain.sites().unwrap().is_empty());
     }
 }
+
+/// More flows than the probe's table holds: the drops that find it full
+/// are counted as its overflow, the per-reason totals stay exact.
+#[test]
+fn a_full_flow_table_is_counted() {
+    const FLOWS: u32 = drop_flows::MAX_ENTRIES + 100;
+    let btf = btf();
+    let no_socket = kernel_reason(&btf, "NO_SOCKET");
+    let ns = Ns::new();
+    let variant = Variant {
+        flows: true,
+        locations: false,
+    };
+    let p = probe_variant(&btf, &ns, Some(1), variant);
+    ns.run(|| {
+        crate::source::probes::testnet::pin(1);
+        for port in 0..FLOWS {
+            let sock = UdpSocket::bind(("127.0.0.1", 20000 + port as u16)).unwrap();
+            sock.send_to(b"x", "127.0.0.1:9").unwrap();
+        }
+    });
+    assert_eq!(counts(&p), vec![(1, no_socket, u64::from(FLOWS))]);
+    let (flows, overflow) = flow_counts(&p);
+    assert_eq!(flows.len(), drop_flows::MAX_ENTRIES as usize);
+    assert!(flows.iter().all(|f| f.2 == 1));
+    assert_eq!(overflow, 100);
+}
