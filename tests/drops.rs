@@ -217,7 +217,7 @@ fn verbose_names_the_call_site() {
     let sites: Vec<&str> = f
         .stderr
         .lines()
-        .filter_map(|l| l.strip_prefix("rxcpu: drops: NO_SOCKET dropped at "))
+        .filter_map(|l| l.strip_prefix("rxcpu: drops: NO_SOCKET at "))
         .collect();
     assert_eq!(sites.len(), 1, "{f}");
     let (place, cpus) = sites[0].split_once(' ').unwrap();

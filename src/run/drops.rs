@@ -70,7 +70,7 @@ pub fn cost(probe: &DropProbe) -> Option<String> {
 /// reason and call site (the last drop's per cpu: the tracepoint's
 /// `location`, the address the drop was called from), named through
 /// /proc/kallsyms where it shows addresses, else as the address:
-/// `drops: NO_SOCKET dropped at __udp4_lib_rcv+0x9a8 (cpu1)`.
+/// `drops: NO_SOCKET at __udp4_lib_rcv+0x9a8 (cpu1)`.
 pub fn sites(probe: &DropProbe) -> Vec<String> {
     let sites = match probe.sites() {
         Ok(s) if !s.is_empty() => s,
@@ -93,7 +93,7 @@ pub fn sites(probe: &DropProbe) -> Vec<String> {
                 .and_then(|s| s.name(location))
                 .unwrap_or_else(|| format!("0x{location:x}"));
             let cpus: Vec<String> = cpus.iter().map(|c| format!("cpu{c}")).collect();
-            format!("drops: {reason} dropped at {place} ({})", cpus.join(", "))
+            format!("drops: {reason} at {place} ({})", cpus.join(", "))
         })
         .collect()
 }
