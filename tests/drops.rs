@@ -9,15 +9,51 @@ use std::time::Duration;
 
 use common::*;
 
+/// The UDP flow to `port` in a JSON report's flows.
+fn udp_flow(r: &serde_json::Value, port: u16) -> &serde_json::Value {
+    let end = format!(":{port}");
+    r["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["proto"] == "udp" && f["dst"].as_str().unwrap().ends_with(&end))
+        .unwrap_or_else(|| panic!("no flow to port {port}: {r}"))
+}
+
+/// The DROPS cell of the text table's row of the UDP flow to `port`, and
+/// its PACKETS.
+fn drops_cell(stdout: &str, port: u16) -> (String, String) {
+    let header: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("PROTO"))
+        .unwrap_or_else(|| panic!("no flow table: {stdout}"))
+        .split_whitespace()
+        .collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let end = format!(":{port}");
+    let row: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| c.first() == Some(&"udp") && c[2].ends_with(&end))
+        .unwrap_or_else(|| panic!("no row to port {port}: {stdout}"));
+    (row[at("DROPS")].to_string(), row[at("PACKETS")].to_string())
+}
+
 /// Datagrams to a port nobody listens on are dropped as NO_SOCKET, on
-/// the cpu that received them (a veth receives on the sender's cpu).
+/// the cpu that received them (a veth receives on the sender's cpu); with
+/// --flows their flow says so, and a flow whose datagrams a socket took
+/// has no drops.
 #[test]
 fn no_socket_drops_on_the_receiving_cpu() {
+    const CLOSED: u16 = 9;
     let (a, b) = (Netns::new(), Netns::new());
     let (va, vb) = veth_pair(&a, &b);
-    let json = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
-    let text = Capture::start(&b, "rxcpu", &["--drops", &vb.ifname]);
-    udp_send(&a, 1, va.addr, vb.addr, 5);
+    let sink = UdpSink::bind(&b, vb.addr);
+    let json = Capture::start(&b, "rxcpu", &["--drops", "--flows", "--json", &vb.ifname]);
+    let text = Capture::start(&b, "rxcpu", &["--drops", "--flows", &vb.ifname]);
+    udp_send_port(&a, 1, va.addr, vb.addr, CLOSED, 5);
+    udp_send(&a, 1, va.addr, vb.addr, 3);
+    sink.expect(3);
     // Drops on another interface of the same namespace (lo) are not vb's.
     in_netns(&b, || {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -27,7 +63,7 @@ fn no_socket_drops_on_the_receiving_cpu() {
     });
     // Each datagram reached the stack (and was dropped there).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while b.link_stat(&vb.ifname, "rx_packets") < 5 {
+    while b.link_stat(&vb.ifname, "rx_packets") < 8 {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -42,6 +78,16 @@ fn no_socket_drops_on_the_receiving_cpu() {
                             "packets": 5}]),
         "{f}"
     );
+    let closed = udp_flow(&r, CLOSED);
+    assert_eq!(closed["packets"], 5, "{f}");
+    assert_eq!(closed["drops"], serde_json::json!({"NO_SOCKET": 5}), "{f}");
+    assert_eq!(
+        udp_flow(&r, UDP_PORT)["drops"],
+        serde_json::json!({}),
+        "{f}"
+    );
+    assert_eq!(r["flow_summary"]["dropped"], 1, "{f}");
+    assert_eq!(r["flow_summary"]["drops_overflow"], 0, "{f}");
     let t = text.interrupt();
     assert_eq!(t.status.code(), Some(0), "{t}");
     let dropped: Vec<&str> = t.stderr.lines().filter(|l| l.contains("dropped")).collect();
@@ -50,11 +96,40 @@ fn no_socket_drops_on_the_receiving_cpu() {
         ["5 packets dropped by the kernel on cpu1: NO_SOCKET."],
         "{t}"
     );
-    assert!(t.stdout.contains("5 packets captured on cpu1."), "{t}");
+    assert!(t.stdout.contains("8 packets captured on cpu1."), "{t}");
+    assert_eq!(
+        drops_cell(&t.stdout, CLOSED),
+        ("NO_SOCKET:5".to_string(), "5".to_string()),
+        "{t}"
+    );
+    assert_eq!(drops_cell(&t.stdout, UDP_PORT).0, "-", "{t}");
+    assert!(
+        t.stdout
+            .contains("1 flow with packets dropped by the kernel (DROPS).\n"),
+        "{t}"
+    );
+}
+
+/// The `drops` column of /proc/net/udp for the socket bound to `port`
+/// in namespace `ns`.
+fn udp_socket_drops(ns: &Netns, port: u16) -> u64 {
+    let want = format!(":{port:04X}");
+    let table = ns.exec(&["cat", "/proc/net/udp"]);
+    let line = table
+        .lines()
+        .skip(1)
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&want))
+        })
+        .unwrap_or_else(|| panic!("no UDP socket on port {port}:\n{table}"));
+    line.split_whitespace().last().unwrap().parse().unwrap()
 }
 
 /// A socket whose receive buffer is full drops what comes next as
-/// SOCKET_RCVBUFF: exactly the datagrams it did not queue.
+/// SOCKET_RCVBUFF: exactly the datagrams it did not queue, what the
+/// socket's own drop counter says, and, with --flows, its flow's DROPS.
 #[test]
 fn a_full_socket_buffer() {
     const SENT: usize = 2000;
@@ -78,7 +153,8 @@ fn a_full_socket_buffer() {
         assert_eq!(rc, 0);
         s
     });
-    let cap = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
+    let cap = Capture::start(&b, "rxcpu", &["--drops", "--flows", "--json", &vb.ifname]);
+    let text = Capture::start(&b, "rxcpu", &["--drops", "--flows", &vb.ifname]);
     udp_send(&a, 0, va.addr, vb.addr, SENT);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while b.link_stat(&vb.ifname, "rx_packets") < SENT as u64 {
@@ -86,6 +162,7 @@ fn a_full_socket_buffer() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(100));
+    let socket_drops = udp_socket_drops(&b, UDP_PORT);
     sock.set_nonblocking(true).unwrap();
     let mut queued = 0u64;
     let mut buf = [0u8; 64];
@@ -97,11 +174,64 @@ fn a_full_socket_buffer() {
     let r = f.json();
     let dropped = SENT as u64 - queued;
     assert!(dropped > 0, "the buffer never filled: {queued} queued");
+    assert_eq!(socket_drops, dropped);
     assert_eq!(
         r["kernel_drops"],
         serde_json::json!([{"stream": 0, "cpu": 0, "reason": "SOCKET_RCVBUFF",
                             "namespace_known": true, "packets": dropped}]),
         "{f}"
+    );
+    let flow = udp_flow(&r, UDP_PORT);
+    assert_eq!(flow["packets"], SENT as u64, "{f}");
+    assert_eq!(
+        flow["drops"],
+        serde_json::json!({"SOCKET_RCVBUFF": socket_drops}),
+        "{f}"
+    );
+    let t = text.interrupt();
+    assert_eq!(t.status.code(), Some(0), "{t}");
+    assert_eq!(
+        drops_cell(&t.stdout, UDP_PORT).0,
+        format!("SOCKET_RCVBUFF:{socket_drops}"),
+        "{t}"
+    );
+}
+
+/// -v names where the kernel dropped the packets of each reason: the
+/// drop's call site, a UDP receive function for datagrams to a closed
+/// port (the name read back from the kernel's own symbol table).
+#[test]
+fn verbose_names_the_call_site() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let cap = Capture::start(&b, "rxcpu", &["--drops", "-v", &vb.ifname]);
+    udp_send_port(&a, 1, va.addr, vb.addr, 9, 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.link_stat(&vb.ifname, "rx_packets") < 4 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let sites: Vec<&str> = f
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("rxcpu: drops: NO_SOCKET at "))
+        .collect();
+    assert_eq!(sites.len(), 1, "{f}");
+    let (place, cpus) = sites[0].split_once(' ').unwrap();
+    assert_eq!(cpus, "(cpu1)", "{f}");
+    let (symbol, offset) = place.split_once("+0x").unwrap_or_else(|| panic!("{f}"));
+    assert!(u64::from_str_radix(offset, 16).is_ok(), "{f}");
+    assert!(symbol.contains("udp"), "not a UDP function: {symbol}");
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    assert!(
+        kallsyms.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            matches!(f[1], "t" | "T") && f[2] == symbol
+        }),
+        "{symbol} is not a kernel function"
     );
 }
 

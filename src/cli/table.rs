@@ -265,7 +265,8 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         help: &[
             "Count the kernel's drops of packets on",
             "  INTERFACE per cpu and reason (an eBPF",
-            "  program at skb:kfree_skb).",
+            "  program at skb:kfree_skb); with --flows",
+            "  per flow too (DROPS).",
         ],
     },
     OptSpec {

@@ -2,11 +2,15 @@
 //! capture starts (a kernel or privilege that cannot have it ends the
 //! program before any file is made), read once the capture has stopped.
 
+use crate::consumers::flows::drops::Unkeyed;
+use crate::consumers::flows::{FlowKey, Flows};
 use crate::error::{Error, Result};
 use crate::metrics::kernel::{parse_softnet, SoftnetLine};
 use crate::options::Options;
 use crate::report::KernelDrop;
-use crate::source::probes::drops::{current_netns, DropProbe, Filter, Reason};
+use crate::source::probes::drop_flows;
+use crate::source::probes::drops::{current_netns, DropProbe, Filter, Reason, Variant};
+use crate::source::probes::kallsyms::Symbols;
 use crate::source::Target;
 use crate::sys::btf::Btf;
 use crate::vantage::{Plan, StreamKind};
@@ -24,7 +28,13 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
         ifindex: Some(target.ifindex),
         netns,
     };
-    let probe = DropProbe::attach(&btf, filter).map_err(|e| {
+    // The flows' part only with --flows, the drop sites only for -v: no
+    // work in the kernel for what is not asked for.
+    let variant = Variant {
+        flows: opts.flows.is_some(),
+        locations: opts.verbose,
+    };
+    let probe = DropProbe::attach(&btf, filter, variant).map_err(|e| {
         if e.is_permission() {
             failed(format!(
                 "{e}; the probe needs CAP_BPF and CAP_PERFMON (or root): \
@@ -54,6 +64,38 @@ pub fn cost(probe: &DropProbe) -> Option<String> {
             s.ns_per_run()
         )
     })
+}
+
+/// For `-v` at the end: where the kernel dropped the packets, once per
+/// reason and call site (the last drop's per cpu: the tracepoint's
+/// `location`, the address the drop was called from), named through
+/// /proc/kallsyms where it shows addresses, else as the address:
+/// `drops: NO_SOCKET at __udp4_lib_rcv+0x9a8 (cpu1)`.
+pub fn sites(probe: &DropProbe) -> Vec<String> {
+    let sites = match probe.sites() {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return Vec::new(),
+        Err(e) => return vec![format!("drops: error reading the drop sites: {e}")],
+    };
+    let symbols = Symbols::read();
+    // (reason, location) -> cpus, in reason order.
+    let mut at: std::collections::BTreeMap<(String, u64), Vec<u32>> = Default::default();
+    for s in sites {
+        let cpus = at.entry((s.reason.to_string(), s.location)).or_default();
+        if !cpus.contains(&s.cpu) {
+            cpus.push(s.cpu);
+        }
+    }
+    at.into_iter()
+        .map(|((reason, location), cpus)| {
+            let place = symbols
+                .as_ref()
+                .and_then(|s| s.name(location))
+                .unwrap_or_else(|| format!("0x{location:x}"));
+            let cpus: Vec<String> = cpus.iter().map(|c| format!("cpu{c}")).collect();
+            format!("drops: {reason} at {place} ({})", cpus.join(", "))
+        })
+        .collect()
 }
 
 /// The stream of `cpu` in `plan`: the cpu's own stream, or its node's;
@@ -88,6 +130,64 @@ pub fn read(probe: &DropProbe) -> std::result::Result<Vec<KernelDrop>, String> {
             packets: c.packets,
         })
         .collect())
+}
+
+/// With `--flows`: the probe's drops per flow joined to the flow table
+/// (`flows`, None when no table was made: then nothing); `-v` says how
+/// many of the interface's `drops` have a flow. An error is a line for
+/// stderr.
+pub fn join_flows(
+    probe: &DropProbe,
+    flows: Option<&mut Flows>,
+    drops: &[KernelDrop],
+    say: &dyn Fn(String),
+) -> std::result::Result<(), String> {
+    let Some(flows) = flows else {
+        return Ok(());
+    };
+    let Some((per_flow, overflow)) = probe
+        .flow_counts()
+        .map_err(|e| format!("error reading the flows' drop counters: {e}"))?
+    else {
+        return Ok(());
+    };
+    let total: u64 = drops
+        .iter()
+        .filter(|d| d.namespace_known)
+        .map(|d| d.packets)
+        .sum();
+    let keyed: u64 = per_flow.iter().map(|d| d.packets).sum();
+    if total > 0 {
+        let mut line = format!("drops: {keyed} of the interface's {total} drops keyed by flow");
+        if overflow > 0 {
+            line.push_str(&format!(
+                ", {overflow} not: the probe's table of {} flows and reasons was full",
+                drop_flows::MAX_ENTRIES
+            ));
+        }
+        let other = total.saturating_sub(keyed + overflow);
+        if other > 0 {
+            line.push_str(&format!(
+                ", {other} not IPv4 or IPv6 (or their headers not readable)"
+            ));
+        }
+        say(line);
+    }
+    flows.add_drops(
+        per_flow.into_iter().map(|d| {
+            let f = d.flow;
+            (
+                FlowKey::ip(f.src, f.dst, f.proto, f.ports),
+                d.reason.to_string(),
+                d.packets,
+            )
+        }),
+        Unkeyed {
+            overflow,
+            map_entries: drop_flows::MAX_ENTRIES,
+        },
+    );
+    Ok(())
 }
 
 /// The interface's own drop counters (/sys/class/net/IF/statistics), as

@@ -182,10 +182,20 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         if let Some(line) = drops::cost(probe) {
             capture.v.say(line);
         }
+        if capture.v.on {
+            for line in drops::sites(probe) {
+                capture.v.say(line);
+            }
+        }
         match drops::read(probe) {
             Ok(mut k) => {
                 for d in &mut k {
                     d.stream = drops::stream_of(plan, d.cpu);
+                }
+                let say = |s: String| capture.v.say(s);
+                if let Err(line) = drops::join_flows(probe, report.flows.as_mut(), &k, &say) {
+                    errln!("{}: {line}", opts.name);
+                    status = 1;
                 }
                 report.kernel_drops = Some(k);
             }

@@ -54,7 +54,10 @@ const BPF_FETCH: i32 = 0x01;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_OR: u8 = 0x40;
+const BPF_AND: u8 = 0x50;
 const BPF_LSH: u8 = 0x60;
+const BPF_RSH: u8 = 0x70;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
@@ -148,6 +151,21 @@ pub fn add(dst: Reg, src: Reg) -> Insn {
 /// `dst <<= imm` (64-bit).
 pub fn lsh_imm(dst: Reg, imm: i32) -> Insn {
     insn(BPF_ALU64 | BPF_LSH | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst >>= imm` (64-bit, logical).
+pub fn rsh_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst &= imm` (64-bit; imm sign-extended).
+pub fn and_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_AND | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst |= imm` (64-bit; imm sign-extended).
+pub fn or_imm(dst: Reg, imm: i32) -> Insn {
+    insn(BPF_ALU64 | BPF_OR | BPF_K, dst, Reg::R0, 0, imm)
 }
 
 /// `dst = (u32) imm` (32-bit move: clears the upper half, so -1 gives
@@ -329,6 +347,10 @@ fn reg(n: u8) -> Reg {
 /// Helper function ids (<linux/bpf.h>, `enum bpf_func_id`).
 pub mod helper {
     pub const MAP_LOOKUP_ELEM: i32 = 1;
+    /// bpf_map_update_elem(map, key, value, flags): 0, or a negative
+    /// errno (-E2BIG: a hash map is full; -EEXIST: BPF_NOEXIST and the
+    /// key is there).
+    pub const MAP_UPDATE_ELEM: i32 = 2;
     pub const KTIME_GET_NS: i32 = 5;
     /// bpf_get_current_pid_tgid(): tgid << 32 | pid (the thread's id).
     #[allow(dead_code)] // for the kernel probes
@@ -386,6 +408,10 @@ mod tests {
         assert_eq!((a.regs, a.imm, b.imm), (0x27, 5, 8));
         let i = mov32_imm(Reg::R3, -1);
         assert_eq!((i.code, i.imm), (0xb4, -1));
+        // BPF_ALU64|BPF_K with BPF_RSH 0x77, BPF_AND 0x57, BPF_OR 0x47.
+        assert_eq!(rsh_imm(Reg::R1, 4).code, 0x77);
+        assert_eq!(and_imm(Reg::R1, 0x1f).code, 0x57);
+        assert_eq!(or_imm(Reg::R1, 0x80).code, 0x47);
     }
 
     #[test]

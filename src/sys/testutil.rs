@@ -259,3 +259,22 @@ pub fn test_name(module_path: &str, test: &str) -> String {
     let path = module_path.split_once("::").map_or("", |(_, rest)| rest);
     format!("{path}::{test}")
 }
+
+/// Sets IPV6_HOPOPTS on `sock`: each datagram it sends then carries the
+/// hop-by-hop options header `opts` (its first byte, the next header, the
+/// kernel fills in).
+pub fn set_ipv6_hopopts(sock: &std::net::UdpSocket, opts: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket; the option's value is `opts`, readable for
+    // its length, which the kernel copies.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPOPTS,
+            opts.as_ptr().cast(),
+            opts.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "IPV6_HOPOPTS: {}", std::io::Error::last_os_error());
+}

@@ -91,6 +91,10 @@ pub struct FlowJson {
     /// With `--repeats`: its copies of repeating packets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeated: Option<u64>,
+    /// With `--drops`: the kernel's drops of its packets, reason to
+    /// packets, most first (`{}` for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<StreamPackets>,
 }
 
 /// Where a flow was expected to land.
@@ -134,6 +138,15 @@ pub struct FlowSummaryJson {
     pub expired: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_packets: Option<u64>,
+    /// With `--drops`: flows the kernel dropped packets of, of those the
+    /// ones with no packet captured (listed with 0 packets, not in
+    /// `seen`), and the drops the probe's flow table had no room for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_uncaptured: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops_overflow: Option<u64>,
 }
 
 /// What one stream carried.
@@ -242,7 +255,7 @@ impl Report {
         let rows = flows.rows(limit);
         let expected = flows.expectations_made();
         self.flow_summary = Some(FlowSummaryJson {
-            seen: flows.records.len() as u64,
+            seen: flows.seen_count() as u64,
             split: flows.split_count() as u64,
             hash_changed: flows.hash_changed_count() as u64,
             predicted: expected.then(|| flows.predicted_count() as u64),
@@ -263,10 +276,19 @@ impl Report {
                 .collect(),
             expired: flows.expired.map(|e| e.1),
             expired_packets: flows.expired.map(|e| e.2),
+            dropped: flows.drops.as_ref().map(|_| flows.dropped_count().0 as u64),
+            dropped_uncaptured: flows.drops.as_ref().map(|_| flows.dropped_count().1 as u64),
+            drops_overflow: flows.drops.as_ref().map(|d| d.unkeyed.overflow),
         });
         self.flows = Some(
             rows.into_iter()
-                .map(|r| FlowJson::new(r, flows.repeats, id, name))
+                .map(|r| {
+                    let mut j = FlowJson::new(r, flows.repeats, id, name);
+                    if flows.drops.is_some() {
+                        j.drops = Some(StreamPackets(flows.drops_of(r).to_vec()));
+                    }
+                    j
+                })
                 .collect(),
         );
         self
@@ -310,6 +332,7 @@ impl FlowJson {
                 unexpected: r.unexpected(),
             }),
             repeated: repeats.then_some(r.repeated),
+            drops: None,
         }
     }
 }

@@ -18,7 +18,9 @@
 //! - `slots`: the hash table under a [`FlowTable`]
 //! - [`text`]: the flow table on stdout
 //! - [`json`]: the `--json` report
+//! - [`drops`]: the kernel's drops per flow (`--drops`), joined at the end
 
+pub mod drops;
 pub mod expectation;
 pub mod json;
 pub mod key;

@@ -567,6 +567,9 @@ pub struct Flows {
     pub repeats: bool,
     /// `--flows-idle`: (seconds, flows that expired, their packets).
     pub expired: Option<(u32, u64, u64)>,
+    /// With `--drops`: the kernel's drops per flow (apart from the
+    /// records, which a flow then costs nothing more without it).
+    pub drops: Option<super::drops::FlowDrops>,
 }
 
 /// Merges the tables of all streams, given in stream order.
@@ -589,6 +592,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
             let packets = tables.iter().map(|t| t.tally.expired_packets).sum();
             (idle, flows, packets)
         }),
+        drops: None,
     };
     let most: usize = tables.iter().map(|t| t.map.len()).sum();
     let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);
@@ -660,6 +664,12 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
 }
 
 impl Flows {
+    /// Flows captured (not those only seen dropped by the kernel, which
+    /// [`Flows::add_drops`] adds with no packet).
+    pub fn seen_count(&self) -> usize {
+        self.records.iter().filter(|r| r.packets > 0).count()
+    }
+
     /// Flows seen on more than one stream.
     pub fn split_count(&self) -> usize {
         self.records.iter().filter(|r| r.split()).count()
@@ -694,16 +704,19 @@ impl Flows {
     }
 
     /// The flows to list, in display order: unexpected ones, then split
-    /// ones (all of both, whatever `limit` is), then the others, each
-    /// group biggest first (packets, then bytes, then key, so the order is
-    /// deterministic); at most `limit` rows unless the flagged ones alone
-    /// are more; `limit` 0 lists all.
+    /// ones, then those the kernel dropped packets of (all of these,
+    /// whatever `limit` is), then the others, each group biggest first
+    /// (packets, then bytes, then key, so the order is deterministic); at
+    /// most `limit` rows unless the flagged ones alone are more; `limit`
+    /// 0 lists all.
     pub fn rows(&self, limit: usize) -> Vec<&FlowRecord> {
-        // 0 unexpected, 1 split, 2 the others.
-        let group = |r: &FlowRecord| match (r.unexpected(), r.split()) {
-            (true, _) => 0u8,
-            (false, true) => 1,
-            (false, false) => 2,
+        // 0 unexpected, 1 split, 2 with drops, 3 the others.
+        let group = |r: &FlowRecord| match (r.unexpected(), r.split(), !self.drops_of(r).is_empty())
+        {
+            (true, _, _) => 0u8,
+            (false, true, _) => 1,
+            (false, false, true) => 2,
+            (false, false, false) => 3,
         };
         let mut rows: Vec<(u8, &FlowRecord)> = self.records.iter().map(|r| (group(r), r)).collect();
         rows.sort_unstable_by(|(ga, a), (gb, b)| {
@@ -713,7 +726,7 @@ impl Flows {
                 .then(a.key.cmp(&b.key))
         });
         if limit > 0 {
-            let flagged = rows.iter().take_while(|(g, _)| *g < 2).count();
+            let flagged = rows.iter().take_while(|(g, _)| *g < 3).count();
             rows.truncate(limit.max(flagged));
         }
         rows.into_iter().map(|(_, r)| r).collect()

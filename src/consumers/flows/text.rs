@@ -21,8 +21,9 @@ pub const NOTHING_PREDICTED: &str = "No flow has an expected stream: nothing cou
 ///
 /// The HASH column is there when a listed flow has a hash, EXPECTED and
 /// BY (the stream the steering configuration predicts, `-` for none, and
-/// the mechanism) when one has an expectation; marks (UNEXPECTED, SPLIT, REHASHED) end the
-/// row. Text columns are left-aligned, numbers right-aligned, two spaces
+/// the mechanism) when one has an expectation, DROPS (the kernel's drops
+/// per reason, `--drops`) when one had drops; marks (UNEXPECTED, SPLIT,
+/// REHASHED) end the row. Text columns are left-aligned, numbers right-aligned, two spaces
 /// apart, no trailing blanks.
 #[cfg(test)]
 pub fn table(flows: &Flows, limit: usize, label: &dyn Fn(u32) -> String) -> String {
@@ -45,6 +46,7 @@ pub fn table_fit(
         let with_hash = rows.iter().any(|r| r.hash.is_some());
         let with_expected = rows.iter().any(|r| r.expected.is_some());
         let with_repeated = flows.repeats && rows.iter().any(|r| r.repeated > 0);
+        let with_drops = rows.iter().any(|r| !flows.drops_of(r).is_empty());
         let mut cells: Vec<Vec<String>> = Vec::with_capacity(rows.len() + 1);
         let mut header = vec!["PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES"];
         let mut right = vec![false, false, false, true, true];
@@ -64,11 +66,19 @@ pub fn table_fit(
             header.push("BY");
             right.push(false);
         }
+        if with_drops {
+            header.push("DROPS");
+            right.push(false);
+        }
         header.push("");
         right.push(false);
         cells.push(header.iter().map(|s| s.to_string()).collect());
         for r in &rows {
-            cells.push(row(r, with_hash, with_expected, with_repeated, label));
+            let mut c = row(r, with_hash, with_expected, with_repeated, label);
+            if with_drops {
+                c.insert(c.len() - 1, super::drops::cell(flows.drops_of(r)));
+            }
+            cells.push(c);
         }
         let gap = match width {
             Some(w) if line_width(&cells, 2) > w => fit(&mut cells, w),
@@ -249,14 +259,14 @@ fn summary(out: &mut String, flows: &Flows, label: &dyn Fn(u32) -> String) {
     let _ = writeln!(
         out,
         "{} seen, {} on more than one stream ({SPLIT}).",
-        count(flows.records.len() as u64, "flow"),
+        count(flows.seen_count() as u64, "flow"),
         flows.split_count()
     );
     if flows.expectations_made() {
         // Only flows with an expected stream were checked: say so when
         // some (or all) had none, rather than count them as on it.
         let predicted = flows.predicted_count();
-        let unpredicted = flows.records.len() - predicted;
+        let unpredicted = flows.seen_count().saturating_sub(predicted);
         if predicted == 0 {
             let _ = writeln!(out, "{NOTHING_PREDICTED}");
         } else {
@@ -281,6 +291,26 @@ fn summary(out: &mut String, flows: &Flows, label: &dyn Fn(u32) -> String) {
             count(n, "flow"),
             count(packets, "packet")
         );
+    }
+    if let Some(unkeyed) = flows.drops.as_ref().map(|d| d.unkeyed) {
+        let (dropped, uncaptured) = flows.dropped_count();
+        let _ = write!(
+            out,
+            "{} with packets dropped by the kernel (DROPS)",
+            count(dropped as u64, "flow")
+        );
+        if uncaptured > 0 {
+            let _ = write!(out, ", {uncaptured} of them not captured");
+        }
+        let _ = writeln!(out, ".");
+        if unkeyed.overflow > 0 {
+            let _ = writeln!(
+                out,
+                "{} dropped by the kernel with no flow: the probe's table of {} flows and reasons was full.",
+                count(unkeyed.overflow, "packet"),
+                unkeyed.map_entries
+            );
+        }
     }
     let rehashed = flows.hash_changed_count();
     if rehashed > 0 {

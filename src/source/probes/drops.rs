@@ -67,18 +67,18 @@
 //! per counted drop, 45-51 ns per drop of another namespace looked at and
 //! left, no recursion misses.
 //!
-//! Per flow (later): the flow key can be read from the same skb, as the
-//! capture reads it from a frame: `skb->head` plus `skb->network_header`
-//! and `skb->transport_header` (u16 offsets from head, ~0 when unset) give
-//! the IP and transport headers, all offsets from BTF (tested present);
-//! a typed program reads the header bytes with bpf_probe_read_kernel (the
-//! packet data has no BTF type), into a per-cpu hash map keyed by flow
-//! and reason, bounded by max_entries, with a count of the misses.
+//! Variants ([`Variant`]): with `--flows` the program also keys the
+//! interface's drops by flow ([`super::drop_flows`]), reading the
+//! packet's headers; without it that code is not in the program at all.
+//! With `-v` it keeps, per cpu and reason, the tracepoint's `location`
+//! (the caller's address: where the kernel dropped the packet) beside
+//! the count, one store more; without it, not.
 
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use super::drop_flows::{self, Flow};
 use crate::sys::bpf::{Map, MapType, Program};
 use crate::sys::btf::Btf;
 use crate::sys::ebpf::{self, Asm, Insn, Reg, Size};
@@ -122,6 +122,14 @@ pub struct Layout {
     pub dev_net: i16,
     pub sk_net: i16,
     pub net_inum: i16,
+    /// The `location` argument (`void *`, the caller's address).
+    pub location_arg: Option<usize>,
+    /// For the flow of a dropped packet: the buffer, the data, the
+    /// network header's offset in the buffer, the ethertype.
+    pub skb_head: i16,
+    pub skb_data: i16,
+    pub skb_network_header: i16,
+    pub skb_protocol: i16,
 }
 
 impl Layout {
@@ -161,6 +169,11 @@ impl Layout {
             dev_net: field("net_device", "nd_net.net", 8)?,
             sk_net: field("sock", "__sk_common.skc_net.net", 8)?,
             net_inum: field("net", "ns.inum", 4)?,
+            location_arg: arg("void *"),
+            skb_head: field("sk_buff", "head", 8)?,
+            skb_data: field("sk_buff", "data", 8)?,
+            skb_network_header: field("sk_buff", "network_header", 2)?,
+            skb_protocol: field("sk_buff", "protocol", 2)?,
         })
     }
 }
@@ -225,6 +238,12 @@ impl Reasons {
     fn slots(&self) -> u32 {
         2 * self.per_attribution()
     }
+
+    /// The slot after the others: drops of the interface that the flow
+    /// map had no room for.
+    fn overflow_slot(&self) -> u32 {
+        self.slots()
+    }
 }
 
 /// `SKB_DROP_REASON_NO_SOCKET` -> `NO_SOCKET`, `SKB_CONSUMED` ->
@@ -271,10 +290,32 @@ pub struct DropCount {
 const STACK_KEY: i16 = -4;
 const STACK_SCRATCH: i16 = -16;
 
+/// A value of the per-reason array, per cpu: packets, then (with
+/// [`Variant::locations`]) the `location` of the last one.
+const VALUE_SIZE: u32 = 16;
+const V_LOCATION: i16 = 8;
+
+/// What the program does besides counting drops per cpu and reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// Key the interface's drops by flow (`--flows`).
+    pub flows: bool,
+    /// Keep the location of each reason's last drop per cpu (`-v`).
+    pub locations: bool,
+}
+
+/// The maps the program uses, by descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct Fds {
+    pub counts: i32,
+    /// With [`Variant::flows`].
+    pub flows: Option<i32>,
+}
+
 /// `dst = *(size *)(base + off)` of kernel memory: a plain load in a typed
 /// program, bpf_probe_read_kernel into the stack in an untyped one (which
 /// clobbers r1-r5, so `base` is one of r6-r9).
-fn deref(a: &mut Asm, typed: bool, dst: Reg, base: Reg, off: i16, size: Size) {
+pub(super) fn deref(a: &mut Asm, typed: bool, dst: Reg, base: Reg, off: i16, size: Size) {
     use ebpf::*;
     if typed {
         a.push([load(size, dst, base, off)]);
@@ -301,12 +342,14 @@ fn deref(a: &mut Asm, typed: bool, dst: Reg, base: Reg, off: i16, size: Size) {
 /// The program. Registers: r6 the context, r7 the skb, r8 the device (or
 /// socket), then the first slot of the attribution; r9 what is compared,
 /// then the slot. `typed`: for tp_btf (plain loads), else for a raw
-/// tracepoint (bpf_probe_read_kernel).
+/// tracepoint (bpf_probe_read_kernel). `locations` and `fds.flows` make
+/// the variants ([`Variant`]).
 pub fn program(
     layout: &Layout,
     filter: &Filter,
     reasons: &Reasons,
-    counts: i32,
+    fds: Fds,
+    locations: bool,
     typed: bool,
 ) -> Vec<Insn> {
     use ebpf::*;
@@ -373,7 +416,7 @@ pub fn program(
         mov(R2, R10),
         add_imm(R2, STACK_KEY.into()),
     ]);
-    a.push(load_map_fd(R1, counts))
+    a.push(load_map_fd(R1, fds.counts))
         .push([call(helper::MAP_LOOKUP_ELEM)]);
     a.jump_to(jump_imm(Cond::Eq, R0, 0, 0), "out");
     // Not atomic: this cpu's value, and the program does not nest on a cpu.
@@ -382,8 +425,44 @@ pub fn program(
         add_imm(R1, 1),
         store(Size::DW, R0, 0, R1),
     ]);
+    if let (true, Some(i)) = (locations, layout.location_arg) {
+        a.push([
+            load(Size::DW, R1, R6, arg(i)),
+            store(Size::DW, R0, V_LOCATION, R1),
+        ]);
+    }
+    if let Some(flows) = fds.flows {
+        // Only the interface's own drops (attribution 0): r9 is the
+        // reason's slot.
+        a.jump_to(jump_imm(Cond::Ne, R8, 0, 0), "out");
+        super::drop_flows::emit(
+            &mut a,
+            layout,
+            typed,
+            (flows, fds.counts),
+            reasons.overflow_slot(),
+        );
+    }
     a.label("out").push([mov_imm(R0, 0), exit()]);
     a.finish()
+}
+
+/// Drops of one flow for one reason (all cpus), with `--flows`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowDrops {
+    pub flow: Flow,
+    pub reason: Reason,
+    pub packets: u64,
+}
+
+/// Where the kernel last dropped a packet for a reason on a cpu (the
+/// tracepoint's `location`, the caller's address), with `-v`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropSite {
+    pub cpu: u32,
+    pub reason: Reason,
+    pub namespace_known: bool,
+    pub location: u64,
 }
 
 /// The drop probe, attached; detached when dropped.
@@ -395,21 +474,24 @@ pub struct DropProbe {
     #[allow(dead_code)]
     prog: Program,
     counts: Map,
+    /// With [`Variant::flows`]: (flow, reason) -> packets per cpu.
+    flows: Option<Map>,
     reasons: Reasons,
     /// Per-cpu values come one per possible cpu, in this order.
     possible: Vec<u32>,
 }
 
 impl DropProbe {
-    /// Loads and attaches the probe for `filter`: BTF-typed (tp_btf)
-    /// where the kernel takes it, else as a raw tracepoint by name.
-    pub fn attach(btf: &Btf, filter: Filter) -> Result<DropProbe, ProbeError> {
-        match DropProbe::attach_at(btf, filter, &Hook::tp_btf(TRACEPOINT)) {
+    /// Loads and attaches the probe for `filter`, the `variant` asked
+    /// for: BTF-typed (tp_btf) where the kernel takes it, else as a raw
+    /// tracepoint by name.
+    pub fn attach(btf: &Btf, filter: Filter, variant: Variant) -> Result<DropProbe, ProbeError> {
+        match DropProbe::attach_at(btf, filter, variant, &Hook::tp_btf(TRACEPOINT)) {
             Err(e)
                 if !e.is_permission()
                     && !matches!(e, ProbeError::Kernel(_) | ProbeError::Btf(_)) =>
             {
-                DropProbe::attach_at(btf, filter, &Hook::raw_tp(TRACEPOINT)).map_err(|_| e)
+                DropProbe::attach_at(btf, filter, variant, &Hook::raw_tp(TRACEPOINT)).map_err(|_| e)
             }
             other => other,
         }
@@ -417,7 +499,12 @@ impl DropProbe {
 
     /// [`DropProbe::attach`] at a given hook (tp_btf or raw_tp of
     /// kfree_skb).
-    pub fn attach_at(btf: &Btf, filter: Filter, hook: &Hook) -> Result<DropProbe, ProbeError> {
+    pub fn attach_at(
+        btf: &Btf,
+        filter: Filter,
+        variant: Variant,
+        hook: &Hook,
+    ) -> Result<DropProbe, ProbeError> {
         let layout = Layout::from_btf(btf)?;
         let reasons = Reasons::from_btf(btf)?;
         let possible: Vec<u32> = crate::sys::bpf::possible_cpus()
@@ -431,16 +518,35 @@ impl DropProbe {
             MapType::PercpuArray,
             "rxtxcpu_drops",
             4,
-            8,
-            reasons.slots(),
+            VALUE_SIZE,
+            reasons.slots() + 1,
             0,
         )
         .map_err(|e| ProbeError::os("error creating the drop counters".into(), e))?;
+        let flows = variant
+            .flows
+            .then(|| {
+                Map::create(
+                    MapType::PercpuHash,
+                    "rxtxcpu_dflows",
+                    drop_flows::KEY_SIZE,
+                    8,
+                    drop_flows::MAX_ENTRIES,
+                    0,
+                )
+                .map_err(|e| ProbeError::os("error creating the flows' drop counters".into(), e))
+            })
+            .transpose()?;
+        let fds = Fds {
+            counts: counts.as_raw_fd(),
+            flows: flows.as_ref().map(|m| m.as_raw_fd()),
+        };
         let insns = program(
             &layout,
             &filter,
             &reasons,
-            counts.as_raw_fd(),
+            fds,
+            variant.locations,
             hook.is_typed(),
         );
         let prog = tracing::load(btf, hook, "rxtxcpu_drops", &insns)?;
@@ -449,6 +555,7 @@ impl DropProbe {
             attached,
             prog,
             counts,
+            flows,
             reasons,
             possible,
         })
@@ -470,40 +577,112 @@ impl DropProbe {
         tracing::run_stats(&self.prog)
     }
 
+    fn reason(&self, slot: u32) -> Reason {
+        let s = slot % self.reasons.per_attribution();
+        if s < self.reasons.other_slot() {
+            Reason::Kernel {
+                code: s,
+                name: self.reasons.name(s).unwrap_or_default().to_string(),
+            }
+        } else {
+            Reason::Other
+        }
+    }
+
+    /// Each possible cpu's value of the per-reason array's `slot`:
+    /// (cpu, packets, location).
+    fn slot_values(&self, slot: u32) -> io::Result<Vec<(u32, u64, u64)>> {
+        let size = VALUE_SIZE as usize;
+        let mut buf = vec![0u8; size * self.possible.len()];
+        self.counts.lookup(&slot.to_ne_bytes(), &mut buf)?;
+        let word = |at: usize| u64::from_ne_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
+        Ok(self
+            .possible
+            .iter()
+            .enumerate()
+            .map(|(i, &cpu)| (cpu, word(i * size), word(i * size + 8)))
+            .collect())
+    }
+
     /// The drops counted so far, per cpu and reason (nonzero ones, by cpu
     /// then slot).
     pub fn counts(&self) -> io::Result<Vec<DropCount>> {
-        let n = self.possible.len();
-        let mut buf = vec![0u8; 8 * n];
         let mut out = Vec::new();
-        let (other, per) = (self.reasons.other_slot(), self.reasons.per_attribution());
+        let per = self.reasons.per_attribution();
         for slot in 0..self.reasons.slots() {
-            self.counts.lookup(&slot.to_ne_bytes(), &mut buf)?;
-            for (i, &cpu) in self.possible.iter().enumerate() {
-                let packets =
-                    u64::from_ne_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-                if packets == 0 {
-                    continue;
+            for (cpu, packets, _) in self.slot_values(slot)? {
+                if packets > 0 {
+                    out.push(DropCount {
+                        cpu,
+                        reason: self.reason(slot),
+                        namespace_known: slot < per,
+                        packets,
+                    });
                 }
-                let reason = match slot % per {
-                    s if s < other => Reason::Kernel {
-                        code: s,
-                        name: self.reasons.name(s).unwrap_or_default().to_string(),
-                    },
-                    _ => Reason::Other,
-                };
-                out.push(DropCount {
-                    cpu,
-                    reason,
-                    namespace_known: slot < per,
-                    packets,
-                });
             }
         }
         out.sort_by(|a, b| {
             (a.cpu, !a.namespace_known, &a.reason).cmp(&(b.cpu, !b.namespace_known, &b.reason))
         });
         Ok(out)
+    }
+
+    /// With [`Variant::locations`]: where each reason's last drop on each
+    /// cpu was (by cpu, then slot).
+    pub fn sites(&self) -> io::Result<Vec<DropSite>> {
+        let mut out = Vec::new();
+        let per = self.reasons.per_attribution();
+        for slot in 0..self.reasons.slots() {
+            for (cpu, packets, location) in self.slot_values(slot)? {
+                if packets > 0 && location != 0 {
+                    out.push(DropSite {
+                        cpu,
+                        reason: self.reason(slot),
+                        namespace_known: slot < per,
+                        location,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.cpu, &a.reason).cmp(&(b.cpu, &b.reason)));
+        Ok(out)
+    }
+
+    /// With [`Variant::flows`]: the interface's drops per flow and reason
+    /// (summed over the cpus; by the map's order), and the drops the map
+    /// had no room for. None without.
+    pub fn flow_counts(&self) -> io::Result<Option<(Vec<FlowDrops>, u64)>> {
+        let Some(map) = &self.flows else {
+            return Ok(None);
+        };
+        let overflow = self
+            .slot_values(self.reasons.overflow_slot())?
+            .iter()
+            .map(|v| v.1)
+            .sum();
+        let mut out = Vec::new();
+        let mut key = vec![0u8; drop_flows::KEY_SIZE as usize];
+        let mut next = key.clone();
+        let mut values = vec![0u8; 8 * self.possible.len()];
+        let mut first = true;
+        while map.next_key((!first).then_some(&key[..]), &mut next)? {
+            first = false;
+            std::mem::swap(&mut key, &mut next);
+            // A key is never deleted: a lookup finds it.
+            map.lookup(&key, &mut values)?;
+            let packets = values
+                .chunks_exact(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+                .sum();
+            if let Some((flow, slot)) = drop_flows::decode(&key) {
+                out.push(FlowDrops {
+                    flow,
+                    reason: self.reason(slot),
+                    packets,
+                });
+            }
+        }
+        Ok(Some((out, overflow)))
     }
 }
 

@@ -34,12 +34,17 @@ fn kernel_reason(btf: &Btf, suffix: &str) -> String {
 }
 
 fn probe(btf: &Btf, ns: &Ns, ifindex: Option<u32>) -> DropProbe {
+    probe_variant(btf, ns, ifindex, Variant::default())
+}
+
+fn probe_variant(btf: &Btf, ns: &Ns, ifindex: Option<u32>, variant: Variant) -> DropProbe {
     DropProbe::attach(
         btf,
         Filter {
             ifindex,
             netns: ns.inode(),
         },
+        variant,
     )
     .unwrap()
 }
@@ -95,17 +100,15 @@ fn program_jumps_stay_inside() {
     let r = Reasons::from_btf(&btf).unwrap();
     for typed in [true, false] {
         for ifindex in [Some(1), None] {
-            let p = program(
-                &l,
-                &Filter {
+            for (flows, locations) in [(None, false), (Some(4), true)] {
+                let fds = Fds { counts: 3, flows };
+                let filter = Filter {
                     ifindex,
                     netns: u32::MAX,
-                },
-                &r,
-                3,
-                typed,
-            );
-            assert_eq!(p.last(), Some(&ebpf::exit()));
+                };
+                let p = program(&l, &filter, &r, fds, locations, typed);
+                assert_eq!(p.last(), Some(&ebpf::exit()));
+            }
         }
     }
 }
@@ -124,6 +127,7 @@ fn no_socket_on_the_sending_cpu() {
                 ifindex: Some(1),
                 netns: ns.inode(),
             },
+            Variant::default(),
             &hook,
         )
         .unwrap();
@@ -227,13 +231,25 @@ fn raw_tracepoint_open_attaches_tp_btf() {
     };
     let layout = Layout::from_btf(&btf).unwrap();
     let reasons = Reasons::from_btf(&btf).unwrap();
-    let map = Map::create(MapType::PercpuArray, "t", 4, 8, reasons.slots(), 0).unwrap();
+    let map = Map::create(
+        MapType::PercpuArray,
+        "t",
+        4,
+        VALUE_SIZE,
+        reasons.slots() + 1,
+        0,
+    )
+    .unwrap();
+    let fds = Fds {
+        counts: map.as_raw_fd(),
+        flows: None,
+    };
     let hook = Hook::tp_btf(TRACEPOINT);
     let prog = tracing::load(
         &btf,
         &hook,
         "t",
-        &program(&layout, &filter, &reasons, map.as_raw_fd(), true),
+        &program(&layout, &filter, &reasons, fds, false, true),
     )
     .unwrap();
     let a = tracing::attach_via(&prog, &hook, Via::RawTracepointOpen).unwrap();
@@ -255,6 +271,7 @@ fn hold_a_probe_until_killed() {
             ifindex: Some(1),
             netns: current_netns().unwrap(),
         },
+        Variant::default(),
     )
     .unwrap();
     println!("prog_id={}", p.program_id().unwrap());
@@ -342,7 +359,7 @@ fn privileges() {
     let attach = |caps: &'static [u32]| {
         ns.run(|| {
             limit_caps(caps);
-            DropProbe::attach(&btf, filter).map(|p| p.attached().to_string())
+            DropProbe::attach(&btf, filter, Variant::default()).map(|p| p.attached().to_string())
         })
     };
     for caps in [&[][..], &[CAP_BPF], &[CAP_PERFMON]] {
@@ -435,4 +452,146 @@ fn missing_pieces_are_named() {
         e.to_string(),
         "this kernel has no BTF (/sys/kernel/btf/vmlinux): No such file or directory"
     );
+}
+
+/// `n` datagrams of `len` bytes from a socket of its own (whose port is
+/// returned) on `cpu`, to `to`.
+fn send_from(cpu: u32, from: &str, to: std::net::SocketAddr, n: u32, len: usize) -> u16 {
+    send_with(cpu, from, to, n, len, false)
+}
+
+/// [`send_from`], with an IPv6 hop-by-hop options header (a PadN option)
+/// in each datagram when `hop_by_hop`.
+fn send_with(
+    cpu: u32,
+    from: &str,
+    to: std::net::SocketAddr,
+    n: u32,
+    len: usize,
+    hop_by_hop: bool,
+) -> u16 {
+    use crate::source::probes::testnet::pin;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin(cpu);
+            let sock = UdpSocket::bind((from, 0)).unwrap();
+            if hop_by_hop {
+                // Next header (the kernel sets it), length 0 (8 bytes),
+                // PadN of 4.
+                let opts: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+                crate::sys::testutil::set_ipv6_hopopts(&sock, &opts);
+            }
+            let buf = vec![0u8; len];
+            for _ in 0..n {
+                sock.send_to(&buf, to).unwrap();
+            }
+            sock.local_addr().unwrap().port()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// (flow, reason, packets) of a probe with flows, sorted.
+fn flow_counts(p: &DropProbe) -> (Vec<(Flow, String, u64)>, u64) {
+    let (f, overflow) = p.flow_counts().unwrap().expect("a probe with flows");
+    let mut f: Vec<_> = f
+        .into_iter()
+        .map(|d| (d.flow, d.reason.to_string(), d.packets))
+        .collect();
+    f.sort_by_key(|x| format!("{x:?}"));
+    (f, overflow)
+}
+
+/// With flows: each drop of the interface is keyed by its flow (IPv4 and
+/// IPv6, UDP to a closed port and to a full socket, over lo), for both
+/// kinds of program; the per-cpu totals are the same as without.
+#[test]
+fn drops_are_keyed_by_flow() {
+    let btf = btf();
+    let no_socket = kernel_reason(&btf, "NO_SOCKET");
+    let rcvbuff = kernel_reason(&btf, "SOCKET_RCVBUFF");
+    let variant = Variant {
+        flows: true,
+        locations: true,
+    };
+    for hook in [Hook::tp_btf(TRACEPOINT), Hook::raw_tp(TRACEPOINT)] {
+        let ns = Ns::new();
+        // IPv6 on lo (off in a test namespace: no router solicitations).
+        #[rustfmt::skip]
+        crate::source::probes::testnet::sh(&["ip", "netns", "exec", &ns.name, "sysctl", "-q",
+            "-w", "net.ipv6.conf.lo.disable_ipv6=0"]);
+        let filter = Filter {
+            ifindex: Some(1),
+            netns: ns.inode(),
+        };
+        let p = DropProbe::attach_at(&btf, filter, variant, &hook).unwrap();
+        let plain = probe(&btf, &ns, Some(1));
+        let (closed4, closed6, full, drops) = ns.run(|| {
+            let closed4 = send_from(0, "127.0.0.1", "127.0.0.1:9".parse().unwrap(), 7, 16);
+            let closed6 = send_from(1, "::1", "[::1]:9".parse().unwrap(), 5, 16);
+            let hbh = send_with(1, "::1", "[::1]:10".parse().unwrap(), 3, 16, true);
+            let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            nix::sys::socket::setsockopt(&rx, nix::sys::socket::sockopt::RcvBuf, &1024).unwrap();
+            let to = rx.local_addr().unwrap();
+            let full = (send_from(1, "127.0.0.1", to, 500, 100), to.port());
+            (closed4, (closed6, hbh), full, udp_socket_drops(to.port()))
+        });
+        let (closed6, hbh) = closed6;
+        assert!(drops > 400, "only {drops} dropped");
+        let v4 = |s: u16, d: u16| Flow {
+            src: "127.0.0.1".parse().unwrap(),
+            dst: "127.0.0.1".parse().unwrap(),
+            proto: 17,
+            ports: Some((s, d)),
+        };
+        let v6 = |s: u16, d: u16| Flow {
+            src: "::1".parse().unwrap(),
+            dst: "::1".parse().unwrap(),
+            proto: 17,
+            ports: Some((s, d)),
+        };
+        let mut want = vec![
+            (v4(closed4, 9), no_socket.clone(), 7),
+            (v6(closed6, 9), no_socket.clone(), 5),
+            // Behind the hop-by-hop header, as the capture's key reads it.
+            (v6(hbh, 10), no_socket.clone(), 3),
+            (v4(full.0, full.1), rcvbuff.clone(), drops),
+        ];
+        want.sort_by_key(|x| format!("{x:?}"));
+        assert_eq!(flow_counts(&p), (want, 0), "{hook}");
+        assert_eq!(counts(&p), counts(&plain), "{hook}");
+        assert!(plain.flow_counts().unwrap().is_none());
+        // The locations are kept: one per reason and cpu.
+        let sites = p.sites().unwrap();
+        assert_eq!(sites.len(), counts(&p).len(), "{sites:?}");
+        assert!(plain.sites().unwrap().is_empty());
+    }
+}
+
+/// More flows than the probe's table holds: the drops that find it full
+/// are counted as its overflow, the per-reason totals stay exact.
+#[test]
+fn a_full_flow_table_is_counted() {
+    const FLOWS: u32 = drop_flows::MAX_ENTRIES + 100;
+    let btf = btf();
+    let no_socket = kernel_reason(&btf, "NO_SOCKET");
+    let ns = Ns::new();
+    let variant = Variant {
+        flows: true,
+        locations: false,
+    };
+    let p = probe_variant(&btf, &ns, Some(1), variant);
+    ns.run(|| {
+        crate::source::probes::testnet::pin(1);
+        for port in 0..FLOWS {
+            let sock = UdpSocket::bind(("127.0.0.1", 20000 + port as u16)).unwrap();
+            sock.send_to(b"x", "127.0.0.1:9").unwrap();
+        }
+    });
+    assert_eq!(counts(&p), vec![(1, no_socket, u64::from(FLOWS))]);
+    let (flows, overflow) = flow_counts(&p);
+    assert_eq!(flows.len(), drop_flows::MAX_ENTRIES as usize);
+    assert!(flows.iter().all(|f| f.2 == 1));
+    assert_eq!(overflow, 100);
 }
