@@ -387,6 +387,8 @@ fn backlog_drops_match_softnet_stat() {
     // other end's backlog softnet_stat would count too).
     let _sink = UdpSink::bind(&b, vb.addr);
     let cap = Capture::start(&b, "rxcpu", &["--drops", "--json", &vb.ifname]);
+    // softnet_stat's changes are in every report, --drops or not.
+    let plain = Capture::start(&b, "rxcpu", &[&vb.ifname]);
     udp_send(&a, 0, va.addr, vb.addr, 20_000);
     // Each frame was received or dropped on the way in (veth counts a
     // frame its peer's backlog refused as the sender's tx_dropped).
@@ -397,7 +399,9 @@ fn backlog_drops_match_softnet_stat() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let f = cap.interrupt();
+    let p = plain.interrupt();
     assert_eq!(f.status.code(), Some(0), "{f}");
+    assert_eq!(p.status.code(), Some(0), "{p}");
     let r = f.json();
     let backlog: u64 = r["kernel_drops"]
         .as_array()
@@ -415,4 +419,8 @@ fn backlog_drops_match_softnet_stat() {
         .sum();
     assert!(backlog > 0, "nothing dropped: {f}");
     assert_eq!(backlog, softnet, "{f}");
+    let line = format!(
+        "{softnet} packets dropped by the kernel on cpu1: backlog full (softnet_stat, every device)."
+    );
+    assert!(p.stderr.lines().any(|l| l == line), "no {line:?}\n{p}");
 }

@@ -141,8 +141,8 @@ fn repeated_signal_during_shutdown(first: Signal, second: Signal) {
     assert!(repeats > 0, "{what}: exited before the second signal\n{f}");
     // Nothing for any of the signals: not even SIGINT's lone newline,
     // which is for a terminal's `^C` line and stderr is a pipe here.
-    let extra: Vec<&str> = f
-        .after_ready()
+    let after = f.after_ready();
+    let extra: Vec<&str> = after
         .lines()
         .filter(|l| !l.contains("dropped by kernel"))
         .collect();

@@ -347,8 +347,8 @@ fn a_fifo_takes_the_merged_file() {
 fn assert_failed_write(f: &Finished, name: &str, file: &str) -> u64 {
     assert_eq!(f.status.code(), Some(1), "{f}");
     let left_out = f.not_in_file().get(&Place::Cpu(0)).copied().unwrap_or(0);
-    let lines: Vec<&str> = f
-        .after_ready()
+    let after = f.after_ready();
+    let lines: Vec<&str> = after
         .lines()
         // The report, and the newline SIGINT puts before it.
         .filter(|l| !l.is_empty() && !l.contains(" packets captured "))

@@ -203,7 +203,7 @@ const DEVICE_COUNTERS: [&str; 4] = [
 pub struct Before {
     interface: Option<String>,
     device: Option<[u64; 4]>,
-    /// With `--drops`: /proc/net/softnet_stat.
+    /// /proc/net/softnet_stat (None where it cannot be read).
     softnet: Option<Vec<SoftnetLine>>,
 }
 
@@ -220,21 +220,22 @@ fn softnet() -> Option<Vec<SoftnetLine>> {
     parse_softnet(&std::fs::read_to_string("/proc/net/softnet_stat").ok()?).ok()
 }
 
-/// Reads the counters whose changes the report gives: always the
-/// interface's drop counters, with `--drops` each cpu's softnet_stat.
+/// Reads the counters whose changes the report gives, with or without
+/// `--drops` (a plain read of /proc and /sys, no privilege): the
+/// interface's drop counters and each cpu's softnet_stat.
 pub fn before(opts: &Options) -> Before {
     Before {
         interface: opts.interface.clone(),
         device: opts.interface.as_deref().and_then(device_counters),
-        softnet: opts.drops.then(softnet).flatten(),
+        softnet: softnet(),
     }
 }
 
 impl Before {
     /// The report's lines for what changed, only the counters that did
     /// (32-bit softnet counters that wrapped count from their wrap), and
-    /// with `--drops` the same for the JSON report: `device_drops`
-    /// (counter -> packets) and `softnet` (per cpu that changed).
+    /// the same for the JSON report: `device_drops` (counter -> packets)
+    /// and `softnet` (per cpu that changed).
     pub fn lines(&self) -> (Vec<String>, serde_json::Map<String, serde_json::Value>) {
         let mut out = Vec::new();
         let mut json = serde_json::Map::new();
@@ -294,8 +295,7 @@ impl Before {
             }
             json.insert("softnet".into(), cpus.into());
         }
-        // In JSON with --drops only: a report without it keeps its keys.
-        if self.softnet.is_some() && self.device.is_some() && !device.is_empty() {
+        if self.device.is_some() && !device.is_empty() {
             json.insert("device_drops".into(), device.into());
         }
         (out, json)
