@@ -15,6 +15,7 @@ use crate::sys::ebpf::Insn;
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_MAP_GET_NEXT_KEY: libc::c_int = 4;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_LINK_CREATE: libc::c_int = 28;
@@ -270,6 +271,9 @@ pub enum MapType {
     Array = 2,
     PerfEventArray = 4,
     /// One value per possible cpu for every key; a program sees its cpu's.
+    /// A hash whose every key has one value per possible cpu (Linux 4.6+):
+    /// a program adds to its cpu's without contention.
+    PercpuHash = 5,
     PercpuArray = 6,
     RingBuf = 27,
 }
@@ -373,6 +377,41 @@ impl Map {
         assert!(value.len() >= self.value_size, "map value too small");
         // The kernel only reads the value for an update.
         self.elem(BPF_MAP_UPDATE_ELEM, key, value.as_ptr().cast_mut(), flags)
+    }
+
+    /// The key after `key` (the first key when None) into `next`; false
+    /// after the last. A walk of a map that changes meanwhile may skip or
+    /// repeat keys: walk it once its programs are detached.
+    pub fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+        assert_eq!(next.len(), self.key_size, "map key size");
+        if let Some(k) = key {
+            assert_eq!(k.len(), self.key_size, "map key size");
+        }
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: key.map_or(0, |k| k.as_ptr() as u64),
+            value: next.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: attr is the element member of bpf_attr (next_key in the
+        // value's place); key is NULL or key_size readable bytes, next
+        // key_size writable bytes (both checked above), live for the call.
+        let r = unsafe {
+            sys_bpf(
+                BPF_MAP_GET_NEXT_KEY,
+                (&mut attr as *mut MapElemAttr).cast(),
+                mem::size_of::<MapElemAttr>(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENOENT) => Ok(false),
+                _ => Err(e),
+            };
+        }
+        Ok(true)
     }
 
     fn elem(&self, cmd: libc::c_int, key: &[u8], value: *mut u8, flags: u64) -> io::Result<()> {

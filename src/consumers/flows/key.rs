@@ -489,8 +489,7 @@ impl FlowKey {
     }
 
     /// Builds the key of an IP flow (for callers that know a flow from
-    /// elsewhere, and tests).
-    #[cfg(test)]
+    /// elsewhere: the kernel probes of `--path`, tests).
     pub fn ip(
         src: std::net::IpAddr,
         dst: std::net::IpAddr,
@@ -619,7 +618,6 @@ fn mac_word(m: [u8; 6]) -> u64 {
     u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
-#[cfg(test)]
 fn v6(a: std::net::IpAddr) -> Ipv6Addr {
     match a {
         std::net::IpAddr::V4(a) => a.to_ipv6_mapped(),
