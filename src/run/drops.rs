@@ -24,19 +24,23 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
         ifindex: Some(target.ifindex),
         netns,
     };
-    let probe = DropProbe::attach(&btf, filter).map_err(|e| {
-        if e.is_permission() {
-            failed(format!(
-                "{e}; the probe needs CAP_BPF and CAP_PERFMON (or root): \
-                 setcap cap_net_raw,cap_bpf,cap_perfmon+ep {}",
-                std::env::current_exe().map_or("rxtxcpu".into(), |p| p.display().to_string())
-            ))
-        } else {
-            failed(e.to_string())
-        }
-    })?;
+    let probe = DropProbe::attach(&btf, filter).map_err(|e| probe_error("--drops", "probe", &e))?;
     say(format!("drops: counted at {}", probe.attached()));
     Ok(Some(probe))
+}
+
+/// The error of `option`'s probe (or probes) that could not be had,
+/// naming the privileges where they are what is missing.
+pub fn probe_error(option: &str, what: &str, e: &crate::sys::tracing::ProbeError) -> Error {
+    Error::Message(if e.is_permission() {
+        format!(
+            "{option}: {e}; the {what} needs CAP_BPF and CAP_PERFMON (or root): \
+             setcap cap_net_raw,cap_bpf,cap_perfmon+ep {}",
+            std::env::current_exe().map_or("rxtxcpu".into(), |p| p.display().to_string())
+        )
+    } else {
+        format!("{option}: {e}")
+    })
 }
 
 /// For `-v` at the end: what the probe cost in the kernel, from the

@@ -38,6 +38,9 @@ pub struct Report {
     /// With `--repeats`: the MIN and each stream's totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_summary: Option<RepeatSummaryJson>,
+    /// With `--path`: the steering matrices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<super::path::PathJson>,
     /// Keys of the report's other parts (`kernel_drops`), after these.
     #[serde(flatten)]
     pub more: serde_json::Map<String, serde_json::Value>,
@@ -91,6 +94,10 @@ pub struct FlowJson {
     /// With `--repeats`: its copies of repeating packets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeated: Option<u64>,
+    /// With `--path`: `queues`, `driver_cpus`, `app_cpus`, `apps`,
+    /// `mismatches`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<super::path::FlowPathJson>,
 }
 
 /// Where a flow was expected to land.
@@ -119,6 +126,9 @@ pub struct FlowSummaryJson {
     pub predicted: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unexpected: Option<u64>,
+    /// With `--path`: flows a steering stage was off for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatched: Option<u64>,
     /// Flows in the `flows` list.
     pub listed: u64,
     /// `--flows-max`.
@@ -225,6 +235,7 @@ impl Report {
             flow_summary: None,
             repeats: None,
             repeat_summary: None,
+            path: None,
             more: serde_json::Map::new(),
         }
     }
@@ -247,6 +258,7 @@ impl Report {
             hash_changed: flows.hash_changed_count() as u64,
             predicted: expected.then(|| flows.predicted_count() as u64),
             unexpected: expected.then(|| flows.unexpected_count() as u64),
+            mismatched: flows.path.as_ref().map(|_| flows.mismatched_count() as u64),
             listed: rows.len() as u64,
             max_flows: flows.max_flows,
             untracked_packets: flows.untracked_packets,
@@ -264,6 +276,7 @@ impl Report {
             expired: flows.expired.map(|e| e.1),
             expired_packets: flows.expired.map(|e| e.2),
         });
+        self.path = flows.path.as_ref().map(super::path::PathJson::new);
         self.flows = Some(
             rows.into_iter()
                 .map(|r| FlowJson::new(r, flows.repeats, id, name))
@@ -310,6 +323,7 @@ impl FlowJson {
                 unexpected: r.unexpected(),
             }),
             repeated: repeats.then_some(r.repeated),
+            path: r.path.as_ref().map(super::path::FlowPathJson::new),
         }
     }
 }

@@ -22,6 +22,7 @@
 pub mod expectation;
 pub mod json;
 pub mod key;
+pub mod path;
 mod slots;
 pub mod table;
 pub mod text;

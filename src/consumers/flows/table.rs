@@ -521,12 +521,20 @@ pub struct FlowRecord {
     /// With `--repeats` ([`Flows::repeats`]): its copies of repeating
     /// packets.
     pub repeated: u64,
+    /// With `--path`: what the kernel probes saw of it.
+    pub path: Option<super::path::FlowPath>,
 }
 
 impl FlowRecord {
     /// Seen on more than one stream.
     pub fn split(&self) -> bool {
         self.streams.len() > 1
+    }
+
+    /// With `--path`: a steering stage did not do what its configuration
+    /// says.
+    pub fn mismatched(&self) -> bool {
+        self.path.as_ref().is_some_and(|p| !p.mismatches.is_empty())
     }
 
     /// Some packets landed off the expected stream.
@@ -567,6 +575,8 @@ pub struct Flows {
     pub repeats: bool,
     /// `--flows-idle`: (seconds, flows that expired, their packets).
     pub expired: Option<(u32, u64, u64)>,
+    /// With `--path`: the steering matrices of all flows.
+    pub path: Option<super::path::PathSummary>,
 }
 
 /// Merges the tables of all streams, given in stream order.
@@ -589,6 +599,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
             let packets = tables.iter().map(|t| t.tally.expired_packets).sum();
             (idle, flows, packets)
         }),
+        path: None,
     };
     let most: usize = tables.iter().map(|t| t.map.len()).sum();
     let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);
@@ -652,6 +663,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
                         .as_ref()
                         .and_then(|r| r.get(&key).copied())
                         .unwrap_or(0),
+                    path: None,
                 });
             }
         }
@@ -693,14 +705,20 @@ impl Flows {
         self.streams.iter().map(|s| s.packets).sum()
     }
 
-    /// The flows to list, in display order: unexpected ones, then split
+    /// Flows a steering stage was off for (`--path`).
+    pub fn mismatched_count(&self) -> usize {
+        self.records.iter().filter(|r| r.mismatched()).count()
+    }
+
+    /// The flows to list, in display order: unexpected ones (and with
+    /// `--path` those a steering stage was off for), then split
     /// ones (all of both, whatever `limit` is), then the others, each
     /// group biggest first (packets, then bytes, then key, so the order is
     /// deterministic); at most `limit` rows unless the flagged ones alone
     /// are more; `limit` 0 lists all.
     pub fn rows(&self, limit: usize) -> Vec<&FlowRecord> {
         // 0 unexpected, 1 split, 2 the others.
-        let group = |r: &FlowRecord| match (r.unexpected(), r.split()) {
+        let group = |r: &FlowRecord| match (r.unexpected() || r.mismatched(), r.split()) {
             (true, _) => 0u8,
             (false, true) => 1,
             (false, false) => 2,

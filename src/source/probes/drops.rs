@@ -81,7 +81,7 @@ use std::os::fd::AsRawFd;
 
 use crate::sys::bpf::{Map, MapType, Program};
 use crate::sys::btf::Btf;
-use crate::sys::ebpf::{self, Asm, Insn, Reg, Size};
+use crate::sys::ebpf::{self, Insn};
 use crate::sys::tracing::{self, Attached, Hook, ProbeError, RunStats};
 
 use super::{deref, field};

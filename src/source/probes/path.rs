@@ -55,7 +55,8 @@ use crate::sys::bpf::{Map, MapType, Program};
 use crate::sys::btf::Btf;
 use crate::sys::tracing::{self, Attached, Hook, ProbeError, RunStats};
 
-pub use crate::source::probes::path_program::Stage;
+pub use crate::consumers::flows::path::{PathStage, Process};
+use crate::source::probes::path_program::Stage;
 
 /// The most (flow, stage, queue, process) keys counted.
 pub const MAX_ENTRIES: u32 = 16384;
@@ -68,30 +69,16 @@ const RX_HOOKS: [&str; 4] = [
     "napi_gro_receive_entry",
 ];
 
-/// Who was running when a packet went through a stage.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Task {
-    /// Not asked (the driver stages).
-    None,
-    /// A process: its id and name.
-    Process { pid: u32, name: String },
-    /// An interrupt, a softirq or a kernel thread: whatever task ran is
-    /// not the packet's.
-    Interrupt,
-    /// The context could not be read.
-    Unknown,
-}
-
 /// Packets of one flow at one stage, queue, task and cpu.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathCount {
-    pub stage: Stage,
+    pub stage: PathStage,
     /// None for a read of an unconnected UDP socket.
     pub flow: Option<FlowKey>,
     /// Received: the recorded receive queue (None: none recorded); sent:
     /// the transmit queue; reads: None.
     pub queue: Option<u32>,
-    pub task: Task,
+    pub task: Process,
     pub cpu: u32,
     pub packets: u64,
 }
@@ -109,8 +96,10 @@ pub struct PathProbes {
 }
 
 impl PathProbes {
-    /// Loads and attaches every program for `filter`, BTF-typed (tp_btf).
-    pub fn attach(btf: &Btf, filter: Filter) -> Result<PathProbes, ProbeError> {
+    /// Loads and attaches the programs for `filter`, BTF-typed (tp_btf):
+    /// the receiving ones (driver, reads) with `rx`, the sending ones
+    /// with `tx`.
+    pub fn attach(btf: &Btf, filter: Filter, rx: bool, tx: bool) -> Result<PathProbes, ProbeError> {
         let layout = Layout::from_btf(btf)?;
         let possible: Vec<u32> = crate::sys::bpf::possible_cpus()
             .map_err(|e| ProbeError::Os {
@@ -156,25 +145,30 @@ impl PathProbes {
             }
         };
         let mut hooks: Vec<(&str, Option<Shape>)> = Vec::new();
-        for tp in RX_HOOKS {
-            let shape = skb(tp)?.map(packet(Stage::RxDriver, L3::Data, Pick::Device));
-            hooks.push((tp, shape));
+        if rx {
+            for tp in RX_HOOKS {
+                let shape = skb(tp)?.map(packet(Stage::RxDriver, L3::Data, Pick::Device));
+                hooks.push((tp, shape));
+            }
+            let shape = skb("skb_copy_datagram_iovec")?.map(packet(
+                Stage::Read,
+                L3::NetworkHeader,
+                Pick::TcpSocket,
+            ));
+            hooks.push(("skb_copy_datagram_iovec", shape));
+            hooks.push(("sock_recv_length", udp_read(btf)?));
         }
-        let shape = skb("net_dev_queue")?.map(packet(Stage::Send, L3::NetworkHeader, Pick::Device));
-        hooks.push(("net_dev_queue", shape));
-        let shape = skb("net_dev_start_xmit")?.map(packet(
-            Stage::TxDriver,
-            L3::NetworkHeader,
-            Pick::Device,
-        ));
-        hooks.push(("net_dev_start_xmit", shape));
-        let shape = skb("skb_copy_datagram_iovec")?.map(packet(
-            Stage::Read,
-            L3::NetworkHeader,
-            Pick::TcpSocket,
-        ));
-        hooks.push(("skb_copy_datagram_iovec", shape));
-        hooks.push(("sock_recv_length", udp_read(btf)?));
+        if tx {
+            let shape =
+                skb("net_dev_queue")?.map(packet(Stage::Send, L3::NetworkHeader, Pick::Device));
+            hooks.push(("net_dev_queue", shape));
+            let shape = skb("net_dev_start_xmit")?.map(packet(
+                Stage::TxDriver,
+                L3::NetworkHeader,
+                Pick::Device,
+            ));
+            hooks.push(("net_dev_start_xmit", shape));
+        }
         for (tp, shape) in hooks {
             let Some(shape) = shape else {
                 probes.absent.push(tp.to_string());
@@ -199,12 +193,6 @@ impl PathProbes {
     /// Where they are attached, for -v.
     pub fn attached(&self) -> impl Iterator<Item = &Attached> {
         self.attached.iter().map(|(a, _)| a)
-    }
-
-    /// The programs' kernel ids.
-    #[cfg(test)]
-    pub fn program_ids(&self) -> io::Result<Vec<u32>> {
-        self.attached.iter().map(|(_, p)| p.id()).collect()
     }
 
     /// The programs' run statistics, summed.
@@ -301,17 +289,17 @@ fn decode(k: &[u8; KEY_SIZE as usize]) -> Option<PathCount> {
         Stage::Read => None,
     };
     let task = match k[6] {
-        0 => Task::None,
+        0 => Process::None,
         CTX_TASK => {
             let name = &k[48..64];
             let end = name.iter().position(|&b| b == 0).unwrap_or(16);
-            Task::Process {
+            Process::Named {
                 pid: u32::from_ne_bytes([k[8], k[9], k[10], k[11]]),
                 name: String::from_utf8_lossy(&name[..end]).into_owned(),
             }
         }
-        CTX_IRQ => Task::Interrupt,
-        _ => Task::Unknown,
+        CTX_IRQ => Process::Kernel,
+        _ => Process::Unknown,
     };
     let ports = (k[3] == 1).then(|| {
         (
@@ -340,7 +328,12 @@ fn decode(k: &[u8; KEY_SIZE as usize]) -> Option<PathCount> {
         _ => return None,
     };
     Some(PathCount {
-        stage,
+        stage: match stage {
+            Stage::RxDriver => PathStage::RxDriver,
+            Stage::Send => PathStage::Send,
+            Stage::TxDriver => PathStage::TxDriver,
+            Stage::Read => PathStage::Read,
+        },
         flow,
         queue,
         task,

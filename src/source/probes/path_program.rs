@@ -36,7 +36,7 @@
 use crate::source::probes::drops::Filter;
 use crate::source::probes::{deref, field};
 use crate::sys::btf::Btf;
-use crate::sys::ebpf::{self, Asm, Insn, Reg, Size};
+use crate::sys::ebpf::{self, Asm, Insn};
 use crate::sys::tracing::ProbeError;
 
 /// The stages of a packet's path a program counts.

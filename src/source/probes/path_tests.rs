@@ -27,11 +27,11 @@ fn probes(btf: &Btf, ns: &crate::source::probes::testnet::Ns, ifname: &str) -> P
         ifindex: Some(ns.ifindex(ifname)),
         netns: ns.inode(),
     };
-    PathProbes::attach(btf, filter).unwrap_or_else(|e| panic!("{e}"))
+    PathProbes::attach(btf, filter, true, true).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// (stage, queue, task, cpu) -> packets of `flow`.
-fn of(counts: &[PathCount], flow: FlowKey) -> Vec<(Stage, Option<u32>, Task, u32, u64)> {
+fn of(counts: &[PathCount], flow: FlowKey) -> Vec<(PathStage, Option<u32>, Process, u32, u64)> {
     let mut v: Vec<_> = counts
         .iter()
         .filter(|c| c.flow == Some(flow))
@@ -82,7 +82,7 @@ fn a_connected_udp_flow_end_to_end() {
         17,
         Some((sport, rport)),
     );
-    let me = Task::Process {
+    let me = Process::Named {
         pid,
         name: process_name(),
     };
@@ -94,8 +94,8 @@ fn a_connected_udp_flow_end_to_end() {
     assert_eq!(
         of(&rx, flow),
         [
-            (Stage::RxDriver, Some(0), Task::None, 0, N),
-            (Stage::Read, None, me.clone(), 0, N),
+            (PathStage::RxDriver, Some(0), Process::None, 0, N),
+            (PathStage::Read, None, me.clone(), 0, N),
         ]
     );
     // va: queued on cpu0 by the test's process on tx-1 (XPS), handed to
@@ -103,8 +103,8 @@ fn a_connected_udp_flow_end_to_end() {
     assert_eq!(
         of(&tx, flow),
         [
-            (Stage::Send, Some(1), me, 0, N),
-            (Stage::TxDriver, Some(1), Task::None, 0, N),
+            (PathStage::Send, Some(1), me, 0, N),
+            (PathStage::TxDriver, Some(1), Process::None, 0, N),
         ]
     );
 }
