@@ -24,17 +24,19 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
         ifindex: Some(target.ifindex),
         netns,
     };
-    let probe = DropProbe::attach(&btf, filter).map_err(|e| probe_error("--drops", "probe", &e))?;
+    let probe = DropProbe::attach(&btf, filter)
+        .map_err(|e| probe_error("--drops", "the probe needs", &e))?;
     say(format!("drops: counted at {}", probe.attached()));
     Ok(Some(probe))
 }
 
 /// The error of `option`'s probe (or probes) that could not be had,
-/// naming the privileges where they are what is missing.
-pub fn probe_error(option: &str, what: &str, e: &crate::sys::tracing::ProbeError) -> Error {
+/// naming the privileges where they are what is missing (`who`: "the
+/// probe needs").
+pub fn probe_error(option: &str, who: &str, e: &crate::sys::tracing::ProbeError) -> Error {
     Error::Message(if e.is_permission() {
         format!(
-            "{option}: {e}; the {what} needs CAP_BPF and CAP_PERFMON (or root): \
+            "{option}: {e}; {who} CAP_BPF and CAP_PERFMON (or root): \
              setcap cap_net_raw,cap_bpf,cap_perfmon+ep {}",
             std::env::current_exe().map_or("rxtxcpu".into(), |p| p.display().to_string())
         )

@@ -32,7 +32,7 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
     let rx = opts.direction != Direction::Tx;
     let tx = opts.direction != Direction::Rx;
     let probes = PathProbes::attach(&btf, filter, rx, tx)
-        .map_err(|e| probe_error("--path", "probes", &e))?;
+        .map_err(|e| probe_error("--path", "the probes need", &e))?;
     for a in probes.attached() {
         say(format!("path: counted at {a}"));
     }
@@ -79,15 +79,18 @@ pub fn finish(
             }
         }
     }
-    for r in &mut flows.records {
+    for r in &flows.records {
         let mut steps = by_flow.remove(&r.key).unwrap_or_default();
         steps.sort_by(|a, b| {
             (a.stage, a.queue, &a.process, a.cpu).cmp(&(b.stage, b.queue, &b.process, b.cpu))
         });
-        r.path = Some(FlowPath {
-            steps,
-            mismatches: Vec::new(),
-        });
+        summary.flows.insert(
+            r.key,
+            FlowPath {
+                steps,
+                mismatches: Vec::new(),
+            },
+        );
     }
     let elsewhere: u64 = by_flow.values().flatten().map(|s| s.packets).sum();
     flows.path = Some(summary);
@@ -116,7 +119,7 @@ fn reasons(flows: &Flows, elsewhere: u64) -> Vec<String> {
     let mut no_queue = 0u64;
     let (mut unread, mut unsent, mut no_driver) = (0usize, 0usize, 0usize);
     for r in &flows.records {
-        let Some(p) = &r.path else { continue };
+        let Some(p) = flows.path_of(r) else { continue };
         no_queue += p
             .steps
             .iter()

@@ -31,16 +31,17 @@ use crate::steering::{expected_rx_cpu, expected_tx_queue, Config};
 /// the caller made, with what it could not attribute).
 pub fn judge(config: Option<&Config>, flows: &mut Flows) {
     let mut summary = flows.path.take().unwrap_or_default();
-    for r in &mut flows.records {
-        let Some(mut p) = r.path.take() else {
+    let mut paths = std::mem::take(&mut summary.flows);
+    for r in &flows.records {
+        let Some(p) = paths.get_mut(&r.key) else {
             continue;
         };
         if let Some(c) = config {
-            p.mismatches = mismatches(c, r, &p);
+            p.mismatches = mismatches(c, r, p);
         }
-        add_to_matrices(&mut summary, r, &p);
-        r.path = Some(p);
+        add_to_matrices(&mut summary, r, p);
     }
+    summary.flows = paths;
     flows.path = Some(summary);
 }
 

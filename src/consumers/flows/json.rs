@@ -279,7 +279,10 @@ impl Report {
         self.path = flows.path.as_ref().map(super::path::PathJson::new);
         self.flows = Some(
             rows.into_iter()
-                .map(|r| FlowJson::new(r, flows.repeats, id, name))
+                .map(|r| FlowJson {
+                    path: flows.path_of(r).map(super::path::FlowPathJson::new),
+                    ..FlowJson::new(r, flows.repeats, id, name)
+                })
                 .collect(),
         );
         self
@@ -323,7 +326,7 @@ impl FlowJson {
                 unexpected: r.unexpected(),
             }),
             repeated: repeats.then_some(r.repeated),
-            path: r.path.as_ref().map(super::path::FlowPathJson::new),
+            path: None,
         }
     }
 }

@@ -5,14 +5,14 @@
 //! ([`crate::steering::path`] judges the stages); shown here as text and
 //! JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use super::json::StreamPackets;
 
-use super::table::FlowRecord;
+use super::key::FlowKey;
 
 /// The stages the probes count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,9 +65,13 @@ pub struct FlowPath {
 /// (from, to) -> packets, for one stage of all flows.
 pub type Matrix = BTreeMap<(Option<u32>, u32), u64>;
 
-/// The matrices of all flows, and what the probes could not attribute.
+/// The flows' paths, the matrices of all flows, and what the probes
+/// could not attribute.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PathSummary {
+    /// Each flow of the table's path (empty steps where the probes saw
+    /// none of it).
+    pub flows: HashMap<FlowKey, FlowPath>,
     /// Receive queue (None: not recorded) -> the driver's cpu.
     pub queue_driver: Matrix,
     /// The driver's cpu -> the processing cpu (the stream).
@@ -155,8 +159,8 @@ pub fn cell(v: impl IntoIterator<Item = (String, u64)>) -> String {
 
 /// The path columns of a flow row: QUEUE, DRIVER, (STREAMS comes
 /// between), APP, PROCESS.
-pub fn columns(r: &FlowRecord) -> ([String; 2], [String; 2]) {
-    let p = r.path.clone().unwrap_or_default();
+pub fn columns(p: Option<&FlowPath>) -> ([String; 2], [String; 2]) {
+    let p = p.cloned().unwrap_or_default();
     (
         [cell(p.queues()), cpus_cell(&p.driver_cpus())],
         [cpus_cell(&p.app_cpus()), cell(p.apps())],

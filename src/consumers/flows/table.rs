@@ -521,20 +521,12 @@ pub struct FlowRecord {
     /// With `--repeats` ([`Flows::repeats`]): its copies of repeating
     /// packets.
     pub repeated: u64,
-    /// With `--path`: what the kernel probes saw of it.
-    pub path: Option<super::path::FlowPath>,
 }
 
 impl FlowRecord {
     /// Seen on more than one stream.
     pub fn split(&self) -> bool {
         self.streams.len() > 1
-    }
-
-    /// With `--path`: a steering stage did not do what its configuration
-    /// says.
-    pub fn mismatched(&self) -> bool {
-        self.path.as_ref().is_some_and(|p| !p.mismatches.is_empty())
     }
 
     /// Some packets landed off the expected stream.
@@ -663,7 +655,6 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
                         .as_ref()
                         .and_then(|r| r.get(&key).copied())
                         .unwrap_or(0),
-                    path: None,
                 });
             }
         }
@@ -705,9 +696,21 @@ impl Flows {
         self.streams.iter().map(|s| s.packets).sum()
     }
 
+    /// With `--path`: what the probes saw of flow `r` (kept apart from
+    /// the records, which stay as small as without it).
+    pub fn path_of(&self, r: &FlowRecord) -> Option<&super::path::FlowPath> {
+        self.path.as_ref()?.flows.get(&r.key)
+    }
+
+    /// With `--path`: a steering stage did not do for `r` what its
+    /// configuration says.
+    pub fn mismatched(&self, r: &FlowRecord) -> bool {
+        self.path_of(r).is_some_and(|p| !p.mismatches.is_empty())
+    }
+
     /// Flows a steering stage was off for (`--path`).
     pub fn mismatched_count(&self) -> usize {
-        self.records.iter().filter(|r| r.mismatched()).count()
+        self.records.iter().filter(|r| self.mismatched(r)).count()
     }
 
     /// The flows to list, in display order: unexpected ones (and with
@@ -718,7 +721,7 @@ impl Flows {
     /// are more; `limit` 0 lists all.
     pub fn rows(&self, limit: usize) -> Vec<&FlowRecord> {
         // 0 unexpected, 1 split, 2 the others.
-        let group = |r: &FlowRecord| match (r.unexpected() || r.mismatched(), r.split()) {
+        let group = |r: &FlowRecord| match (r.unexpected() || self.mismatched(r), r.split()) {
             (true, _) => 0u8,
             (false, true) => 1,
             (false, false) => 2,

@@ -79,6 +79,7 @@ pub fn table_fit(
         for r in &rows {
             cells.push(row(
                 r,
+                flows.path_of(r),
                 with_hash,
                 with_expected,
                 with_repeated,
@@ -217,13 +218,14 @@ pub fn elide(s: &str, width: usize) -> String {
 
 fn row(
     r: &FlowRecord,
+    path: Option<&super::path::FlowPath>,
     with_hash: bool,
     with_expected: bool,
     with_repeated: bool,
     with_path: bool,
     label: &dyn Fn(u32) -> String,
 ) -> Vec<String> {
-    let (before, after) = super::path::columns(r);
+    let (before, after) = super::path::columns(path);
     let mut c = vec![
         r.key.proto().name(),
         r.key.src().to_string(),
@@ -268,7 +270,7 @@ fn row(
     if r.hash_changed {
         marks.push(REHASHED);
     }
-    if let Some(p) = &r.path {
+    if let Some(p) = path {
         marks.extend(p.mismatches.iter().copied());
     }
     c.push(marks.join(" "));
