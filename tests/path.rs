@@ -287,3 +287,98 @@ fn nothing_left_after_sigkill() {
     assert_eq!(ids.len(), 8, "{ids:?}");
     cap.kill_and_check_programs_freed(&ids);
 }
+
+/// A multi-queue tun records the queue each packet was written to
+/// (skb_record_rx_queue): per flow the queue is exact, and the driver's
+/// cpu is the writer's.
+#[test]
+fn multi_queue_tun_queue_per_flow() {
+    let ns = Netns::new();
+    let tun = MqTun::new(&ns, 4);
+    let _sink = UdpSink::bind(&ns, tun.addr);
+    let cap = Capture::start(&ns, "rxcpu", &["--flows", "--path", "--json", &tun.ifname]);
+    for (queue, cpu) in [(0, 0), (1, 1), (2, 0), (3, 1)] {
+        tun.write_udp(queue, cpu, 7000 + queue as u16, 10 + queue);
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    for (queue, cpu) in [(0u64, 0u64), (1, 1), (2, 0), (3, 1)] {
+        let c = flow(&r, &format!("{}:{}", tun.peer, 7000 + queue));
+        let n = 10 + queue;
+        assert_eq!(c["queues"], json!({ queue.to_string(): n }), "{c}");
+        assert_eq!(c["driver_cpus"], json!({ cpu.to_string(): n }), "{c}");
+        // Nothing moved them: processed where the writer handed them over.
+        assert_eq!(c["streams"], json!({ cpu.to_string(): n }), "{c}");
+    }
+    assert_eq!(
+        r["path"]["rx_queue_to_driver_cpu"],
+        json!([
+            {"from": 0, "to": 0, "packets": 10},
+            {"from": 1, "to": 1, "packets": 11},
+            {"from": 2, "to": 0, "packets": 12},
+            {"from": 3, "to": 1, "packets": 13},
+        ])
+    );
+}
+
+/// TCP: each segment copied to the reader (pinned to cpu0) is its read,
+/// seen with the segment (skb:skb_copy_datagram_iovec). Ping-pong, so
+/// that every segment is copied once, by itself.
+#[test]
+fn tcp_reads_are_the_readers() {
+    use std::io::{Read, Write};
+    let (a, b, va, vb) = pair();
+    let cap = Capture::start(&b, "rxcpu", &["--flows", "--path", "--json", &vb.ifname]);
+    let listener = in_netns(&b, move || {
+        std::net::TcpListener::bind((vb.addr, 5000)).unwrap()
+    });
+    let sport = std::sync::Mutex::new(0u16);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0);
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 100];
+            for _ in 0..N {
+                conn.read_exact(&mut buf).unwrap();
+                conn.write_all(b"k").unwrap();
+            }
+        });
+        s.spawn(|| {
+            let mut conn = in_netns(&a, move || {
+                pin_to_cpu(1);
+                std::net::TcpStream::connect((vb.addr, 5000)).unwrap()
+            });
+            *sport.lock().unwrap() = conn.local_addr().unwrap().port();
+            conn.set_nodelay(true).unwrap();
+            pin_to_cpu(1);
+            let mut k = [0u8; 1];
+            for _ in 0..N {
+                conn.write_all(&[7u8; 100]).unwrap();
+                conn.read_exact(&mut k).unwrap();
+            }
+        });
+    });
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    let c = flow(&r, &format!("{}:{}", va.addr, sport.lock().unwrap()));
+    let n = N as u64;
+    assert_eq!(c["app_cpus"], json!({"0": n}), "{c}");
+    assert_eq!(c["apps"], json!({ me(): n }), "{c}");
+    // The data came in on the sender's cpu1; an ACK of a's may go out
+    // from cpu0's softirq (where the reader's reply arrived). Each packet
+    // was processed where it came in (no RPS), and cpu1 sends on tx-0,
+    // which records no receive queue on the other side, cpu0 on tx-1
+    // (recorded: rx-0).
+    assert_eq!(c["streams"], c["driver_cpus"], "{c}");
+    let on = |cpu: &str| c["driver_cpus"][cpu].as_u64().unwrap_or(0);
+    assert!(on("1") >= n, "{c}");
+    let mut queues = serde_json::Map::new();
+    if on("0") > 0 {
+        queues.insert("0".into(), on("0").into());
+    }
+    queues.insert("none".into(), on("1").into());
+    assert_eq!(c["queues"], Value::Object(queues), "{c}");
+    assert_eq!(c["mismatches"], json!(["RFS"]), "{c}");
+}
