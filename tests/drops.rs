@@ -192,23 +192,6 @@ fn nothing_left_after_sigkill() {
     cap.kill_and_check_programs_freed(&ids);
 }
 
-/// Puts a global sysctl back however the test ends.
-struct Sysctl(&'static str, String);
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> Sysctl {
-        let old = std::fs::read_to_string(path).unwrap();
-        std::fs::write(path, value).unwrap();
-        Sysctl(path, old.trim().to_string())
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0, &self.1);
-    }
-}
-
 /// RPS sends a veth's flood to cpu1, whose backlog holds 8 packets: the
 /// kernel drops the rest as CPU_BACKLOG (on the cpu that steered them),
 /// exactly as many as softnet_stat counts for cpu1. A global setting: the

@@ -382,3 +382,60 @@ fn tcp_reads_are_the_readers() {
     assert_eq!(c["queues"], Value::Object(queues), "{c}");
     assert_eq!(c["mismatches"], json!(["RFS"]), "{c}");
 }
+
+/// RFS on (rps_sock_flow_entries, rps_flow_cnt): the first datagram goes
+/// where RPS sends it (cpu1: no read has recorded a cpu yet), every one
+/// after it to the reader's cpu0, where the reader's reads recorded it.
+/// Ping-pong, so each read comes before the next datagram. The flow is
+/// not off RFS (it followed), and the matrices say what went where. A
+/// global setting (restored): the machine is this test's alone.
+#[test]
+fn rfs_follows_the_reader() {
+    let _alone = MachineLock::exclusive();
+    let _rfs = Sysctl::set("/proc/sys/net/core/rps_sock_flow_entries", "4096");
+    let (a, b, va, vb) = pair();
+    for q in 0..2 {
+        set_sysfs(&b, &vb.ifname, &format!("queues/rx-{q}/rps_cpus"), "2");
+        set_sysfs(
+            &b,
+            &vb.ifname,
+            &format!("queues/rx-{q}/rps_flow_cnt"),
+            "256",
+        );
+    }
+    let cap = Capture::start(&b, "rxcpu", &["--flows", "--path", "--json", &vb.ifname]);
+    let reader = udp(&b, (vb.addr, 5000), Some((va.addr, 6000)));
+    let sender = udp(&a, (va.addr, 6000), Some((vb.addr, 5000)));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0);
+            let mut buf = [0u8; 64];
+            for _ in 0..N {
+                reader.recv(&mut buf).unwrap();
+                reader.send(b"k").unwrap();
+            }
+        });
+        s.spawn(|| {
+            pin_to_cpu(0);
+            let mut buf = [0u8; 8];
+            for _ in 0..N {
+                sender.send(PAYLOAD).unwrap();
+                sender.recv(&mut buf).unwrap();
+            }
+        });
+    });
+    let n = N as u64;
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    let c = flow(&r, "192.0.2.1:6000");
+    assert_eq!(c["streams"], json!({"0": n - 1, "1": 1}), "{c}");
+    assert_eq!(c["driver_cpus"], json!({"0": n}), "{c}");
+    assert_eq!(c["app_cpus"], json!({"0": n}), "{c}");
+    assert_eq!(c["mismatches"], json!([]), "{c}");
+    assert_eq!(c["by"], "rfs", "{c}");
+    assert_eq!(
+        r["path"]["cpu_to_app_cpu"],
+        json!([{"from": 0, "to": 0, "packets": n - 1}, {"from": 1, "to": 0, "packets": 1}])
+    );
+}

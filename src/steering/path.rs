@@ -12,7 +12,10 @@
 //!   RPS (not RFS) decides, for every queue and driver cpu the flow had.
 //! - RFS: the processing cpu against the cpus the application read the
 //!   flow on: RFS exists to make them one, so a flow processed on a cpu
-//!   where it was not read is named, whether RFS is on or not.
+//!   where it was not read is named where RFS is off; where it is on
+//!   (the flow's queues have `rps_flow_cnt`), the first packets go where
+//!   RPS sends them until a read records the reader's cpu, so it is named
+//!   only if no packet was processed where it was read.
 //! - XPS: each sending cpu's transmit queue against [`expected_tx_queue`]
 //!   of that cpu (the probe sees both at once, per packet).
 //!
@@ -65,31 +68,40 @@ fn mismatches(c: &Config, r: &FlowRecord, p: &FlowPath) -> Vec<&'static str> {
     }) {
         out.push("RSS");
     }
-    // RPS: where RPS decides for every queue and driver cpu seen.
+    // What RPS or RFS does with the flow's packets, for every queue and
+    // driver cpu seen (nothing when its hash changed: which hash steered
+    // which packet is not known).
     let processing: BTreeSet<u32> = r.streams.iter().map(|&(cpu, _)| cpu).collect();
-    if !rx.is_empty() && !r.hash_changed {
-        let expected: Vec<_> = rx
-            .iter()
+    let expected: Vec<_> = if r.hash_changed {
+        Vec::new()
+    } else {
+        rx.iter()
             .map(|s| expected_rx_cpu(c, s.queue.unwrap_or(0), hash, Some(s.cpu)))
-            .collect();
-        if expected
-            .iter()
-            .all(|e| e.by == Mechanism::Rps && e.stream.is_some())
-        {
-            let allowed: BTreeSet<u32> = expected.iter().filter_map(|e| e.stream).collect();
-            if !processing.is_subset(&allowed) {
-                out.push("RPS");
-            }
+            .collect()
+    };
+    let all = |m: Mechanism| !expected.is_empty() && expected.iter().all(|e| e.by == m);
+    if all(Mechanism::Rps) && expected.iter().all(|e| e.stream.is_some()) {
+        let allowed: BTreeSet<u32> = expected.iter().filter_map(|e| e.stream).collect();
+        if !processing.is_subset(&allowed) {
+            out.push("RPS");
         }
     }
-    // RFS: processed where the application did not read it.
+    // RFS: processed where the application did not read it. With RFS on,
+    // a flow's first packets go where RPS sends them, until a read
+    // records the reader's cpu: there it is off only if it never
+    // followed the reader.
     let read: BTreeSet<u32> = p
         .steps
         .iter()
         .filter(|s| s.stage == PathStage::Read && matches!(s.process, Process::Named { .. }))
         .map(|s| s.cpu)
         .collect();
-    if !read.is_empty() && !processing.is_subset(&read) {
+    let off = if all(Mechanism::Rfs) {
+        processing.is_disjoint(&read)
+    } else {
+        !processing.is_subset(&read)
+    };
+    if !read.is_empty() && off {
         out.push("RFS");
     }
     // XPS: per sending cpu, the queue it chose.
