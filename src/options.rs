@@ -124,6 +124,9 @@ pub struct Options {
     pub repeats: Option<u64>,
     /// `--drops`: the kernel's drops on the interface, per cpu and reason.
     pub drops: bool,
+    /// `--path` (with `--flows`): each flow's receive queue, driver cpu,
+    /// application cpu and process, from kernel probes.
+    pub path: bool,
     /// `--metrics=[ADDR:]PORT`: where the Prometheus endpoint listens.
     pub metrics: Option<std::net::SocketAddr>,
     /// `--json`.

@@ -312,64 +312,14 @@ fn without_the_privileges_it_says_which() {
 /// dies: after SIGKILL no program of ours is left.
 #[test]
 fn nothing_left_after_sigkill() {
-    let have_bpftool = std::process::Command::new("bpftool")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_bpftool {
-        eprintln!("bpftool is not installed; skipping (apt-get install bpftool)");
+    if !bpftool_installed() {
         return;
     }
     let ns = Netns::new();
     let cap = Capture::start(&ns, "rxtxcpu", &["--drops", "lo"]);
-    // The program's id, from the descriptors that hold it.
-    let mut ids = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{}/fdinfo", cap.pid())).unwrap() {
-        let text = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
-        ids.extend(
-            text.lines()
-                .filter_map(|l| l.strip_prefix("prog_id:"))
-                .filter_map(|v| v.trim().parse::<u32>().ok()),
-        );
-    }
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = cap.bpf_programs();
     assert!(!ids.is_empty(), "no program held by the capture");
-    let exists = |id: u32| {
-        std::process::Command::new("bpftool")
-            .args(["prog", "show", "id", &id.to_string()])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    assert!(ids.iter().all(|&id| exists(id)));
-    cap.signal(Signal::SIGKILL);
-    let _ = cap.wait();
-    // The kernel frees it after a grace period.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while ids.iter().any(|&id| exists(id)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "programs {ids:?} still loaded"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Puts a global sysctl back however the test ends.
-struct Sysctl(&'static str, String);
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> Sysctl {
-        let old = std::fs::read_to_string(path).unwrap();
-        std::fs::write(path, value).unwrap();
-        Sysctl(path, old.trim().to_string())
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0, &self.1);
-    }
+    cap.kill_and_check_programs_freed(&ids);
 }
 
 /// RPS sends a veth's flood to cpu1, whose backlog holds 8 packets: the

@@ -284,6 +284,20 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
     if drops && interface.is_none() {
         return Err(UsageError("--drops needs an interface.".into()));
     }
+    let path = m.get_flag("path");
+    if path && flows.is_none() {
+        return Err(UsageError("--path needs --flows.".into()));
+    }
+    if path && interface.is_none() {
+        return Err(UsageError("--path needs an interface.".into()));
+    }
+    // The processing cpu is the capture's stream: a cpu, after RPS.
+    if path && vantage != Vantage::Cpu {
+        return Err(UsageError("--path works in the cpu vantage only.".into()));
+    }
+    if path && value("xdp").is_some() {
+        return Err(UsageError("--path does not work with --xdp.".into()));
+    }
     let metrics = match value("metrics") {
         None => None,
         Some(v) => {
@@ -420,6 +434,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         repeats,
         metrics,
         drops,
+        path,
         json: m.get_flag("json"),
         live,
         xdp,

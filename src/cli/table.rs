@@ -270,6 +270,18 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         ],
     },
     OptSpec {
+        id: "path",
+        short: None,
+        long: "path",
+        value: None,
+        help: &[
+            "With --flows, each flow's path: receive",
+            "  queue, driver cpu, the application's",
+            "  cpu and process, against the steering",
+            "  configuration (eBPF programs).",
+        ],
+    },
+    OptSpec {
         id: "metrics",
         short: None,
         long: "metrics",

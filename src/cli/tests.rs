@@ -124,8 +124,15 @@ fn option_forms() {
         opts(&["--du=2"]).duration,
         Some(std::time::Duration::from_secs(2))
     );
+    // --pa was --packet-buffered before --path came.
+    assert!(opts(&["--pa"]).packet_buffered);
+    assert_eq!(
+        original_abbreviations("packet-buffered", "rxtxcpu", Vantage::Cpu),
+        ["pa"]
+    );
     for v in [Vantage::Cpu, Vantage::Queue, Vantage::Numa] {
-        for o in OPTIONS.iter().filter(|o| o.id != "direction") {
+        let new_since = ["direction", "packet-buffered"];
+        for o in OPTIONS.iter().filter(|o| !new_since.contains(&o.id)) {
             assert_eq!(
                 original_abbreviations(o.id, "rxtxcpu", v),
                 Vec::<String>::new()

@@ -34,19 +34,25 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
         flows: opts.flows.is_some(),
         locations: opts.verbose,
     };
-    let probe = DropProbe::attach(&btf, filter, variant).map_err(|e| {
-        if e.is_permission() {
-            failed(format!(
-                "{e}; the probe needs CAP_BPF and CAP_PERFMON (or root): \
-                 setcap cap_net_raw,cap_bpf,cap_perfmon+ep {}",
-                std::env::current_exe().map_or("rxtxcpu".into(), |p| p.display().to_string())
-            ))
-        } else {
-            failed(e.to_string())
-        }
-    })?;
+    let probe = DropProbe::attach(&btf, filter, variant)
+        .map_err(|e| probe_error("--drops", "the probe needs", &e))?;
     say(format!("drops: counted at {}", probe.attached()));
     Ok(Some(probe))
+}
+
+/// The error of `option`'s probe (or probes) that could not be had,
+/// naming the privileges where they are what is missing (`who`: "the
+/// probe needs").
+pub fn probe_error(option: &str, who: &str, e: &crate::sys::tracing::ProbeError) -> Error {
+    Error::Message(if e.is_permission() {
+        format!(
+            "{option}: {e}; {who} CAP_BPF and CAP_PERFMON (or root): \
+             setcap cap_net_raw,cap_bpf,cap_perfmon+ep {}",
+            std::env::current_exe().map_or("rxtxcpu".into(), |p| p.display().to_string())
+        )
+    } else {
+        format!("{option}: {e}")
+    })
 }
 
 /// For `-v` at the end: what the probe cost in the kernel, from the

@@ -71,6 +71,11 @@ impl Steering {
         }
     }
 
+    /// The configuration read.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The `-v` lines: what was read, and what could not be.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = self.config.describe();
@@ -172,7 +177,7 @@ pub fn needs_sending_cpus(vantage: Vantage, direction: Direction) -> bool {
 /// ports the key does not hold (later fragments), by addresses only (as
 /// [`steering::packet_flow`] reads a packet). None for frames that are not
 /// IP.
-fn rss_input(key: &FlowKey) -> Option<(Tuple, FlowType)> {
+pub(crate) fn rss_input(key: &FlowKey) -> Option<(Tuple, FlowType)> {
     let (src, dst) = key.ip_addrs()?;
     let Proto::Ip(proto) = key.proto() else {
         return None;

@@ -48,6 +48,7 @@
 
 pub mod expect;
 pub mod nic_hash;
+pub mod path;
 pub mod rss;
 
 use std::io;

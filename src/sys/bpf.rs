@@ -380,29 +380,24 @@ impl Map {
         self.elem(BPF_MAP_UPDATE_ELEM, key, value.as_ptr().cast_mut(), flags)
     }
 
-    /// The key after `key` (the first key for None) into `next`; false
-    /// after the last (ENOENT). Keys come in the map's order, not sorted.
+    /// The key after `key` (the first key when None) into `next`; false
+    /// after the last. A walk of a map that changes meanwhile may skip or
+    /// repeat keys: walk it once its programs are detached.
     pub fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
         assert_eq!(next.len(), self.key_size, "map key size");
-        let key = match key {
-            Some(k) => {
-                assert_eq!(k.len(), self.key_size, "map key size");
-                k.as_ptr()
-            }
-            None => std::ptr::null(),
-        };
+        if let Some(k) = key {
+            assert_eq!(k.len(), self.key_size, "map key size");
+        }
         let mut attr = MapElemAttr {
             map_fd: self.fd.as_raw_fd() as u32,
             _pad: 0,
-            key: key as u64,
-            // next_key, in the union where lookups have value.
+            key: key.map_or(0, |k| k.as_ptr() as u64),
             value: next.as_mut_ptr() as u64,
             flags: 0,
         };
-        // SAFETY: attr is the element member of bpf_attr; key is NULL (the
-        // kernel then returns the first key) or points to key_size
-        // readable bytes, next to key_size writable ones, both live for
-        // the call.
+        // SAFETY: attr is the element member of bpf_attr (next_key in the
+        // value's place); key is NULL or key_size readable bytes, next
+        // key_size writable bytes (both checked above), live for the call.
         let r = unsafe {
             sys_bpf(
                 BPF_MAP_GET_NEXT_KEY,

@@ -54,6 +54,7 @@ const BPF_FETCH: i32 = 0x01;
 const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
+const BPF_SUB: u8 = 0x10;
 const BPF_OR: u8 = 0x40;
 const BPF_AND: u8 = 0x50;
 const BPF_LSH: u8 = 0x60;
@@ -153,6 +154,13 @@ pub fn lsh_imm(dst: Reg, imm: i32) -> Insn {
     insn(BPF_ALU64 | BPF_LSH | BPF_K, dst, Reg::R0, 0, imm)
 }
 
+/// `dst = (u32)(dst - src)` (32-bit: the upper half cleared). On a
+/// pointer (the frame pointer) it gives a plain number where the program
+/// may see addresses (CAP_PERFMON).
+pub fn sub32(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU | BPF_SUB | BPF_X, dst, src, 0, 0)
+}
+
 /// `dst >>= imm` (64-bit, logical).
 pub fn rsh_imm(dst: Reg, imm: i32) -> Insn {
     insn(BPF_ALU64 | BPF_RSH | BPF_K, dst, Reg::R0, 0, imm)
@@ -166,6 +174,19 @@ pub fn and_imm(dst: Reg, imm: i32) -> Insn {
 /// `dst |= imm` (64-bit; imm sign-extended).
 pub fn or_imm(dst: Reg, imm: i32) -> Insn {
     insn(BPF_ALU64 | BPF_OR | BPF_K, dst, Reg::R0, 0, imm)
+}
+
+/// `dst |= src` (64-bit).
+pub fn or(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU64 | BPF_OR | BPF_X, dst, src, 0, 0)
+}
+
+/// `dst = htobe16(dst)`: the low 16 bits to big-endian, the rest
+/// cleared (BPF_END).
+pub fn to_be16(dst: Reg) -> Insn {
+    const BPF_END: u8 = 0xd0;
+    const BPF_TO_BE: u8 = 0x08;
+    insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, Reg::R0, 0, 16)
 }
 
 /// `dst = (u32) imm` (32-bit move: clears the upper half, so -1 gives
@@ -351,6 +372,8 @@ pub mod helper {
     /// errno (-E2BIG: a hash map is full; -EEXIST: BPF_NOEXIST and the
     /// key is there).
     pub const MAP_UPDATE_ELEM: i32 = 2;
+    /// bpf_get_current_task(): the current task_struct's address.
+    pub const GET_CURRENT_TASK: i32 = 35;
     pub const KTIME_GET_NS: i32 = 5;
     /// bpf_get_current_pid_tgid(): tgid << 32 | pid (the thread's id).
     #[allow(dead_code)] // for the kernel probes

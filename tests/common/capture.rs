@@ -244,6 +244,43 @@ impl Capture {
         nix::sys::signal::kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill {sig}: {e}"));
     }
 
+    /// The ids of the eBPF programs the process holds (the `prog_id` of
+    /// its descriptors: programs and their links).
+    pub fn bpf_programs(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for fd in std::fs::read_dir(format!("/proc/{}/fdinfo", self.pid())).unwrap() {
+            let text = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
+            ids.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("prog_id:"))
+                    .filter_map(|v| v.trim().parse::<u32>().ok()),
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// SIGKILL, then waits until the kernel has freed every program in
+    /// `ids` (after a grace period), panicking if one stays; as bpftool
+    /// sees them.
+    pub fn kill_and_check_programs_freed(self, ids: &[u32]) {
+        let exists = |id: u32| {
+            Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string()])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        assert!(ids.iter().all(|&id| exists(id)), "{ids:?} not all loaded");
+        self.signal(Signal::SIGKILL);
+        let _ = self.wait();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ids.iter().any(|&id| exists(id)) {
+            assert!(Instant::now() < deadline, "programs {ids:?} still loaded");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// What the process wrote to stderr so far.
     pub fn stderr_now(&self) -> String {
         self.stderr.0.lock().unwrap().text.clone()
@@ -492,4 +529,17 @@ impl Finished {
             panic!("usage block: {e}\n{self}");
         }
     }
+}
+
+/// Whether bpftool is installed (tests that look at loaded programs
+/// through it skip without it, saying so).
+pub fn bpftool_installed() -> bool {
+    let ok = Command::new("bpftool")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("bpftool is not installed; skipping (apt-get install bpftool)");
+    }
+    ok
 }

@@ -346,3 +346,21 @@ pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 's
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
+
+/// A global sysctl set for a test, put back however the test ends (hold
+/// [`MachineLock::exclusive`] meanwhile: it is the machine's).
+pub struct Sysctl(&'static str, String);
+
+impl Sysctl {
+    pub fn set(path: &'static str, value: &str) -> Sysctl {
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, value).unwrap();
+        Sysctl(path, old.trim().to_string())
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}

@@ -38,6 +38,9 @@ pub struct Report {
     /// With `--repeats`: the MIN and each stream's totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_summary: Option<RepeatSummaryJson>,
+    /// With `--path`: the steering matrices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<super::path::PathJson>,
     /// Keys of the report's other parts (`kernel_drops`), after these.
     #[serde(flatten)]
     pub more: serde_json::Map<String, serde_json::Value>,
@@ -95,6 +98,10 @@ pub struct FlowJson {
     /// packets, most first (`{}` for none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drops: Option<StreamPackets>,
+    /// With `--path`: `queues`, `driver_cpus`, `app_cpus`, `apps`,
+    /// `mismatches`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<super::path::FlowPathJson>,
 }
 
 /// Where a flow was expected to land.
@@ -123,6 +130,9 @@ pub struct FlowSummaryJson {
     pub predicted: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unexpected: Option<u64>,
+    /// With `--path`: flows a steering stage was off for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatched: Option<u64>,
     /// Flows in the `flows` list.
     pub listed: u64,
     /// `--flows-max`.
@@ -238,6 +248,7 @@ impl Report {
             flow_summary: None,
             repeats: None,
             repeat_summary: None,
+            path: None,
             more: serde_json::Map::new(),
         }
     }
@@ -260,6 +271,7 @@ impl Report {
             hash_changed: flows.hash_changed_count() as u64,
             predicted: expected.then(|| flows.predicted_count() as u64),
             unexpected: expected.then(|| flows.unexpected_count() as u64),
+            mismatched: flows.path.as_ref().map(|_| flows.mismatched_count() as u64),
             listed: rows.len() as u64,
             max_flows: flows.max_flows,
             untracked_packets: flows.untracked_packets,
@@ -280,10 +292,14 @@ impl Report {
             dropped_uncaptured: flows.drops.as_ref().map(|_| flows.dropped_count().1 as u64),
             drops_overflow: flows.drops.as_ref().map(|d| d.unkeyed.overflow),
         });
+        self.path = flows.path.as_ref().map(super::path::PathJson::new);
         self.flows = Some(
             rows.into_iter()
                 .map(|r| {
-                    let mut j = FlowJson::new(r, flows.repeats, id, name);
+                    let mut j = FlowJson {
+                        path: flows.path_of(r).map(super::path::FlowPathJson::new),
+                        ..FlowJson::new(r, flows.repeats, id, name)
+                    };
                     if flows.drops.is_some() {
                         j.drops = Some(StreamPackets(flows.drops_of(r).to_vec()));
                     }
@@ -333,6 +349,7 @@ impl FlowJson {
             }),
             repeated: repeats.then_some(r.repeated),
             drops: None,
+            path: None,
         }
     }
 }

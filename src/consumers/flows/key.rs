@@ -489,7 +489,7 @@ impl FlowKey {
     }
 
     /// Builds the key of an IP flow (for callers that know a flow from
-    /// elsewhere: the drop probe's flows, and tests).
+    /// elsewhere: the kernel probes of `--drops` and `--path`, tests).
     pub fn ip(
         src: std::net::IpAddr,
         dst: std::net::IpAddr,

@@ -24,6 +24,7 @@ pub mod drops;
 pub mod expectation;
 pub mod json;
 pub mod key;
+pub mod path;
 mod slots;
 pub mod table;
 pub mod text;

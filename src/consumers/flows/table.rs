@@ -570,6 +570,8 @@ pub struct Flows {
     /// With `--drops`: the kernel's drops per flow (apart from the
     /// records, which a flow then costs nothing more without it).
     pub drops: Option<super::drops::FlowDrops>,
+    /// With `--path`: the steering matrices of all flows.
+    pub path: Option<super::path::PathSummary>,
 }
 
 /// Merges the tables of all streams, given in stream order.
@@ -593,6 +595,7 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
             (idle, flows, packets)
         }),
         drops: None,
+        path: None,
     };
     let most: usize = tables.iter().map(|t| t.map.len()).sum();
     let mut entries: Vec<(FlowKey, u32, Counts)> = Vec::with_capacity(most);
@@ -703,20 +706,40 @@ impl Flows {
         self.streams.iter().map(|s| s.packets).sum()
     }
 
-    /// The flows to list, in display order: unexpected ones, then split
-    /// ones, then those the kernel dropped packets of (all of these,
-    /// whatever `limit` is), then the others, each group biggest first
-    /// (packets, then bytes, then key, so the order is deterministic); at
-    /// most `limit` rows unless the flagged ones alone are more; `limit`
-    /// 0 lists all.
+    /// With `--path`: what the probes saw of flow `r` (kept apart from
+    /// the records, which stay as small as without it).
+    pub fn path_of(&self, r: &FlowRecord) -> Option<&super::path::FlowPath> {
+        self.path.as_ref()?.flows.get(&r.key)
+    }
+
+    /// With `--path`: a steering stage did not do for `r` what its
+    /// configuration says.
+    pub fn mismatched(&self, r: &FlowRecord) -> bool {
+        self.path_of(r).is_some_and(|p| !p.mismatches.is_empty())
+    }
+
+    /// Flows a steering stage was off for (`--path`).
+    pub fn mismatched_count(&self) -> usize {
+        self.records.iter().filter(|r| self.mismatched(r)).count()
+    }
+
+    /// The flows to list, in display order: unexpected ones (and with
+    /// `--path` those a steering stage was off for), then split ones,
+    /// then those the kernel dropped packets of (all of these, whatever
+    /// `limit` is), then the others, each group biggest first (packets,
+    /// then bytes, then key, so the order is deterministic); at most
+    /// `limit` rows unless the flagged ones alone are more; `limit` 0
+    /// lists all.
     pub fn rows(&self, limit: usize) -> Vec<&FlowRecord> {
         // 0 unexpected, 1 split, 2 with drops, 3 the others.
-        let group = |r: &FlowRecord| match (r.unexpected(), r.split(), !self.drops_of(r).is_empty())
-        {
-            (true, _, _) => 0u8,
-            (false, true, _) => 1,
-            (false, false, true) => 2,
-            (false, false, false) => 3,
+        let group = |r: &FlowRecord| {
+            let off = r.unexpected() || self.mismatched(r);
+            match (off, r.split(), !self.drops_of(r).is_empty()) {
+                (true, _, _) => 0u8,
+                (false, true, _) => 1,
+                (false, false, true) => 2,
+                (false, false, false) => 3,
+            }
         };
         let mut rows: Vec<(u8, &FlowRecord)> = self.records.iter().map(|r| (group(r), r)).collect();
         rows.sort_unstable_by(|(ga, a), (gb, b)| {

@@ -47,6 +47,7 @@ pub fn table_fit(
         let with_expected = rows.iter().any(|r| r.expected.is_some());
         let with_repeated = flows.repeats && rows.iter().any(|r| r.repeated > 0);
         let with_drops = rows.iter().any(|r| !flows.drops_of(r).is_empty());
+        let with_path = flows.path.is_some();
         let mut cells: Vec<Vec<String>> = Vec::with_capacity(rows.len() + 1);
         let mut header = vec!["PROTO", "SOURCE", "DESTINATION", "PACKETS", "BYTES"];
         let mut right = vec![false, false, false, true, true];
@@ -58,8 +59,16 @@ pub fn table_fit(
             header.push("HASH");
             right.push(false);
         }
+        if with_path {
+            header.extend(["QUEUE", "DRIVER"]);
+            right.extend([false, false]);
+        }
         header.push("STREAMS");
         right.push(false);
+        if with_path {
+            header.extend(["APP", "PROCESS"]);
+            right.extend([false, false]);
+        }
         if with_expected {
             header.push("EXPECTED");
             right.push(false);
@@ -74,7 +83,15 @@ pub fn table_fit(
         right.push(false);
         cells.push(header.iter().map(|s| s.to_string()).collect());
         for r in &rows {
-            let mut c = row(r, with_hash, with_expected, with_repeated, label);
+            let mut c = row(
+                r,
+                flows.path_of(r),
+                with_hash,
+                with_expected,
+                with_repeated,
+                with_path,
+                label,
+            );
             if with_drops {
                 c.insert(c.len() - 1, super::drops::cell(flows.drops_of(r)));
             }
@@ -91,6 +108,9 @@ pub fn table_fit(
         }
     }
     summary(&mut out, flows, label);
+    if let Some(p) = &flows.path {
+        out.push_str(&super::path::summary_text(p));
+    }
     out
 }
 
@@ -208,11 +228,14 @@ pub fn elide(s: &str, width: usize) -> String {
 
 fn row(
     r: &FlowRecord,
+    path: Option<&super::path::FlowPath>,
     with_hash: bool,
     with_expected: bool,
     with_repeated: bool,
+    with_path: bool,
     label: &dyn Fn(u32) -> String,
 ) -> Vec<String> {
+    let (before, after) = super::path::columns(path);
     let mut c = vec![
         r.key.proto().name(),
         r.key.src().to_string(),
@@ -231,7 +254,13 @@ fn row(
         .iter()
         .map(|&(id, n)| format!("{}:{n}", label(id)))
         .collect();
+    if with_path {
+        c.extend(before);
+    }
     c.push(streams.join(" "));
+    if with_path {
+        c.extend(after);
+    }
     if with_expected {
         match r.expected {
             Some(e) => {
@@ -250,6 +279,9 @@ fn row(
     }
     if r.hash_changed {
         marks.push(REHASHED);
+    }
+    if let Some(p) = path {
+        marks.extend(p.mismatches.iter().copied());
     }
     c.push(marks.join(" "));
     c
@@ -283,6 +315,13 @@ fn summary(out: &mut String, flows: &Flows, label: &dyn Fn(u32) -> String) {
                 );
             }
         }
+    }
+    if flows.path.is_some() {
+        let _ = writeln!(
+            out,
+            "{} off the steering configuration at a stage (RSS, RPS, RFS, XPS).",
+            count(flows.mismatched_count() as u64, "flow")
+        );
     }
     if let Some((idle, n, packets)) = flows.expired.filter(|e| e.1 > 0) {
         let _ = writeln!(
@@ -343,7 +382,7 @@ fn summary(out: &mut String, flows: &Flows, label: &dyn Fn(u32) -> String) {
 }
 
 /// `1 flow`, `2 flows`.
-fn count(n: u64, what: &str) -> String {
+pub(super) fn count(n: u64, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {
@@ -352,7 +391,7 @@ fn count(n: u64, what: &str) -> String {
 }
 
 /// `n` of `total` with one decimal, `0.0%` of nothing.
-fn percent(n: u64, total: u64) -> String {
+pub(super) fn percent(n: u64, total: u64) -> String {
     if total == 0 {
         return "0.0%".to_string();
     }

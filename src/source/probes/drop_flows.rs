@@ -41,7 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::sys::ebpf::{self, Asm, Reg};
 
-use super::drops::{deref, Layout};
+use super::drops::Layout;
 
 /// (flow, reason) pairs the map holds.
 pub const MAX_ENTRIES: u32 = 8192;
@@ -64,8 +64,13 @@ const STACK_FLOW: i16 = -56;
 const STACK_HDR: i16 = -96;
 const HDR_LEN: i32 = 40;
 const STACK_ONE: i16 = -104;
-/// bpf_probe_read_kernel's scratch word (as `deref`'s).
+/// bpf_probe_read_kernel's scratch word (as [`super::drops`]' own).
 const STACK_SCRATCH: i16 = -16;
+
+/// [`super::deref`] with this program's scratch word.
+fn deref(a: &mut Asm, typed: bool, dst: Reg, base: Reg, off: i16, size: ebpf::Size) {
+    super::deref(a, typed, dst, base, off, size, STACK_SCRATCH);
+}
 
 /// map_update flag: only if the key is not there.
 const BPF_NOEXIST: i32 = 1;

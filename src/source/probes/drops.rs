@@ -81,8 +81,10 @@ use std::os::fd::AsRawFd;
 use super::drop_flows::{self, Flow};
 use crate::sys::bpf::{Map, MapType, Program};
 use crate::sys::btf::Btf;
-use crate::sys::ebpf::{self, Asm, Insn, Reg, Size};
+use crate::sys::ebpf::{self, Insn};
 use crate::sys::tracing::{self, Attached, Hook, ProbeError, RunStats};
+
+use super::{deref, field};
 
 /// The tracepoint (`skb:kfree_skb`, by its name without the group).
 pub const TRACEPOINT: &str = "kfree_skb";
@@ -143,21 +145,7 @@ impl Layout {
         };
         let skb_arg = arg("struct sk_buff *").ok_or_else(|| missing("packet"))?;
         let reason_arg = arg(&format!("enum {REASON_ENUM}")).ok_or_else(|| missing("reason"))?;
-        // Each field is loaded whole with the size the program uses.
-        let field = |outer: &str, path: &str, size: u32| -> Result<i16, ProbeError> {
-            let m = btf.member(outer, path)?;
-            if m.size != size {
-                return Err(ProbeError::Kernel(format!(
-                    "the kernel's {outer}.{path} is {} bytes, not {size}",
-                    m.size
-                )));
-            }
-            i16::try_from(m.offset).map_err(|_| {
-                ProbeError::Kernel(format!(
-                    "the kernel's {outer}.{path} is beyond a load's reach"
-                ))
-            })
-        };
+        let field = |outer: &str, path: &str, size: u32| field(btf, outer, path, size);
         Ok(Layout {
             skb_arg,
             reason_arg,
@@ -312,33 +300,6 @@ pub struct Fds {
     pub flows: Option<i32>,
 }
 
-/// `dst = *(size *)(base + off)` of kernel memory: a plain load in a typed
-/// program, bpf_probe_read_kernel into the stack in an untyped one (which
-/// clobbers r1-r5, so `base` is one of r6-r9).
-pub(super) fn deref(a: &mut Asm, typed: bool, dst: Reg, base: Reg, off: i16, size: Size) {
-    use ebpf::*;
-    if typed {
-        a.push([load(size, dst, base, off)]);
-        return;
-    }
-    assert!(matches!(base, Reg::R6 | Reg::R7 | Reg::R8 | Reg::R9));
-    let bytes = match size {
-        Size::B => 1,
-        Size::H => 2,
-        Size::W => 4,
-        Size::DW => 8,
-    };
-    a.push([
-        mov(Reg::R1, Reg::R10),
-        add_imm(Reg::R1, STACK_SCRATCH.into()),
-        mov_imm(Reg::R2, bytes),
-        mov(Reg::R3, base),
-        add_imm(Reg::R3, off.into()),
-        call(helper::PROBE_READ_KERNEL),
-        load(size, dst, Reg::R10, STACK_SCRATCH),
-    ]);
-}
-
 /// The program. Registers: r6 the context, r7 the skb, r8 the device (or
 /// socket), then the first slot of the attribution; r9 what is compared,
 /// then the slot. `typed`: for tp_btf (plain loads), else for a raw
@@ -359,22 +320,54 @@ pub fn program(
     let unknown_ns = reasons.per_attribution() as i32;
     let mut a = Asm::new();
     a.push([mov(R6, R1), load(Size::DW, R7, R6, arg(layout.skb_arg))]);
-    deref(&mut a, typed, R8, R7, layout.skb_dev, Size::DW);
+    deref(
+        &mut a,
+        typed,
+        R8,
+        R7,
+        layout.skb_dev,
+        Size::DW,
+        STACK_SCRATCH,
+    );
     a.jump_to(jump_imm(Cond::Eq, R8, 0, 0), "no_dev");
     // A word that is not a device (dev_scratch) reads ifindex 0.
-    deref(&mut a, typed, R9, R8, layout.dev_ifindex, Size::W);
+    deref(
+        &mut a,
+        typed,
+        R9,
+        R8,
+        layout.dev_ifindex,
+        Size::W,
+        STACK_SCRATCH,
+    );
     a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "no_dev");
     if let Some(ifindex) = filter.ifindex {
         a.push([mov32_imm(R1, ifindex as i32)]);
         a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
     }
-    deref(&mut a, typed, R9, R8, layout.dev_net, Size::DW);
+    deref(
+        &mut a,
+        typed,
+        R9,
+        R8,
+        layout.dev_net,
+        Size::DW,
+        STACK_SCRATCH,
+    );
     a.jump_to(ja(0), "check_ns");
 
     // No device (or a word that is not one): received here (skb_iif), in
     // the receiving socket's namespace.
     a.label("no_dev");
-    deref(&mut a, typed, R9, R7, layout.skb_iif, Size::W);
+    deref(
+        &mut a,
+        typed,
+        R9,
+        R7,
+        layout.skb_iif,
+        Size::W,
+        STACK_SCRATCH,
+    );
     match filter.ifindex {
         Some(ifindex) => {
             a.push([mov32_imm(R1, ifindex as i32)]);
@@ -389,14 +382,38 @@ pub fn program(
         a.push([load(Size::DW, R8, R6, arg(i))]);
     }
     a.jump_to(jump_imm(Cond::Ne, R8, 0, 0), "sock");
-    deref(&mut a, typed, R8, R7, layout.skb_sk, Size::DW);
+    deref(
+        &mut a,
+        typed,
+        R8,
+        R7,
+        layout.skb_sk,
+        Size::DW,
+        STACK_SCRATCH,
+    );
     a.jump_to(jump_imm(Cond::Eq, R8, 0, 0), "unattributed");
     a.label("sock");
-    deref(&mut a, typed, R9, R8, layout.sk_net, Size::DW);
+    deref(
+        &mut a,
+        typed,
+        R9,
+        R8,
+        layout.sk_net,
+        Size::DW,
+        STACK_SCRATCH,
+    );
 
     a.label("check_ns");
     a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "out");
-    deref(&mut a, typed, R9, R9, layout.net_inum, Size::W);
+    deref(
+        &mut a,
+        typed,
+        R9,
+        R9,
+        layout.net_inum,
+        Size::W,
+        STACK_SCRATCH,
+    );
     a.push([mov32_imm(R1, filter.netns as i32)]);
     a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
     a.push([mov_imm(R8, 0)]);

@@ -40,6 +40,12 @@
 //!   non-upstream `kernel.init_private_bpf` sysctl, which may be why.
 //!   The functions are in BTF and kallsyms; the test attaches them where
 //!   the kernel allows and otherwise says so.
+//! - The kernel's preempt count (in_task()) is not reachable from a
+//!   program here: `__preempt_count` is a per-cpu VAR in BTF, but the
+//!   kernel has no CONFIG_KALLSYMS_ALL, so a ld_imm64 of it
+//!   (BPF_PSEUDO_BTF_ID) fails to load with ENOENT. `--path` tells a
+//!   process's own context from an interrupt's by its stack instead
+//!   ([`super::path_program`]).
 //! - `net:net_dev_start_xmit` fires on the sender's cpu (cpu0) for va (a
 //!   veth has no queue, so nothing is deferred to NET_TX), with
 //!   queue_mapping the transmit queue XPS chose (1).

@@ -1,0 +1,547 @@
+//! The programs of `--path` ([`super::path`]): what each reads, from the
+//! kernel's BTF, and their instructions.
+//!
+//! Every program builds one 64-byte key on its stack and adds one to the
+//! current cpu's value of that key in a per-cpu hash map (the cpu is the
+//! value's position, not part of the key):
+//!
+//! | bytes | what |
+//! |-------|------|
+//! | 0     | stage ([`Stage`]) |
+//! | 1     | IP version (4, 6; 0: an unconnected socket's read, no flow) |
+//! | 2     | IP protocol |
+//! | 3     | 1 when the ports are known |
+//! | 4-5   | skb->queue_mapping (receive: the recorded queue plus one) |
+//! | 6     | context ([`CTX_TASK`], [`CTX_IRQ`], [`CTX_UNKNOWN`]; 0: not asked) |
+//! | 8-11  | the process id (tgid) in task context |
+//! | 12-15 | source and destination port, big-endian |
+//! | 16-31 | source address (IPv4: the first 4 bytes) |
+//! | 32-47 | destination address |
+//! | 48-63 | the process's name (its group leader's comm) in task context |
+//!
+//! The flow comes from the packet's own headers, read with
+//! bpf_probe_read_kernel (packet bytes have no BTF type): the network
+//! header is `skb->data` where a driver hands the packet to the stack
+//! (eth_type_trans pulled the link header; `network_header` is not set
+//! yet in NIC drivers' fresh buffers), `skb->head + skb->network_header`
+//! on transmit (the IP layer set it) and at a TCP copy. The ports are read
+//! after the IPv4 header's own length or the fixed IPv6 header, for TCP,
+//! UDP, SCTP, UDP-Lite and DCCP, not for IPv4 fragments after the first:
+//! the same tuple the flow table keys by ([`crate::consumers::flows::key`]),
+//! except that IPv6 extension headers are not walked (such a flow's key
+//! here ends at the extension header and joins no flow of the table).
+//! Frames that are neither IPv4 nor IPv6 by `skb->protocol` (a VLAN tag
+//! the device left in, ARP) are not counted.
+
+use crate::source::probes::drops::Filter;
+use crate::source::probes::{deref, field};
+use crate::sys::btf::Btf;
+use crate::sys::ebpf::{self, Asm, Insn};
+use crate::sys::tracing::ProbeError;
+
+/// The stages of a packet's path a program counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// A driver handing a received packet to the stack (before RPS).
+    RxDriver = 0,
+    /// A sender queueing a packet on the device (`net:net_dev_queue`):
+    /// the transmit queue is chosen.
+    Send = 1,
+    /// The packet handed to the driver (`net:net_dev_start_xmit`).
+    TxDriver = 2,
+    /// An application's read.
+    Read = 3,
+}
+
+impl Stage {
+    pub fn from_u8(v: u8) -> Option<Stage> {
+        Some(match v {
+            0 => Stage::RxDriver,
+            1 => Stage::Send,
+            2 => Stage::TxDriver,
+            3 => Stage::Read,
+            _ => return None,
+        })
+    }
+}
+
+pub const KEY_SIZE: u32 = 64;
+/// Key byte 6: the event ran in a task (a system call), not an interrupt.
+pub const CTX_TASK: u8 = 1;
+/// Key byte 6: not in a process's own context: an interrupt or softirq
+/// (the current task is whatever it interrupted) or a kernel thread
+/// (ksoftirqd, a NAPI thread, a kworker).
+pub const CTX_IRQ: u8 = 2;
+/// Key byte 6: the context could not be read.
+pub const CTX_UNKNOWN: u8 = 3;
+
+/// How far above `task->stack` a frame on the task's own kernel stack
+/// is at most: THREAD_SIZE, 16 KiB on x86-64 (and arm64 with 4 KiB
+/// pages). A kernel with bigger stacks (KASAN doubles them) has task
+/// frames beyond it, which are then not named: a process is missed, never
+/// misnamed.
+const TASK_STACK: i32 = 16384;
+/// task_struct.flags: a kernel thread.
+const PF_KTHREAD: i32 = 0x0020_0000;
+
+/// Stack offsets: the key, scratch for header bytes, the value 1.
+const KEY: i16 = -64;
+const SCRATCH: i16 = -96;
+const ONE: i16 = -104;
+const DEREF: i16 = -112;
+
+/// Where a program's packet begins its network header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L3 {
+    /// `skb->data`: a driver's packet after eth_type_trans.
+    Data,
+    /// `skb->head + skb->network_header`.
+    NetworkHeader,
+}
+
+/// How a packet program picks the interface's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// `skb->dev`'s ifindex and namespace.
+    Device,
+    /// A packet being copied to a TCP socket: `skb->skb_iif` (the device
+    /// it came in on; `skb->dev` is not kept) and the socket's namespace.
+    TcpSocket,
+}
+
+/// Offsets from the kernel's BTF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    skb_head: i16,
+    skb_data: i16,
+    skb_network_header: i16,
+    skb_protocol: i16,
+    skb_queue_mapping: i16,
+    skb_dev: i16,
+    skb_iif: i16,
+    skb_sk: i16,
+    dev_ifindex: i16,
+    dev_net: i16,
+    net_inum: i16,
+    sk_net: i16,
+    sk_family: i16,
+    sk_protocol: i16,
+    sk_type: i16,
+    sk_dport: i16,
+    sk_num: i16,
+    sk_daddr: i16,
+    sk_rcv_saddr: i16,
+    sk_v6_daddr: i16,
+    sk_v6_rcv_saddr: i16,
+    task_group_leader: i16,
+    task_comm: i16,
+    task_stack: i16,
+    task_flags: i16,
+}
+
+impl Layout {
+    pub fn from_btf(btf: &Btf) -> Result<Layout, ProbeError> {
+        let f = |outer: &str, path: &str, size: u32| field(btf, outer, path, size);
+        Ok(Layout {
+            skb_head: f("sk_buff", "head", 8)?,
+            skb_data: f("sk_buff", "data", 8)?,
+            skb_network_header: f("sk_buff", "network_header", 2)?,
+            skb_protocol: f("sk_buff", "protocol", 2)?,
+            skb_queue_mapping: f("sk_buff", "queue_mapping", 2)?,
+            skb_dev: f("sk_buff", "dev", 8)?,
+            skb_iif: f("sk_buff", "skb_iif", 4)?,
+            skb_sk: f("sk_buff", "sk", 8)?,
+            dev_ifindex: f("net_device", "ifindex", 4)?,
+            dev_net: f("net_device", "nd_net.net", 8)?,
+            net_inum: f("net", "ns.inum", 4)?,
+            sk_net: f("sock", "__sk_common.skc_net.net", 8)?,
+            sk_family: f("sock", "__sk_common.skc_family", 2)?,
+            sk_protocol: f("sock", "sk_protocol", 2)?,
+            sk_type: f("sock", "sk_type", 2)?,
+            sk_dport: f("sock", "__sk_common.skc_dport", 2)?,
+            sk_num: f("sock", "__sk_common.skc_num", 2)?,
+            sk_daddr: f("sock", "__sk_common.skc_daddr", 4)?,
+            sk_rcv_saddr: f("sock", "__sk_common.skc_rcv_saddr", 4)?,
+            sk_v6_daddr: f("sock", "__sk_common.skc_v6_daddr", 16)?,
+            sk_v6_rcv_saddr: f("sock", "__sk_common.skc_v6_rcv_saddr", 16)?,
+            task_group_leader: f("task_struct", "group_leader", 8)?,
+            task_comm: f("task_struct", "comm", 16)?,
+            task_stack: f("task_struct", "stack", 8)?,
+            task_flags: f("task_struct", "flags", 4)?,
+        })
+    }
+}
+
+/// What a program is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Shape {
+    /// A packet at `skb_arg`: its flow, the queue, for `Send` and `Read`
+    /// the task.
+    Packet {
+        stage: Stage,
+        skb_arg: usize,
+        l3: L3,
+        pick: Pick,
+    },
+    /// `sock:sock_recv_length` (socket, bytes read or an error, flags):
+    /// a read of a UDP socket; connected ones are keyed by their 4-tuple.
+    UdpRead {
+        sock_arg: usize,
+        ret_arg: usize,
+        flags_arg: usize,
+    },
+}
+
+/// The ports of these IP protocols are keyed (as the flow table does).
+const PORT_PROTOS: [i32; 5] = [6, 17, 33, 132, 136];
+const MSG_PEEK: i32 = 2;
+const SOCK_DGRAM: i32 = 2;
+const AF_INET: i32 = 2;
+const AF_INET6: i32 = 10;
+
+/// A u16 field as a plain load of its big-endian bytes reads it.
+fn be16(v: u16) -> i32 {
+    i32::from(u16::from_ne_bytes(v.to_be_bytes()))
+}
+
+/// The program for `shape`, counting into map `counts` and, when that is
+/// full, into the first u64 of array map `missed`.
+pub fn program(
+    layout: &Layout,
+    filter: &Filter,
+    shape: Shape,
+    counts: i32,
+    missed: i32,
+    typed: bool,
+) -> Vec<Insn> {
+    use ebpf::*;
+    use Reg::*;
+    let arg = |i: usize| (i * 8) as i16;
+    let d = |a: &mut Asm, dst: Reg, base: Reg, off: i16, size: Size| {
+        deref(a, typed, dst, base, off, size, DEREF)
+    };
+    let ifindex = filter.ifindex.unwrap_or(0) as i32;
+    let mut a = Asm::new();
+    a.push([mov(R6, R1)]);
+    // The key, zeroed: the map reads all of it.
+    let zero_key = |a: &mut Asm| {
+        for i in 0..8 {
+            a.push([store_imm(Size::DW, R10, KEY + 8 * i, 0)]);
+        }
+    };
+    let stage = match shape {
+        Shape::Packet {
+            stage,
+            skb_arg,
+            l3,
+            pick,
+        } => {
+            a.push([load(Size::DW, R7, R6, arg(skb_arg))]);
+            a.jump_to(jump_imm(Cond::Eq, R7, 0, 0), "out");
+            match pick {
+                Pick::Device => {
+                    d(&mut a, R8, R7, layout.skb_dev, Size::DW);
+                    a.jump_to(jump_imm(Cond::Eq, R8, 0, 0), "out");
+                    d(&mut a, R9, R8, layout.dev_ifindex, Size::W);
+                    if filter.ifindex.is_some() {
+                        a.push([mov32_imm(R1, ifindex)]);
+                        a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
+                    }
+                    d(&mut a, R9, R8, layout.dev_net, Size::DW);
+                }
+                Pick::TcpSocket => {
+                    d(&mut a, R9, R7, layout.skb_iif, Size::W);
+                    if filter.ifindex.is_some() {
+                        a.push([mov32_imm(R1, ifindex)]);
+                        a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
+                    }
+                    d(&mut a, R8, R7, layout.skb_sk, Size::DW);
+                    a.jump_to(jump_imm(Cond::Eq, R8, 0, 0), "out");
+                    d(&mut a, R9, R8, layout.sk_protocol, Size::H);
+                    a.jump_to(jump_imm(Cond::Ne, R9, 6, 0), "out");
+                    d(&mut a, R9, R8, layout.sk_net, Size::DW);
+                }
+            }
+            check_netns(&mut a, layout, filter, typed);
+            zero_key(&mut a);
+            // The network header into r8.
+            match l3 {
+                L3::Data => d(&mut a, R8, R7, layout.skb_data, Size::DW),
+                L3::NetworkHeader => {
+                    d(&mut a, R9, R7, layout.skb_network_header, Size::H);
+                    a.jump_to(jump_imm(Cond::Eq, R9, 0xffff, 0), "out");
+                    // r8 is free again: the device's or socket's pointer
+                    // was only for the filter.
+                    d(&mut a, R8, R7, layout.skb_head, Size::DW);
+                    d(&mut a, R9, R7, layout.skb_network_header, Size::H);
+                    a.push([add(R8, R9)]);
+                }
+            }
+            d(&mut a, R9, R7, layout.skb_protocol, Size::H);
+            a.jump_to(jump_imm(Cond::Eq, R9, be16(0x0800), 0), "v4");
+            a.jump_to(jump_imm(Cond::Eq, R9, be16(0x86dd), 0), "v6");
+            a.jump_to(ja(0), "out");
+            headers(&mut a);
+            // The queue: received, the recorded one plus one (0: none);
+            // sent, the transmit queue.
+            if stage != Stage::Read {
+                d(&mut a, R1, R7, layout.skb_queue_mapping, Size::H);
+                a.push([store(Size::H, R10, KEY + 4, R1)]);
+            }
+            stage
+        }
+        Shape::UdpRead {
+            sock_arg,
+            ret_arg,
+            flags_arg,
+        } => {
+            // A datagram read (a positive length), not a peek.
+            a.push([load(Size::DW, R1, R6, arg(ret_arg)), mov32(R1, R1)]);
+            a.jump_to(jump_imm(Cond::Eq, R1, 0, 0), "out");
+            a.jump_to(jump_imm(Cond::Gt, R1, 0x7fff_ffff, 0), "out");
+            a.push([
+                load(Size::DW, R1, R6, arg(flags_arg)),
+                and_imm(R1, MSG_PEEK),
+            ]);
+            a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "out");
+            a.push([load(Size::DW, R7, R6, arg(sock_arg))]);
+            a.jump_to(jump_imm(Cond::Eq, R7, 0, 0), "out");
+            d(&mut a, R9, R7, layout.sk_protocol, Size::H);
+            a.jump_to(jump_imm(Cond::Ne, R9, 17, 0), "out");
+            d(&mut a, R9, R7, layout.sk_type, Size::H);
+            a.jump_to(jump_imm(Cond::Ne, R9, SOCK_DGRAM, 0), "out");
+            d(&mut a, R9, R7, layout.sk_net, Size::DW);
+            check_netns(&mut a, layout, filter, typed);
+            zero_key(&mut a);
+            // Connected (a peer port): the 4-tuple is the flow's, peer
+            // first (the packets come from it). Else no flow (version 0).
+            d(&mut a, R9, R7, layout.sk_dport, Size::H);
+            a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "task");
+            a.push([store(Size::H, R10, KEY + 12, R9)]);
+            d(&mut a, R9, R7, layout.sk_num, Size::H);
+            a.push([
+                to_be16(R9),
+                store(Size::H, R10, KEY + 14, R9),
+                store_imm(Size::B, R10, KEY + 2, 17),
+                store_imm(Size::B, R10, KEY + 3, 1),
+            ]);
+            d(&mut a, R9, R7, layout.sk_family, Size::H);
+            a.jump_to(jump_imm(Cond::Eq, R9, AF_INET6, 0), "sock6");
+            a.jump_to(jump_imm(Cond::Ne, R9, AF_INET, 0), "out");
+            d(&mut a, R9, R7, layout.sk_daddr, Size::W);
+            a.push([store(Size::W, R10, KEY + 16, R9)]);
+            d(&mut a, R9, R7, layout.sk_rcv_saddr, Size::W);
+            a.push([
+                store(Size::W, R10, KEY + 32, R9),
+                store_imm(Size::B, R10, KEY + 1, 4),
+            ]);
+            a.jump_to(ja(0), "task");
+            a.label("sock6");
+            for (off, to) in [(layout.sk_v6_daddr, 16), (layout.sk_v6_rcv_saddr, 32)] {
+                a.push([
+                    mov(R1, R10),
+                    add_imm(R1, (KEY + to).into()),
+                    mov_imm(R2, 16),
+                    mov(R3, R7),
+                    add_imm(R3, off.into()),
+                    call(helper::PROBE_READ_KERNEL),
+                ]);
+                a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "out");
+            }
+            a.push([store_imm(Size::B, R10, KEY + 1, 6)]);
+            Stage::Read
+        }
+    };
+    a.label("task");
+    a.push([store_imm(Size::B, R10, KEY, stage as i32)]);
+    if matches!(stage, Stage::Send | Stage::Read) {
+        task(&mut a, layout);
+    }
+    count(&mut a, counts, missed);
+    a.finish()
+}
+
+/// Checks the namespace whose `struct net *` is in r9 (0: out).
+fn check_netns(a: &mut Asm, layout: &Layout, filter: &Filter, typed: bool) {
+    use ebpf::*;
+    use Reg::*;
+    a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "out");
+    deref(a, typed, R9, R9, layout.net_inum, Size::W, DEREF);
+    a.push([mov32_imm(R1, filter.netns as i32)]);
+    a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
+}
+
+/// Reads the IP header at r8 into the key (labels `v4` and `v6` enter),
+/// then the ports; falls through to what follows (the key's stage is
+/// stored at `task`).
+fn headers(a: &mut Asm) {
+    use ebpf::*;
+    use Reg::*;
+    let read = |a: &mut Asm, to: i16, len: i32, from_off: i32| {
+        a.push([
+            mov(R1, R10),
+            add_imm(R1, to.into()),
+            mov_imm(R2, len),
+            mov(R3, R8),
+            add_imm(R3, from_off),
+            call(helper::PROBE_READ_KERNEL),
+        ]);
+        a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "out");
+    };
+    a.label("v4");
+    read(a, SCRATCH, 20, 0);
+    a.push([load(Size::B, R9, R10, SCRATCH), rsh_imm(R9, 4)]);
+    a.jump_to(jump_imm(Cond::Ne, R9, 4, 0), "out");
+    a.push([
+        store_imm(Size::B, R10, KEY + 1, 4),
+        load(Size::B, R1, R10, SCRATCH + 9),
+        store(Size::B, R10, KEY + 2, R1),
+        load(Size::W, R1, R10, SCRATCH + 12),
+        store(Size::W, R10, KEY + 16, R1),
+        load(Size::W, R1, R10, SCRATCH + 16),
+        store(Size::W, R10, KEY + 32, R1),
+        // A fragment after the first carries no ports.
+        load(Size::B, R1, R10, SCRATCH + 6),
+        and_imm(R1, 0x1f),
+        load(Size::B, R2, R10, SCRATCH + 7),
+        or(R1, R2),
+    ]);
+    a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "keyed");
+    a.push([
+        load(Size::B, R9, R10, SCRATCH),
+        and_imm(R9, 0xf),
+        lsh_imm(R9, 2),
+    ]);
+    a.jump_to(ja(0), "ports");
+    a.label("v6");
+    read(a, SCRATCH, 8, 0);
+    a.push([load(Size::B, R9, R10, SCRATCH), rsh_imm(R9, 4)]);
+    a.jump_to(jump_imm(Cond::Ne, R9, 6, 0), "out");
+    a.push([
+        store_imm(Size::B, R10, KEY + 1, 6),
+        load(Size::B, R1, R10, SCRATCH + 6),
+        store(Size::B, R10, KEY + 2, R1),
+    ]);
+    read(a, KEY + 16, 32, 8);
+    a.push([mov_imm(R9, 40)]);
+    a.label("ports");
+    a.push([load(Size::B, R1, R10, KEY + 2)]);
+    for p in PORT_PROTOS {
+        a.jump_to(jump_imm(Cond::Eq, R1, p, 0), "read_ports");
+    }
+    a.jump_to(ja(0), "keyed");
+    a.label("read_ports");
+    a.push([
+        mov(R1, R10),
+        add_imm(R1, (KEY + 12).into()),
+        mov_imm(R2, 4),
+        mov(R3, R8),
+        add(R3, R9),
+        call(helper::PROBE_READ_KERNEL),
+    ]);
+    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "keyed");
+    a.push([store_imm(Size::B, R10, KEY + 3, 1)]);
+    a.label("keyed");
+}
+
+/// The current task into the key, when the event runs in a process's
+/// own context: its process id and its process's name (the group
+/// leader's comm, what ps shows); else the context.
+///
+/// Whether it does: the kernel's preempt count would say (in_task()),
+/// but its per-cpu `__preempt_count` is not reachable on kernels without
+/// CONFIG_KALLSYMS_ALL (the load fails with ENOENT: the variable is in
+/// BTF, not in kallsyms; 6.18 here). So the program looks at where it
+/// runs: a program's frame is on the kernel stack of whatever called it,
+/// and interrupts and softirqs run on the cpu's own interrupt stack
+/// (x86-64, arm64; ksoftirqd and NAPI threads are kernel threads). The
+/// frame within [`TASK_STACK`] above the current task's `stack`, and the
+/// task no kernel thread: a process's own system call.
+fn task(a: &mut Asm, layout: &Layout) {
+    use ebpf::*;
+    use Reg::*;
+    let read = |a: &mut Asm, from: Reg, off: i16, len: i32, to: i16| {
+        a.push([
+            mov(R1, R10),
+            add_imm(R1, to.into()),
+            mov_imm(R2, len),
+            mov(R3, from),
+            add_imm(R3, off.into()),
+            call(helper::PROBE_READ_KERNEL),
+        ]);
+    };
+    a.push([call(helper::GET_CURRENT_TASK), mov(R9, R0)]);
+    read(a, R9, layout.task_stack, 8, SCRATCH);
+    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "unknown");
+    a.push([
+        load(Size::DW, R1, R10, SCRATCH),
+        mov32(R2, R10),
+        sub32(R2, R1),
+    ]);
+    a.jump_to(jump_imm(Cond::Ge, R2, TASK_STACK, 0), "not_task");
+    read(a, R9, layout.task_flags, 4, SCRATCH);
+    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "unknown");
+    a.push([load(Size::W, R1, R10, SCRATCH), and_imm(R1, PF_KTHREAD)]);
+    a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "not_task");
+    a.push([
+        store_imm(Size::B, R10, KEY + 6, i32::from(CTX_TASK)),
+        call(helper::GET_CURRENT_PID_TGID),
+        rsh_imm(R0, 32),
+        store(Size::W, R10, KEY + 8, R0),
+    ]);
+    read(a, R9, layout.task_group_leader, 8, SCRATCH);
+    a.push([load(Size::DW, R3, R10, SCRATCH)]);
+    a.jump_to(jump_imm(Cond::Eq, R3, 0, 0), "count");
+    a.push([
+        add_imm(R3, layout.task_comm.into()),
+        mov(R1, R10),
+        add_imm(R1, (KEY + 48).into()),
+        mov_imm(R2, 16),
+        call(helper::PROBE_READ_KERNEL),
+    ]);
+    a.jump_to(ja(0), "count");
+    a.label("not_task")
+        .push([store_imm(Size::B, R10, KEY + 6, i32::from(CTX_IRQ))]);
+    a.jump_to(ja(0), "count");
+    a.label("unknown")
+        .push([store_imm(Size::B, R10, KEY + 6, i32::from(CTX_UNKNOWN))]);
+}
+
+/// Adds one to this cpu's count of the key; a key the full map cannot
+/// take is counted in `missed`.
+fn count(a: &mut Asm, counts: i32, missed: i32) {
+    use ebpf::*;
+    use Reg::*;
+    let lookup = |a: &mut Asm| {
+        a.push(load_map_fd(R1, counts)).push([
+            mov(R2, R10),
+            add_imm(R2, KEY.into()),
+            call(helper::MAP_LOOKUP_ELEM),
+        ]);
+    };
+    a.label("count");
+    lookup(a);
+    a.jump_to(jump_imm(Cond::Eq, R0, 0, 0), "insert");
+    a.label("add")
+        .push([mov_imm(R1, 1), atomic_add(Size::DW, R0, 0, R1)]);
+    a.jump_to(ja(0), "out");
+    // BPF_NOEXIST: another cpu may have made the key meanwhile (its
+    // program's insert wins, this one looks it up again).
+    a.label("insert")
+        .push([store_imm(Size::DW, R10, ONE, 1)])
+        .push(load_map_fd(R1, counts))
+        .push([
+            mov(R2, R10),
+            add_imm(R2, KEY.into()),
+            mov(R3, R10),
+            add_imm(R3, ONE.into()),
+            mov_imm(R4, 1),
+            call(helper::MAP_UPDATE_ELEM),
+        ]);
+    a.jump_to(jump_imm(Cond::Eq, R0, 0, 0), "out");
+    lookup(a);
+    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "add");
+    a.push(load_map_value(R0, missed, 0))
+        .push([mov_imm(R1, 1), atomic_add(Size::DW, R0, 0, R1)]);
+    a.label("out").push([mov_imm(R0, 0), exit()]);
+}
