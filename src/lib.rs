@@ -55,6 +55,7 @@ pub(crate) mod worker;
 /// line: not an API.
 #[doc(hidden)]
 pub mod testing {
+    pub use crate::consumers::destination::check as check_destination;
     pub use crate::consumers::files::{stream_path, BlockWriter, Format, StreamFile};
     pub use crate::packet::{LinkType, Packet};
     pub use crate::report::{counts, drops, StreamCount};

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use rxtxcpu::cli::{self, Invocation, UsageError};
 use rxtxcpu::cpuset::{CpuSet, MAX_CPU};
 use rxtxcpu::error::Error;
-use rxtxcpu::testing::stream_path;
+use rxtxcpu::testing::{check_destination, stream_path};
 use rxtxcpu::vantage;
 
 use common::*;
@@ -368,8 +368,17 @@ proptest! {
                     let cpus: CpuSet = plan.streams.iter().filter_map(|s| s.id()).collect();
                     prop_assert!(!cpus.is_empty(), "{:?}", words);
                     prop_assert_eq!(cpus.intersection(&online), cpus.clone(), "{:?}", words);
-                    if o.write.as_deref() == Some("-") {
-                        prop_assert_eq!(cpus.len(), 1, "{:?}", words);
+                    // What -w names is checked against the plan's streams
+                    // before anything opens (run::run).
+                    match check_destination(&o, plan.streams.len()) {
+                        Ok(()) if o.write.as_deref() == Some("-") && !o.pcapng => {
+                            prop_assert_eq!(cpus.len(), 1, "{:?}", words);
+                        }
+                        Ok(()) => {}
+                        Err(m) => prop_assert!(
+                            !m.is_empty() && m.ends_with('.') && !m.contains('\n'),
+                            "{:?}: {:?}", words, m
+                        ),
                     }
                 }
                 Err(Error::Usage(m)) => {
