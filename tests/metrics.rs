@@ -431,7 +431,7 @@ fn bind_errors() {
         let e = Server::bind(addr()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "error binding 127.0.0.1:9101: Address already in use"
+            "error binding 127.0.0.1:9101: Address in use"
         );
         // What the capture prints, exit 1: a runtime error.
         let as_error: rxtxcpu::error::Error = e.into();
@@ -789,7 +789,7 @@ fn a_port_in_use_stops_the_capture_before_it_starts() {
     let f = common::run_in(&ns, "rxtxcpu", &["--metrics=9101", "-w", &out, "lo"]);
     assert_eq!(f.status.code(), Some(1), "{f}");
     assert_eq!(
-        f.stderr, "rxtxcpu: error binding 127.0.0.1:9101: Address already in use\n",
+        f.stderr, "rxtxcpu: error binding 127.0.0.1:9101: Address in use\n",
         "{f}"
     );
     assert!(common::files_under(&dir.0).is_empty(), "{f}");

@@ -374,7 +374,7 @@ fn bind_error_message() {
     };
     assert_eq!(
         e.to_string(),
-        "error binding 127.0.0.1:9101: Address already in use"
+        "error binding 127.0.0.1:9101: Address in use"
     );
 }
 
