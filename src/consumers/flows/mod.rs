@@ -15,11 +15,13 @@
 //!
 //! - [`key`]: what a flow is, read from a packet
 //! - [`table`]: per-stream tables, the budget, the merge
+//! - [`join`]: with `--metrics`, the tables joined while the capture runs
 //! - `slots`: the hash table under a [`FlowTable`]
 //! - [`text`]: the flow table on stdout
 //! - [`json`]: the `--json` report
 
 pub mod expectation;
+pub mod join;
 pub mod json;
 pub mod key;
 mod slots;
@@ -27,9 +29,12 @@ pub mod table;
 pub mod text;
 
 pub use expectation::{Expectation, Mechanism};
+pub use join::{FlowJoin, Predict, Role};
 pub use key::{FlowKey, Proto};
 pub use table::{merge, FlowBudget, FlowTable, Flows, DEFAULT_MAX_FLOWS, RECEIVED, SENT};
 
+#[cfg(test)]
+mod join_tests;
 #[cfg(test)]
 mod kernel_tests;
 #[cfg(test)]
