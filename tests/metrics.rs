@@ -936,3 +936,59 @@ fn split_and_unexpected_flows_are_the_reports() {
     assert_eq!(served, report, "{body}\n{f}");
     assert_eq!(served, (Some(1.0), Some(4.0), Some(8.0)), "{body}\n{f}");
 }
+
+/// `--metrics` alone: the workers read only each packet's length from
+/// its ring header, and the bytes are exact (lo: each datagram twice, as
+/// sent and as received, an Ethernet header, IPv4, UDP and the payload).
+#[test]
+fn bytes_counted_from_the_headers_alone_are_exact() {
+    let ns = Netns::new();
+    let _sink = common::UdpSink::bind(&ns, common::LO);
+    #[rustfmt::skip]
+    let cap = common::Capture::start(&ns, "rxtxcpu", &["--metrics", ADDR, "--filter", "udp", "lo"]);
+    common::udp_send(&ns, 0, common::LO, common::LO, 10);
+    common::udp_send(&ns, 1, common::LO, common::LO, 25);
+    let frame = (14 + 20 + 8 + common::PAYLOAD.len()) as f64;
+    let want: BTreeMap<String, (f64, f64)> = BTreeMap::from([
+        ("0".into(), (20.0, 20.0 * frame)),
+        ("1".into(), (50.0, 50.0 * frame)),
+    ]);
+    let per_stream = |body: &str, family: &str| -> BTreeMap<String, f64> {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .map(|l| {
+                let stream = l
+                    .split("stream=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                (
+                    stream.to_string(),
+                    l.rsplit(' ').next().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = prometheus::http_get(&ns.name, addr(), "/metrics").unwrap();
+        let (packets, bytes) = (
+            per_stream(&body, "rxtxcpu_packets_total"),
+            per_stream(&body, "rxtxcpu_bytes_total"),
+        );
+        let got: BTreeMap<String, (f64, f64)> = packets
+            .into_iter()
+            .map(|(s, p)| (s.clone(), (p, bytes[&s])))
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}\n{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    f.assert_report(&[(0, 20), (1, 50)]);
+}
