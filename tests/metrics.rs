@@ -431,7 +431,7 @@ fn bind_errors() {
         let e = Server::bind(addr()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "error binding 127.0.0.1:9101: Address already in use"
+            "error binding 127.0.0.1:9101: Address in use"
         );
         // What the capture prints, exit 1: a runtime error.
         let as_error: rxtxcpu::error::Error = e.into();
@@ -660,7 +660,8 @@ fn prometheus_scrapes_the_endpoint() {
         2310.0
     );
     assert_eq!(one(r#"rxtxcpu_repeated_copies_total{stream="1"}"#), 17.0);
-    assert_eq!(one("rxtxcpu_flows_unexpected_total"), 1.0);
+    assert_eq!(one("rxtxcpu_flows_unexpected"), 1.0);
+    assert_eq!(one("rxtxcpu_flows_split"), 2.0);
     assert_eq!(one("rxtxcpu_flows_tracked"), 9.0);
     assert_eq!(one(r#"rxtxcpu_softirqs_total{cpu="1",type="NET_RX"}"#), 5e9);
     assert_eq!(
@@ -762,7 +763,10 @@ fn prometheus_sees_the_capture_as_its_report_says() {
     // One flow from each cpu (a socket each), in the tables now.
     assert_eq!(prom.query("rxtxcpu_flows_seen_total")[0].value, 2.0);
     assert_eq!(prom.query("rxtxcpu_flows_tracked")[0].value, 2.0);
-    assert!(prom.query("rxtxcpu_flows_split_total").is_empty());
+    // Neither is split; on lo every flow goes both ways, so none has an
+    // expected stream.
+    assert_eq!(prom.query("rxtxcpu_flows_split")[0].value, 0.0);
+    assert_eq!(prom.query("rxtxcpu_flows_unexpected")[0].value, 0.0);
     assert_eq!(prom.query("rxtxcpu_softirqs_total").len() % 2, 0);
     // What a scrape serves, promtool finds no problem in.
     let (status, body) = prometheus::http_get(&ns.name, addr(), "/metrics").unwrap();
@@ -789,7 +793,7 @@ fn a_port_in_use_stops_the_capture_before_it_starts() {
     let f = common::run_in(&ns, "rxtxcpu", &["--metrics=9101", "-w", &out, "lo"]);
     assert_eq!(f.status.code(), Some(1), "{f}");
     assert_eq!(
-        f.stderr, "rxtxcpu: error binding 127.0.0.1:9101: Address already in use\n",
+        f.stderr, "rxtxcpu: error binding 127.0.0.1:9101: Address in use\n",
         "{f}"
     );
     assert!(common::files_under(&dir.0).is_empty(), "{f}");
@@ -848,4 +852,143 @@ fn metrics_with_the_packets_on_stdout() {
     cap.signal(common::Signal::SIGINT);
     let f = cap.wait();
     assert_eq!(f.status.code(), Some(0), "{f}");
+}
+
+/// The value of the one sample of single-series family `name` in a
+/// text exposition; None when the family is not served.
+fn single(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// Split and unexpected flows as a scrape serves them while the capture
+/// runs are the report's. RPS sends rx-0 to cpu1 when the capture starts
+/// (what every flow is expected to do); then it is changed to cpu0: one
+/// flow sent again lands on cpu0 too (split, and off its stream), three
+/// new flows land on cpu0 only (off their stream).
+#[test]
+fn split_and_unexpected_flows_are_the_reports() {
+    use std::net::IpAddr;
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = common::veth_pair(&a, &b);
+    common::set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "2");
+    let sink = common::UdpSink::bind(&b, vb.addr);
+    #[rustfmt::skip]
+    let cap = common::Capture::start(&b, "rxcpu", &["--metrics", ADDR, "--flows=0", "--json",
+                                                    "--filter", "udp", &vb.ifname]);
+    let send = |sport: u16, n: usize| {
+        common::udp_flow(
+            &a,
+            0,
+            (IpAddr::V4(va.addr), sport),
+            (IpAddr::V4(vb.addr), common::UDP_PORT),
+            n,
+        );
+        sink.expect(n);
+    };
+    for sport in 4000..4004 {
+        send(sport, 2);
+    }
+    common::set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "1");
+    send(4000, 3);
+    for sport in 5000..5003 {
+        send(sport, 2);
+    }
+    // Once the workers have counted every packet (each ring block within
+    // its timeout), the next scrape reads the tables as the end will.
+    let scrape = || prometheus::http_get(&b.name, addr(), "/metrics").unwrap().1;
+    let packets = |body: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with("rxtxcpu_packets_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while packets(&scrape()) < 17.0 {
+        assert!(std::time::Instant::now() < deadline, "{}", scrape());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = scrape();
+    promtool_check_metrics(&body);
+    let served = (
+        single(&body, "rxtxcpu_flows_split"),
+        single(&body, "rxtxcpu_flows_unexpected"),
+        single(&body, "rxtxcpu_flows_tracked"),
+    );
+    cap.signal(common::Signal::SIGINT);
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    let summary = &r["flow_summary"];
+    // Tracked per stream: the split flow is in both streams' tables.
+    let per_stream: f64 = summary["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["flows"].as_f64().unwrap())
+        .sum();
+    let report = (
+        summary["split"].as_f64(),
+        summary["unexpected"].as_f64(),
+        Some(per_stream),
+    );
+    assert_eq!(served, report, "{body}\n{f}");
+    assert_eq!(served, (Some(1.0), Some(4.0), Some(8.0)), "{body}\n{f}");
+}
+
+/// `--metrics` alone: the workers read only each packet's length from
+/// its ring header, and the bytes are exact (lo: each datagram twice, as
+/// sent and as received, an Ethernet header, IPv4, UDP and the payload).
+#[test]
+fn bytes_counted_from_the_headers_alone_are_exact() {
+    let ns = Netns::new();
+    let _sink = common::UdpSink::bind(&ns, common::LO);
+    #[rustfmt::skip]
+    let cap = common::Capture::start(&ns, "rxtxcpu", &["--metrics", ADDR, "--filter", "udp", "lo"]);
+    common::udp_send(&ns, 0, common::LO, common::LO, 10);
+    common::udp_send(&ns, 1, common::LO, common::LO, 25);
+    let frame = (14 + 20 + 8 + common::PAYLOAD.len()) as f64;
+    let want: BTreeMap<String, (f64, f64)> = BTreeMap::from([
+        ("0".into(), (20.0, 20.0 * frame)),
+        ("1".into(), (50.0, 50.0 * frame)),
+    ]);
+    let per_stream = |body: &str, family: &str| -> BTreeMap<String, f64> {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .map(|l| {
+                let stream = l
+                    .split("stream=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                (
+                    stream.to_string(),
+                    l.rsplit(' ').next().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = prometheus::http_get(&ns.name, addr(), "/metrics").unwrap();
+        let (packets, bytes) = (
+            per_stream(&body, "rxtxcpu_packets_total"),
+            per_stream(&body, "rxtxcpu_bytes_total"),
+        );
+        let got: BTreeMap<String, (f64, f64)> = packets
+            .into_iter()
+            .map(|(s, p)| (s.clone(), (p, bytes[&s])))
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}\n{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    f.assert_report(&[(0, 20), (1, 50)]);
 }

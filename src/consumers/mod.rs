@@ -74,6 +74,26 @@ impl Consumers<'_> {
             || self.bytes.is_some()
     }
 
+    /// Whether the byte counter (`--live`, `--metrics`) is the only
+    /// consumer: a block's packet lengths are then all that is read of it
+    /// ([`crate::sys::ring::Block::wire_bytes`], handed to
+    /// [`Consumers::count_bytes`]).
+    pub fn bytes_only(&self) -> bool {
+        self.bytes.is_some()
+            && self.file.is_none()
+            && self.merged.is_none()
+            && self.flows.is_none()
+            && self.repeats.is_none()
+    }
+
+    /// Adds a block's bytes to the byte counter (see
+    /// [`Consumers::bytes_only`]).
+    pub fn count_bytes(&self, bytes: u64) {
+        if let Some(b) = self.bytes {
+            b.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// How many bytes of each packet the consumers read, for a copy kept
     /// while `-c` decides (see [`crate::worker::count`]): None when no consumer
     /// looks at packets; the whole packet for the files and the flow

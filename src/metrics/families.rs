@@ -10,7 +10,7 @@
 //! | `rxtxcpu_packets_total`, `rxtxcpu_bytes_total`, `rxtxcpu_kernel_drops_total` | interface, vantage, direction, stream | one per stream |
 //! | `rxtxcpu_repeated_copies_total` (`--repeats`) | same | one per stream |
 //! | `rxtxcpu_kernel_drops_by_reason_total` (`--drops`) | interface, cpu, reason | one per cpu and reason seen |
-//! | `rxtxcpu_flows_seen_total`, `_split_total`, `_unexpected_total`, `rxtxcpu_flows_tracked` (`--flows`) | interface, vantage, direction | one each |
+//! | `rxtxcpu_flows_seen_total`, `rxtxcpu_flows_tracked`, `_split`, `_unexpected` (`--flows`) | interface, vantage, direction | one each |
 //! | `rxtxcpu_softirqs_total` (cpu vantage) | cpu, type (`NET_RX`, `NET_TX`) | two per cpu |
 //! | `rxtxcpu_softnet_*_total` (cpu vantage) | cpu | five per online cpu |
 //! | `rxtxcpu_build_info` | version | one |
@@ -164,6 +164,21 @@ fn counters<L: EncodeLabelSet>(
     Ok(())
 }
 
+/// One gauge family of one series.
+fn gauge<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    labels: L,
+    value: u64,
+) -> Result {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_family(&labels)?
+        .encode_gauge(&value)?;
+    Ok(())
+}
+
 /// A stream's series' labels.
 fn stream_labels<'a>(d: &'a Description, stream: &'a str) -> [(&'static str, &'a str); 4] {
     [
@@ -243,31 +258,34 @@ impl Collector for Scrape {
                 "Flows seen, per stream (--flows; a flow that expired and came back counts again).",
                 [(capture, flows.seen)],
             )?;
+            // Gauges, not counters: the flows in the tables now that are
+            // split or off their stream, as the report would count them at
+            // this moment; they fall as such flows expire (--flows-idle).
             if let Some(split) = flows.split {
-                counters(
+                gauge(
                     &mut encoder,
                     names::FLOWS_SPLIT,
-                    "Flows seen on more than one stream (--flows).",
-                    [(capture, split)],
+                    "Flows in the flow tables now that were seen on more than one stream (--flows).",
+                    capture,
+                    split,
                 )?;
             }
             if let Some(unexpected) = flows.unexpected {
-                counters(
+                gauge(
                     &mut encoder,
                     names::FLOWS_UNEXPECTED,
-                    "Flows seen on a stream the configuration does not send them to (--flows).",
-                    [(capture, unexpected)],
+                    "Flows in the flow tables now that were seen on a stream the steering configuration does not send them to (--flows).",
+                    capture,
+                    unexpected,
                 )?;
             }
-            let mut tracked = encoder.encode_descriptor(
+            gauge(
+                &mut encoder,
                 names::FLOWS_TRACKED,
                 "Flows in the flow tables now (--flows).",
-                None,
-                MetricType::Gauge,
+                capture,
+                flows.tracked,
             )?;
-            tracked
-                .encode_family(&capture)?
-                .encode_gauge(&flows.tracked)?;
         }
         if let Some(cpus) = &snap.cpus {
             let ids: Vec<String> = cpus.iter().map(|c| c.cpu.to_string()).collect();

@@ -112,12 +112,14 @@ pub struct FlowCounts {
     /// Flows seen, per stream (a flow on two streams counts twice; one
     /// that expired and came back counts again).
     pub seen: u64,
-    /// Flows seen on more than one stream; None where the source cannot
-    /// tell while it runs (the capture's tables are per stream, merged at
-    /// the end), and the family is then not served.
+    /// Flows in the tables now that were seen on more than one stream
+    /// (the report's SPLIT, were the capture to end now); None where the
+    /// source cannot tell while it runs, and the family is then not
+    /// served.
     pub split: Option<u64>,
-    /// Flows seen on a stream other than the one the configuration
-    /// predicts; None as `split`.
+    /// Flows in the tables now that were seen on a stream other than the
+    /// one the steering configuration predicts (the report's
+    /// UNEXPECTED); None where nothing is predicted (no steering read).
     pub unexpected: Option<u64>,
     /// Flows in the tables now (bounded by `--flows-max`, shrinking as
     /// idle flows expire).

@@ -15,7 +15,7 @@
 //!
 //! The socket is bound by [`Server::bind`] before the capture starts, so
 //! a port in use is a runtime error before any packet is taken
-//! (`error binding 127.0.0.1:9101: Address already in use`).
+//! (`error binding 127.0.0.1:9101: Address in use`).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -60,10 +60,21 @@ pub fn parse_address(s: &str) -> Option<SocketAddr> {
 
 /// The listening socket could not be had: `error binding ADDR: WHY`.
 #[derive(Debug, thiserror::Error)]
-#[error("error binding {addr}: {why}")]
+#[error("error binding {addr}: {}", bind_why(why))]
 pub struct BindError {
     pub addr: SocketAddr,
     pub why: Why,
+}
+
+/// Why a bind failed, in the C library's words but for a port in use,
+/// which the message (and so the man page, and whoever greps a
+/// service's log for it) words `Address in use` rather than strerror's
+/// `Address already in use`.
+fn bind_why(why: &Why) -> String {
+    match why.0.raw_os_error() {
+        Some(libc::EADDRINUSE) => "Address in use".to_string(),
+        _ => why.to_string(),
+    }
 }
 
 impl From<BindError> for crate::error::Error {

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::consumers::flows::FlowJoin;
 use crate::error::Result;
 use crate::live::monitor::Counters;
 use crate::metrics::kernel::KernelCpus;
@@ -50,6 +51,8 @@ pub struct Scraped<'a> {
     cpus: Option<Mutex<KernelCpus>>,
     /// `--drops`: the probe's counters.
     drops: Option<&'a DropProbe>,
+    /// `--flows`: the tables joined (split and unexpected flows).
+    join: Option<&'a FlowJoin>,
 }
 
 impl<'a> Scraped<'a> {
@@ -58,12 +61,13 @@ impl<'a> Scraped<'a> {
         plan: &Plan,
         counters: &'a (dyn Counters + Sync),
         shared: &'a Shared,
-        drops: Option<&'a DropProbe>,
+        (drops, join): (Option<&'a DropProbe>, Option<&'a FlowJoin>),
     ) -> Scraped<'a> {
         Scraped {
             counters,
             shared,
             drops,
+            join,
             repeats: opts.repeats.is_some(),
             flows: opts.flows.is_some(),
             cpus: (plan.vantage == Vantage::Cpu)
@@ -114,12 +118,12 @@ impl crate::metrics::Source for Scraped<'_> {
                     })
                     .collect()
             }),
-            // Seen and held, per stream; split and unexpected need the
-            // tables merged, which only the end does.
+            // Seen and held, per stream; split and unexpected from the
+            // tables joined (unexpected where the steering was read).
             flows: self.flows.then(|| FlowCounts {
                 seen: sum(&self.shared.flows_seen),
-                split: None,
-                unexpected: None,
+                split: self.join.map(FlowJoin::split),
+                unexpected: self.join.and_then(FlowJoin::unexpected),
                 tracked: sum(&self.shared.flows_tracked),
             }),
             cpus,

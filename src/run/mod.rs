@@ -18,7 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
 use crate::consumers::files::Format;
-use crate::consumers::flows::{self, FlowBudget, FlowTable};
+use crate::consumers::flows::{self, FlowBudget, FlowJoin, FlowTable, Predict, Role};
 use crate::consumers::merged::{self, merge};
 use crate::consumers::outputs::Outputs;
 use crate::consumers::repeats::RepeatWindow;
@@ -100,13 +100,22 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
             for line in s.describe() {
                 v.say(format!("steering: {line}"));
             }
-            Some(s)
+            Some(Arc::new(s))
         }
         _ => None,
     };
+    // `--metrics` with `--flows`: the tables joined as they change, for
+    // the split and unexpected flows, compared with the same steering.
+    let join = (opts.metrics.is_some() && opts.flows.is_some()).then(|| {
+        FlowJoin::new(steering.clone().map(|s| {
+            Box::new(move |key: &_, hash, directions, cpus: Option<&[u32]>| {
+                s.expect(key, hash, directions, cpus).stream
+            }) as Box<Predict>
+        }))
+    });
     let nic_hash = nic_hash(opts, &v);
     if steering.is_some() && expect::needs_sending_cpus(plan.vantage, opts.direction) {
-        source.learn_senders(&say)?;
+        source.learn_senders(&say, join.clone())?;
     }
     // Before any output: a probe the kernel refuses, or a port in use,
     // changes nothing on disk.
@@ -158,7 +167,13 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         sigfd,
         deadline,
     };
-    let consumers = consumers(&capture, &shared, &mut outputs, nic_hash, &*source);
+    let consumers = consumers(
+        &capture,
+        &shared,
+        &mut outputs,
+        (nic_hash, join.as_ref()),
+        &*source,
+    );
     let ended = run_jobs(
         &capture,
         &*source,
@@ -166,7 +181,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         verdict.as_ref(),
         consumers,
         outputs,
-        (metrics, drop_probe.as_ref()),
+        (metrics, drop_probe.as_ref(), join.as_deref()),
     );
     let source_end = source.finish();
     let mut status = report_faults(&capture, &shared, &ended.failed, &source_end.errors);
@@ -175,12 +190,12 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         &capture,
         streams,
         ended,
-        steering.as_ref(),
+        steering.as_deref(),
         source_end,
         &mut status,
     );
     if let (Some(probes), Some(flows)) = (&path_probes, report.flows.as_mut()) {
-        if let Err(line) = path::finish(probes, flows, steering.as_ref(), &|s| capture.v.say(s)) {
+        if let Err(line) = path::finish(probes, flows, steering.as_deref(), &|s| capture.v.say(s)) {
             errln!("{}: {line}", opts.name);
             status = 1;
         }
@@ -224,7 +239,7 @@ fn consumers<'a>(
     c: &Capture,
     shared: &'a Shared,
     outputs: &mut Outputs<'a>,
-    nic_hash: Option<IsNicHash>,
+    (nic_hash, join): (Option<IsNicHash>, Option<&Arc<FlowJoin>>),
     source: &dyn Source,
 ) -> Vec<Consumers<'a>> {
     let opts = c.opts;
@@ -267,6 +282,9 @@ fn consumers<'a>(
                     if let Some(idle) = opts.flows_idle {
                         t = t.expiring(idle);
                     }
+                    if let Some(j) = join {
+                        t = t.joined(Arc::clone(j), Role::Captured(slot as u32));
+                    }
                     t
                 }),
                 repeats: opts
@@ -307,14 +325,15 @@ fn run_jobs<'a, 's>(
     verdict: Option<&'s Verdict>,
     consumers: Vec<Consumers<'s>>,
     mut outputs: Outputs<'a>,
-    (metrics, drops): (
+    (metrics, drops, join): (
         Option<crate::metrics::Server>,
         Option<&crate::source::probes::drops::DropProbe>,
+        Option<&FlowJoin>,
     ),
 ) -> JobsEnded<'a> {
     let (opts, streams) = (c.opts, &c.plan.streams);
     let counters = source.counters(shared);
-    let scraped = metrics::Scraped::new(opts, c.plan, &*counters, shared, drops);
+    let scraped = metrics::Scraped::new(opts, c.plan, &*counters, shared, (drops, join));
     // --live with --drops: the probe's counters, read once per interval.
     let read_drops = |p: &crate::source::probes::drops::DropProbe| {
         drops::read(p)

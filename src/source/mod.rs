@@ -19,11 +19,12 @@ pub mod xdp;
 
 use std::collections::HashMap;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use target::{target, Target};
 
-use crate::consumers::flows::FlowKey;
+use crate::consumers::flows::{FlowJoin, FlowKey};
 use crate::consumers::Consumers;
 use crate::error::Result;
 use crate::live::monitor::Counters;
@@ -57,8 +58,9 @@ pub trait Source {
     fn counts_itself(&self) -> bool;
 
     /// With `--flows` where the streams cannot see it (the queue
-    /// vantage): learn which cpus sent each flow. By default nothing.
-    fn learn_senders(&mut self, _say: &dyn Fn(String)) -> Result<()> {
+    /// vantage): learn which cpus sent each flow, and with `--metrics`
+    /// tell `join` as they are learnt. By default nothing.
+    fn learn_senders(&mut self, _say: &dyn Fn(String), _join: Option<Arc<FlowJoin>>) -> Result<()> {
         Ok(())
     }
 

@@ -88,18 +88,33 @@ impl Steering {
     /// itself (the queue vantage: XPS maps the sending cpu to a queue).
     pub fn predict(&self, flows: &mut Flows, sent_from: Option<&HashMap<FlowKey, Vec<u32>>>) {
         for r in &mut flows.records {
-            let hash = r.hash.unwrap_or(0);
             let cpus = sent_from.and_then(|m| m.get(&r.key)).map(Vec::as_slice);
-            r.expected = Some(match r.directions {
-                RECEIVED => self.received(&r.key, hash),
-                SENT => self.sent(hash, cpus),
-                // Both ways (every flow on lo): the two copies of a packet
-                // follow different rules, so no single stream is expected.
-                _ => Expectation {
-                    stream: None,
-                    by: self.received(&r.key, hash).by,
-                },
-            });
+            r.expected = Some(self.expect(&r.key, r.hash, r.directions, cpus));
+        }
+    }
+
+    /// The expectation of one flow: its key, the flow hash of its earliest
+    /// packet with one, its directions ([`RECEIVED`], [`SENT`]), and the
+    /// cpus that sent it where the vantage cannot see them. What
+    /// [`Steering::predict`] sets for the report, and what `--metrics`
+    /// compares the flows with while the capture runs.
+    pub fn expect(
+        &self,
+        key: &FlowKey,
+        hash: Option<u32>,
+        directions: u8,
+        cpus: Option<&[u32]>,
+    ) -> Expectation {
+        let hash = hash.unwrap_or(0);
+        match directions {
+            RECEIVED => self.received(key, hash),
+            SENT => self.sent(hash, cpus),
+            // Both ways (every flow on lo): the two copies of a packet
+            // follow different rules, so no single stream is expected.
+            _ => Expectation {
+                stream: None,
+                by: self.received(key, hash).by,
+            },
         }
     }
 

@@ -449,3 +449,42 @@ impl Drop for Flood {
         self.halt();
     }
 }
+
+/// Many short UDP flows, spread evenly over `over`: from a thread pinned to
+/// `cpu`, each of `sockets` sockets (on ports of their own) sends
+/// `per_flow` datagrams to each port of `ports` on `dst` in turn, so that
+/// every flow is new and, once its datagrams are sent, never seen again.
+/// The thread returns how many datagrams it sent.
+pub fn spawn_udp_churn(
+    ns: &Netns,
+    cpu: usize,
+    dst: Ipv4Addr,
+    ports: std::ops::Range<u16>,
+    (sockets, per_flow): (usize, usize),
+    over: Duration,
+) -> JoinHandle<u64> {
+    let name = ns.name.clone();
+    thread::spawn(move || {
+        pin_to_cpu(cpu);
+        enter_netns(&name);
+        let socks: Vec<UdpSocket> = (0..sockets)
+            .map(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap())
+            .collect();
+        let start = Instant::now();
+        let total = ports.len() as u32;
+        let mut sent = 0u64;
+        for (i, port) in ports.enumerate() {
+            if let Some(early) = (over * i as u32 / total).checked_sub(start.elapsed()) {
+                thread::sleep(early);
+            }
+            for sock in &socks {
+                for _ in 0..per_flow {
+                    sock.send_to(PAYLOAD, (dst, port))
+                        .unwrap_or_else(|e| panic!("send to {dst}:{port}: {e}"));
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    })
+}

@@ -15,6 +15,7 @@
 //!
 //! - [`key`]: what a flow is, read from a packet
 //! - [`table`]: per-stream tables, the budget, the merge
+//! - [`join`]: with `--metrics`, the tables joined while the capture runs
 //! - `slots`: the hash table under a [`FlowTable`]
 //! - [`text`]: the flow table on stdout
 //! - [`json`]: the `--json` report
@@ -22,6 +23,7 @@
 
 pub mod drops;
 pub mod expectation;
+pub mod join;
 pub mod json;
 pub mod key;
 pub mod path;
@@ -30,9 +32,12 @@ pub mod table;
 pub mod text;
 
 pub use expectation::{Expectation, Mechanism};
+pub use join::{FlowJoin, Predict, Role};
 pub use key::{FlowKey, Proto};
 pub use table::{merge, FlowBudget, FlowTable, Flows, DEFAULT_MAX_FLOWS, RECEIVED, SENT};
 
+#[cfg(test)]
+mod join_tests;
 #[cfg(test)]
 mod kernel_tests;
 #[cfg(test)]

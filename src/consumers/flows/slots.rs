@@ -23,7 +23,7 @@ pub(super) trait SlotValue: Copy + Default {
     fn is_free(&self) -> bool;
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Slots<V> {
     keys_values: Vec<(FlowKey, V)>,
     len: usize,
@@ -151,7 +151,7 @@ impl<V: SlotValue> Slots<V> {
 
     /// Keeps the entries `keep` says to (a rebuild at the same size:
     /// linear probing has no tombstones).
-    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&FlowKey, &V) -> bool) {
         let size = self.keys_values.len();
         let old = std::mem::replace(
             &mut self.keys_values,
@@ -159,7 +159,7 @@ impl<V: SlotValue> Slots<V> {
         );
         self.len = 0;
         for (k, v) in old.into_iter().filter(|(_, v)| !v.is_free()) {
-            if keep(&v) {
+            if keep(&k, &v) {
                 let at = self.free_slot(k.hash64());
                 self.keys_values[at] = (k, v);
                 self.len += 1;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::join::{FlowJoin, Joining, Role};
 use super::key::FlowKey;
 use super::slots::{Found, SlotValue, Slots};
 use crate::consumers::flows::Expectation;
@@ -133,7 +134,7 @@ impl Meta {
 }
 
 /// A table's counts of packets, beside the flows'.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Tally {
     packets: u64,
     untracked_packets: u64,
@@ -181,6 +182,8 @@ pub struct FlowTable {
     /// `--flows-idle`, and the wall-clock second of the next sweep.
     idle: Option<u32>,
     next_sweep: u32,
+    /// `--metrics`: the changes the join of all tables is told of.
+    join: Option<Joining>,
 }
 
 /// Flows whose repeated copies one table keeps apart (a packet stuck or
@@ -217,7 +220,15 @@ impl FlowTable {
             counts_repeats: false,
             idle: None,
             next_sweep: 0,
+            join: None,
         }
+    }
+
+    /// The table of a capture whose tables are joined while it runs
+    /// (`--metrics`: split and unexpected flows), as `role`.
+    pub fn joined(mut self, join: Arc<FlowJoin>, role: Role) -> FlowTable {
+        self.join = Some(Joining::new(join, role, self.stream));
+        self
     }
 
     /// The table of a capture with `--repeats`.
@@ -263,7 +274,15 @@ impl FlowTable {
         if self.map.cached() {
             // Nothing to wait for: the packets before were looked up too.
             debug_assert_eq!(self.waiting, 0);
-            count(&mut self.map, &mut self.tally, &self.budget, &key, h, meta);
+            count(
+                &mut self.map,
+                &mut self.tally,
+                &self.budget,
+                &mut self.join,
+                &key,
+                h,
+                meta,
+            );
             return;
         }
         self.map.prefetch(h);
@@ -302,7 +321,7 @@ impl FlowTable {
     }
 
     /// Looks up what [`FlowTable::record`] left waiting (the end of a
-    /// ring block, say).
+    /// ring block, say), and tells the join (`--metrics`) what changed.
     #[inline]
     pub fn settle(&mut self) {
         while self.waiting > 0 {
@@ -310,6 +329,9 @@ impl FlowTable {
             self.waiting -= 1;
         }
         self.head = 0;
+        if let Some(j) = &mut self.join {
+            j.flush();
+        }
     }
 
     /// With `--flows-idle`, before a ring block's packets: sweeps the idle
@@ -336,17 +358,47 @@ impl FlowTable {
         self
     }
 
+    /// A copy of the (settled) table's flows and counts, not joined, for
+    /// merging while the table goes on.
+    #[cfg(test)]
+    pub fn copy(&self, budget: &Arc<FlowBudget>) -> FlowTable {
+        assert_eq!(self.waiting, 0);
+        let mut t = FlowTable::new(self.stream, self.link, Arc::clone(budget));
+        t.map = self.map.clone();
+        t.tally = self.tally.clone();
+        t.idle = self.idle;
+        t.counts_repeats = self.counts_repeats;
+        t
+    }
+
+    /// Sweeps the flows idle for more than `idle` seconds at `now_secs`
+    /// out, as a sweep due then would.
+    #[cfg(test)]
+    pub fn expire_at(&mut self, idle: u32, now_secs: u32) {
+        self.settle();
+        self.expire(idle, now_secs);
+    }
+
     fn expire(&mut self, idle: u32, now_secs: u32) {
         let now = now_secs as u16;
         let (mut flows, mut packets) = (0u64, 0u64);
-        self.map.retain(|c| {
+        // The join locked once for the sweep, after what came before.
+        let mut joined = self.join.as_mut().map(|j| {
+            j.flush();
+            j.leaving()
+        });
+        self.map.retain(|key, c| {
             let keep = u32::from(now.wrapping_sub(c.last)) <= idle;
             if !keep {
                 flows += 1;
                 packets += c.packets;
+                if let Some(j) = &mut joined {
+                    j.leave(key);
+                }
             }
             keep
         });
+        drop(joined);
         self.tally.expired += flows;
         self.tally.expired_packets += packets;
         self.budget.release(flows);
@@ -364,6 +416,7 @@ impl FlowTable {
             &mut self.map,
             &mut self.tally,
             &self.budget,
+            &mut self.join,
             &q.key,
             q.h,
             q.meta,
@@ -376,22 +429,40 @@ impl FlowTable {
     /// time `ts` (sec, nsec), at once.
     #[cfg(test)]
     pub fn record_key(&mut self, key: FlowKey, len: u32, hash: u32, ts: (u32, u32)) {
+        self.record_key_from(key, len, hash, ts, RECEIVED);
+    }
+
+    /// As [`FlowTable::record_key`], a packet of `direction` ([`RECEIVED`]
+    /// or [`SENT`]).
+    #[cfg(test)]
+    pub fn record_key_from(
+        &mut self,
+        key: FlowKey,
+        len: u32,
+        hash: u32,
+        ts: (u32, u32),
+        direction: u8,
+    ) {
         self.settle();
         let meta = Meta {
             len,
             hash,
             sec: ts.0,
             nsec: ts.1,
-            direction: RECEIVED,
+            direction,
         };
         count(
             &mut self.map,
             &mut self.tally,
             &self.budget,
+            &mut self.join,
             &key,
             key.hash64(),
             meta,
         );
+        if let Some(j) = &mut self.join {
+            j.flush();
+        }
     }
 
     /// The `k` flows with the most packets since the last call (the live
@@ -449,12 +520,14 @@ impl FlowTable {
 }
 
 /// Counts one packet of `key` (hash `h`) in `map`, or as untracked once
-/// `budget` is spent.
+/// `budget` is spent; tells `join` of a new flow, a flow's first hash and
+/// a direction new to it (what can change where a flow is expected).
 #[inline(always)]
 fn count(
     map: &mut Slots<Counts>,
     tally: &mut Tally,
     budget: &FlowBudget,
+    join: &mut Option<Joining>,
     key: &FlowKey,
     h: u64,
     m: Meta,
@@ -466,12 +539,19 @@ fn count(
             c.packets += 1;
             c.last = m.sec as u16;
             c.bytes += u64::from(m.len);
+            let mut changed = c.directions & m.direction == 0;
             c.directions |= m.direction;
             if m.hash != c.hash && m.hash != 0 {
                 if c.hash == 0 {
                     c.hash = m.hash;
+                    changed = true;
                 } else {
                     c.hash_changed = true;
+                }
+            }
+            if changed {
+                if let Some(j) = join {
+                    j.set(key, c.hash, c.first, c.directions);
                 }
             }
         }
@@ -489,12 +569,55 @@ fn count(
                     base: 0,
                 };
                 map.insert(i, *key, h, counts);
+                if let Some(j) = join {
+                    j.set(key, m.hash, counts.first, m.direction);
+                }
             } else {
                 tally.full = true;
                 tally.untracked_packets += 1;
                 tally.untracked_bytes += u64::from(m.len);
             }
         }
+    }
+}
+
+/// The flow hash a flow seen on several streams is known by, and its
+/// first time: folded over its streams' parts in table order, by [`merge`]
+/// for the report and by the join ([`super::join`]) for the metrics, so
+/// that both predict the flow's stream from the same hash.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HashFold {
+    /// The hash of the earliest stream's first packet with one, roughly:
+    /// where the streams' hashes differ, a later table's replaces an
+    /// earlier one's when its stream saw the flow first.
+    pub hash: Option<u32>,
+    pub first: (u32, u32),
+    /// The streams' hashes differ.
+    pub changed: bool,
+}
+
+impl HashFold {
+    pub fn new(hash: Option<u32>, first: (u32, u32)) -> HashFold {
+        HashFold {
+            hash,
+            first,
+            changed: false,
+        }
+    }
+
+    /// The next table's part: its hash (None for none) and first time.
+    pub fn add(&mut self, hash: Option<u32>, first: (u32, u32)) {
+        match (self.hash, hash) {
+            (Some(a), Some(b)) if a != b => {
+                self.changed = true;
+                if first < self.first {
+                    self.hash = hash;
+                }
+            }
+            (None, Some(_)) => self.hash = hash,
+            _ => {}
+        }
+        self.first = self.first.min(first);
     }
 }
 
@@ -630,18 +753,13 @@ pub fn merge(tables: Vec<FlowTable>) -> Flows {
                 r.packets += c.packets;
                 r.bytes += c.bytes;
                 r.streams.push((stream, c.packets));
-                r.hash_changed |= c.hash_changed;
-                match (r.hash, hash) {
-                    (Some(a), Some(b)) if a != b => {
-                        r.hash_changed = true;
-                        if c.first < r.first {
-                            r.hash = hash;
-                        }
-                    }
-                    (None, Some(_)) => r.hash = hash,
-                    _ => {}
-                }
-                r.first = r.first.min(c.first);
+                let mut fold = HashFold {
+                    hash: r.hash,
+                    first: r.first,
+                    changed: r.hash_changed || c.hash_changed,
+                };
+                fold.add(hash, c.first);
+                (r.hash, r.first, r.hash_changed) = (fold.hash, fold.first, fold.changed);
                 r.directions |= c.directions;
             }
             _ => {

@@ -13,7 +13,9 @@ pub mod worker;
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
+use crate::consumers::flows::FlowJoin;
 use crate::consumers::Consumers;
 use crate::error::{Error, Result};
 use crate::filter;
@@ -132,8 +134,8 @@ impl Source for FanoutSource {
         false
     }
 
-    fn learn_senders(&mut self, say: &dyn Fn(String)) -> Result<()> {
-        self.tap = Some(SenderTap::build(&self.opts, &self.target, say)?);
+    fn learn_senders(&mut self, say: &dyn Fn(String), join: Option<Arc<FlowJoin>>) -> Result<()> {
+        self.tap = Some(SenderTap::build(&self.opts, &self.target, say)?.joined(join));
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::consumers::flows::{self, FlowBudget, FlowKey, FlowTable};
+use crate::consumers::flows::{self, FlowBudget, FlowJoin, FlowKey, FlowTable, Role};
 use crate::consumers::Consumers;
 use crate::error::{Error, Result};
 use crate::filter;
@@ -41,6 +41,9 @@ pub struct SenderTap {
     rings: Vec<crate::sys::ring::Ring>,
     filter: Filter,
     threads: Vec<JoinHandle<Option<FlowTable>>>,
+    /// `--metrics`: the capture's tables joined, told of each flow's
+    /// sending cpus as they are learnt.
+    join: Option<Arc<FlowJoin>>,
 }
 
 impl SenderTap {
@@ -71,7 +74,14 @@ impl SenderTap {
             rings,
             filter,
             threads: Vec::new(),
+            join: None,
         })
+    }
+
+    /// With `--metrics`: tells `join` which cpus sent each flow.
+    pub fn joined(mut self, join: Option<Arc<FlowJoin>>) -> SenderTap {
+        self.join = join;
+        self
     }
 
     /// Lets packets in and starts the workers, one per cpu, each keeping a
@@ -87,6 +97,7 @@ impl SenderTap {
         for (slot, ring) in std::mem::take(&mut self.rings).into_iter().enumerate() {
             let tap = Arc::clone(&self.tap);
             let budget = budget.clone();
+            let join = self.join.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("tap {}", tap.plan.streams[slot].label()))
                 .spawn(move || {
@@ -96,8 +107,12 @@ impl SenderTap {
                     if let Some(cpus) = &stream.pin {
                         let _ = pin_to(cpus);
                     }
+                    let mut table = FlowTable::new(stream.flow_id(), link, budget);
+                    if let Some(join) = join {
+                        table = table.joined(join, Role::Sender);
+                    }
                     let consumers = Consumers {
-                        flows: Some(FlowTable::new(stream.flow_id(), link, budget)),
+                        flows: Some(table),
                         ..Consumers::default()
                     };
                     Worker::new(

@@ -255,7 +255,12 @@ impl<'a> Worker<'a> {
                 },
             };
             test_hooks::maybe_panic(self.member);
-            let (done, outcome) = if self.consumers.per_packet() {
+            let (done, outcome) = if self.consumers.bytes_only() {
+                // Only the lengths: not a Packet made of every header.
+                let (done, bytes) = block.wire_bytes(take as usize);
+                self.consumers.count_bytes(bytes);
+                (done, Outcome::Taken)
+            } else if self.consumers.per_packet() {
                 self.consumers.take(block.packets().take(take as usize))
             } else {
                 (take, Outcome::Taken)
