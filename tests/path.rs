@@ -439,3 +439,116 @@ fn rfs_follows_the_reader() {
         json!([{"from": 0, "to": 0, "packets": n - 1}, {"from": 1, "to": 0, "packets": 1}])
     );
 }
+
+/// The DROPS and APP cells of the text table's row from `src`.
+fn drops_and_app(stdout: &str, src: &str) -> (String, String) {
+    let header: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("PROTO"))
+        .unwrap_or_else(|| panic!("no flow table: {stdout}"))
+        .split_whitespace()
+        .collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let row: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|c| c.get(1) == Some(&src))
+        .unwrap_or_else(|| panic!("no row from {src}: {stdout}"));
+    (row[at("DROPS")].to_string(), row[at("APP")].to_string())
+}
+
+/// No reader: datagrams to a port nobody listens on are read by no one
+/// (APP `-`) and, with --drops, their row says why (NO_SOCKET, every
+/// one). A connected socket whose receive buffer is full reads what it
+/// queued and drops the rest (SOCKET_RCVBUFF): the two add up to what
+/// was sent. The sender is pinned to cpu0 and the veth processes there
+/// in order (no RPS), so once a datagram sent after them has been read,
+/// every earlier one has been taken or dropped.
+#[test]
+fn no_reader_says_why_with_drops() {
+    const CLOSED: u16 = 9;
+    const SENT: usize = 2000;
+    let (a, b, va, vb) = pair();
+    let sink = UdpSink::bind(&b, vb.addr);
+    let full = udp(&b, (vb.addr, 5000), Some((va.addr, 6001)));
+    {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&full);
+        let size: libc::c_int = 4096;
+        // SAFETY: a valid socket and an int option of its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    let args = ["--flows", "--path", "--drops"];
+    let json_cap = Capture::start(&b, "rxcpu", &[&args[..], &["--json", &vb.ifname]].concat());
+    let text_cap = Capture::start(&b, "rxcpu", &[&args[..], &[&vb.ifname]].concat());
+    // Not connected: a connected socket would be told of the ICMP port
+    // unreachables and refuse its next send.
+    let closed = udp(&a, (va.addr, 6000), None);
+    let flooder = udp(&a, (va.addr, 6001), Some((vb.addr, 5000)));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0);
+            for _ in 0..N {
+                closed.send_to(PAYLOAD, (vb.addr, CLOSED)).unwrap();
+            }
+            for _ in 0..SENT {
+                flooder.send(PAYLOAD).unwrap();
+            }
+        });
+    });
+    udp_send(&a, 0, va.addr, vb.addr, 1);
+    sink.expect(1);
+    full.set_nonblocking(true).unwrap();
+    let mut read = 0u64;
+    let mut buf = [0u8; 64];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0);
+            while full.recv(&mut buf).is_ok() {
+                read += 1;
+            }
+        });
+    });
+    let dropped = SENT as u64 - read;
+    assert!(read > 0 && dropped > 0, "{read} read of {SENT}");
+    let n = N as u64;
+
+    let f = json_cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    let c = flow(&r, "192.0.2.1:6000");
+    assert_eq!(c["packets"], n, "{c}");
+    assert_eq!(c["driver_cpus"], json!({"0": n}), "{c}");
+    assert_eq!(
+        (&c["app_cpus"], &c["apps"]),
+        (&json!({}), &json!({})),
+        "{c}"
+    );
+    assert_eq!(c["drops"], json!({"NO_SOCKET": n}), "{c}");
+    let u = flow(&r, "192.0.2.1:6001");
+    assert_eq!(u["packets"], SENT as u64, "{u}");
+    assert_eq!(u["app_cpus"], json!({"0": read}), "{u}");
+    assert_eq!(u["apps"], json!({ me(): read }), "{u}");
+    assert_eq!(u["drops"], json!({"SOCKET_RCVBUFF": dropped}), "{u}");
+
+    let t = text_cap.interrupt();
+    assert_eq!(t.status.code(), Some(0), "{t}");
+    assert_eq!(
+        drops_and_app(&t.stdout, "192.0.2.1:6000"),
+        (format!("NO_SOCKET:{n}"), "-".to_string()),
+        "{t}"
+    );
+    assert_eq!(
+        drops_and_app(&t.stdout, "192.0.2.1:6001"),
+        (format!("SOCKET_RCVBUFF:{dropped}"), format!("cpu0:{read}")),
+        "{t}"
+    );
+}

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::options::{Direction, Options};
 use crate::run::drops::probe_error;
 use crate::source::probes::drops::{current_netns, Filter};
-use crate::source::probes::path::PathProbes;
+use crate::source::probes::path::{PathProbes, Reads};
 use crate::source::Target;
 use crate::steering::expect::Steering;
 use crate::sys::btf::Btf;
@@ -38,6 +38,13 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
     }
     for hook in &probes.absent {
         say(format!("path: this kernel has no tracepoint {hook}"));
+    }
+    if probes.reads == Reads::Helper {
+        say(
+            "path: packet headers copied with bpf_probe_read_kernel (this kernel refuses \
+             plain loads of packet bytes, which Linux 6.18 allows: more cost per packet)"
+                .to_string(),
+        );
     }
     Ok(Some(probes))
 }

@@ -268,6 +268,8 @@ pub(crate) fn obj_info(fd: BorrowedFd<'_>, info: &mut [u32]) -> io::Result<()> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum MapType {
+    /// A hash map, one value per key.
+    Hash = 1,
     Array = 2,
     PerfEventArray = 4,
     /// A hash map whose every key has one value per possible cpu; a

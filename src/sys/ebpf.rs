@@ -372,8 +372,9 @@ pub mod helper {
     /// errno (-E2BIG: a hash map is full; -EEXIST: BPF_NOEXIST and the
     /// key is there).
     pub const MAP_UPDATE_ELEM: i32 = 2;
-    /// bpf_get_current_task(): the current task_struct's address.
-    pub const GET_CURRENT_TASK: i32 = 35;
+    /// bpf_get_current_task_btf(): the current task, a typed pointer
+    /// (Linux 5.11+; tracing programs).
+    pub const GET_CURRENT_TASK_BTF: i32 = 158;
     pub const KTIME_GET_NS: i32 = 5;
     /// bpf_get_current_pid_tgid(): tgid << 32 | pid (the thread's id).
     #[allow(dead_code)] // for the kernel probes

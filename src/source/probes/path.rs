@@ -36,11 +36,15 @@
 //!   out on.
 //!
 //! Cost: each program runs for every packet of every device at its hook,
-//! and for the interface's a per-cpu hash lookup and an atomic add (an
-//! insert for a new key). Nothing per packet goes to user space; the map
-//! is read once the capture has ended. It holds at most [`MAX_ENTRIES`]
-//! keys (flow, stage, queue, process); packets of keys beyond are counted
-//! as missed.
+//! and for the interface's reads the packet's headers with plain loads
+//! (where the kernel allows it: [`super::path_program`]), hashes a
+//! 48-byte key and adds one to a per-cpu hash entry (an insert for a new
+//! key); a send or a read also looks the process's name up by its id.
+//! Nothing per packet goes to user space; the maps are read once the
+//! capture has ended. The counts hold at most [`MAX_ENTRIES`] keys (flow,
+//! stage, queue, process id); packets of keys beyond are counted as
+//! missed. The names hold at most [`MAX_NAMES`] processes; a process
+//! beyond is shown by its id alone.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -49,17 +53,21 @@ use std::os::fd::AsRawFd;
 use crate::consumers::flows::FlowKey;
 use crate::source::probes::drops::Filter;
 use crate::source::probes::path_program::{
-    program, Layout, Pick, Shape, CTX_IRQ, CTX_TASK, KEY_SIZE, L3,
+    program, Layout, Maps, Pick, Shape, CTX_IRQ, CTX_TASK, KEY_SIZE, K_CTX, K_DST, K_HAS_PORTS,
+    K_PID, K_PORTS, K_PROTO, K_QUEUE, K_SRC, K_STAGE, K_VERSION, L3, NAME_SIZE,
 };
 use crate::sys::bpf::{Map, MapType, Program};
 use crate::sys::btf::Btf;
 use crate::sys::tracing::{self, Attached, Hook, ProbeError, RunStats};
 
 pub use crate::consumers::flows::path::{PathStage, Process};
+pub use crate::source::probes::path_program::Reads;
 use crate::source::probes::path_program::Stage;
 
 /// The most (flow, stage, queue, process) keys counted.
 pub const MAX_ENTRIES: u32 = 16384;
+/// The most processes named.
+pub const MAX_NAMES: u32 = 4096;
 
 /// The receive entry points, in driver context.
 const RX_HOOKS: [&str; 4] = [
@@ -90,9 +98,12 @@ pub struct PathProbes {
     attached: Vec<(Attached, Program)>,
     counts: Map,
     missed: Map,
+    names: Map,
     possible: Vec<u32>,
     /// Hooks this kernel does not have, for -v.
     pub absent: Vec<String>,
+    /// How the programs read packet bytes, for -v.
+    pub reads: Reads,
 }
 
 impl PathProbes {
@@ -100,6 +111,18 @@ impl PathProbes {
     /// the receiving ones (driver, reads) with `rx`, the sending ones
     /// with `tx`.
     pub fn attach(btf: &Btf, filter: Filter, rx: bool, tx: bool) -> Result<PathProbes, ProbeError> {
+        PathProbes::attach_reading(btf, filter, rx, tx, Reads::Direct)
+    }
+
+    /// [`PathProbes::attach`], reading packet bytes as `reads` says (or
+    /// copying them, where the kernel refuses plain loads).
+    pub(crate) fn attach_reading(
+        btf: &Btf,
+        filter: Filter,
+        rx: bool,
+        tx: bool,
+        reads: Reads,
+    ) -> Result<PathProbes, ProbeError> {
         let layout = Layout::from_btf(btf)?;
         let possible: Vec<u32> = crate::sys::bpf::possible_cpus()
             .map_err(|e| ProbeError::Os {
@@ -119,12 +142,16 @@ impl PathProbes {
         .map_err(|e| ProbeError::os("error creating the path counters".into(), e))?;
         let missed = Map::create(MapType::Array, "rxtxcpu_pathmis", 4, 8, 1, 0)
             .map_err(|e| ProbeError::os("error creating the path counters".into(), e))?;
+        let names = Map::create(MapType::Hash, "rxtxcpu_pathnam", 4, NAME_SIZE, MAX_NAMES, 0)
+            .map_err(|e| ProbeError::os("error creating the path counters".into(), e))?;
         let mut probes = PathProbes {
             attached: Vec::new(),
             counts,
             missed,
+            names,
             possible,
             absent: Vec::new(),
+            reads,
         };
         let skb = |tp: &str| -> Result<Option<usize>, ProbeError> {
             let params = match btf.raw_tp_params(tp) {
@@ -175,15 +202,26 @@ impl PathProbes {
                 continue;
             };
             let hook = Hook::tp_btf(tp);
-            let insns = program(
-                &layout,
-                &filter,
-                shape,
-                probes.counts.as_raw_fd(),
-                probes.missed.as_raw_fd(),
-                true,
-            );
-            let prog = tracing::load(btf, &hook, "rxtxcpu_path", &insns)?;
+            let maps = Maps {
+                counts: probes.counts.as_raw_fd(),
+                missed: probes.missed.as_raw_fd(),
+                names: probes.names.as_raw_fd(),
+            };
+            let load = |reads| {
+                let insns = program(&layout, &filter, shape, maps, reads);
+                tracing::load(btf, &hook, "rxtxcpu_path", &insns)
+            };
+            let prog = match load(probes.reads) {
+                // Kernels before 6.18 refuse plain loads of packet bytes
+                // (no BTF type): the copying program, for this one and
+                // the rest. Another refusal is the copying program's to
+                // say.
+                Err(ProbeError::Load { .. }) if probes.reads == Reads::Direct => {
+                    probes.reads = Reads::Helper;
+                    load(Reads::Helper)?
+                }
+                other => other?,
+            };
             let attached = tracing::attach(&prog, &hook)?;
             probes.attached.push((attached, prog));
         }
@@ -214,9 +252,9 @@ impl PathProbes {
         Ok(u64::from_ne_bytes(v))
     }
 
-    /// What was counted, per key and cpu (nonzero counts only). Read once
-    /// the capture has ended (a map changing under the walk may skip
-    /// keys).
+    /// What was counted, per key and cpu (nonzero counts only), with
+    /// the processes' names. Read once the capture has ended (a map
+    /// changing under the walk may skip keys).
     pub fn counts(&self) -> io::Result<Vec<PathCount>> {
         let mut out = Vec::new();
         let mut key = [0u8; KEY_SIZE as usize];
@@ -234,7 +272,10 @@ impl PathProbes {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             }
-            let Some(k) = decode(&key) else { continue };
+            let Some(mut k) = decode(&key) else { continue };
+            if let Process::Named { pid, name } = &mut k.task {
+                *name = self.name(*pid)?;
+            }
             for (i, &cpu) in self.possible.iter().enumerate() {
                 let packets =
                     u64::from_ne_bytes(values[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
@@ -248,6 +289,22 @@ impl PathProbes {
             }
         }
         Ok(out)
+    }
+}
+
+impl PathProbes {
+    /// The name the programs recorded for process `pid` ("?" when the
+    /// names map was full).
+    fn name(&self, pid: u32) -> io::Result<String> {
+        let mut v = [0u8; NAME_SIZE as usize];
+        match self.names.lookup(&pid.to_ne_bytes(), &mut v) {
+            Ok(()) => {
+                let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+                Ok(String::from_utf8_lossy(&v[..end]).into_owned())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok("?".into()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -279,32 +336,29 @@ fn udp_read(btf: &Btf) -> Result<Option<Shape>, ProbeError> {
 }
 
 /// A key as the programs make it (see [`super::path_program`]), its cpu
-/// and count left for the caller. None for a key no program makes.
+/// and count left for the caller, the process's name for
+/// [`PathProbes::counts`]. None for a key no program makes.
 fn decode(k: &[u8; KEY_SIZE as usize]) -> Option<PathCount> {
-    let stage = Stage::from_u8(k[0])?;
-    let queue_mapping = u16::from_ne_bytes([k[4], k[5]]);
+    let stage = Stage::from_u8(k[K_STAGE])?;
+    let queue_mapping = u16::from_ne_bytes([k[K_QUEUE], k[K_QUEUE + 1]]);
     let queue = match stage {
         Stage::RxDriver => queue_mapping.checked_sub(1).map(u32::from),
         Stage::Send | Stage::TxDriver => Some(u32::from(queue_mapping)),
         Stage::Read => None,
     };
-    let task = match k[6] {
+    let task = match k[K_CTX] {
         0 => Process::None,
-        CTX_TASK => {
-            let name = &k[48..64];
-            let end = name.iter().position(|&b| b == 0).unwrap_or(16);
-            Process::Named {
-                pid: u32::from_ne_bytes([k[8], k[9], k[10], k[11]]),
-                name: String::from_utf8_lossy(&name[..end]).into_owned(),
-            }
-        }
+        CTX_TASK => Process::Named {
+            pid: u32::from_ne_bytes([k[K_PID], k[K_PID + 1], k[K_PID + 2], k[K_PID + 3]]),
+            name: String::new(),
+        },
         CTX_IRQ => Process::Kernel,
         _ => Process::Unknown,
     };
-    let ports = (k[3] == 1).then(|| {
+    let ports = (k[K_HAS_PORTS] == 1).then(|| {
         (
-            u16::from_be_bytes([k[12], k[13]]),
-            u16::from_be_bytes([k[14], k[15]]),
+            u16::from_be_bytes([k[K_PORTS], k[K_PORTS + 1]]),
+            u16::from_be_bytes([k[K_PORTS + 2], k[K_PORTS + 3]]),
         )
     });
     let addr = |at: usize, v4: bool| -> IpAddr {
@@ -319,10 +373,15 @@ fn decode(k: &[u8; KEY_SIZE as usize]) -> Option<PathCount> {
             a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4)
         }
     };
-    let flow = match k[1] {
+    let flow = match k[K_VERSION] {
         4 | 6 => {
-            let v4 = k[1] == 4;
-            Some(FlowKey::ip(addr(16, v4), addr(32, v4), k[2], ports))
+            let v4 = k[K_VERSION] == 4;
+            Some(FlowKey::ip(
+                addr(K_SRC, v4),
+                addr(K_DST, v4),
+                k[K_PROTO],
+                ports,
+            ))
         }
         0 if stage == Stage::Read => None,
         _ => return None,

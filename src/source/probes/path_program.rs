@@ -1,30 +1,41 @@
 //! The programs of `--path` ([`super::path`]): what each reads, from the
 //! kernel's BTF, and their instructions.
 //!
-//! Every program builds one 64-byte key on its stack and adds one to the
+//! Every program builds one 48-byte key on its stack and adds one to the
 //! current cpu's value of that key in a per-cpu hash map (the cpu is the
 //! value's position, not part of the key):
 //!
 //! | bytes | what |
 //! |-------|------|
-//! | 0     | stage ([`Stage`]) |
-//! | 1     | IP version (4, 6; 0: an unconnected socket's read, no flow) |
-//! | 2     | IP protocol |
-//! | 3     | 1 when the ports are known |
-//! | 4-5   | skb->queue_mapping (receive: the recorded queue plus one) |
-//! | 6     | context ([`CTX_TASK`], [`CTX_IRQ`], [`CTX_UNKNOWN`]; 0: not asked) |
-//! | 8-11  | the process id (tgid) in task context |
-//! | 12-15 | source and destination port, big-endian |
-//! | 16-31 | source address (IPv4: the first 4 bytes) |
-//! | 32-47 | destination address |
-//! | 48-63 | the process's name (its group leader's comm) in task context |
+//! | 0-15  | source address (IPv4: the first 4 bytes) |
+//! | 16-31 | destination address |
+//! | 32-35 | source and destination port, big-endian |
+//! | 36    | IP protocol |
+//! | 37    | IP version (4, 6; 0: an unconnected socket's read, no flow) |
+//! | 38    | 1 when the ports are known |
+//! | 39    | stage ([`Stage`]) |
+//! | 40-41 | skb->queue_mapping (receive: the recorded queue plus one) |
+//! | 42    | context ([`CTX_TASK`], [`CTX_IRQ`]; 0: not asked) |
+//! | 44-47 | the process id (tgid) in task context |
 //!
-//! The flow comes from the packet's own headers, read with
-//! bpf_probe_read_kernel (packet bytes have no BTF type): the network
-//! header is `skb->data` where a driver hands the packet to the stack
+//! The process's name is not in the key: the key is hashed and compared
+//! for every packet, and the name is the same for all of a process's
+//! packets. Where a program names a process (a send, a read), it puts the
+//! name (its group leader's comm, what ps shows) into a second, small
+//! map keyed by the process id, once: the first packet of a process
+//! finds no entry and inserts one, every later one only looks it up. A
+//! name is the one the process had at its first counted packet.
+//!
+//! The flow comes from the packet's own headers: the network header is
+//! `skb->data` where a driver hands the packet to the stack
 //! (eth_type_trans pulled the link header; `network_header` is not set
 //! yet in NIC drivers' fresh buffers), `skb->head + skb->network_header`
-//! on transmit (the IP layer set it) and at a TCP copy. The ports are read
+//! on transmit (the IP layer set it) and at a TCP copy. Packet bytes have
+//! no BTF type; since Linux 6.18 (verified by `path_tests`) a
+//! typed program may still load them directly, as untrusted read-only
+//! memory (a load that faults reads 0), which costs a few instructions;
+//! older kernels refuse such a program, and it is built again with
+//! bpf_probe_read_kernel copies instead ([`Reads`]). The ports are read
 //! after the IPv4 header's own length or the fixed IPv6 header, for TCP,
 //! UDP, SCTP, UDP-Lite and DCCP, not for IPv4 fragments after the first:
 //! the same tuple the flow table keys by ([`crate::consumers::flows::key`]),
@@ -65,15 +76,26 @@ impl Stage {
     }
 }
 
-pub const KEY_SIZE: u32 = 64;
-/// Key byte 6: the event ran in a task (a system call), not an interrupt.
+pub const KEY_SIZE: u32 = 48;
+/// Where each part of the key is (see the table above).
+pub const K_SRC: usize = 0;
+pub const K_DST: usize = 16;
+pub const K_PORTS: usize = 32;
+pub const K_PROTO: usize = 36;
+pub const K_VERSION: usize = 37;
+pub const K_HAS_PORTS: usize = 38;
+pub const K_STAGE: usize = 39;
+pub const K_QUEUE: usize = 40;
+pub const K_CTX: usize = 42;
+pub const K_PID: usize = 44;
+/// A process's name as the names map holds it (task_struct.comm).
+pub const NAME_SIZE: u32 = 16;
+/// Key byte 42: the event ran in a task (a system call), not an interrupt.
 pub const CTX_TASK: u8 = 1;
-/// Key byte 6: not in a process's own context: an interrupt or softirq
+/// Key byte 42: not in a process's own context: an interrupt or softirq
 /// (the current task is whatever it interrupted) or a kernel thread
 /// (ksoftirqd, a NAPI thread, a kworker).
 pub const CTX_IRQ: u8 = 2;
-/// Key byte 6: the context could not be read.
-pub const CTX_UNKNOWN: u8 = 3;
 
 /// How far above `task->stack` a frame on the task's own kernel stack
 /// is at most: THREAD_SIZE, 16 KiB on x86-64 (and arm64 with 4 KiB
@@ -84,11 +106,37 @@ const TASK_STACK: i32 = 16384;
 /// task_struct.flags: a kernel thread.
 const PF_KTHREAD: i32 = 0x0020_0000;
 
-/// Stack offsets: the key, scratch for header bytes, the value 1.
-const KEY: i16 = -64;
+/// Stack offsets: the key, scratch for header bytes (and a name), the
+/// value 1, the scratch word of bpf_probe_read_kernel.
+const KEY: i16 = -48;
 const SCRATCH: i16 = -96;
 const ONE: i16 = -104;
 const DEREF: i16 = -112;
+
+/// The stack offset of byte `at` of the key.
+fn k(at: usize) -> i16 {
+    KEY + at as i16
+}
+
+/// How a program reads packet bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Loads straight from the packet (untrusted read-only memory, Linux
+    /// 6.18).
+    Direct,
+    /// bpf_probe_read_kernel copies to the stack (any kernel with BTF).
+    Helper,
+}
+
+/// The maps a program counts into: `counts` (per-cpu hash by key),
+/// `missed` (an array of one u64: packets whose key the full map could
+/// not take) and `names` (hash: process id -> name).
+#[derive(Clone, Copy, Debug)]
+pub struct Maps {
+    pub counts: i32,
+    pub missed: i32,
+    pub names: i32,
+}
 
 /// Where a program's packet begins its network header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,28 +252,28 @@ fn be16(v: u16) -> i32 {
     i32::from(u16::from_ne_bytes(v.to_be_bytes()))
 }
 
-/// The program for `shape`, counting into map `counts` and, when that is
-/// full, into the first u64 of array map `missed`.
+/// The program for `shape`, counting into `maps`, reading packet bytes
+/// as `reads` says.
 pub fn program(
     layout: &Layout,
     filter: &Filter,
     shape: Shape,
-    counts: i32,
-    missed: i32,
-    typed: bool,
+    maps: Maps,
+    reads: Reads,
 ) -> Vec<Insn> {
     use ebpf::*;
     use Reg::*;
     let arg = |i: usize| (i * 8) as i16;
+    // Typed (tp_btf) programs: a kernel pointer's fields are plain loads.
     let d = |a: &mut Asm, dst: Reg, base: Reg, off: i16, size: Size| {
-        deref(a, typed, dst, base, off, size, DEREF)
+        deref(a, true, dst, base, off, size, DEREF)
     };
     let ifindex = filter.ifindex.unwrap_or(0) as i32;
     let mut a = Asm::new();
     a.push([mov(R6, R1)]);
     // The key, zeroed: the map reads all of it.
     let zero_key = |a: &mut Asm| {
-        for i in 0..8 {
+        for i in 0..(KEY_SIZE as i16 / 8) {
             a.push([store_imm(Size::DW, R10, KEY + 8 * i, 0)]);
         }
     };
@@ -262,7 +310,7 @@ pub fn program(
                     d(&mut a, R9, R8, layout.sk_net, Size::DW);
                 }
             }
-            check_netns(&mut a, layout, filter, typed);
+            check_netns(&mut a, layout, filter);
             zero_key(&mut a);
             // The network header into r8.
             match l3 {
@@ -273,7 +321,6 @@ pub fn program(
                     // r8 is free again: the device's or socket's pointer
                     // was only for the filter.
                     d(&mut a, R8, R7, layout.skb_head, Size::DW);
-                    d(&mut a, R9, R7, layout.skb_network_header, Size::H);
                     a.push([add(R8, R9)]);
                 }
             }
@@ -281,12 +328,15 @@ pub fn program(
             a.jump_to(jump_imm(Cond::Eq, R9, be16(0x0800), 0), "v4");
             a.jump_to(jump_imm(Cond::Eq, R9, be16(0x86dd), 0), "v6");
             a.jump_to(ja(0), "out");
-            headers(&mut a);
+            match reads {
+                Reads::Direct => headers_direct(&mut a),
+                Reads::Helper => headers_copied(&mut a),
+            }
             // The queue: received, the recorded one plus one (0: none);
             // sent, the transmit queue.
             if stage != Stage::Read {
                 d(&mut a, R1, R7, layout.skb_queue_mapping, Size::H);
-                a.push([store(Size::H, R10, KEY + 4, R1)]);
+                a.push([store(Size::H, R10, k(K_QUEUE), R1)]);
             }
             stage
         }
@@ -311,70 +361,122 @@ pub fn program(
             d(&mut a, R9, R7, layout.sk_type, Size::H);
             a.jump_to(jump_imm(Cond::Ne, R9, SOCK_DGRAM, 0), "out");
             d(&mut a, R9, R7, layout.sk_net, Size::DW);
-            check_netns(&mut a, layout, filter, typed);
+            check_netns(&mut a, layout, filter);
             zero_key(&mut a);
             // Connected (a peer port): the 4-tuple is the flow's, peer
             // first (the packets come from it). Else no flow (version 0).
             d(&mut a, R9, R7, layout.sk_dport, Size::H);
             a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "task");
-            a.push([store(Size::H, R10, KEY + 12, R9)]);
+            a.push([store(Size::H, R10, k(K_PORTS), R9)]);
             d(&mut a, R9, R7, layout.sk_num, Size::H);
             a.push([
                 to_be16(R9),
-                store(Size::H, R10, KEY + 14, R9),
-                store_imm(Size::B, R10, KEY + 2, 17),
-                store_imm(Size::B, R10, KEY + 3, 1),
+                store(Size::H, R10, k(K_PORTS + 2), R9),
+                store_imm(Size::B, R10, k(K_PROTO), 17),
+                store_imm(Size::B, R10, k(K_HAS_PORTS), 1),
             ]);
             d(&mut a, R9, R7, layout.sk_family, Size::H);
             a.jump_to(jump_imm(Cond::Eq, R9, AF_INET6, 0), "sock6");
             a.jump_to(jump_imm(Cond::Ne, R9, AF_INET, 0), "out");
             d(&mut a, R9, R7, layout.sk_daddr, Size::W);
-            a.push([store(Size::W, R10, KEY + 16, R9)]);
+            a.push([store(Size::W, R10, k(K_SRC), R9)]);
             d(&mut a, R9, R7, layout.sk_rcv_saddr, Size::W);
             a.push([
-                store(Size::W, R10, KEY + 32, R9),
-                store_imm(Size::B, R10, KEY + 1, 4),
+                store(Size::W, R10, k(K_DST), R9),
+                store_imm(Size::B, R10, k(K_VERSION), 4),
             ]);
             a.jump_to(ja(0), "task");
             a.label("sock6");
-            for (off, to) in [(layout.sk_v6_daddr, 16), (layout.sk_v6_rcv_saddr, 32)] {
-                a.push([
-                    mov(R1, R10),
-                    add_imm(R1, (KEY + to).into()),
-                    mov_imm(R2, 16),
-                    mov(R3, R7),
-                    add_imm(R3, off.into()),
-                    call(helper::PROBE_READ_KERNEL),
-                ]);
-                a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "out");
+            // Typed fields: two 8-byte loads each.
+            for (off, to) in [(layout.sk_v6_daddr, K_SRC), (layout.sk_v6_rcv_saddr, K_DST)] {
+                for half in 0..2 {
+                    d(&mut a, R9, R7, off + 8 * half, Size::DW);
+                    a.push([store(Size::DW, R10, k(to) + 8 * half, R9)]);
+                }
             }
-            a.push([store_imm(Size::B, R10, KEY + 1, 6)]);
+            a.push([store_imm(Size::B, R10, k(K_VERSION), 6)]);
             Stage::Read
         }
     };
     a.label("task");
-    a.push([store_imm(Size::B, R10, KEY, stage as i32)]);
+    a.push([store_imm(Size::B, R10, k(K_STAGE), stage as i32)]);
     if matches!(stage, Stage::Send | Stage::Read) {
-        task(&mut a, layout);
+        task(&mut a, layout, maps.names);
     }
-    count(&mut a, counts, missed);
+    count(&mut a, maps.counts, maps.missed);
     a.finish()
 }
 
 /// Checks the namespace whose `struct net *` is in r9 (0: out).
-fn check_netns(a: &mut Asm, layout: &Layout, filter: &Filter, typed: bool) {
+fn check_netns(a: &mut Asm, layout: &Layout, filter: &Filter) {
     use ebpf::*;
     use Reg::*;
     a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "out");
-    deref(a, typed, R9, R9, layout.net_inum, Size::W, DEREF);
+    deref(a, true, R9, R9, layout.net_inum, Size::W, DEREF);
     a.push([mov32_imm(R1, filter.netns as i32)]);
     a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
 }
 
-/// Reads the IP header at r8 into the key (labels `v4` and `v6` enter),
-/// then the ports; falls through to what follows (the key's stage is
-/// stored at `task`).
-fn headers(a: &mut Asm) {
+/// Reads the IP header at r8 into the key with plain loads (labels `v4`
+/// and `v6` enter), then the ports; falls through to what follows. A
+/// load that faults reads 0, which no IP version is.
+fn headers_direct(a: &mut Asm) {
+    use ebpf::*;
+    use Reg::*;
+    a.label("v4");
+    a.push([load(Size::B, R9, R8, 0), rsh_imm(R9, 4)]);
+    a.jump_to(jump_imm(Cond::Ne, R9, 4, 0), "out");
+    a.push([
+        store_imm(Size::B, R10, k(K_VERSION), 4),
+        load(Size::B, R1, R8, 9),
+        store(Size::B, R10, k(K_PROTO), R1),
+        load(Size::W, R1, R8, 12),
+        store(Size::W, R10, k(K_SRC), R1),
+        load(Size::W, R1, R8, 16),
+        store(Size::W, R10, k(K_DST), R1),
+        // A fragment after the first carries no ports.
+        load(Size::B, R1, R8, 6),
+        and_imm(R1, 0x1f),
+        load(Size::B, R2, R8, 7),
+        or(R1, R2),
+    ]);
+    a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "keyed");
+    a.push([load(Size::B, R9, R8, 0), and_imm(R9, 0xf), lsh_imm(R9, 2)]);
+    a.jump_to(ja(0), "ports");
+    a.label("v6");
+    a.push([load(Size::B, R9, R8, 0), rsh_imm(R9, 4)]);
+    a.jump_to(jump_imm(Cond::Ne, R9, 6, 0), "out");
+    a.push([
+        store_imm(Size::B, R10, k(K_VERSION), 6),
+        load(Size::B, R1, R8, 6),
+        store(Size::B, R10, k(K_PROTO), R1),
+    ]);
+    for i in 0..4 {
+        a.push([
+            load(Size::DW, R1, R8, 8 + 8 * i),
+            store(Size::DW, R10, k(K_SRC) + 8 * i, R1),
+        ]);
+    }
+    a.push([mov_imm(R9, 40)]);
+    a.label("ports");
+    a.push([load(Size::B, R1, R10, k(K_PROTO))]);
+    for p in PORT_PROTOS {
+        a.jump_to(jump_imm(Cond::Eq, R1, p, 0), "read_ports");
+    }
+    a.jump_to(ja(0), "keyed");
+    a.label("read_ports");
+    a.push([
+        add(R8, R9),
+        load(Size::W, R1, R8, 0),
+        store(Size::W, R10, k(K_PORTS), R1),
+        store_imm(Size::B, R10, k(K_HAS_PORTS), 1),
+    ]);
+    a.label("keyed");
+}
+
+/// [`headers_direct`] for kernels that refuse plain loads of packet
+/// bytes: the header is copied to the stack with bpf_probe_read_kernel.
+fn headers_copied(a: &mut Asm) {
     use ebpf::*;
     use Reg::*;
     let read = |a: &mut Asm, to: i16, len: i32, from_off: i32| {
@@ -393,13 +495,13 @@ fn headers(a: &mut Asm) {
     a.push([load(Size::B, R9, R10, SCRATCH), rsh_imm(R9, 4)]);
     a.jump_to(jump_imm(Cond::Ne, R9, 4, 0), "out");
     a.push([
-        store_imm(Size::B, R10, KEY + 1, 4),
+        store_imm(Size::B, R10, k(K_VERSION), 4),
         load(Size::B, R1, R10, SCRATCH + 9),
-        store(Size::B, R10, KEY + 2, R1),
+        store(Size::B, R10, k(K_PROTO), R1),
         load(Size::W, R1, R10, SCRATCH + 12),
-        store(Size::W, R10, KEY + 16, R1),
+        store(Size::W, R10, k(K_SRC), R1),
         load(Size::W, R1, R10, SCRATCH + 16),
-        store(Size::W, R10, KEY + 32, R1),
+        store(Size::W, R10, k(K_DST), R1),
         // A fragment after the first carries no ports.
         load(Size::B, R1, R10, SCRATCH + 6),
         and_imm(R1, 0x1f),
@@ -418,14 +520,14 @@ fn headers(a: &mut Asm) {
     a.push([load(Size::B, R9, R10, SCRATCH), rsh_imm(R9, 4)]);
     a.jump_to(jump_imm(Cond::Ne, R9, 6, 0), "out");
     a.push([
-        store_imm(Size::B, R10, KEY + 1, 6),
+        store_imm(Size::B, R10, k(K_VERSION), 6),
         load(Size::B, R1, R10, SCRATCH + 6),
-        store(Size::B, R10, KEY + 2, R1),
+        store(Size::B, R10, k(K_PROTO), R1),
     ]);
-    read(a, KEY + 16, 32, 8);
+    read(a, k(K_SRC), 32, 8);
     a.push([mov_imm(R9, 40)]);
     a.label("ports");
-    a.push([load(Size::B, R1, R10, KEY + 2)]);
+    a.push([load(Size::B, R1, R10, k(K_PROTO))]);
     for p in PORT_PROTOS {
         a.jump_to(jump_imm(Cond::Eq, R1, p, 0), "read_ports");
     }
@@ -433,20 +535,20 @@ fn headers(a: &mut Asm) {
     a.label("read_ports");
     a.push([
         mov(R1, R10),
-        add_imm(R1, (KEY + 12).into()),
+        add_imm(R1, k(K_PORTS).into()),
         mov_imm(R2, 4),
         mov(R3, R8),
         add(R3, R9),
         call(helper::PROBE_READ_KERNEL),
     ]);
     a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "keyed");
-    a.push([store_imm(Size::B, R10, KEY + 3, 1)]);
+    a.push([store_imm(Size::B, R10, k(K_HAS_PORTS), 1)]);
     a.label("keyed");
 }
 
 /// The current task into the key, when the event runs in a process's
-/// own context: its process id and its process's name (the group
-/// leader's comm, what ps shows); else the context.
+/// own context: its process id (and, the first time, its process's
+/// name into map `names`); else the context.
 ///
 /// Whether it does: the kernel's preempt count would say (in_task()),
 /// but its per-cpu `__preempt_count` is not reachable on kernels without
@@ -457,54 +559,57 @@ fn headers(a: &mut Asm) {
 /// (x86-64, arm64; ksoftirqd and NAPI threads are kernel threads). The
 /// frame within [`TASK_STACK`] above the current task's `stack`, and the
 /// task no kernel thread: a process's own system call.
-fn task(a: &mut Asm, layout: &Layout) {
+fn task(a: &mut Asm, layout: &Layout, names: i32) {
     use ebpf::*;
     use Reg::*;
-    let read = |a: &mut Asm, from: Reg, off: i16, len: i32, to: i16| {
-        a.push([
-            mov(R1, R10),
-            add_imm(R1, to.into()),
-            mov_imm(R2, len),
-            mov(R3, from),
-            add_imm(R3, off.into()),
-            call(helper::PROBE_READ_KERNEL),
-        ]);
-    };
-    a.push([call(helper::GET_CURRENT_TASK), mov(R9, R0)]);
-    read(a, R9, layout.task_stack, 8, SCRATCH);
-    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "unknown");
+    // A typed pointer to the current task (bpf_get_current_task_btf):
+    // its fields are plain loads.
+    a.push([call(helper::GET_CURRENT_TASK_BTF), mov(R9, R0)]);
     a.push([
-        load(Size::DW, R1, R10, SCRATCH),
+        load(Size::DW, R1, R9, layout.task_stack),
         mov32(R2, R10),
         sub32(R2, R1),
     ]);
     a.jump_to(jump_imm(Cond::Ge, R2, TASK_STACK, 0), "not_task");
-    read(a, R9, layout.task_flags, 4, SCRATCH);
-    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "unknown");
-    a.push([load(Size::W, R1, R10, SCRATCH), and_imm(R1, PF_KTHREAD)]);
+    a.push([
+        load(Size::W, R1, R9, layout.task_flags),
+        and_imm(R1, PF_KTHREAD),
+    ]);
     a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "not_task");
     a.push([
-        store_imm(Size::B, R10, KEY + 6, i32::from(CTX_TASK)),
+        store_imm(Size::B, R10, k(K_CTX), i32::from(CTX_TASK)),
         call(helper::GET_CURRENT_PID_TGID),
         rsh_imm(R0, 32),
-        store(Size::W, R10, KEY + 8, R0),
+        store(Size::W, R10, k(K_PID), R0),
     ]);
-    read(a, R9, layout.task_group_leader, 8, SCRATCH);
-    a.push([load(Size::DW, R3, R10, SCRATCH)]);
-    a.jump_to(jump_imm(Cond::Eq, R3, 0, 0), "count");
-    a.push([
-        add_imm(R3, layout.task_comm.into()),
-        mov(R1, R10),
-        add_imm(R1, (KEY + 48).into()),
-        mov_imm(R2, 16),
-        call(helper::PROBE_READ_KERNEL),
+    // The name, once per process: looked up, inserted when absent.
+    a.push(load_map_fd(R1, names)).push([
+        mov(R2, R10),
+        add_imm(R2, k(K_PID).into()),
+        call(helper::MAP_LOOKUP_ELEM),
+    ]);
+    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "count");
+    a.push([load(Size::DW, R1, R9, layout.task_group_leader)]);
+    a.jump_to(jump_imm(Cond::Eq, R1, 0, 0), "count");
+    for half in 0..2 {
+        a.push([
+            load(Size::DW, R2, R1, layout.task_comm + 8 * half),
+            store(Size::DW, R10, SCRATCH + 8 * half, R2),
+        ]);
+    }
+    // BPF_NOEXIST: a name another cpu put first stays; a full map leaves
+    // the process unnamed (user space says so).
+    a.push(load_map_fd(R1, names)).push([
+        mov(R2, R10),
+        add_imm(R2, k(K_PID).into()),
+        mov(R3, R10),
+        add_imm(R3, SCRATCH.into()),
+        mov_imm(R4, 1),
+        call(helper::MAP_UPDATE_ELEM),
     ]);
     a.jump_to(ja(0), "count");
     a.label("not_task")
-        .push([store_imm(Size::B, R10, KEY + 6, i32::from(CTX_IRQ))]);
-    a.jump_to(ja(0), "count");
-    a.label("unknown")
-        .push([store_imm(Size::B, R10, KEY + 6, i32::from(CTX_UNKNOWN))]);
+        .push([store_imm(Size::B, R10, k(K_CTX), i32::from(CTX_IRQ))]);
 }
 
 /// Adds one to this cpu's count of the key; a key the full map cannot

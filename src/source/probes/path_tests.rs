@@ -22,12 +22,17 @@ fn process_name() -> String {
         .to_string()
 }
 
-fn probes(btf: &Btf, ns: &crate::source::probes::testnet::Ns, ifname: &str) -> PathProbes {
+fn probes(
+    btf: &Btf,
+    ns: &crate::source::probes::testnet::Ns,
+    ifname: &str,
+    reads: Reads,
+) -> PathProbes {
     let filter = Filter {
         ifindex: Some(ns.ifindex(ifname)),
         netns: ns.inode(),
     };
-    PathProbes::attach(btf, filter, true, true).unwrap_or_else(|e| panic!("{e}"))
+    PathProbes::attach_reading(btf, filter, true, true, reads).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// (stage, queue, task, cpu) -> packets of `flow`.
@@ -41,14 +46,28 @@ fn of(counts: &[PathCount], flow: FlowKey) -> Vec<(PathStage, Option<u32>, Proce
     v
 }
 
+/// Packet bytes loaded directly (Linux 6.18 allows it).
 #[test]
 fn a_connected_udp_flow_end_to_end() {
+    a_connected_udp_flow(Reads::Direct);
+}
+
+/// Packet bytes copied with bpf_probe_read_kernel, as on kernels that
+/// refuse plain loads of them: the same counts.
+#[test]
+fn a_connected_udp_flow_copying_headers() {
+    a_connected_udp_flow(Reads::Helper);
+}
+
+fn a_connected_udp_flow(reads: Reads) {
     let btf = Btf::kernel().unwrap();
     let pair = Pair::new(2);
     pair.a.sh("echo 2 > /sys/class/net/va/queues/tx-0/xps_cpus; echo 1 > /sys/class/net/va/queues/tx-1/xps_cpus");
     pair.b.sh("echo 2 > /sys/class/net/vb/queues/rx-0/rps_cpus; echo 2 > /sys/class/net/vb/queues/rx-1/rps_cpus");
-    let rx = probes(&btf, &pair.b, "vb");
-    let tx = probes(&btf, &pair.a, "va");
+    let rx = probes(&btf, &pair.b, "vb", reads);
+    let tx = probes(&btf, &pair.a, "va", reads);
+    // Linux 6.18 lets a typed program load packet bytes directly.
+    assert_eq!((rx.reads, tx.reads), (reads, reads));
     let reader = pair.b.run(|| UdpSocket::bind("192.0.2.2:0").unwrap());
     let sender = pair.a.run(|| UdpSocket::bind("192.0.2.1:0").unwrap());
     let (rport, sport) = (
