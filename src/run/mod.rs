@@ -120,7 +120,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     // Before any output: a probe the kernel refuses, or a port in use,
     // changes nothing on disk.
     let drop_probe = drops::attach(opts, &target, &say)?;
-    let path_probes = path::attach(opts, &target, &say)?;
+    let mut path_probes = path::attach(opts, &target, &say)?;
     let counters_before = drops::before(opts);
     let metrics = metrics::bind(opts)?;
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
@@ -194,7 +194,7 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
         source_end,
         &mut status,
     );
-    if let (Some(probes), Some(flows)) = (&path_probes, report.flows.as_mut()) {
+    if let (Some(probes), Some(flows)) = (path_probes.as_mut(), report.flows.as_mut()) {
         if let Err(line) = path::finish(probes, flows, steering.as_deref(), &|s| capture.v.say(s)) {
             errln!("{}: {line}", opts.name);
             status = 1;

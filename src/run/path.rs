@@ -54,11 +54,12 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
 /// (the probes' cost, and why a column shows `-`). An error is a line
 /// for stderr.
 pub fn finish(
-    probes: &PathProbes,
+    probes: &mut PathProbes,
     flows: &mut Flows,
     steering: Option<&Steering>,
     say: &dyn Fn(String),
 ) -> std::result::Result<(), String> {
+    probes.detach();
     let counts = probes
         .counts()
         .map_err(|e| format!("error reading the path counters: {e}"))?;

@@ -55,10 +55,12 @@ const BPF_K: u8 = 0x00;
 const BPF_X: u8 = 0x08;
 const BPF_ADD: u8 = 0x00;
 const BPF_SUB: u8 = 0x10;
+const BPF_MUL: u8 = 0x20;
 const BPF_OR: u8 = 0x40;
 const BPF_AND: u8 = 0x50;
 const BPF_LSH: u8 = 0x60;
 const BPF_RSH: u8 = 0x70;
+const BPF_XOR: u8 = 0xa0;
 const BPF_MOV: u8 = 0xb0;
 const BPF_JA: u8 = 0x00;
 const BPF_JEQ: u8 = 0x10;
@@ -181,6 +183,16 @@ pub fn or(dst: Reg, src: Reg) -> Insn {
     insn(BPF_ALU64 | BPF_OR | BPF_X, dst, src, 0, 0)
 }
 
+/// `dst ^= src` (64-bit).
+pub fn xor(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU64 | BPF_XOR | BPF_X, dst, src, 0, 0)
+}
+
+/// `dst *= src` (64-bit, wrapping).
+pub fn mul(dst: Reg, src: Reg) -> Insn {
+    insn(BPF_ALU64 | BPF_MUL | BPF_X, dst, src, 0, 0)
+}
+
 /// `dst = htobe16(dst)`: the low 16 bits to big-endian, the rest
 /// cleared (BPF_END).
 pub fn to_be16(dst: Reg) -> Insn {
@@ -260,6 +272,20 @@ pub fn call(id: i32) -> Insn {
 
 pub fn exit() -> Insn {
     insn(BPF_JMP | BPF_EXIT, Reg::R0, Reg::R0, 0, 0)
+}
+
+/// `dst = imm` (a 64-bit immediate: two instruction slots).
+pub fn mov64_imm(dst: Reg, imm: u64) -> [Insn; 2] {
+    [
+        insn(
+            BPF_LD | BPF_DW | BPF_IMM,
+            dst,
+            Reg::R0,
+            0,
+            imm as u32 as i32,
+        ),
+        insn(0, Reg::R0, Reg::R0, 0, (imm >> 32) as u32 as i32),
+    ]
 }
 
 /// `dst = map` by file descriptor: a 64-bit immediate load, two
@@ -376,6 +402,8 @@ pub mod helper {
     /// (Linux 5.11+; tracing programs).
     pub const GET_CURRENT_TASK_BTF: i32 = 158;
     pub const KTIME_GET_NS: i32 = 5;
+    /// bpf_get_smp_processor_id(): the cpu the program runs on.
+    pub const GET_SMP_PROCESSOR_ID: i32 = 8;
     /// bpf_get_current_pid_tgid(): tgid << 32 | pid (the thread's id).
     #[allow(dead_code)] // for the kernel probes
     pub const GET_CURRENT_PID_TGID: i32 = 14;

@@ -37,15 +37,17 @@
 //!
 //! Cost: each program runs for every packet of every device at its hook,
 //! and for the interface's reads the packet's headers with plain loads
-//! (where the kernel allows it: [`super::path_program`]), hashes a
-//! 48-byte key and adds one to a per-cpu hash entry (an insert for a new
-//! key); a send or a read also looks the process's name up by its id.
-//! Nothing per packet goes to user space; the maps are read once the
-//! capture has ended. The counts hold at most [`MAX_ENTRIES`] keys (flow,
-//! stage, queue, process id); packets of keys beyond are counted as
-//! missed. The names hold at most [`MAX_NAMES`] processes; a process
-//! beyond is shown by its id alone.
+//! (where the kernel allows it: [`super::path_program`]) and adds one to
+//! its 48-byte key's count in the cpu's slot cache, or, when the slot
+//! holds another key, moves that one's count to a per-cpu hash map; a
+//! send or a read also looks the process's name up by its id. Nothing
+//! per packet goes to user space; the maps are read once the capture has
+//! ended and the programs are detached. The hash map holds at most
+//! [`MAX_ENTRIES`] keys (flow, stage, queue, process id); packets of keys
+//! beyond are counted as missed. The names hold at most [`MAX_NAMES`]
+//! processes; a process beyond is shown by its id alone, named `?`.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -54,7 +56,8 @@ use crate::consumers::flows::FlowKey;
 use crate::source::probes::drops::Filter;
 use crate::source::probes::path_program::{
     program, Layout, Maps, Pick, Shape, CTX_IRQ, CTX_TASK, KEY_SIZE, K_CTX, K_DST, K_HAS_PORTS,
-    K_PID, K_PORTS, K_PROTO, K_QUEUE, K_SRC, K_STAGE, K_VERSION, L3, NAME_SIZE,
+    K_PID, K_PORTS, K_PROTO, K_QUEUE, K_SRC, K_STAGE, K_VERSION, L3, NAME_SIZE, SLOTS, SLOT_BITS,
+    SLOT_COUNT, SLOT_SIZE,
 };
 use crate::sys::bpf::{Map, MapType, Program};
 use crate::sys::btf::Btf;
@@ -68,6 +71,9 @@ use crate::source::probes::path_program::Stage;
 pub const MAX_ENTRIES: u32 = 16384;
 /// The most processes named.
 pub const MAX_NAMES: u32 = 4096;
+/// map_flags: an array whose values may be mapped to user space, and so
+/// start on a page (used for that layout: slots never straddle lines).
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// The receive entry points, in driver context.
 const RX_HOOKS: [&str; 4] = [
@@ -91,14 +97,18 @@ pub struct PathCount {
     pub packets: u64,
 }
 
-/// The probes, attached; detached when dropped (or when the process ends,
-/// however it ends: each is held by a BPF link).
+/// The probes, attached; detached by [`PathProbes::detach`] or when
+/// dropped (or when the process ends, however it ends: each is held by a
+/// BPF link).
 #[derive(Debug)]
 pub struct PathProbes {
-    attached: Vec<(Attached, Program)>,
+    attached: Vec<Attached>,
+    /// Loaded, for their run statistics (kept after detaching).
+    programs: Vec<Program>,
     counts: Map,
     missed: Map,
     names: Map,
+    slots: Map,
     possible: Vec<u32>,
     /// Hooks this kernel does not have, for -v.
     pub absent: Vec<String>,
@@ -144,11 +154,25 @@ impl PathProbes {
             .map_err(|e| ProbeError::os("error creating the path counters".into(), e))?;
         let names = Map::create(MapType::Hash, "rxtxcpu_pathnam", 4, NAME_SIZE, MAX_NAMES, 0)
             .map_err(|e| ProbeError::os("error creating the path counters".into(), e))?;
+        // Every cpu id the kernel may give (the possible cpus' largest,
+        // plus one).
+        let cpu_ids = possible.iter().max().map_or(1, |&c| c + 1);
+        let slots = Map::create(
+            MapType::Array,
+            "rxtxcpu_pathslt",
+            4,
+            SLOT_SIZE,
+            cpu_ids << SLOT_BITS,
+            BPF_F_MMAPABLE,
+        )
+        .map_err(|e| ProbeError::os("error creating the path counters".into(), e))?;
         let mut probes = PathProbes {
             attached: Vec::new(),
+            programs: Vec::new(),
             counts,
             missed,
             names,
+            slots,
             possible,
             absent: Vec::new(),
             reads,
@@ -206,6 +230,7 @@ impl PathProbes {
                 counts: probes.counts.as_raw_fd(),
                 missed: probes.missed.as_raw_fd(),
                 names: probes.names.as_raw_fd(),
+                slots: probes.slots.as_raw_fd(),
             };
             let load = |reads| {
                 let insns = program(&layout, &filter, shape, maps, reads);
@@ -223,20 +248,28 @@ impl PathProbes {
                 other => other?,
             };
             let attached = tracing::attach(&prog, &hook)?;
-            probes.attached.push((attached, prog));
+            probes.attached.push(attached);
+            probes.programs.push(prog);
         }
         Ok(probes)
     }
 
     /// Where they are attached, for -v.
     pub fn attached(&self) -> impl Iterator<Item = &Attached> {
-        self.attached.iter().map(|(a, _)| a)
+        self.attached.iter()
+    }
+
+    /// Detaches the programs (they stay loaded for their statistics):
+    /// nothing moves between the slots and the hash map while
+    /// [`PathProbes::counts`] reads them.
+    pub fn detach(&mut self) {
+        self.attached.clear();
     }
 
     /// The programs' run statistics, summed.
     pub fn run_stats(&self) -> io::Result<RunStats> {
         let mut sum = RunStats::default();
-        for (_, p) in &self.attached {
+        for p in &self.programs {
             let s = tracing::run_stats(p)?;
             sum.run_time_ns += s.run_time_ns;
             sum.run_cnt += s.run_cnt;
@@ -253,10 +286,12 @@ impl PathProbes {
     }
 
     /// What was counted, per key and cpu (nonzero counts only), with
-    /// the processes' names. Read once the capture has ended (a map
-    /// changing under the walk may skip keys).
+    /// the processes' names: the hash map's counts plus the slots'. Read
+    /// once the programs are detached ([`PathProbes::detach`]); a map
+    /// changing under the walk may skip keys.
     pub fn counts(&self) -> io::Result<Vec<PathCount>> {
-        let mut out = Vec::new();
+        let key_size = KEY_SIZE as usize;
+        let mut sums: HashMap<([u8; KEY_SIZE as usize], u32), u64> = HashMap::new();
         let mut key = [0u8; KEY_SIZE as usize];
         let mut next = [0u8; KEY_SIZE as usize];
         let mut values = vec![0u8; 8 * self.possible.len()];
@@ -272,24 +307,65 @@ impl PathProbes {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(e),
             }
+            for (i, &cpu) in self.possible.iter().enumerate() {
+                let packets = u64_at(&values, i * 8);
+                if packets > 0 {
+                    *sums.entry((key, cpu)).or_default() += packets;
+                }
+            }
+        }
+        // Each cpu's slots.
+        let mut slot = [0u8; SLOT_SIZE as usize];
+        for &cpu in &self.possible {
+            for index in 0..SLOTS {
+                self.slots
+                    .lookup(&(cpu << SLOT_BITS | index).to_ne_bytes(), &mut slot)?;
+                let packets = u64_at(&slot, SLOT_COUNT);
+                if packets > 0 {
+                    key.copy_from_slice(&slot[..key_size]);
+                    *sums.entry((key, cpu)).or_default() += packets;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((key, cpu), packets) in sums {
             let Some(mut k) = decode(&key) else { continue };
             if let Process::Named { pid, name } = &mut k.task {
                 *name = self.name(*pid)?;
             }
-            for (i, &cpu) in self.possible.iter().enumerate() {
-                let packets =
-                    u64::from_ne_bytes(values[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-                if packets > 0 {
-                    out.push(PathCount {
-                        cpu,
-                        packets,
-                        ..k.clone()
-                    });
-                }
-            }
+            out.push(PathCount { cpu, packets, ..k });
         }
         Ok(out)
     }
+}
+
+#[cfg(test)]
+impl PathProbes {
+    /// Packets counted in the hash map (the rest are in the slots).
+    pub(crate) fn in_hash(&self) -> u64 {
+        let mut key = [0u8; KEY_SIZE as usize];
+        let mut next = [0u8; KEY_SIZE as usize];
+        let mut values = vec![0u8; 8 * self.possible.len()];
+        let (mut first, mut sum) = (true, 0);
+        while self
+            .counts
+            .next_key((!first).then_some(&key[..]), &mut next)
+            .unwrap()
+        {
+            first = false;
+            key = next;
+            self.counts.lookup(&key, &mut values).unwrap();
+            sum += (0..self.possible.len())
+                .map(|i| u64_at(&values, i * 8))
+                .sum::<u64>();
+        }
+        sum
+    }
+}
+
+/// The native-endian u64 at `at`.
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
 }
 
 impl PathProbes {
