@@ -28,6 +28,13 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
   f-disk   tcpdump -i vB -Q in -n -w DISK/tcpdump.pcap
   [flows]
   fl       rxtxcpu -d rx --flows vB              (counting, flow table)
+  [path]    kernel.bpf_stats_enabled=1 while the run lasts (restored on every
+            exit), (fl) and (pa) alternating which runs first
+  pa       rxtxcpu -d rx --flows --path vB       (the flow table and the path
+           probes: every frame runs the driver entry probe, netif_rx_entry on
+           a veth): the probes' ns per run from the kernel's BPF statistics
+           (rxtxcpu -v's line; bpftool prog show as a check), the senders'
+           rate and cpu per packet against (fl), run next to it
   [repeats]
   rp       rxtxcpu -d rx --repeats vB            (counting, repeating packets)
            on a flood of unique frames (floodgen --unique: each frame's
@@ -107,7 +114,7 @@ DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 # The main cases, in run order; the sweep repeats them at other sizes.
 MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
 # One case per per-packet feature, run at --size after the main cases.
-FEATURES = ["mt", "dr-b", "dr", "fl", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+FEATURES = ["mt", "dr-b", "dr", "fl", "pa", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
 # The cases the frame-size sweep repeats at each size.
 SWEEP_BASES = MAIN + ["png", "dc", "nsg"]
 # Other capturers: the tool, its executable option, the Debian package.
@@ -119,14 +126,19 @@ READY = {"rxtxcpu": r"listening on", "tcpdump": r"listening on",
 CASE_ORDER = MAIN + FEATURES
 # Cases that skip (with a note) when the binary rejects their option.
 OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live", "mt": "--metrics",
-            "dr": "--drops"}
+            "dr": "--drops", "pa": "--path"}
 # The cases on the flood the kernel drops (NO_SOCKET) and the sysctl they
 # turn on for the run.
 DROP_CASES = ("dr-b", "dr")
+# The --path case and its reference (same flood, run next to it).
+PATH_CASES = ("fl", "pa")
+# Cases whose probes' cost is read from the kernel's BPF statistics.
+PROBE_CASES = ("dr", "pa")
 BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 GROUPS = {
     "main": MAIN,
     "flows": ["fl"],
+    "path": ["fl", "pa"],
     "repeats": ["rp", "rp-s"],
     "pcapng": ["png"],
     "peers": ["dc", "nsg"],
@@ -151,6 +163,8 @@ FEATURE_PAIRS = [
      {"issue": 29, "cpu_ns_per_pkt": 1.0, "complete": True}),
     ("dr", "dr-b", "drops count vs count, NO_SOCKET flood",
      {"issue": 27, "rate": 0.95, "probe_ns": 100, "kernel_drops_exact": True}),
+    ("pa", "fl", "path vs flows count",
+     {"issue": 28, "rate": 0.9, "probe_ns": 100, "complete": True}),
     ("fl", "e", "flows count vs tcpdump -w /dev/null",
      {"issue": 10, "cpu_ns_per_pkt": 0.5, "complete": True}),
     ("rp", "e", "repeats count vs tcpdump -w /dev/null",
@@ -619,34 +633,51 @@ def parse_rxtxcpu(out, err):
             kd[m.group(3)] = kd.get(m.group(3), 0) + int(m.group(1))
             kc = res.setdefault("kernel_drops_per_cpu", {})
             kc[m.group(2)] = kc.get(m.group(2), 0) + int(m.group(1))
-        m = re.search(r"drops: the probe ran (\d+) times?, ([\d.]+) ns each", line)
+        m = re.search(r"(?:drops: the probe|path: the probes) ran (\d+) times?, "
+                      r"([\d.]+) ns each", line)
         if m:
             res["probe_runs"] = int(m.group(1))
             res["probe_ns"] = float(m.group(2))
     return res
 
 
-def bpftool_prog_stats(pid):
-    """run_time_ns and run_cnt of the rxtxcpu_drops program that process
-    pid holds (bpftool prog show name rxtxcpu_drops -j; its pids list), or
-    None (no bpftool, no such program, stats off)."""
+def bpftool_prog_stats(pid, name="rxtxcpu_drops"):
+    """run_time_ns and run_cnt of the programs called name that process pid
+    holds, summed (their ids from /proc/PID/fdinfo, whose program fds say
+    prog_id; then bpftool -j prog show id ID each, so that a bpftool
+    without pid support still tells them from other processes' programs),
+    or None (no bpftool, no such program, stats off)."""
     exe = shutil.which("bpftool")
     if not exe:
         return None
+    ids = []
     try:
-        r = subprocess.run([exe, "-j", "prog", "show", "name", "rxtxcpu_drops"],
-                           capture_output=True, text=True, timeout=10)
-        progs = json.loads(r.stdout or "[]")
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+        for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    m = re.search(r"^prog_id:\s*(\d+)", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                ids.append(m.group(1))
+    except OSError:
         return None
-    if isinstance(progs, dict):
-        progs = [progs]
-    mine = [q for q in progs if any(x.get("pid") == pid for x in q.get("pids", []))]
-    if not mine and len(progs) == 1 and "pids" not in progs[0]:
-        mine = progs  # a bpftool without pid support: the only one
-    if len(mine) != 1 or "run_cnt" not in mine[0]:
+    mine = []
+    for i in sorted(set(ids)):
+        try:
+            r = subprocess.run([exe, "-j", "prog", "show", "id", i],
+                               capture_output=True, text=True, timeout=10)
+            q = json.loads(r.stdout or "{}")
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return None
+        if isinstance(q, dict) and q.get("name") == name:
+            mine.append(q)
+    # bpftool leaves run_cnt out of a program that never ran (or ran with
+    # the statistics off): none of them ran, nothing is known.
+    if not any("run_cnt" in q for q in mine):
         return None
-    return {"run_time_ns": mine[0].get("run_time_ns", 0), "run_cnt": mine[0]["run_cnt"]}
+    return {"run_time_ns": sum(q.get("run_time_ns", 0) for q in mine),
+            "run_cnt": sum(q.get("run_cnt", 0) for q in mine)}
 
 
 def parse_tcpdump(out, err):
@@ -803,6 +834,7 @@ CASE_LABELS = {
     "f-tmpfs": "tcpdump -w tmpfs",
     "f-disk": "tcpdump -w disk",
     "fl": "rxtxcpu --flows count",
+    "pa": "rxtxcpu --flows --path count",
     "rp": "rxtxcpu --repeats count",
     "rp-s": "rxtxcpu --repeats, all repeating",
     "png": "rxtxcpu --pcapng -w tmpfs",
@@ -862,8 +894,8 @@ class Bench:
             # (its own sysctls, gone with it), only the drops.
             run(["ip", "netns", "exec", self.net.rx, "sysctl", "-qw",
                  "net.ipv4.icmp_msgs_per_sec=0", "net.ipv4.icmp_msgs_burst=0"], check=False)
-            if a.bpf_stats:
-                self.enable_bpf_stats()
+        if a.bpf_stats and any(split_case(c)[0] in PROBE_CASES for c in a.run_cases):
+            self.enable_bpf_stats()
         log(f"namespaces {self.net.tx} ({self.net.tx_if}) -> {self.net.rx} ({self.net.rx_if}), "
             f"{len(self.net.queue_cpus)} queue(s), cpus {self.cpus}, {a.frames} frames of "
             f"{a.size} bytes per cpu over {a.flows} flows")
@@ -984,6 +1016,8 @@ class Bench:
             return "tcpdump", td + ["-w", os.path.join(self.disk_dir, "tcpdump.pcap")]
         if base == "fl":
             return "rxtxcpu", rx + ["--flows", ifn]
+        if base == "pa":
+            return "rxtxcpu", rx + ["--flows", "--path", ifn]
         if base == "dr-b":
             return "rxtxcpu", rx + [ifn]
         if base == "dr":
@@ -1114,7 +1148,9 @@ class Bench:
             xq1 = self.net.xdp_queue_packets() if want_xdp else None
             # The probe's statistics as the kernel keeps them, while it is
             # still loaded (a check on rxtxcpu -v's own line).
-            bpftool = bpftool_prog_stats(cap.proc.pid) if base == "dr" else None
+            bpftool = (bpftool_prog_stats(cap.proc.pid) if base == "dr" else
+                       bpftool_prog_stats(cap.proc.pid, "rxtxcpu_path") if base == "pa"
+                       else None)
             if cap:
                 cap.stop()
         except BaseException:
@@ -1252,7 +1288,23 @@ class Bench:
                 else:
                     r["probe_runs_per_drop"] = (r["probe_runs"] / r["no_socket"]
                                                 if r["no_socket"] else None)
-            if base == "fl" and r.get("flows_seen") != a.flows:
+            if base == "pa":
+                if r.get("probe_ns") is None:
+                    if a.bpf_stats:
+                        log(f"warning: case {case}: no probe cost line from rxtxcpu -v "
+                            f"(kernel.bpf_stats_enabled?)")
+                elif r["delivered"]:
+                    r["probe_runs_per_frame"] = r["probe_runs"] / r["delivered"]
+                    if r["probe_runs_per_frame"] > 1.05:
+                        # The probes run for every packet of every device
+                        # (and leave at once for other devices'): other
+                        # traffic on the machine lowers their average.
+                        r["probe_ns_mixed"] = r.pop("probe_ns")
+                        r.pop("bpftool_probe_ns", None)
+                        log(f"warning: case {case}: the probes ran "
+                            f"{r['probe_runs_per_frame']:.2f} times per frame (other "
+                            f"traffic on the machine); this run's ns per run left out")
+            if base in PATH_CASES and r.get("flows_seen") != a.flows:
                 log(f"warning: case {case}: the flow table saw {r.get('flows_seen')} flows, "
                     f"floodgen sent {a.flows}")
             if tool == "rxtxcpu" and not r["disturbed"]:
@@ -1277,7 +1329,7 @@ class Bench:
             if base == "rp-s" and not 0 < (r.get("repeating") or 0) <= a.flows:
                 log(f"warning: case {case}: {r.get('repeating')} packets repeating, "
                     f"floodgen sent {a.flows} flows of identical frames")
-            if verify_files and base not in ("b", "e", "fl", "rp", "rp-s", "flt-b", "flt-e", "x1",
+            if verify_files and base not in ("b", "e", "fl", "pa", "rp", "rp-s", "flt-b", "flt-e", "x1",
                                              "mt", "dr", "dr-b"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
@@ -1406,10 +1458,11 @@ class Bench:
                 log(f"case {case}: SKIPPED: {self.skipped[case]}")
         for rep in range(a.repeat):
             order = list(cases)
-            if rep % 2 and all(c in order for c in DROP_CASES):
-                # The drop pair alternates which runs first.
-                i, j = order.index(DROP_CASES[0]), order.index(DROP_CASES[1])
-                order[i], order[j] = order[j], order[i]
+            for pair in (DROP_CASES, PATH_CASES):
+                if rep % 2 and all(c in order for c in pair):
+                    # A feature and its reference alternate which runs first.
+                    i, j = order.index(pair[0]), order.index(pair[1])
+                    order[i], order[j] = order[j], order[i]
             for case in order:
                 if case in self.skipped:
                     continue
@@ -1492,7 +1545,7 @@ class Bench:
                         "repeated_copies", "in_file", "file_records", "reported", "scrapes",
                         "scrape_errors", "scrape_max_latency_ms", "probe_ns", "probe_runs",
                         "bpftool_probe_ns", "no_socket", "other_kernel_drops",
-                        "probe_runs_per_drop"):
+                        "probe_runs_per_drop", "probe_runs_per_frame", "probe_ns_mixed"):
                 vals = [r.get(key) for r in runs if r.get(key) is not None]
                 if vals:
                     s[key] = {"median": med(vals), "min": min(vals), "max": max(vals),
@@ -1795,7 +1848,15 @@ def render(meta, summ):
                          + ("equal in every run" if s.get("kernel_drops_exact")
                             else "NOT EQUAL")
                          + f", other reasons {cell(s, 'other_kernel_drops', 'int')}")
-        if c["base"] == "fl" and "flows_seen" in s:
+        if c["base"] == "pa" and "probe_ns" in s:
+            lines.append(f"  ({case}) the probes: {cell(s, 'probe_ns', 'ns')} ns per run "
+                         f"(rxtxcpu -v; bpftool {cell(s, 'bpftool_probe_ns', 'ns1')}), "
+                         f"{cell(s, 'probe_runs', 'int')} runs, "
+                         f"{cell(s, 'probe_runs_per_frame', 'frac')} per frame received")
+        elif c["base"] == "pa":
+            lines.append(f"  ({case}) the probes' cost not measured "
+                         f"(kernel.bpf_stats_enabled off, or other traffic in every run)")
+        if c["base"] in PATH_CASES and "flows_seen" in s:
             lines.append(f"  ({case}) flow table: {cell(s, 'flows_seen', 'int')} flows seen "
                          f"of {meta['flows']:,} sent")
         if c["base"] == "rp":
@@ -1889,6 +1950,31 @@ def render(meta, summ):
                      + (f"{rr['cpu_ns_per_pkt']:.3f}" if rr.get("cpu_ns_per_pkt") is not None
                         else "-"))
         tg = summ["targets"].get("dr/dr-b")
+        if tg:
+            lines.append(f"target: {tg['text']}")
+    pa, fl = summ["cases"].get("pa"), summ["cases"].get("fl")
+    if pa and fl and pa["runs"] and fl["runs"]:
+        rr = summ["ratios"].get("pa/fl", {})
+        lines.append("")
+        lines.append("--path on the standard flood (every frame runs the driver entry probe), "
+                     "against --flows alone, run next to it")
+        prows = [["case", "complete", "kernel drops", "cpu ns/pkt", "send Mpps",
+                  "probe ns/run"]]
+        for key, c in (("fl", fl), ("pa", pa)):
+            s = c["summary"]
+            prows.append([f"({key}) {c['label']}", cell(s, "completeness", "pct"),
+                          cell(s, "drops", "int"), cell(s, "cpu_ns_per_pkt", "ns"),
+                          cell(s, "rate", "mpps"),
+                          cell(s, "probe_ns", "ns") if key == "pa" else "-"])
+        lines += table(prows)
+        same = rr.get("rate_same_repeat")
+        lines.append("senders' rate (pa)/(fl): median of medians "
+                     + (f"{rr['rate']:.3f}" if rr.get("rate") is not None else "-")
+                     + ("; per repetition " + cell({"x": same}, "x", "frac") if same else "")
+                     + "   cpu ns/pkt (pa)/(fl): "
+                     + (f"{rr['cpu_ns_per_pkt']:.3f}" if rr.get("cpu_ns_per_pkt") is not None
+                        else "-"))
+        tg = summ["targets"].get("pa/fl")
         if tg:
             lines.append(f"target: {tg['text']}")
     mem = summ.get("memory") or {}

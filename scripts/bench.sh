@@ -26,6 +26,8 @@
 # counting on the same flood: the probe's ns per run from the kernel's BPF
 # statistics (kernel.bpf_stats_enabled=1 for the run, restored on exit),
 # the senders' rate, cpu per packet, NO_SOCKET against frames received;
+# (pa) --flows --path against (fl), alternated: the path probes' ns per run
+# (BPF statistics, as for (dr)), the senders' rate, complete, no drops;
 # the peers (dc) dumpcap -w tmpfs (pcapng)
 # and (nsg) netsniff-ng --out tmpfs (pcap), defaults for each, skipped with
 # a note when not installed, their records counted in the files with
@@ -42,7 +44,7 @@
 # memory next to peak RSS, and writes JSON with --json FILE.
 #
 # Environment: NO_BUILD=1 skips the cargo build (e.g. with --binary PATH).
-# bpftool (optional) checks the probe's statistics in the drops case.
+# bpftool (optional) checks the probes' statistics in the drops and path cases.
 # Needs: ip (iproute2), tcpdump, python3 (standard library only), cargo;
 # ethtool for the XDP cases' per-queue check (optional); capinfos and
 # dumpcap (apt-get install tshark) and netsniff-ng for the peers
@@ -89,7 +91,7 @@ fi
 # temp dirs rxbench-TAG-* under the tmpfs and disk directories.
 export RXBENCH_TAG=$$
 
-# The drop cases turn kernel.bpf_stats_enabled on; the driver restores it,
+# The drops and path cases turn kernel.bpf_stats_enabled on; the driver restores it,
 # and so does this trap should the driver die before it could.
 bpf_stats=/proc/sys/kernel/bpf_stats_enabled
 bpf_stats_before=$(cat "$bpf_stats" 2>/dev/null || true)
