@@ -290,22 +290,7 @@ fn the_interface_counters_say_what_the_device_dropped() {
 #[test]
 fn without_the_privileges_it_says_which() {
     let ns = Netns::new();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "setpriv"])
-        .args(["--inh-caps=-bpf,-perfmon,-sys_admin"])
-        .args(["--bounding-set=-bpf,-perfmon,-sys_admin"])
-        .args([BIN, "--drops", "lo"])
-        .output()
-        .expect("setpriv (util-linux)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("rxtxcpu: --drops: ")
-            && stderr.contains("the probe needs CAP_BPF and CAP_PERFMON (or root): setcap cap_net_raw,cap_bpf,cap_perfmon+ep "),
-        "{stderr}"
-    );
-    assert!(out.stdout.is_empty());
+    assert_needs_bpf_privileges(&ns, &["--drops", "lo"], "--drops", "the probe needs");
 }
 
 /// The probe is the kernel's to remove when the program dies, however it

@@ -255,22 +255,12 @@ fn path_needs_flows_an_interface_and_the_cpu_vantage() {
 #[test]
 fn without_the_privileges_it_says_which() {
     let ns = Netns::new();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, "setpriv"])
-        .args(["--inh-caps=-bpf,-perfmon,-sys_admin"])
-        .args(["--bounding-set=-bpf,-perfmon,-sys_admin"])
-        .args([BIN, "--flows", "--path", "lo"])
-        .output()
-        .expect("setpriv (util-linux)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("rxtxcpu: --path: ")
-            && stderr.contains("the probes need CAP_BPF and CAP_PERFMON (or root): setcap cap_net_raw,cap_bpf,cap_perfmon+ep "),
-        "{stderr}"
+    assert_needs_bpf_privileges(
+        &ns,
+        &["--flows", "--path", "lo"],
+        "--path",
+        "the probes need",
     );
-    assert!(out.stdout.is_empty());
 }
 
 /// The programs are the kernel's to remove when the program dies,

@@ -126,3 +126,31 @@ pub fn check_usage(name: &str, usage: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Runs the binary in `ns` with `args`, without CAP_BPF, CAP_PERFMON and
+/// CAP_SYS_ADMIN (setpriv drops them from the bounding and inheritable
+/// sets), and checks what an eBPF option (`option`: `--drops`, `--path`)
+/// must then say: one line, `rxtxcpu: OPTION: ...; WHO CAP_BPF and
+/// CAP_PERFMON (or root): setcap ...`, exit 1 before capturing, nothing
+/// on stdout.
+pub fn assert_needs_bpf_privileges(ns: &super::Netns, args: &[&str], option: &str, who: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, "setpriv"])
+        .args(["--inh-caps=-bpf,-perfmon,-sys_admin"])
+        .args(["--bounding-set=-bpf,-perfmon,-sys_admin"])
+        .arg(super::BIN)
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let grant = format!(
+        "{who} CAP_BPF and CAP_PERFMON (or root): setcap cap_net_raw,cap_bpf,cap_perfmon+ep "
+    );
+    assert!(
+        stderr.starts_with(&format!("rxtxcpu: {option}: ")) && stderr.contains(&grant),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
