@@ -150,6 +150,26 @@ impl Consumers<'_> {
             }
             return (taken, Outcome::Taken);
         }
+        if let (None, None, None, Some(w)) =
+            (&self.file, &self.merged, &self.flows, &mut self.repeats)
+        {
+            // Repeats alone (with or without --live): the same for the
+            // window (with the tests of the other consumers per packet
+            // the micro-benchmark's cost was 1.5 ns a packet more).
+            let (mut taken, mut bytes) = (0u64, 0u64);
+            for (p, h) in Digested::new(packets, Some(&**w)) {
+                w.record_digest(&p, h);
+                bytes += u64::from(p.len);
+                taken += 1;
+            }
+            if let Some(r) = self.repeated {
+                r.store(w.repeated(), Ordering::Relaxed);
+            }
+            if let Some(b) = self.bytes {
+                b.fetch_add(bytes, Ordering::Relaxed);
+            }
+            return (taken, Outcome::Taken);
+        }
         let mut file = self
             .file
             .as_mut()

@@ -145,7 +145,7 @@ impl Digester {
 
     /// The digest of `p`, captured on a capture of link type `link`.
     /// Never 0 (the tables' mark of a free slot).
-    #[inline]
+    #[inline(always)]
     pub fn digest(&self, link: LinkType, p: &Packet<'_>) -> u64 {
         // VLAN tags, outer first (a stripped one was the outermost), as
         // TPID and VLAN id: the priority bits are left out, as a switch

@@ -38,18 +38,21 @@
 //! passes, on a 2-cpu VM shared with other work), 64-byte UDP frames,
 //! every one new to the window (the common case):
 //!
-//! - [`RepeatWindow::record`]: 17 to 23 ns, of which the digest 9 to 10
+//! - [`RepeatWindow::record`]: 16 to 23 ns, of which the digest 8 to 10
 //!   ns; the flow table's `record` on the same packets in the same runs:
 //!   15 to 19 ns;
-//! - a copy of a packet that repeats: 13 to 16 ns;
-//! - as a worker pays it, walking ring blocks of 3,276 such frames and
-//!   recording each: 20 to 22 ns, alike when the blocks come from memory
-//!   (RING_BLOCKS=64);
+//! - a copy of a packet that repeats: 10 to 16 ns;
+//! - as a worker pays it (`Consumers::take`, the window alone, walking
+//!   ring blocks of 3,276 such frames): 23 ns; recorded one by one as
+//!   they come, 21 ns;
 //! - the same with the window's tables cold at each block (EVICT=1: 8 MiB
 //!   written elsewhere between blocks, as the kernel's work on a flood
-//!   does between a worker's runs): 27 to 28 ns recorded as they come,
-//!   24 ns with the digests computed 8 packets ahead and each packet's
-//!   bucket asked for then, as workers do ([`window::Digested`]).
+//!   does between a worker's runs): 23 to 24 ns as a worker takes them,
+//!   the digests of a batch of 8 packets computed and each one's bucket
+//!   asked for before the batch is recorded ([`window::Digested`]); 27
+//!   to 28 ns recorded as they come. Before the window had a loop of its
+//!   own in `Consumers::take`, the batches, and the digest inlined there,
+//!   29 ns.
 //!
 //! The window's tables (256 KiB and 4 KiB of digests) fit a cpu's
 //! second-level cache but leave it while the kernel works on a flood:
@@ -57,7 +60,11 @@
 //! ask for each packet's bucket ahead, and for the 4 KiB of the
 //! repeating table's digests when a ring block comes. The digest reads
 //! the packet's first 128 bytes, which the ring walk has already asked
-//! for.
+//! for. Tried and not kept: a window of half the memory, 8 ways a cache
+//! line of a 40-bit tag and a 24-bit time in µs (same reach), cost 2.5
+//! ns a packet more in the micro-benchmark (the tags' and times'
+//! arithmetic) and was no cheaper on the benchmark's flood; 128 KiB
+//! windows of 4 ways neither; batches of 4 or 16 as 8.
 
 pub mod decode;
 pub mod digest;
