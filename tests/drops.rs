@@ -138,19 +138,7 @@ fn a_full_socket_buffer() {
     let addr = vb.addr;
     let sock = in_netns(&b, move || {
         let s = UdpSocket::bind((addr, UDP_PORT)).unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
-        let size: libc::c_int = 4096;
-        // SAFETY: a valid socket and an int option of its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        small_receive_buffer(&s);
         s
     });
     let cap = Capture::start(&b, "rxcpu", &["--drops", "--flows", "--json", &vb.ifname]);

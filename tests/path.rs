@@ -461,21 +461,7 @@ fn no_reader_says_why_with_drops() {
     let (a, b, va, vb) = pair();
     let sink = UdpSink::bind(&b, vb.addr);
     let full = udp(&b, (vb.addr, 5000), Some((va.addr, 6001)));
-    {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&full);
-        let size: libc::c_int = 4096;
-        // SAFETY: a valid socket and an int option of its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
-    }
+    small_receive_buffer(&full);
     let args = ["--flows", "--path", "--drops"];
     let json_cap = Capture::start(&b, "rxcpu", &[&args[..], &["--json", &vb.ifname]].concat());
     let text_cap = Capture::start(&b, "rxcpu", &[&args[..], &[&vb.ifname]].concat());

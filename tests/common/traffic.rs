@@ -488,3 +488,11 @@ pub fn spawn_udp_churn(
         sent
     })
 }
+
+/// Gives `sock` a receive buffer of 4 KiB (the kernel doubles it and
+/// rounds up to its minimum): a few datagrams fill it, the rest are the
+/// kernel's SOCKET_RCVBUFF drops.
+pub fn small_receive_buffer(sock: &std::net::UdpSocket) {
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::RcvBuf, &4096)
+        .expect("SO_RCVBUF");
+}

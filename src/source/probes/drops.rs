@@ -524,13 +524,7 @@ impl DropProbe {
     ) -> Result<DropProbe, ProbeError> {
         let layout = Layout::from_btf(btf)?;
         let reasons = Reasons::from_btf(btf)?;
-        let possible: Vec<u32> = crate::sys::bpf::possible_cpus()
-            .map_err(|e| ProbeError::Os {
-                what: "/sys/devices/system/cpu/possible".into(),
-                why: e.into(),
-            })?
-            .iter()
-            .collect();
+        let possible: Vec<u32> = super::possible_cpus()?;
         let counts = Map::create(
             MapType::PercpuArray,
             "rxtxcpu_drops",

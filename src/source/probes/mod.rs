@@ -25,6 +25,17 @@ mod path_tests;
 #[cfg(test)]
 mod testnet;
 
+/// The kernel's possible cpus: one value per cpu in a per-cpu map.
+pub(crate) fn possible_cpus() -> Result<Vec<u32>, ProbeError> {
+    Ok(crate::sys::bpf::possible_cpus()
+        .map_err(|e| ProbeError::Os {
+            what: "/sys/devices/system/cpu/possible".into(),
+            why: e.into(),
+        })?
+        .iter()
+        .collect())
+}
+
 /// The offset of `outer.path` (`sk_buff.dev`, `net.ns.inum`), checked to
 /// be `size` bytes: each field is loaded whole with the size the program
 /// uses.

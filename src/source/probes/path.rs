@@ -134,13 +134,7 @@ impl PathProbes {
         reads: Reads,
     ) -> Result<PathProbes, ProbeError> {
         let layout = Layout::from_btf(btf)?;
-        let possible: Vec<u32> = crate::sys::bpf::possible_cpus()
-            .map_err(|e| ProbeError::Os {
-                what: "/sys/devices/system/cpu/possible".into(),
-                why: e.into(),
-            })?
-            .iter()
-            .collect();
+        let possible: Vec<u32> = super::possible_cpus()?;
         let counts = Map::create(
             MapType::PercpuHash,
             "rxtxcpu_path",
