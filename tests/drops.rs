@@ -23,20 +23,11 @@ fn udp_flow(r: &serde_json::Value, port: u16) -> &serde_json::Value {
 /// The DROPS cell of the text table's row of the UDP flow to `port`, and
 /// its PACKETS.
 fn drops_cell(stdout: &str, port: u16) -> (String, String) {
-    let header: Vec<&str> = stdout
-        .lines()
-        .find(|l| l.starts_with("PROTO"))
-        .unwrap_or_else(|| panic!("no flow table: {stdout}"))
-        .split_whitespace()
-        .collect();
-    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let end = format!(":{port}");
-    let row: Vec<&str> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|c| c.first() == Some(&"udp") && c[2].ends_with(&end))
-        .unwrap_or_else(|| panic!("no row to port {port}: {stdout}"));
-    (row[at("DROPS")].to_string(), row[at("PACKETS")].to_string())
+    let row = flow_row(stdout, |c| {
+        c.first() == Some(&"udp") && c[2].ends_with(&end)
+    });
+    (row["DROPS"].clone(), row["PACKETS"].clone())
 }
 
 /// Datagrams to a port nobody listens on are dropped as NO_SOCKET, on

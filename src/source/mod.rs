@@ -15,6 +15,8 @@
 pub mod afpacket;
 pub mod probes;
 mod target;
+#[cfg(test)]
+mod testnet;
 pub mod xdp;
 
 use std::collections::HashMap;

@@ -102,3 +102,24 @@ impl Report {
         Ok(report)
     }
 }
+
+/// The row of the `--flows` text table (the lines under its `PROTO`
+/// header) whose whitespace-separated cells `matches`, as header -> cell.
+/// Panics with the whole output when there is no table or no such row.
+pub fn flow_row(stdout: &str, matches: impl Fn(&[&str]) -> bool) -> BTreeMap<String, String> {
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("PROTO"));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no flow table: {stdout}"))
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| matches(cells))
+        .unwrap_or_else(|| panic!("no such flow row: {stdout}"));
+    header
+        .iter()
+        .zip(row)
+        .map(|(h, c)| (h.to_string(), c.to_string()))
+        .collect()
+}

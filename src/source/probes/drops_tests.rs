@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::source::probes::testnet::{send_udp, udp_socket_drops, Ns, Pair};
+use crate::source::testnet::{send_udp, udp_socket_drops, Ns, Pair};
 use crate::sys::tracing::{HookKind, Via};
 
 /// A port nobody listens on.
@@ -349,7 +349,7 @@ fn unread_datagrams_at_close_have_no_namespace() {
 /// problem; with exactly those two the probe works.
 #[test]
 fn privileges() {
-    use crate::source::probes::testnet::{limit_caps, CAP_BPF, CAP_PERFMON};
+    use crate::source::testnet::{limit_caps, CAP_BPF, CAP_PERFMON};
     let btf = btf();
     let ns = Ns::new();
     let filter = Filter {
@@ -470,7 +470,7 @@ fn send_with(
     len: usize,
     hop_by_hop: bool,
 ) -> u16 {
-    use crate::source::probes::testnet::pin;
+    use crate::source::testnet::pin;
     std::thread::scope(|s| {
         s.spawn(|| {
             pin(cpu);
@@ -519,7 +519,7 @@ fn drops_are_keyed_by_flow() {
         let ns = Ns::new();
         // IPv6 on lo (off in a test namespace: no router solicitations).
         #[rustfmt::skip]
-        crate::source::probes::testnet::sh(&["ip", "netns", "exec", &ns.name, "sysctl", "-q",
+        crate::source::testnet::sh(&["ip", "netns", "exec", &ns.name, "sysctl", "-q",
             "-w", "net.ipv6.conf.lo.disable_ipv6=0"]);
         let filter = Filter {
             ifindex: Some(1),
@@ -583,7 +583,7 @@ fn a_full_flow_table_is_counted() {
     };
     let p = probe_variant(&btf, &ns, Some(1), variant);
     ns.run(|| {
-        crate::source::probes::testnet::pin(1);
+        crate::source::testnet::pin(1);
         for port in 0..FLOWS {
             let sock = UdpSocket::bind(("127.0.0.1", 20000 + port as u16)).unwrap();
             sock.send_to(b"x", "127.0.0.1:9").unwrap();

@@ -54,7 +54,7 @@ use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::source::probes::testnet::{pin, send_udp, Pair};
+use crate::source::testnet::{pin, send_udp, Pair};
 use crate::sys::bpf::{Map, MapType};
 use crate::sys::btf::Btf;
 use crate::sys::ebpf::{self, Insn};

@@ -22,8 +22,6 @@ mod facts;
 pub mod kallsyms;
 #[cfg(test)]
 mod path_tests;
-#[cfg(test)]
-mod testnet;
 
 /// The kernel's possible cpus: one value per cpu in a per-cpu map.
 pub(crate) fn possible_cpus() -> Result<Vec<u32>, ProbeError> {

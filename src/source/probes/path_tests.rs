@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::path::*;
 use crate::consumers::flows::FlowKey;
 use crate::source::probes::drops::Filter;
-use crate::source::probes::testnet::{pin, Pair};
+use crate::source::testnet::{pin, Pair};
 use crate::sys::btf::Btf;
 
 const N: u64 = 100;
@@ -22,12 +22,7 @@ fn process_name() -> String {
         .to_string()
 }
 
-fn probes(
-    btf: &Btf,
-    ns: &crate::source::probes::testnet::Ns,
-    ifname: &str,
-    reads: Reads,
-) -> PathProbes {
+fn probes(btf: &Btf, ns: &crate::source::testnet::Ns, ifname: &str, reads: Reads) -> PathProbes {
     let filter = Filter {
         ifindex: Some(ns.ifindex(ifname)),
         netns: ns.inode(),

@@ -11,11 +11,11 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use nix::sched::{setns, CloneFlags};
 
+use crate::source::testnet::{pin, sh, Pair};
 use crate::source::xdp::program::XDP_PASS;
 use crate::source::xdp::record::XdpRecord;
 use crate::sys::ebpf::{self, Reg};
@@ -25,36 +25,16 @@ const UDP_PORT: u16 = 9999;
 /// Ethernet, IPv4 and UDP headers before the payload.
 const HEADERS: usize = 14 + 20 + 8;
 
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn enter(ns: &str) {
     let f = File::open(format!("/var/run/netns/{ns}")).unwrap();
     setns(&f, CloneFlags::CLONE_NEWNET).unwrap();
 }
 
-/// Pins the calling thread to `cpu`, waiting a while for it if it is
-/// offline (another test suite may be hot-plugging it).
-fn pin(cpu: u32) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while let Err(e) = host::pin_to(&std::iter::once(cpu).collect()) {
-        assert!(std::time::Instant::now() < deadline, "pin to cpu{cpu}: {e}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Two namespaces and a veth between them; deleted on drop.
+/// Two namespaces and a veth between them (the sources' test [`Pair`]);
+/// deleted on drop.
 struct Net {
+    pair: Pair,
+    /// The namespaces' names.
     a: String,
     b: String,
     /// In `a`, for sending to vb.
@@ -72,51 +52,25 @@ impl Net {
     /// sends cpu c's frames on tx queue c, which veth hands to vb's rx
     /// queue c: one NAPI per sending cpu.
     fn with_queues(queues: u32) -> Net {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let (a, b) = (
-            format!("rxtxcpu-xdp-{}-{n}a", std::process::id()),
-            format!("rxtxcpu-xdp-{}-{n}b", std::process::id()),
-        );
-        for ns in [&a, &b] {
-            sh(&["ip", "netns", "add", ns]);
-            #[rustfmt::skip]
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
-                 "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        let q = queues.to_string();
-        #[rustfmt::skip]
-        sh(&["ip", "-n", &a, "link", "add", "va", "address", "02:00:00:00:00:01",
-             "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
-             "peer", "name", "vb", "address", "02:00:00:00:00:02",
-             "numtxqueues", &q, "numrxqueues", &q, "netns", &b]);
+        let pair = Pair::new(queues);
         for i in (0..queues).filter(|_| queues > 1) {
-            let xps = format!(
-                "echo {:x} > /sys/class/net/va/queues/tx-{i}/xps_cpus",
-                1u64 << i
-            );
-            sh(&["ip", "netns", "exec", &a, "sh", "-c", &xps]);
+            let mask = 1u64 << i;
+            pair.a.sh(&format!(
+                "echo {mask:x} > /sys/class/net/va/queues/tx-{i}/xps_cpus"
+            ));
         }
-        for (ns, me, addr, peer, mac) in [
-            (&a, "va", "192.0.2.1/24", "192.0.2.2", "02:00:00:00:00:02"),
-            (&b, "vb", "192.0.2.2/24", "192.0.2.1", "02:00:00:00:00:01"),
-        ] {
-            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", me]);
-            sh(&["ip", "-n", ns, "link", "set", me, "up"]);
-            #[rustfmt::skip]
-            sh(&["ip", "-n", ns, "neigh", "replace", peer, "lladdr", mac, "dev", me,
-                 "nud", "permanent"]);
-        }
-        let tx = in_ns(&a, || UdpSocket::bind("192.0.2.1:0").unwrap());
-        let rx = in_ns(&b, || UdpSocket::bind(("192.0.2.2", UDP_PORT)).unwrap());
+        let tx = pair.a.run(|| UdpSocket::bind("192.0.2.1:0").unwrap());
+        let rx = pair
+            .b
+            .run(|| UdpSocket::bind(("192.0.2.2", UDP_PORT)).unwrap());
         rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        Net { a, b, tx, rx }
+        let (a, b) = (pair.a.name.clone(), pair.b.name.clone());
+        Net { pair, a, b, tx, rx }
     }
 
     /// Runs `f` on a thread in namespace `b`.
     fn in_b<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        in_ns(&self.b, f)
+        self.pair.b.run(f)
     }
 
     /// Waits until interface `ifindex` has no XDP program. Closing the
@@ -160,25 +114,6 @@ impl Net {
             s.spawn(|| self.send(1, n1, payload, 1));
         });
     }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter(ns);
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }
 
 fn both() -> CpuSet {

@@ -1,6 +1,6 @@
-//! Test support for the kernel probes' tests: network namespaces of the
-//! test's own (deleted on drop), running code in them, pinning, the
-//! machine lock, UDP helpers. Tests run as root.
+//! Test support for the sources' kernel-facing tests (probes, XDP):
+//! network namespaces of the test's own (deleted on drop), running code
+//! in them, pinning, the machine lock, UDP helpers. Tests run as root.
 
 use std::fs::File;
 use std::net::UdpSocket;
