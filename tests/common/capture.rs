@@ -543,3 +543,14 @@ pub fn bpftool_installed() -> bool {
     }
     ok
 }
+
+/// Whether the binary under test has the debug build's test hooks
+/// (`RXTXCPU_TEST_PANIC_CPU`, `RXTXCPU_TEST_COPY`): `cargo test
+/// --release` builds it without them, and a test that needs them skips,
+/// saying so.
+pub fn has_test_hooks() -> bool {
+    if !cfg!(debug_assertions) {
+        eprintln!("the release build has no test hooks; skipping (cargo test without --release)");
+    }
+    cfg!(debug_assertions)
+}
