@@ -44,6 +44,10 @@ pub struct SenderTap {
     /// `--metrics`: the capture's tables joined, told of each flow's
     /// sending cpus as they are learnt.
     join: Option<Arc<FlowJoin>>,
+    /// `--flows-idle`: the tap's tables expire idle flows as the
+    /// capture's do, so that a long run keeps learning new flows' senders
+    /// rather than filling its budget with flows long gone.
+    idle: Option<u32>,
 }
 
 impl SenderTap {
@@ -75,6 +79,7 @@ impl SenderTap {
             filter,
             threads: Vec::new(),
             join: None,
+            idle: opts.flows_idle,
         })
     }
 
@@ -98,6 +103,7 @@ impl SenderTap {
             let tap = Arc::clone(&self.tap);
             let budget = budget.clone();
             let join = self.join.clone();
+            let idle = self.idle;
             let spawned = std::thread::Builder::new()
                 .name(format!("tap {}", tap.plan.streams[slot].label()))
                 .spawn(move || {
@@ -108,6 +114,9 @@ impl SenderTap {
                         let _ = pin_to(cpus);
                     }
                     let mut table = FlowTable::new(stream.flow_id(), link, budget);
+                    if let Some(idle) = idle {
+                        table = table.expiring(idle);
+                    }
                     if let Some(join) = join {
                         table = table.joined(join, Role::Sender);
                     }
