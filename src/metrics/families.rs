@@ -282,7 +282,7 @@ impl Collector for Scrape {
             gauge(
                 &mut encoder,
                 names::FLOWS_TRACKED,
-                "Flows in the flow tables now (--flows).",
+                "Entries in the streams' flow tables now: a flow seen on two streams is two (--flows).",
                 capture,
                 flows.tracked,
             )?;
