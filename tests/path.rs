@@ -528,3 +528,154 @@ fn no_reader_says_why_with_drops() {
         "{t}"
     );
 }
+
+/// GRO on the receiving veth: veth then hands packets to the stack from
+/// its NAPI poll (veth_poll -> napi_gro_receive), on the sender's cpu,
+/// instead of netif_rx. On this kernel (perf) net:napi_gro_receive_entry
+/// alone fires for them, once per packet (netif_rx_entry and
+/// netif_receive_skb_list_entry do not: gro_normal_list calls
+/// netif_receive_skb_list_internal, after that tracepoint): each flow's
+/// driver cpu is its sender's, every packet counted once. A socket's UDP
+/// datagrams go through a veth's NAPI only with rx-udp-gro-forwarding
+/// (veth_skb_is_eligible_for_gro); the local reader has no UDP_GRO, so
+/// none is merged.
+#[test]
+fn gro_on_a_veth_is_seen_at_napi_gro_receive() {
+    if !ethtool_installed() {
+        return;
+    }
+    let (a, b, va, vb) = pair();
+    #[rustfmt::skip]
+    b.exec(&["ethtool", "-K", &vb.ifname, "gro", "on", "rx-udp-gro-forwarding", "on"]);
+    set_sysfs(&b, &vb.ifname, "queues/rx-0/rps_cpus", "2");
+    set_sysfs(&b, &vb.ifname, "queues/rx-1/rps_cpus", "2");
+    let cap = Capture::start(&b, "rxcpu", &["--flows", "--path", "--json", &vb.ifname]);
+    let readers = [0u16, 1].map(|i| udp(&b, (vb.addr, 5000 + i), Some((va.addr, 6000 + i))));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to_cpu(0);
+            let mut buf = [0u8; 64];
+            for r in &readers {
+                for _ in 0..N {
+                    r.recv(&mut buf).unwrap();
+                }
+            }
+        });
+        for cpu in 0..2u16 {
+            let a = &a;
+            s.spawn(move || {
+                let sender = udp(a, (va.addr, 6000 + cpu), Some((vb.addr, 5000 + cpu)));
+                pin_to_cpu(usize::from(cpu));
+                for _ in 0..N {
+                    sender.send(PAYLOAD).unwrap();
+                }
+            });
+        }
+    });
+    let n = N as u64;
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    for cpu in 0..2u16 {
+        let c = flow(&r, &format!("192.0.2.1:{}", 6000 + cpu));
+        let id = cpu.to_string();
+        assert_eq!(c["packets"], n, "{c}");
+        assert_eq!(c["driver_cpus"], json!({ &id: n }), "{c}");
+        assert_eq!(c["streams"], json!({"1": n}), "{c}");
+        assert_eq!(c["app_cpus"], json!({"0": n}), "{c}");
+        assert_eq!(c["mismatches"], json!(["RFS"]), "{c}");
+    }
+    // veth records no receive queue with NAPI either: cpu0's packets
+    // left on tx-1 (read as rx-0), cpu1's on tx-0 (none).
+    assert_eq!(
+        r["path"]["rx_queue_to_driver_cpu"],
+        json!([{"from": null, "to": 1, "packets": n}, {"from": 0, "to": 0, "packets": n}])
+    );
+}
+
+/// Frames whose VLAN tags are still in them at the receive entry point
+/// (sent through a packet socket: a device without VLAN offload leaves
+/// them so too) and IPv6 packets with extension headers: each joins its
+/// flow, its driver cpu the sender's, every packet once.
+#[test]
+fn tagged_frames_and_ipv6_extension_headers_join_their_flows() {
+    let (a, b, va, vb) = pair();
+    let sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(&b, "rxcpu", &["--flows", "--path", "--json", &vb.ifname]);
+    let mac = |m: &str| -> Vec<u8> {
+        m.split(':')
+            .map(|x| u8::from_str_radix(x, 16).unwrap())
+            .collect()
+    };
+    let eth = |tags: &[(u16, u16)], ethertype: u16, body: &[u8]| {
+        let mut f = mac(&vb.mac);
+        f.extend(mac(&va.mac));
+        for &(tpid, id) in tags {
+            f.extend(tpid.to_be_bytes());
+            f.extend(id.to_be_bytes());
+        }
+        f.extend(ethertype.to_be_bytes());
+        f.extend(body);
+        f
+    };
+    // IPv6 from 2001:db8::1 to 2001:db8::2: extension headers `exts`
+    // (type, bytes after the next-header byte), then UDP from `sport`.
+    let ipv6 = |exts: &[(u8, &[u8])], sport: u16| {
+        let mut rest = Vec::new();
+        for (i, (_, body)) in exts.iter().enumerate() {
+            rest.push(exts.get(i + 1).map_or(17, |e| e.0));
+            rest.extend(*body);
+        }
+        rest.extend(sport.to_be_bytes());
+        rest.extend([0, 9, 0, 8, 0, 0]);
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend((rest.len() as u16).to_be_bytes());
+        p.extend([exts.first().map_or(17, |e| e.0), 64]);
+        p.extend([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p.extend(rest);
+        p
+    };
+    // PadN options (hop-by-hop, destination options); a first fragment
+    // (offset 0, more follow).
+    let pad: &[u8] = &[0, 1, 4, 0, 0, 0, 0];
+    let first_fragment: &[u8] = &[0, 0, 1, 0, 0, 0, 7];
+    let udp = |sport| ipv4_udp(va.addr, sport, vb.addr, 9, PAYLOAD);
+    let frames = [
+        ("192.0.2.1:1001", eth(&[(0x8100, 5)], 0x0800, &udp(1001))),
+        (
+            "192.0.2.1:1002",
+            eth(&[(0x88a8, 100), (0x8100, 5)], 0x0800, &udp(1002)),
+        ),
+        (
+            "[2001:db8::1]:1003",
+            eth(&[], 0x86dd, &ipv6(&[(0, pad)], 1003)),
+        ),
+        (
+            "[2001:db8::1]:1004",
+            eth(
+                &[(0x8100, 7)],
+                0x86dd,
+                &ipv6(&[(0, pad), (60, pad), (44, first_fragment)], 1004),
+            ),
+        ),
+    ];
+    let n = 20;
+    let all: Vec<Vec<u8>> = (0..n)
+        .flat_map(|_| frames.iter().map(|(_, f)| f.clone()))
+        .collect();
+    send_frames(&a, 0, &va.ifname, all);
+    // vb processes in order on cpu0 (no RPS): once a datagram sent after
+    // the frames is read, every frame has been through the stack.
+    udp_send(&a, 0, va.addr, vb.addr, 1);
+    sink.expect(1);
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    for (src, _) in &frames {
+        let c = flow(&r, src);
+        assert_eq!(c["packets"], n, "{c}");
+        assert_eq!(c["streams"], json!({"0": n}), "{c}");
+        assert_eq!(c["driver_cpus"], json!({"0": n}), "{c}");
+    }
+}

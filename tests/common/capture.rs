@@ -531,6 +531,19 @@ impl Finished {
     }
 }
 
+/// Whether ethtool is installed (tests that switch a device's offloads
+/// with it skip without it, saying so).
+pub fn ethtool_installed() -> bool {
+    let ok = Command::new("ethtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("ethtool is not installed; skipping (apt-get install ethtool)");
+    }
+    ok
+}
+
 /// Whether bpftool is installed (tests that look at loaded programs
 /// through it skip without it, saying so).
 pub fn bpftool_installed() -> bool {

@@ -440,3 +440,115 @@ fn transmit_path() {
     // XPS: cpu0 sends on tx-1.
     assert_eq!(xmit.seen()[0].queue, 1);
 }
+
+/// GRO on vb (and rx-udp-gro-forwarding, without which a socket's UDP
+/// datagrams are not eligible: veth_skb_is_eligible_for_gro): veth_xmit
+/// queues the packet for vb's NAPI instead of calling netif_rx, and
+/// veth_poll hands it to napi_gro_receive in the sender's softirq
+/// (cpu0). `net:napi_gro_receive_entry` fires once per packet there;
+/// `netif_rx_entry` does not, nor does `netif_receive_skb_list_entry`
+/// (gro_normal_list calls netif_receive_skb_list_internal, past it) or
+/// `netif_receive_skb_entry`: one entry point per packet.
+#[test]
+fn gro_receive_path() {
+    let btf = Btf::kernel().unwrap();
+    let pair = pair();
+    pair.b
+        .sh("ethtool -K vb gro on rx-udp-gro-forwarding on >/dev/null");
+    let rx = pair.b.run(|| UdpSocket::bind("192.0.2.2:0").unwrap());
+    let port = rx.local_addr().unwrap().port();
+    let nb = pair.b.inode();
+    let tp = |name: &str| {
+        Probe::new(
+            &btf,
+            Hook::tp_btf(name),
+            Spec::skb(tp_skb(&btf, name)),
+            nb,
+            port,
+        )
+    };
+    let hooks = [
+        "napi_gro_receive_entry",
+        "netif_rx_entry",
+        "netif_receive_skb_list_entry",
+        "netif_receive_skb_entry",
+        "netif_receive_skb",
+    ]
+    .map(|name| (name, tp(name)));
+    flow(&pair, rx);
+    let n = u64::from(N);
+    let seen: Vec<(&str, Vec<u64>)> = hooks.iter().map(|(h, p)| (*h, p.counts())).collect();
+    println!("{seen:?}");
+    assert_eq!(
+        seen,
+        [
+            ("napi_gro_receive_entry", vec![n, 0]),
+            ("netif_rx_entry", vec![0, 0]),
+            ("netif_receive_skb_list_entry", vec![0, 0]),
+            ("netif_receive_skb_entry", vec![0, 0]),
+            // After RPS (rx-0 and rx-1 to cpu1).
+            ("netif_receive_skb", vec![0, n]),
+        ]
+    );
+}
+
+/// Where a UDP datagram a reader has copied is freed, IPv4 and IPv6
+/// (udp_recvmsg and udpv6_recvmsg both end in skb_consume_udp): this
+/// kernel's skb_consume_udp hands it to skb_attempt_defer_free, which
+/// frees it on the spot without a tracepoint when the reader runs on the
+/// cpu that allocated it (the sender's), and otherwise puts it on that
+/// cpu's list, freed by its next net_rx_action (skb_defer_free_flush ->
+/// napi_consume_skb: `skb:consume_skb` there, in that cpu's softirq).
+/// With the reader on cpu1 and the sender on cpu0, consume_skb never
+/// fires on the reader's cpu; what it counts on cpu0 is named
+/// skb_defer_free_flush. So `consume_skb` cannot attribute a read to its
+/// reader here, and no other tracepoint in the read (the reader's
+/// context has sock_recv_length and the system call's own) carries the
+/// datagram: perf record -e 'skb:*,sock:*,net:*,udp:*,kmem:*' -p READER
+/// shows sys_enter/exit_recvfrom and sock_recv_length per read, and no
+/// skb event.
+#[test]
+fn udp_reads_free_their_datagrams_on_the_allocating_cpu() {
+    let btf = Btf::kernel().unwrap();
+    let symbols = super::kallsyms::Symbols::read().expect("/proc/kallsyms with addresses");
+    let pair = pair();
+    pair.a
+        .sh("sysctl -qw net.ipv6.conf.va.disable_ipv6=0; ip addr add 2001:db8::1/64 dev va nodad; ip neigh replace 2001:db8::2 lladdr 02:00:00:00:00:02 dev va nud permanent");
+    pair.b
+        .sh("sysctl -qw net.ipv6.conf.vb.disable_ipv6=0; ip addr add 2001:db8::2/64 dev vb nodad; ip neigh replace 2001:db8::1 lladdr 02:00:00:00:00:01 dev vb nud permanent");
+    for (from, to) in [("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")] {
+        let rx = pair.b.run(|| UdpSocket::bind((to, 0)).unwrap());
+        let port = rx.local_addr().unwrap().port();
+        let consume = Probe::new(
+            &btf,
+            Hook::tp_btf("consume_skb"),
+            Spec {
+                ns: NsVia::Unchecked,
+                extra_arg: Some(1),
+                ..Spec::skb(0)
+            },
+            pair.b.inode(),
+            port,
+        );
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                pin(1);
+                rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 2048];
+                for _ in 0..N {
+                    assert_eq!(rx.recv(&mut buf).unwrap(), PAYLOAD);
+                }
+            });
+            pair.a.run(|| send_udp(0, from, (to, port), N, PAYLOAD));
+            reader.join().unwrap();
+        });
+        let seen = consume.seen();
+        println!("{to}: {seen:?}");
+        assert_eq!(seen[1].count, 0, "{to}: {seen:?}");
+        assert!(seen[0].count <= u64::from(N), "{to}: {seen:?}");
+        if seen[0].count > 0 {
+            let at = symbols.name(seen[0].extra).unwrap_or_default();
+            assert!(at.starts_with("skb_defer_free_flush"), "{to}: {at}");
+        }
+    }
+}

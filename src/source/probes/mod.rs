@@ -15,6 +15,7 @@ use crate::sys::tracing::ProbeError;
 pub mod drop_flows;
 pub mod drops;
 pub mod path;
+mod path_headers;
 mod path_program;
 
 #[cfg(test)]

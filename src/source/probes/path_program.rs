@@ -55,16 +55,14 @@
 //! typed program may still load them directly, as untrusted read-only
 //! memory (a load that faults reads 0), which costs a few instructions;
 //! older kernels refuse such a program, and it is built again with
-//! bpf_probe_read_kernel copies instead ([`Reads`]). The ports are read
-//! after the IPv4 header's own length or the fixed IPv6 header, for TCP,
-//! UDP, SCTP, UDP-Lite and DCCP, not for IPv4 fragments after the first:
-//! the same tuple the flow table keys by ([`crate::consumers::flows::key`]),
-//! except that IPv6 extension headers are not walked (such a flow's key
-//! here ends at the extension header and joins no flow of the table).
-//! Frames that are neither IPv4 nor IPv6 by `skb->protocol` (a VLAN tag
-//! the device left in, ARP) are not counted.
+//! bpf_probe_read_kernel copies instead ([`Reads`]). Which headers are
+//! read, and how the tuple is made the flow table's
+//! ([`crate::consumers::flows::key`]): [`super::path_headers`]. Frames
+//! that are neither IPv4 nor IPv6 behind their VLAN tags (ARP, a third
+//! tag) are not counted.
 
 use crate::source::probes::drops::Filter;
+use crate::source::probes::path_headers::headers;
 use crate::source::probes::{deref, field};
 use crate::sys::btf::Btf;
 use crate::sys::ebpf::{self, Asm, Insn};
@@ -138,13 +136,13 @@ const PF_KTHREAD: i32 = 0x0020_0000;
 /// Stack offsets: the key, scratch for header bytes (and a name), the
 /// value 1, the scratch word of bpf_probe_read_kernel, a map index.
 const KEY: i16 = -48;
-const SCRATCH: i16 = -96;
+pub(super) const SCRATCH: i16 = -96;
 const ONE: i16 = -104;
 const DEREF: i16 = -112;
 const INDEX: i16 = -120;
 
 /// The stack offset of byte `at` of the key.
-fn k(at: usize) -> i16 {
+pub(super) fn k(at: usize) -> i16 {
     KEY + at as i16
 }
 
@@ -272,17 +270,10 @@ pub enum Shape {
     },
 }
 
-/// The ports of these IP protocols are keyed (as the flow table does).
-const PORT_PROTOS: [i32; 5] = [6, 17, 33, 132, 136];
 const MSG_PEEK: i32 = 2;
 const SOCK_DGRAM: i32 = 2;
 const AF_INET: i32 = 2;
 const AF_INET6: i32 = 10;
-
-/// A u16 field as a plain load of its big-endian bytes reads it.
-fn be16(v: u16) -> i32 {
-    i32::from(u16::from_ne_bytes(v.to_be_bytes()))
-}
 
 /// The program for `shape`, counting into `maps`, reading packet bytes
 /// as `reads` says.
@@ -357,13 +348,7 @@ pub fn program(
                 }
             }
             d(&mut a, R9, R7, layout.skb_protocol, Size::H);
-            a.jump_to(jump_imm(Cond::Eq, R9, be16(0x0800), 0), "v4");
-            a.jump_to(jump_imm(Cond::Eq, R9, be16(0x86dd), 0), "v6");
-            a.jump_to(ja(0), "out");
-            match reads {
-                Reads::Direct => headers_direct(&mut a),
-                Reads::Helper => headers_copied(&mut a),
-            }
+            headers(&mut a, l3, reads);
             // The queue: received, the recorded one plus one (0: none);
             // sent, the transmit queue.
             if stage != Stage::Read {
@@ -447,135 +432,6 @@ fn check_netns(a: &mut Asm, layout: &Layout, filter: &Filter) {
     deref(a, true, R9, R9, layout.net_inum, Size::W, DEREF);
     a.push([mov32_imm(R1, filter.netns as i32)]);
     a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
-}
-
-/// Reads the IP header at r8 into the key with plain loads (labels `v4`
-/// and `v6` enter), then the ports; falls through to what follows. A
-/// load that faults reads 0, which no IP version is.
-fn headers_direct(a: &mut Asm) {
-    use ebpf::*;
-    use Reg::*;
-    a.label("v4");
-    a.push([load(Size::B, R9, R8, 0), rsh_imm(R9, 4)]);
-    a.jump_to(jump_imm(Cond::Ne, R9, 4, 0), "out");
-    a.push([
-        store_imm(Size::B, R10, k(K_VERSION), 4),
-        load(Size::B, R1, R8, 9),
-        store(Size::B, R10, k(K_PROTO), R1),
-        load(Size::W, R1, R8, 12),
-        store(Size::W, R10, k(K_SRC), R1),
-        load(Size::W, R1, R8, 16),
-        store(Size::W, R10, k(K_DST), R1),
-        // A fragment after the first carries no ports.
-        load(Size::B, R1, R8, 6),
-        and_imm(R1, 0x1f),
-        load(Size::B, R2, R8, 7),
-        or(R1, R2),
-    ]);
-    a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "keyed");
-    a.push([load(Size::B, R9, R8, 0), and_imm(R9, 0xf), lsh_imm(R9, 2)]);
-    a.jump_to(ja(0), "ports");
-    a.label("v6");
-    a.push([load(Size::B, R9, R8, 0), rsh_imm(R9, 4)]);
-    a.jump_to(jump_imm(Cond::Ne, R9, 6, 0), "out");
-    a.push([
-        store_imm(Size::B, R10, k(K_VERSION), 6),
-        load(Size::B, R1, R8, 6),
-        store(Size::B, R10, k(K_PROTO), R1),
-    ]);
-    for i in 0..4 {
-        a.push([
-            load(Size::DW, R1, R8, 8 + 8 * i),
-            store(Size::DW, R10, k(K_SRC) + 8 * i, R1),
-        ]);
-    }
-    a.push([mov_imm(R9, 40)]);
-    a.label("ports");
-    a.push([load(Size::B, R1, R10, k(K_PROTO))]);
-    for p in PORT_PROTOS {
-        a.jump_to(jump_imm(Cond::Eq, R1, p, 0), "read_ports");
-    }
-    a.jump_to(ja(0), "keyed");
-    a.label("read_ports");
-    a.push([
-        add(R8, R9),
-        load(Size::W, R1, R8, 0),
-        store(Size::W, R10, k(K_PORTS), R1),
-        store_imm(Size::B, R10, k(K_HAS_PORTS), 1),
-    ]);
-    a.label("keyed");
-}
-
-/// [`headers_direct`] for kernels that refuse plain loads of packet
-/// bytes: the header is copied to the stack with bpf_probe_read_kernel.
-fn headers_copied(a: &mut Asm) {
-    use ebpf::*;
-    use Reg::*;
-    let read = |a: &mut Asm, to: i16, len: i32, from_off: i32| {
-        a.push([
-            mov(R1, R10),
-            add_imm(R1, to.into()),
-            mov_imm(R2, len),
-            mov(R3, R8),
-            add_imm(R3, from_off),
-            call(helper::PROBE_READ_KERNEL),
-        ]);
-        a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "out");
-    };
-    a.label("v4");
-    read(a, SCRATCH, 20, 0);
-    a.push([load(Size::B, R9, R10, SCRATCH), rsh_imm(R9, 4)]);
-    a.jump_to(jump_imm(Cond::Ne, R9, 4, 0), "out");
-    a.push([
-        store_imm(Size::B, R10, k(K_VERSION), 4),
-        load(Size::B, R1, R10, SCRATCH + 9),
-        store(Size::B, R10, k(K_PROTO), R1),
-        load(Size::W, R1, R10, SCRATCH + 12),
-        store(Size::W, R10, k(K_SRC), R1),
-        load(Size::W, R1, R10, SCRATCH + 16),
-        store(Size::W, R10, k(K_DST), R1),
-        // A fragment after the first carries no ports.
-        load(Size::B, R1, R10, SCRATCH + 6),
-        and_imm(R1, 0x1f),
-        load(Size::B, R2, R10, SCRATCH + 7),
-        or(R1, R2),
-    ]);
-    a.jump_to(jump_imm(Cond::Ne, R1, 0, 0), "keyed");
-    a.push([
-        load(Size::B, R9, R10, SCRATCH),
-        and_imm(R9, 0xf),
-        lsh_imm(R9, 2),
-    ]);
-    a.jump_to(ja(0), "ports");
-    a.label("v6");
-    read(a, SCRATCH, 8, 0);
-    a.push([load(Size::B, R9, R10, SCRATCH), rsh_imm(R9, 4)]);
-    a.jump_to(jump_imm(Cond::Ne, R9, 6, 0), "out");
-    a.push([
-        store_imm(Size::B, R10, k(K_VERSION), 6),
-        load(Size::B, R1, R10, SCRATCH + 6),
-        store(Size::B, R10, k(K_PROTO), R1),
-    ]);
-    read(a, k(K_SRC), 32, 8);
-    a.push([mov_imm(R9, 40)]);
-    a.label("ports");
-    a.push([load(Size::B, R1, R10, k(K_PROTO))]);
-    for p in PORT_PROTOS {
-        a.jump_to(jump_imm(Cond::Eq, R1, p, 0), "read_ports");
-    }
-    a.jump_to(ja(0), "keyed");
-    a.label("read_ports");
-    a.push([
-        mov(R1, R10),
-        add_imm(R1, k(K_PORTS).into()),
-        mov_imm(R2, 4),
-        mov(R3, R8),
-        add(R3, R9),
-        call(helper::PROBE_READ_KERNEL),
-    ]);
-    a.jump_to(jump_imm(Cond::Ne, R0, 0, 0), "keyed");
-    a.push([store_imm(Size::B, R10, k(K_HAS_PORTS), 1)]);
-    a.label("keyed");
 }
 
 /// The current task into the key, when the event runs in a process's

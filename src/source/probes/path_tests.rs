@@ -195,3 +195,180 @@ fn more_flows_than_slots() {
         assert_eq!(per_flow.get(&flow), Some(&ROUNDS), "port {}", 10000 + port);
     }
 }
+
+/// Frames with VLAN tags left in them and IPv6 packets with extension
+/// headers, sent through a packet socket on va (pinned to cpu0): at vb's
+/// receive entry point and at va's transmit hooks each is keyed exactly
+/// as the flow table keys the frame ([`FlowKey::from_ethernet`]).
+#[test]
+fn tags_and_extension_headers_key_as_the_flow_table() {
+    tags_and_extension_headers(Reads::Direct);
+}
+
+/// The same, packet bytes copied with bpf_probe_read_kernel.
+#[test]
+fn tags_and_extension_headers_copying_headers() {
+    tags_and_extension_headers(Reads::Helper);
+}
+
+/// An Ethernet frame from va to vb: `tags` (TPID, VLAN id) outer first,
+/// then `ethertype` and `body`.
+fn frame(tags: &[(u16, u16)], ethertype: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+    for &(tpid, id) in tags {
+        f.extend(tpid.to_be_bytes());
+        f.extend(id.to_be_bytes());
+    }
+    f.extend(ethertype.to_be_bytes());
+    f.extend(body);
+    f
+}
+
+/// An IPv4 header (`ihl` words, fragment offset `frag`) and a UDP header
+/// from `sport` to 9, with 8 bytes of payload.
+fn ipv4_udp(ihl: u8, frag: u16, sport: u16) -> Vec<u8> {
+    let len = usize::from(ihl) * 4 + 16;
+    let mut p = vec![0x40 | ihl, 0];
+    p.extend((len as u16).to_be_bytes());
+    p.extend([0, 0]);
+    p.extend(frag.to_be_bytes());
+    p.extend([64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+    p.resize(usize::from(ihl) * 4, 1); // options: NOPs
+    p.extend(sport.to_be_bytes());
+    p.extend([0, 9, 0, 16, 0, 0]);
+    p.extend([0u8; 8]);
+    p
+}
+
+/// An IPv6 packet from 2001:db8::1 to 2001:db8::2 whose extension
+/// headers are `exts` ((type, the header's bytes after its next-header
+/// byte)), then a UDP header from `sport` to 9 and 8 bytes.
+fn ipv6_udp(exts: &[(u8, Vec<u8>)], sport: u16) -> Vec<u8> {
+    let mut rest = Vec::new();
+    for (i, (_, body)) in exts.iter().enumerate() {
+        rest.push(exts.get(i + 1).map_or(17, |e| e.0));
+        rest.extend(body);
+    }
+    rest.extend(sport.to_be_bytes());
+    rest.extend([0, 9, 0, 16, 0, 0]);
+    rest.extend([0u8; 8]);
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend((rest.len() as u16).to_be_bytes());
+    p.push(exts.first().map_or(17, |e| e.0));
+    p.push(64);
+    p.extend(
+        "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend(
+        "2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p.extend(rest);
+    p
+}
+
+fn tags_and_extension_headers(reads: Reads) {
+    const Q: u16 = 0x8100;
+    const AD: u16 = 0x88a8;
+    let btf = Btf::kernel().unwrap();
+    let pair = Pair::new(1);
+    let rx = probes(&btf, &pair.b, "vb", reads);
+    let tx = probes(&btf, &pair.a, "va", reads);
+    // Options: 6 bytes of PadN (hop-by-hop, destination options); a
+    // routing header of type 0 with no addresses left; a fragment header
+    // (offset << 3 | M); an authentication header of 24 bytes.
+    let pad = || vec![0, 1, 4, 0, 0, 0, 0];
+    let hbh = || (0u8, pad());
+    let dst = || (60u8, pad());
+    let rth = || (43u8, vec![0, 0, 0, 0, 0, 0, 0]);
+    let frag = |off: u16, more: bool| {
+        let v = off << 3 | u16::from(more);
+        let mut b = vec![0];
+        b.extend(v.to_be_bytes());
+        b.extend([0, 0, 0, 7]);
+        (44u8, b)
+    };
+    let ah = || {
+        (51u8, {
+            let mut b = vec![4];
+            b.resize(23, 0);
+            b
+        })
+    };
+    let v4 = 0x0800;
+    let v6 = 0x86dd;
+    let frames = [
+        frame(&[(Q, 5)], v4, &ipv4_udp(5, 0, 1001)),
+        frame(&[(AD, 100), (Q, 5)], v4, &ipv4_udp(5, 0, 1002)),
+        frame(&[(Q, 0)], v4, &ipv4_udp(6, 0, 1003)),
+        frame(&[], v4, &ipv4_udp(5, 0x2000, 1004)),
+        frame(&[], v4, &ipv4_udp(5, 0x0010, 1005)),
+        frame(&[(Q, 7)], v6, &ipv6_udp(&[], 1006)),
+        frame(&[], v6, &ipv6_udp(&[hbh()], 1007)),
+        frame(&[], v6, &ipv6_udp(&[hbh(), dst(), rth(), dst()], 1008)),
+        frame(&[], v6, &ipv6_udp(&[frag(0, true)], 1009)),
+        frame(&[], v6, &ipv6_udp(&[dst(), frag(100, false)], 1010)),
+        frame(&[(AD, 1), (Q, 2)], v6, &ipv6_udp(&[hbh(), ah()], 1011)),
+        // Hop-by-hop after another header: the flow table's walk stops
+        // there (protocol 0, no ports).
+        frame(&[], v6, &ipv6_udp(&[dst(), hbh()], 1012)),
+        frame(
+            &[],
+            v6,
+            &ipv6_udp(&[hbh(), dst(), rth(), rth(), frag(0, true), dst()], 1013),
+        ),
+    ];
+    const N: u64 = 20;
+    let va = pair.a.ifindex("va");
+    pair.a.run(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                pin(0);
+                for _ in 0..N {
+                    for f in &frames {
+                        crate::sys::testutil::inject(va, f);
+                    }
+                }
+            });
+        });
+    });
+    // More extension headers than the probes walk: keyed by the type the
+    // walk stopped at, with no ports (a key the flow table does not make).
+    let too_many = frame(
+        &[],
+        v6,
+        &ipv6_udp(&[hbh(), dst(), rth(), rth(), rth(), rth(), dst()], 1014),
+    );
+    pair.a.run(|| crate::sys::testutil::inject(va, &too_many));
+    let (rx, tx) = (rx.counts().unwrap(), tx.counts().unwrap());
+    let sum = |counts: &[PathCount], stage, flow| -> u64 {
+        counts
+            .iter()
+            .filter(|c| c.stage == stage && c.flow == Some(flow))
+            .map(|c| c.packets)
+            .sum()
+    };
+    for f in &frames {
+        let flow = FlowKey::from_ethernet(f, None);
+        assert!(flow.ip_addrs().is_some(), "{flow:?}");
+        let seen = [
+            sum(&rx, PathStage::RxDriver, flow),
+            sum(&tx, PathStage::Send, flow),
+            sum(&tx, PathStage::TxDriver, flow),
+        ];
+        assert_eq!(seen, [N; 3], "{flow:?}\nrx {rx:?}\ntx {tx:?}");
+    }
+    let stopped = FlowKey::ip(
+        "2001:db8::1".parse().unwrap(),
+        "2001:db8::2".parse().unwrap(),
+        60,
+        None,
+    );
+    assert_ne!(FlowKey::from_ethernet(&too_many, None), stopped);
+    assert_eq!(sum(&rx, PathStage::RxDriver, stopped), 1, "{rx:?}");
+}
