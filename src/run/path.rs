@@ -34,7 +34,7 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
     let probes = PathProbes::attach(&btf, filter, rx, tx)
         .map_err(|e| probe_error("--path", "the probes need", &e))?;
     for a in probes.attached() {
-        say(format!("path: counted at {a}"));
+        say(format!("path: counted at {a}: {}", counts(&a.hook().name)));
     }
     for hook in &probes.absent {
         say(format!("path: this kernel has no tracepoint {hook}"));
@@ -47,6 +47,27 @@ pub fn attach(opts: &Options, target: &Target, say: &dyn Fn(String)) -> Result<O
         );
     }
     Ok(Some(probes))
+}
+
+/// What the program at tracepoint `tp` counts, for -v.
+fn counts(tp: &str) -> &'static str {
+    match tp {
+        "netif_rx_entry"
+        | "netif_receive_skb_entry"
+        | "netif_receive_skb_list_entry"
+        | "napi_gro_receive_entry" => "DRIVER and QUEUE, by the packet's headers",
+        "skb_copy_datagram_iovec" => "APP of TCP, each segment copied to a reader, by its headers",
+        // Linux 6.18's skb_consume_udp frees a datagram read with
+        // skb_attempt_defer_free: no skb:consume_skb in the reader's
+        // context (facts.rs), and nothing else in a UDP read has it.
+        "sock_recv_length" => {
+            "APP of UDP, each read, by the socket (no tracepoint in a UDP read carries the \
+             datagram): a connected socket's by its 4-tuple, an unconnected one's not by flow"
+        }
+        "net_dev_queue" => "APP and QUEUE of sent packets, by the packet's headers",
+        "net_dev_start_xmit" => "DRIVER of sent packets, by the packet's headers",
+        _ => "",
+    }
 }
 
 /// Joins what the probes counted to `flows`, judges each flow's stages
@@ -158,7 +179,8 @@ fn reasons(flows: &Flows, elsewhere: u64) -> Vec<String> {
     if no_driver > 0 {
         out.push(format!(
             "DRIVER -: {} not seen at a driver entry point (captured before the probes were attached, \
-             or handed over by a path without a tracepoint: napi_gro_frags)",
+             handed over by a path without a tracepoint: napi_gro_frags, or headers the probes do \
+             not walk: more than 2 VLAN tags or 6 IPv6 extension headers)",
             crate::report::count(no_driver as u64, "flow")
         ));
     }
@@ -178,8 +200,9 @@ fn reasons(flows: &Flows, elsewhere: u64) -> Vec<String> {
         out.push(format!(
             "APP -: {} received but not seen read: the probes see TCP segments copied to a reader \
              (skb:skb_copy_datagram_iovec) and reads of connected UDP sockets \
-             (sock:sock_recv_length, which has the socket but not the datagram); reads of \
-             unconnected UDP sockets cannot be told apart by flow{}",
+             (sock:sock_recv_length, which has the socket but not the datagram: no tracepoint \
+             in a UDP read carries it, skb:consume_skb included); reads of unconnected UDP \
+             sockets cannot be told apart by flow{}",
             crate::report::count(unread as u64, "flow"),
             if readers.is_empty() {
                 String::new()

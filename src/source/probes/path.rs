@@ -8,7 +8,10 @@
 //!   and `net:napi_gro_receive_entry` fire where a driver hands a packet
 //!   to the stack, before RPS or RFS move it: the cpu they fire on is the
 //!   driver's (a veth's is the sender's: veth_xmit calls netif_rx in the
-//!   sender's context). The receive queue is the one the driver recorded
+//!   sender's context; with GRO or XDP on, veth_poll hands it to
+//!   napi_gro_receive in the sender's softirq, and only
+//!   `napi_gro_receive_entry` fires: one entry point per packet, before
+//!   GRO merges it). The receive queue is the one the driver recorded
 //!   (`skb->queue_mapping` minus one; 0 is none), which is also the queue
 //!   whose `rps_cpus` get_rps_cpu() applies. A veth records none, and
 //!   leaves its peer's transmit queue in that field, which the kernel's
@@ -21,7 +24,10 @@
 //!   segment being copied to the reader, in its system call; counted per
 //!   copy, so a segment read in two calls counts twice and coalesced
 //!   segments once); for UDP, whose datagrams are copied without that
-//!   tracepoint (copy_linear_skb), `sock:sock_recv_length`, which has the
+//!   tracepoint (copy_linear_skb), and that no other tracepoint in the
+//!   read carries (on 6.18 skb_consume_udp frees them with
+//!   skb_attempt_defer_free: no `skb:consume_skb` in the reader's
+//!   context, [`super::facts`]), `sock:sock_recv_length`, which has the
 //!   socket and not the datagram: a read of a connected UDP socket is
 //!   counted for the flow of its 4-tuple (the kernel delivers only that
 //!   peer's datagrams to it, one per read); reads of unconnected sockets
