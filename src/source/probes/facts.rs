@@ -18,7 +18,11 @@
 //!   sockets see it), in softirq: the current task is whatever ran there.
 //! - `net:netif_receive_skb_entry` and `net:napi_gro_receive_entry` do not
 //!   fire on this path (veth uses NAPI only with XDP or GRO on; NIC
-//!   drivers call them from NAPI, before RPS).
+//!   drivers call them from NAPI, before RPS). With GRO on vb (and
+//!   rx-udp-gro-forwarding, for a socket's datagrams) only
+//!   `napi_gro_receive_entry` fires, once per packet, on the sender's cpu
+//!   (veth_poll in its softirq); `netif_receive_skb_list_entry` does not
+//!   (gro_normal_list calls netif_receive_skb_list_internal).
 //! - tp_btf programs read `skb->queue_mapping` and `skb->hash` with plain
 //!   loads. veth records no receive queue: queue_mapping still holds the
 //!   sender's transmit queue (1). (NIC drivers store the receive queue
@@ -32,7 +36,10 @@
 //!   fire in the reader's context: skb_consume_udp frees a datagram with
 //!   skb_attempt_defer_free, on the spot without a tracepoint when the
 //!   reader runs on the cpu that allocated it, else later from that cpu's
-//!   softirq (skb_defer_free_flush; seen with the reader on cpu1).
+//!   softirq (skb_defer_free_flush; seen with the reader on cpu1, IPv4
+//!   and IPv6 alike: udpv6_recvmsg ends in skb_consume_udp too). No
+//!   other tracepoint in the read carries the datagram: perf on the
+//!   reader's pid shows only the system call's and sock_recv_length.
 //! - fentry/fexit (and fmod_ret) programs are refused on this machine:
 //!   BPF_PROG_LOAD fails with EPERM before the verifier runs, as root,
 //!   for any target (skb_consume_udp, __skb_recv_udp, udp_recvmsg), while
