@@ -344,7 +344,9 @@ fn flow_keys_of_ipv6_icmp_vlan_arp_and_tun() {
     );
     // The unanswered ARP requests and the tagged frame need no reply: wait
     // until all three were received.
-    wait_until(|| b.link_stat(&vb.ifname, "rx_packets") >= 3);
+    wait_until("vb to receive 3 packets", || {
+        b.link_stat(&vb.ifname, "rx_packets") >= 3
+    });
     let r = json(&interrupt(cap));
     let flows = r["flows"].as_array().unwrap();
     let tagged = flows
@@ -377,14 +379,6 @@ fn flow_keys_of_ipv6_icmp_vlan_arp_and_tun() {
         (Some("udp"), Some("10.9.0.2:7000"))
     );
     assert_eq!(f["packets"], 2);
-}
-
-fn wait_until(mut ok: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !ok() {
-        assert!(std::time::Instant::now() < deadline, "timed out");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 #[test]

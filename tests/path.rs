@@ -432,19 +432,8 @@ fn rfs_follows_the_reader() {
 
 /// The DROPS and APP cells of the text table's row from `src`.
 fn drops_and_app(stdout: &str, src: &str) -> (String, String) {
-    let header: Vec<&str> = stdout
-        .lines()
-        .find(|l| l.starts_with("PROTO"))
-        .unwrap_or_else(|| panic!("no flow table: {stdout}"))
-        .split_whitespace()
-        .collect();
-    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let row: Vec<&str> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|c| c.get(1) == Some(&src))
-        .unwrap_or_else(|| panic!("no row from {src}: {stdout}"));
-    (row[at("DROPS")].to_string(), row[at("APP")].to_string())
+    let row = flow_row(stdout, |c| c.get(1) == Some(&src));
+    (row["DROPS"].clone(), row["APP"].clone())
 }
 
 /// No reader: datagrams to a port nobody listens on are read by no one

@@ -5,20 +5,8 @@
 mod common;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
 
 use common::*;
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "waited for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// An Ethernet frame from `va` to `vb` carrying one UDP datagram.
 fn udp_frame(va: &Veth, vb: &Veth, sport: u16, payload: &[u8]) -> Vec<u8> {

@@ -89,3 +89,17 @@ pub fn sh(program: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{}", show(&what, &out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Waits (polling every 10 ms, at most 20 s) until `ok()` holds; panics
+/// naming `what` when it never does. For states a test cannot be told
+/// of, such as a table's sweep having run.
+pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "waited for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
