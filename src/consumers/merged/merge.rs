@@ -37,7 +37,9 @@
 //! (counted as forced). Batches waiting in the channel are bounded by its
 //! capacity (in batches, each at most one ring block of data), so the
 //! merged output holds at most `max_bytes + capacity * block_size` bytes
-//! beyond what the kernel rings hold.
+//! beyond what the kernel rings hold, plus the batches the sink keeps
+//! until it has written their bytes ([`Sink::keep`]; for the pcapng file
+//! those of at most one write, 256 KiB, each batch one ring block).
 //!
 //! Threading: one merger thread, fed by a bounded channel of batches
 //! ([`channel`], [`run`]); it writes the merged output itself. Workers send
