@@ -22,9 +22,16 @@ const BUFFER: usize = 256 * 1024;
 
 /// A run of a batch's blocks (those of one stream that come next in the
 /// merged order together) at least this long is written from the batch
-/// (one iovec), not copied into the output's buffer first. Measured on
-/// the flood of docs/PERFORMANCE.md: see "The merged file" there.
-pub const SHARE_FROM: usize = 1024;
+/// (one iovec), not copied into the output's buffer first. Lower than the
+/// per-stream files' [`crate::consumers::files::COPY_BELOW`]: the merger
+/// reads batches another cpu wrote milliseconds before, so its copy is
+/// the one that waits for them, where the kernel's copy of a buffer it
+/// just wrote does not. Measured on the benchmark's flood (alternated
+/// runs, cpu per packet): at 512 bytes 588-626 ns from 256 on against
+/// 657-661 from 1 KiB; at 64 bytes 228-241 against 270-291 with every
+/// run written from the batch (from 1 byte on), where runs are mostly one
+/// or two blocks; see docs/PERFORMANCE.md, "The merged file's cost".
+pub const SHARE_FROM: usize = 256;
 
 /// A piece of the bytes waiting to be written, in order: a range of the
 /// output's buffer, or blocks in a worker's batch (`held[batch]`).
