@@ -249,6 +249,21 @@ impl Consumers<'_> {
         self.merged.is_some()
     }
 
+    /// For the worker's poll(): readable when the merged file's merger
+    /// waits for this stream to say it has nothing older (see
+    /// [`crate::consumers::merged::merge`]); the worker then looks at its
+    /// ring, and [`Consumers::idle`] answers if it is empty.
+    pub fn ask_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.merged.as_ref().and_then(|m| m.feed.ask_fd())
+    }
+
+    /// After a wake-up by [`Consumers::ask_fd`]: clears it.
+    pub fn answered(&self) {
+        if let Some(m) = &self.merged {
+            m.feed.answered();
+        }
+    }
+
     /// The ring had nothing more: nothing older than `until_ns` (see
     /// [`crate::consumers::merged::merge::complete_until`]) will come; the merger may write what
     /// came before.
@@ -345,7 +360,9 @@ pub type IsNicHash = Arc<dyn Fn(&[u8], u32) -> bool + Send + Sync>;
 /// thread (see [`crate::consumers::merged::merge`]).
 ///
 /// Unlike the stream's own files, the merged file keeps a copy (into the
-/// batch) before its write: writing it from the ring would hold ring
+/// batch) before its write; the merger writes long runs of blocks from
+/// the batch itself (writev), so that is the only copy before the
+/// kernel's. Writing from the ring would hold ring
 /// blocks in user space until the merger has written them, and the
 /// merger holds a packet until every stream has shown it has nothing
 /// older: for two block timeouts (40 ms) whenever another stream is idle,
@@ -435,7 +452,9 @@ impl MergedStream {
         }
         let mut next = self.feed.spare().unwrap_or_default();
         next.clear();
-        let full = std::mem::replace(&mut self.batch, next);
+        let mut full = std::mem::replace(&mut self.batch, next);
+        // The merged file then writes long runs from the batch itself.
+        full.seal();
         self.feed.send(full)
     }
 }

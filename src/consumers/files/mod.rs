@@ -55,14 +55,14 @@ pub const COPY_BELOW: usize = 1200;
 
 /// The most iovecs one writev(2) takes (UIO_MAXIOV; sysconf(_SC_IOV_MAX)
 /// on Linux): more fail with EINVAL.
-const IOV_MAX: usize = 1024;
+pub(crate) const IOV_MAX: usize = 1024;
 
 /// A piece of the bytes waiting to be written: a range of the output's
 /// buffer, or bytes in a ring block, borrowed for as long as the block is
 /// (`'b`), so the block cannot go back to the kernel before they are
 /// written.
 #[derive(Clone, Copy, Debug)]
-enum Piece<'b> {
+pub(crate) enum Piece<'b> {
     Buffer { start: usize, end: usize },
     Ring(&'b [u8]),
 }
@@ -184,7 +184,7 @@ const RECORD_HEADER_LEN: usize = 16;
 /// `map` into elements of the same size and alignment reuses its
 /// allocation (std's in-place collect); should that ever change, this
 /// allocates once per block, never per packet.
-fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.clear();
     v.into_iter()
         .map(|_| unreachable!("the vector was emptied"))
@@ -194,7 +194,7 @@ fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
 /// Writes `pieces` (of `buf` and of ring blocks) in order with writev(2),
 /// [`IOV_MAX`] at a time, resuming after a short write. On an error,
 /// returns it with how many bytes got out. `iov` lends its memory.
-fn write_pieces<'a>(
+pub(crate) fn write_pieces<'a>(
     out: &mut impl Write,
     buf: &'a [u8],
     pieces: &[Piece<'a>],

@@ -4,107 +4,60 @@
 //! The blocks' bytes are [`crate::format::pcapng`]'s.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use crate::consumers::destination::{self, Kind};
-use crate::consumers::files::WriteFailure;
+use crate::consumers::files::{self, Piece, WriteFailure};
+pub use crate::consumers::merged::batch::EpbBatch;
 use crate::consumers::merged::merge;
 use crate::format::pcapng::*;
 use crate::options::Precision;
+#[cfg(test)]
 use crate::packet::Frame;
 
 /// Bytes buffered before a write(2), as for pcap output.
 const BUFFER: usize = 256 * 1024;
 
-/// Enhanced packet blocks of one stream, encoded by its worker from one
-/// ring block, for the merger: the bytes in one buffer, and per block its
-/// timestamp and place. Reused through the merger's spare batches, so the
-/// worker allocates nothing per packet (and, once warm, nothing per block).
-#[derive(Debug, Default)]
-pub struct EpbBatch {
-    /// The blocks in `data[..used]`; past that, stale bytes of earlier
-    /// use: `data` only grows, so a block is written over memory that is
-    /// already there, never zeroed first (a memset per packet).
-    data: Vec<u8>,
-    used: usize,
-    /// (timestamp ns, offset, length) of each block in `data`.
-    blocks: Vec<(u64, u32, u32)>,
-}
+/// A run of a batch's blocks (those of one stream that come next in the
+/// merged order together) at least this long is written from the batch
+/// (one iovec), not copied into the output's buffer first. Lower than the
+/// per-stream files' [`crate::consumers::files::COPY_BELOW`]: the merger
+/// reads batches another cpu wrote milliseconds before, so its copy is
+/// the one that waits for them, where the kernel's copy of a buffer it
+/// just wrote does not. Measured on the benchmark's flood (alternated
+/// runs, cpu per packet): at 512 bytes 588-626 ns from 256 on against
+/// 657-661 from 1 KiB; at 64 bytes 228-241 against 270-291 with every
+/// run written from the batch (from 1 byte on), where runs are mostly one
+/// or two blocks; see docs/PERFORMANCE.md, "The merged file's cost".
+pub const SHARE_FROM: usize = 256;
 
-impl EpbBatch {
-    pub fn new() -> EpbBatch {
-        EpbBatch::default()
-    }
-
-    /// Encodes one packet.
-    pub fn push(&mut self, precision: Precision, info: &PacketInfo, frame: &Frame) {
-        let offset = self.used;
-        let len = epb_len(info, frame.caplen());
-        let end = offset + len;
-        if self.data.len() < end {
-            // Once per batch's high-water mark, doubling.
-            self.data.resize(end.max(2 * self.data.len()), 0);
-        }
-        // The batch's memory was last written here a batch ago and read by
-        // the merger thread since, on another cpu as often as not: asked
-        // for ahead, it is here when the encoding gets to it.
-        crate::sys::cache::write_ahead(&self.data, offset + crate::sys::cache::READ_AHEAD, 2);
-        encode_epb_at(&mut self.data[offset..end], precision, info, frame);
-        self.used = end;
-        self.blocks
-            .push((info.timestamp_ns(), offset as u32, len as u32));
-    }
-
-    /// Asks the cpu for the bytes a little past block `i`'s start, so the
-    /// blocks after it are in the cache when they are copied: a batch
-    /// waits in the merger until every stream has shown it has nothing
-    /// older, and has left the caches by then. The merger's
-    /// micro-benchmark (merge_per_packet_cost): 26-28 ns per packet
-    /// without, 20-21 with.
-    #[inline]
-    pub fn read_ahead(&self, i: usize) {
-        let at = self.blocks[i].1 as usize + crate::sys::cache::READ_AHEAD;
-        crate::sys::cache::read_ahead(&self.data[..self.used], at, 2);
-    }
-
-    /// Block `i`, whole.
-    pub fn block(&self, i: usize) -> &[u8] {
-        let (_, offset, len) = self.blocks[i];
-        &self.data[offset as usize..offset as usize + len as usize]
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
-    /// Empties it for reuse, keeping its memory.
-    pub fn clear(&mut self) {
-        self.used = 0;
-        self.blocks.clear();
-    }
-}
-
-impl merge::Batch for EpbBatch {
-    fn len(&self) -> usize {
-        self.blocks.len()
-    }
-
-    fn timestamp(&self, i: usize) -> u64 {
-        self.blocks[i].0
-    }
-
-    fn size(&self, i: usize) -> usize {
-        self.blocks[i].2 as usize
-    }
+/// A piece of the bytes waiting to be written, in order: a range of the
+/// output's buffer, or blocks in a worker's batch (`held[batch]`).
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    Buffer {
+        start: usize,
+        end: usize,
+    },
+    Batch {
+        batch: usize,
+        start: usize,
+        end: usize,
+    },
 }
 
 /// Where the merged pcapng stream goes.
 ///
-/// Like `PcapOutput`: whole blocks are collected in a buffer and written
-/// with one write(2) per buffer (or per batch with -U); the file always
-/// ends on a whole block, and after a failed write it is cut back to its
-/// last whole block (stdout is never cut: a pipe cannot take bytes back).
+/// Like `PcapOutput`: whole blocks are collected and written with one
+/// writev(2) per 256 KiB (or per batch with -U): the headers, statistics
+/// and short runs of packet blocks copied into a buffer, longer runs
+/// listed where they lie in the workers' batches (shared with them, which
+/// get the batches back once written: [`MergedFile`]'s `keep`). The file
+/// always ends on a whole block, and after a failed write it is cut back
+/// to its last whole block (stdout is never cut: a pipe cannot take bytes
+/// back).
 pub struct PcapngOutput {
     /// The file name, or `-` for stdout; for messages.
     pub path: String,
@@ -113,7 +66,20 @@ pub struct PcapngOutput {
     kind: Kind,
     /// Whole blocks (and, until written, the section and interfaces).
     buf: Vec<u8>,
-    /// Packet blocks in `buf`.
+    /// With runs of batches waiting: the bytes to write before the rest of
+    /// `buf` (which follows the last of them), in order.
+    pieces: Vec<Pending>,
+    /// How much of `buf` the pieces cover.
+    mark: usize,
+    /// The batches' bytes the pieces point into (each once).
+    held: Vec<Arc<Vec<u8>>>,
+    /// Bytes of the batches' pieces.
+    shared: usize,
+    /// The iovec list, empty between writes (kept for its memory).
+    iov: Vec<IoSlice<'static>>,
+    /// The list of pieces as the writer takes them (kept likewise).
+    list: Vec<Piece<'static>>,
+    /// Packet blocks waiting.
     buffered: u64,
     /// Bytes in the file (or written to the stream): whole blocks only.
     written: u64,
@@ -150,6 +116,12 @@ impl PcapngOutput {
             file,
             kind,
             buf,
+            pieces: Vec::new(),
+            mark: 0,
+            held: Vec::new(),
+            shared: 0,
+            iov: Vec::new(),
+            list: Vec::new(),
             buffered: 0,
             written: 0,
             records: 0,
@@ -204,13 +176,65 @@ impl PcapngOutput {
 
     /// Appends one enhanced packet block encoded elsewhere (a worker's
     /// [`EpbBatch`]); it must be one whole block.
+    #[cfg(test)]
     pub fn write_block(&mut self, block: &[u8]) -> io::Result<()> {
-        self.failed.check()?;
         debug_assert!(block.len() >= 32 && block_len(block, 0) == Some(block.len()));
-        debug_assert_eq!(block_type(block, 0), Some(ENHANCED_PACKET));
-        self.reserve(block.len())?;
-        self.buf.extend_from_slice(block);
-        self.buffered += 1;
+        self.write_blocks(block, 1)
+    }
+
+    /// Appends `count` whole enhanced packet blocks, one after another in
+    /// `blocks`, copying them.
+    pub fn write_blocks(&mut self, blocks: &[u8], count: u64) -> io::Result<()> {
+        self.failed.check()?;
+        debug_assert_eq!(block_type(blocks, 0), Some(ENHANCED_PACKET));
+        self.reserve(blocks.len())?;
+        self.buf.extend_from_slice(blocks);
+        self.buffered += count;
+        Ok(())
+    }
+
+    /// Appends `count` whole enhanced packet blocks that lie in `data`'s
+    /// `range`, without copying them: the output holds `data` until they
+    /// are written (a batch whose bytes are held goes back to its worker
+    /// only after that).
+    pub fn write_shared(
+        &mut self,
+        data: &Arc<Vec<u8>>,
+        range: std::ops::Range<usize>,
+        count: u64,
+    ) -> io::Result<()> {
+        self.failed.check()?;
+        debug_assert_eq!(block_type(data, range.start), Some(ENHANCED_PACKET));
+        self.reserve(range.len())?;
+        if self.mark < self.buf.len() {
+            self.pieces.push(Pending::Buffer {
+                start: self.mark,
+                end: self.buf.len(),
+            });
+            self.mark = self.buf.len();
+        }
+        let batch = match self.held.last() {
+            Some(last) if Arc::ptr_eq(last, data) => self.held.len() - 1,
+            _ => {
+                self.held.push(Arc::clone(data));
+                self.held.len() - 1
+            }
+        };
+        self.shared += range.len();
+        self.buffered += count;
+        // A stream's runs between other streams' short (copied) ones
+        // follow each other in its batch: one iovec for them all.
+        if let Some(Pending::Batch { batch: b, end, .. }) = self.pieces.last_mut() {
+            if *b == batch && *end == range.start {
+                *end = range.end;
+                return Ok(());
+            }
+        }
+        self.pieces.push(Pending::Batch {
+            batch,
+            start: range.start,
+            end: range.end,
+        });
         Ok(())
     }
 
@@ -255,7 +279,12 @@ impl PcapngOutput {
     /// The file's size counting what is buffered: what tcpdump's -C
     /// compares (it asks ftell(), which counts stdio's buffer).
     pub fn size(&self) -> u64 {
-        self.written + self.buf.len() as u64
+        self.written + self.pending() as u64
+    }
+
+    /// Bytes waiting to be written.
+    fn pending(&self) -> usize {
+        self.buf.len() + self.shared
     }
 
     /// For a pipe (stdout, a FIFO): the descriptor to watch for POLLERR
@@ -265,75 +294,121 @@ impl PcapngOutput {
     }
 
     fn reserve(&mut self, len: usize) -> io::Result<()> {
-        if !self.buf.is_empty() && self.buf.len() + len > BUFFER {
+        let pending = self.pending();
+        if pending > 0 && pending + len > BUFFER {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Writes out everything buffered. On failure the file is cut back to
+    /// Writes out everything waiting. On failure the file is cut back to
     /// its last whole block and nothing more is written to it.
     pub fn flush(&mut self) -> io::Result<()> {
         self.failed.check()?;
-        let mut done = 0;
-        while done < self.buf.len() {
-            match self.file.write(&self.buf[done..]) {
-                Ok(0) => {
-                    let e = io::Error::from(io::ErrorKind::WriteZero);
-                    self.fail(done, &e);
-                    return Err(e);
+        let done = if self.pieces.is_empty() {
+            let mut done = 0;
+            while done < self.buf.len() {
+                match self.file.write(&self.buf[done..]) {
+                    Ok(0) => {
+                        let e = io::Error::from(io::ErrorKind::WriteZero);
+                        self.fail(done, &e);
+                        return Err(e);
+                    }
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.fail(done, &e);
+                        return Err(e);
+                    }
                 }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+            }
+            done
+        } else {
+            let mut list: Vec<Piece<'_>> = files::recycle(std::mem::take(&mut self.list));
+            list.extend(self.pieces.iter().map(|p| match *p {
+                Pending::Buffer { start, end } => Piece::Buffer { start, end },
+                Pending::Batch { batch, start, end } => Piece::Ring(&self.held[batch][start..end]),
+            }));
+            if self.mark < self.buf.len() {
+                list.push(Piece::Buffer {
+                    start: self.mark,
+                    end: self.buf.len(),
+                });
+            }
+            let result = files::write_pieces(&mut self.file, &self.buf, &list, &mut self.iov);
+            self.list = files::recycle(list);
+            match result {
+                Ok(done) => done,
+                Err((done, e)) => {
                     self.fail(done, &e);
                     return Err(e);
                 }
             }
-        }
+        };
+        debug_assert_eq!(done, self.pending());
         self.written += done as u64;
         self.records += self.buffered;
         self.buffered = 0;
         self.header_in_buf = false;
         self.buf.clear();
+        self.clear_pieces();
         Ok(())
     }
 
-    /// After a write that got only `done` bytes of the buffer out: keeps
+    /// Forgets the batches' pieces (written, or never to be): the batches
+    /// may go back to their workers.
+    fn clear_pieces(&mut self) {
+        self.pieces.clear();
+        self.held.clear();
+        self.mark = 0;
+        self.shared = 0;
+    }
+
+    /// The bytes waiting, piece by piece in order; each piece holds whole
+    /// blocks.
+    fn waiting(&self) -> impl Iterator<Item = &[u8]> {
+        let tail = (self.mark < self.buf.len()).then(|| &self.buf[self.mark..]);
+        self.pieces
+            .iter()
+            .map(|p| match *p {
+                Pending::Buffer { start, end } => &self.buf[start..end],
+                Pending::Batch { batch, start, end } => &self.held[batch][start..end],
+            })
+            .chain(tail)
+    }
+
+    /// After a write that got only `done` bytes of what waited out: keeps
     /// the whole blocks among them and cuts a partial one off the file.
     fn fail(&mut self, done: usize, e: &io::Error) {
         self.failed.set(e);
-        let mut whole = 0;
-        let mut records = 0;
-        while let Some(len) = block_len(&self.buf, whole) {
-            let end = whole + len;
-            if end > done {
-                break;
+        let (mut whole, mut records) = (0, 0);
+        let mut dropped = std::mem::take(&mut self.dropped);
+        let mut base = 0;
+        let mut cut = false;
+        for piece in self.waiting() {
+            let mut at = 0;
+            while let Some(len) = block_len(piece, at).filter(|&l| l > 0) {
+                let end = base + at + len;
+                let packet = block_type(piece, at) == Some(ENHANCED_PACKET);
+                cut |= end > done;
+                if !cut {
+                    whole = end;
+                    records += u64::from(packet);
+                } else if packet {
+                    // Never reaches the file: counted, never lost
+                    // silently. The interface id: the word after the
+                    // block's length.
+                    if let Some(n) = word(piece, at + 8).and_then(|i| dropped.get_mut(i as usize)) {
+                        *n += 1;
+                    }
+                }
+                at += len;
             }
-            if block_type(&self.buf, whole) == Some(ENHANCED_PACKET) {
-                records += 1;
-            }
-            whole = end;
+            base += piece.len();
         }
+        self.dropped = dropped;
         self.written += whole as u64;
         self.records += records;
-        // The rest never reaches the file: its packets are counted, never
-        // lost silently.
-        let mut at = whole;
-        while let Some(len) = block_len(&self.buf, at) {
-            if len == 0 {
-                break;
-            }
-            if block_type(&self.buf, at) == Some(ENHANCED_PACKET) {
-                // The interface id: the word after the block's length.
-                if let Some(n) =
-                    word(&self.buf, at + 8).and_then(|i| self.dropped.get_mut(i as usize))
-                {
-                    *n += 1;
-                }
-            }
-            at += len;
-        }
         // Only our own file (see Kind::own_file), and not one that was
         // there before whose header could not be written over it: that
         // stays as it was.
@@ -346,6 +421,7 @@ impl PcapngOutput {
             }
         }
         self.buf = Vec::new();
+        self.clear_pieces();
         self.buffered = 0;
     }
 }
@@ -388,6 +464,10 @@ pub struct MergedFile<'a> {
     on_end: Option<Box<dyn FnMut() + Send + 'a>>,
     /// Seconds since the epoch, for -G (tcpdump's time(NULL)).
     clock: fn() -> i64,
+    /// Batches the merger is done with whose bytes still wait to be
+    /// written here (by producer): they go back to their workers once
+    /// written ([`merge::Sink::returned`]).
+    kept: Vec<(usize, EpbBatch)>,
 }
 
 fn unix_seconds() -> i64 {
@@ -465,6 +545,7 @@ impl<'a> MergedFile<'a> {
             },
             on_end: Some(on_end),
             clock,
+            kept: Vec::new(),
         })
     }
 
@@ -588,6 +669,31 @@ fn name_error(e: crate::consumers::rotate::NameError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
+impl MergedFile<'_> {
+    /// Writes blocks `range` of `batch`, the next in order: copied if the
+    /// run is short, else from the batch itself (see [`SHARE_FROM`]).
+    fn write_run(&mut self, producer: usize, batch: &EpbBatch, range: std::ops::Range<usize>) {
+        let Some(out) = &mut self.out else {
+            return;
+        };
+        let count = range.len() as u64;
+        let span = batch.span(range.clone());
+        let written = match batch.shared() {
+            Some(data) if span.len() >= SHARE_FROM => out.write_shared(data, span, count),
+            _ => {
+                batch.read_ahead(range.start);
+                out.write_blocks(batch.blocks(range.clone()), count)
+            }
+        };
+        if let Err(e) = written {
+            for _ in range {
+                self.not_written(producer);
+            }
+            self.current_failed(e);
+        }
+    }
+}
+
 impl merge::Sink<EpbBatch> for MergedFile<'_> {
     /// Producer i is stream i, interface i of the file.
     fn emit(&mut self, producer: usize, batch: &EpbBatch, index: usize) {
@@ -618,14 +724,36 @@ impl merge::Sink<EpbBatch> for MergedFile<'_> {
                 }
             }
         }
-        let Some(out) = &mut self.out else {
+        self.write_run(producer, batch, index..index + 1);
+    }
+
+    /// Without rotation, a run at a time (with it, each packet may be the
+    /// one a new file starts at).
+    fn emit_run(&mut self, producer: usize, batch: &EpbBatch, range: std::ops::Range<usize>) {
+        if self.ended || self.rotator.is_some() {
+            for i in range {
+                self.emit(producer, batch, i);
+            }
             return;
-        };
-        batch.read_ahead(index);
-        if let Err(e) = out.write_block(batch.block(index)) {
-            self.not_written(producer);
-            self.current_failed(e);
         }
+        self.write_run(producer, batch, range);
+    }
+
+    fn keep(&mut self, producer: usize, batch: EpbBatch) -> Option<EpbBatch> {
+        if batch.unshared() {
+            return Some(batch);
+        }
+        self.kept.push((producer, batch));
+        None
+    }
+
+    fn returned(&mut self) -> Option<(usize, EpbBatch)> {
+        // Every write lets go of all it held at once: the last kept is as
+        // good a test as any.
+        if self.kept.last().is_some_and(|(_, b)| b.unshared()) {
+            return self.kept.pop();
+        }
+        None
     }
 
     fn round(&mut self) {
@@ -663,7 +791,7 @@ impl Drop for PcapngOutput {
     /// valid; the statistics are only written by `finish`). An output
     /// never started writes nothing (see `PcapOutput`'s drop).
     fn drop(&mut self) {
-        if !self.failed.is_set() && !self.header_in_buf && !self.buf.is_empty() {
+        if !self.failed.is_set() && !self.header_in_buf && self.pending() > 0 {
             let _ = self.flush();
         }
     }
@@ -1481,5 +1609,190 @@ mod tests {
             best = best.min(t.elapsed().as_nanos() as f64 / (rounds * per_block) as f64);
         }
         eprintln!("{best:.1} ns per packet (best of 20)");
+    }
+
+    /// Two streams' batches of mixed sizes (runs of one stream short and
+    /// long, blocks from 60 to 9000 bytes), merged into a file: `sealed`
+    /// batches as workers send them (long runs written from the batches),
+    /// or not (every block copied). Returns the file's bytes and the
+    /// batches handed back for reuse before the file was closed.
+    fn merge_mixed(name: &str, sealed: bool, packet_buffered: bool) -> (Vec<u8>, usize) {
+        use crate::consumers::merged::merge::{Limits, Merger, Sink};
+        struct Back<'f, 'a> {
+            file: &'f mut MergedFile<'a>,
+            back: usize,
+        }
+        impl Back<'_, '_> {
+            fn give_back(&mut self) {
+                while let Some((_, b)) = self.file.returned() {
+                    assert!(b.unshared());
+                    self.back += 1;
+                }
+            }
+        }
+        impl Sink<EpbBatch> for Back<'_, '_> {
+            fn emit(&mut self, producer: usize, batch: &EpbBatch, index: usize) {
+                self.file.emit(producer, batch, index);
+                self.give_back();
+            }
+            fn emit_run(
+                &mut self,
+                producer: usize,
+                batch: &EpbBatch,
+                range: std::ops::Range<usize>,
+            ) {
+                self.file.emit_run(producer, batch, range);
+                self.give_back();
+            }
+            fn done(&mut self, producer: usize, batch: EpbBatch) {
+                if self.file.keep(producer, batch).is_some() {
+                    self.back += 1;
+                }
+            }
+            fn round(&mut self) {
+                self.file.round();
+                self.give_back();
+            }
+        }
+        let path = temp_file(name);
+        let s = section(Precision::Nano);
+        let mut file =
+            MergedFile::create(&path, s.clone(), packet_buffered, None, Box::new(|| {})).unwrap();
+        let mut merger = Merger::new(2, Limits::for_retire_ms(20));
+        let sizes = [60usize, 64, 600, 1000, 1023, 1024, 1500, 4000, 9000];
+        let mut sink = Back {
+            file: &mut file,
+            back: 0,
+        };
+        for round in 0..40u32 {
+            for producer in 0..2 {
+                let mut b = EpbBatch::new();
+                // Stream 0 in runs of 1 to 5 packets between stream 1's.
+                let n = if producer == 0 {
+                    1 + round as usize % 5
+                } else {
+                    3
+                };
+                for i in 0..n {
+                    let len = sizes[(round as usize * 7 + i * 3 + producer) % sizes.len()];
+                    let data: Vec<u8> = (0..len).map(|j| (j + i) as u8).collect();
+                    let mut p = packet(&data);
+                    p.sec = 1_700_000_000 + round;
+                    p.nsec = (i * 10 + producer * 5) as u32;
+                    let info = PacketInfo::new(producer as u32, &p);
+                    b.push(
+                        s.precision,
+                        &info,
+                        &Frame::new(LinkType::Ethernet, 262_144, &p),
+                    );
+                }
+                if sealed {
+                    b.seal();
+                }
+                merger.push(producer, b);
+            }
+            if round % 3 == 2 {
+                // Every item is past the window: emitted in order, a run
+                // of a stream at a time.
+                merger.release(u64::MAX, &mut sink);
+                sink.round();
+            }
+        }
+        merger.release(u64::MAX, &mut sink);
+        sink.round();
+        let back = sink.back;
+        assert!(file.finish(&[]).error.is_none());
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        (bytes, back)
+    }
+
+    #[test]
+    fn runs_written_from_the_batches_equal_copies() {
+        for packet_buffered in [false, true] {
+            let (copied, back) = merge_mixed("copied", false, packet_buffered);
+            // Unsealed batches are never held: all back at once.
+            assert_eq!(back, 80);
+            let (shared, back) = merge_mixed("shared", true, packet_buffered);
+            assert_eq!(shared.len(), copied.len());
+            assert!(shared == copied, "the files differ");
+            if packet_buffered {
+                // Each round written at its end: every batch came back.
+                assert_eq!(back, 80);
+            } else {
+                // Those whose bytes were written before the end did.
+                assert!(back > 0 && back < 80, "{back}");
+            }
+            // Every packet, in time order, read back whole.
+            let mut r = PcapNgReader::new(&shared[..]).unwrap();
+            let (mut n, mut last) = (0, std::time::Duration::ZERO);
+            while let Some(b) = r.next_block() {
+                if let Block::EnhancedPacket(e) = b.unwrap() {
+                    assert!(e.timestamp >= last);
+                    last = e.timestamp;
+                    assert_eq!(e.data.len(), e.original_len as usize);
+                    assert!(e.data.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+                    n += 1;
+                }
+            }
+            assert_eq!(n, (0..40).map(|r| 1 + r % 5 + 3).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn a_failed_write_counts_the_blocks_of_the_batches_it_held() {
+        // Blocks written from a batch and copied ones, then a write that
+        // got only part of them out: the whole blocks among those are in
+        // the file, the rest counted per interface.
+        let path = temp_file("shared-fail");
+        let s = section(Precision::Micro);
+        let mut out = PcapngOutput::create(&path, &s, false).unwrap();
+        let mut batch = EpbBatch::new();
+        let data = [0x11u8; 1400];
+        for interface in [1, 1, 1] {
+            let p = packet(&data);
+            let info = PacketInfo::new(interface, &p);
+            batch.push(
+                s.precision,
+                &info,
+                &Frame::new(LinkType::Ethernet, 262_144, &p),
+            );
+        }
+        batch.seal();
+        let small = [0x22u8; 60];
+        let p = packet(&small);
+        let info = PacketInfo::new(0, &p);
+        let mut copy = Vec::new();
+        encode_epb(
+            &mut copy,
+            s.precision,
+            &info,
+            &Frame::new(LinkType::Ethernet, 262_144, &p),
+        );
+        out.write_blocks(&copy, 1).unwrap();
+        let shared = batch.shared().unwrap().clone();
+        out.write_shared(&shared, batch.span(0..3), 3).unwrap();
+        out.write_blocks(&copy, 1).unwrap();
+        assert!(!batch.unshared());
+        // The first copied block and one from the batch got out, and half
+        // of the next.
+        let one = batch.span(0..1).len();
+        let partial = copy.len() + one + one / 2;
+        let written = out.written as usize;
+        let mut pending = out.buf[..copy.len()].to_vec();
+        pending.extend_from_slice(&shared[batch.span(0..2)]);
+        out.file.write_all(&pending[..partial]).unwrap();
+        out.fail(partial, &io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(out.records(), 2);
+        assert_eq!(out.dropped(), &[1, 2, 0]);
+        // The file was cut back to its last whole block, and lets go of
+        // the batch.
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            written + copy.len() + one
+        );
+        drop(shared);
+        assert!(batch.unshared());
+        std::fs::remove_file(&path).unwrap();
     }
 }

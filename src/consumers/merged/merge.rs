@@ -17,8 +17,15 @@
 //!   producer, so the order does not depend on who reported first).
 //!
 //! A producer that is idle (its worker sleeps in poll() with an empty
-//! ring, reporting nothing) or stuck must not hold the file back: an item
-//! older than `now - window` is emitted even if not known safe. A packet
+//! ring) is asked: once the first item in order is older than an idle
+//! producer's watermark could let go ([`complete_until`] of now), the
+//! merger writes the eventfd of each producer holding it back
+//! ([`Inbox::ask`], at most once a tick each); the worker wakes, finds its
+//! ring empty and reports itself complete. So with a stream idle the
+//! others' items wait about two block timeouts, not the whole window
+//! (and a capture where every stream is idle wakes nobody). A producer
+//! that is stuck must not hold the file back either: an item older than
+//! `now - window` is emitted even if not known safe. A packet
 //! that reaches the merger later than that, older than what was already
 //! written, is written at once, out of order, and counted as late. The
 //! window is a few ring block timeouts ([`Limits::for_retire_ms`]): a
@@ -30,7 +37,9 @@
 //! (counted as forced). Batches waiting in the channel are bounded by its
 //! capacity (in batches, each at most one ring block of data), so the
 //! merged output holds at most `max_bytes + capacity * block_size` bytes
-//! beyond what the kernel rings hold.
+//! beyond what the kernel rings hold, plus the batches the sink keeps
+//! until it has written their bytes ([`Sink::keep`]; for the pcapng file
+//! those of at most one write, 256 KiB, each batch one ring block).
 //!
 //! Threading: one merger thread, fed by a bounded channel of batches
 //! ([`channel`], [`run`]); it writes the merged output itself. Workers send
@@ -42,12 +51,17 @@
 //! as with a slow disk behind per-stream files.
 //!
 //! Cost per item: one heap pop and push over the producers (log k), and
-//! whatever the sink does with it (for pcapng, one copy of the block).
+//! whatever the sink does with it (for pcapng, a copy of a short run of
+//! blocks, or an iovec for a long one, see [`crate::consumers::merged::file`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// Items in timestamp order, handed in together.
 pub trait Batch {
@@ -80,6 +94,18 @@ pub trait Sink<B> {
     fn done(&mut self, _producer: usize, _batch: B) {}
     /// After each round of emits: a point to flush (-U).
     fn round(&mut self) {}
+    /// Every item of `batch` was emitted: the batch back, to be reused at
+    /// once, or None while the sink still needs its bytes (a write that
+    /// lists them rather than copying); it then hands it back through
+    /// [`Sink::returned`] once it no longer does.
+    fn keep(&mut self, _producer: usize, batch: B) -> Option<B> {
+        Some(batch)
+    }
+    /// A batch [`Sink::keep`] kept that may be reused now, with its
+    /// producer.
+    fn returned(&mut self) -> Option<(usize, B)> {
+        None
+    }
 }
 
 /// How long items wait at most for other producers, in block timeouts.
@@ -487,12 +513,32 @@ pub struct Feed<B> {
     producer: usize,
     tx: SyncSender<Message<B>>,
     spares: Receiver<B>,
+    /// Written by the merger when it waits for this producer to say it
+    /// has nothing older (None: no eventfd could be made; the window
+    /// alone lets the others' items go).
+    asked: Option<Arc<EventFd>>,
     ended: bool,
 }
 
 impl<B> Feed<B> {
     pub fn producer(&self) -> usize {
         self.producer
+    }
+
+    /// For the worker's poll(): readable when the merger asks whether the
+    /// producer has anything older still to come (see the module's
+    /// description). The worker answers by looking at its ring:
+    /// [`Feed::complete_until`] if it is empty.
+    pub fn ask_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.asked.as_deref().map(|e| e.as_fd())
+    }
+
+    /// After a wake-up by [`Feed::ask_fd`]: clears it.
+    pub fn answered(&self) {
+        if let Some(e) = &self.asked {
+            // Non-blocking: EAGAIN when it was not written.
+            let _ = e.read();
+        }
     }
 
     /// Hands a batch to the merger; blocks only while the channel is full.
@@ -540,6 +586,8 @@ impl<B> Drop for Feed<B> {
 pub struct Inbox<B> {
     rx: Receiver<Message<B>>,
     spares: Vec<Sender<B>>,
+    /// Per producer: its eventfd, and when it was last asked (ns).
+    asks: Vec<(Option<Arc<EventFd>>, u64)>,
 }
 
 /// A channel for `producers` workers holding at most `capacity` messages.
@@ -547,17 +595,24 @@ pub fn channel<B>(producers: usize, capacity: usize) -> (Vec<Feed<B>>, Inbox<B>)
     let (tx, rx) = mpsc::sync_channel(capacity.max(1));
     let mut feeds = Vec::with_capacity(producers);
     let mut spares = Vec::with_capacity(producers);
+    let mut asks = Vec::with_capacity(producers);
     for producer in 0..producers {
         let (spare_tx, spare_rx) = mpsc::channel();
         spares.push(spare_tx);
+        let asked =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .ok()
+                .map(Arc::new);
+        asks.push((asked.clone(), 0));
         feeds.push(Feed {
             producer,
             tx: tx.clone(),
             spares: spare_rx,
+            asked,
             ended: false,
         });
     }
-    (feeds, Inbox { rx, spares })
+    (feeds, Inbox { rx, spares, asks })
 }
 
 /// Hands emptied batches back to their producers.
@@ -566,22 +621,36 @@ struct Recycling<'a, B, S> {
     spares: &'a [Sender<B>],
 }
 
+impl<B, S: Sink<B>> Recycling<'_, B, S> {
+    /// Hands back what the sink no longer needs (a producer that has gone
+    /// no longer takes spares).
+    fn give_back(&mut self) {
+        while let Some((producer, batch)) = self.sink.returned() {
+            let _ = self.spares[producer].send(batch);
+        }
+    }
+}
+
 impl<B, S: Sink<B>> Sink<B> for Recycling<'_, B, S> {
     fn emit(&mut self, producer: usize, batch: &B, index: usize) {
         self.sink.emit(producer, batch, index);
+        self.give_back();
     }
 
     fn emit_run(&mut self, producer: usize, batch: &B, range: std::ops::Range<usize>) {
         self.sink.emit_run(producer, batch, range);
+        self.give_back();
     }
 
     fn done(&mut self, producer: usize, batch: B) {
-        // A producer that has gone no longer takes spares.
-        let _ = self.spares[producer].send(batch);
+        if let Some(batch) = self.sink.keep(producer, batch) {
+            let _ = self.spares[producer].send(batch);
+        }
     }
 
     fn round(&mut self) {
         self.sink.round();
+        self.give_back();
     }
 }
 
@@ -619,6 +688,18 @@ impl<B: Batch> Inbox<B> {
         }
     }
 
+    /// Asks `producer` whether it has anything older than what waits
+    /// (see the module's description), unless it was asked less than
+    /// `every_ns` ago.
+    pub fn ask(&mut self, producer: usize, now_ns: u64, every_ns: u64) {
+        if let Some((Some(e), last)) = self.asks.get_mut(producer) {
+            if now_ns.saturating_sub(*last) >= every_ns {
+                *last = now_ns;
+                let _ = e.write(1);
+            }
+        }
+    }
+
     fn apply(&self, merger: &mut Merger<B>, m: Message<B>) {
         match m {
             Message::Batch(p, b) => {
@@ -637,21 +718,42 @@ impl<B: Batch> Inbox<B> {
 /// (normally [`realtime_ns`]); the loop wakes at least every `tick` to let
 /// the window release items while no message comes.
 pub fn run<B: Batch, S: Sink<B>>(
-    inbox: Inbox<B>,
+    mut inbox: Inbox<B>,
     merger: &mut Merger<B>,
     sink: &mut S,
     tick: Duration,
     mut now: impl FnMut() -> u64,
 ) -> MergeStats {
-    let mut sink = inbox.recycling(sink);
+    let tick_ns = tick.as_nanos() as u64;
+    // What an idle producer's answer lets go: items older than this
+    // before now (complete_until of the block timeout, the tick).
+    let idle_lag = 2 * tick_ns;
+    let mut timeout = tick;
+    let mut lagging = Vec::new();
     while !merger.all_ended() {
-        if !inbox.receive(merger, Some(tick)) {
+        if !inbox.receive(merger, Some(timeout)) {
             break;
         }
-        if merger.release(now(), &mut sink) > 0 {
-            sink.round();
+        let at = now();
+        if merger.release(at, &mut inbox.recycling(sink)) > 0 {
+            inbox.recycling(sink).round();
+        }
+        timeout = tick;
+        if let Some((ts, producer)) = merger.head() {
+            let askable = ts.saturating_add(idle_lag);
+            if askable <= at {
+                lagging.clear();
+                lagging.extend(merger.lagging(ts, producer));
+                for &q in &lagging {
+                    inbox.ask(q, at, tick_ns);
+                }
+            } else {
+                // Back when the head may be asked about, not a tick later.
+                timeout = Duration::from_nanos((askable - at).clamp(1_000_000, tick_ns));
+            }
         }
     }
+    let mut sink = inbox.recycling(sink);
     merger.flush(&mut sink);
     sink.round();
     merger.stats()
@@ -1024,5 +1126,56 @@ mod tests {
         assert_eq!(feed.spare(), Some(V::default()));
         assert_eq!(feed.spare(), Some(batch(&[(1, 7), (2, 8)])));
         assert_eq!(feed.spare(), None);
+    }
+
+    /// A producer whose worker sleeps (it reports nothing) holds another's
+    /// items back: once they are older than its answer could let go, the
+    /// merger asks it (its eventfd), and its answer lets them go, long
+    /// before the window would. A producer that was not in the way is not
+    /// asked.
+    #[test]
+    fn an_idle_producer_is_asked_for_its_watermark() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let (mut feeds, inbox) = channel::<V>(3, 8);
+        let tick = Duration::from_millis(20);
+        let now = 10_000_000_000u64;
+        // Older than two ticks, well inside the 100 ms window.
+        let old = now - 50_000_000;
+        let third = feeds.pop().unwrap();
+        let idle = feeds.pop().unwrap();
+        let busy = feeds.pop().unwrap();
+        // The third one has said it is complete past the item.
+        third.complete_until(now);
+        assert!(busy.send(batch(&[(old, 1)])));
+        let merging = std::thread::spawn(move || {
+            let mut merger = Merger::new(3, Limits::for_retire_ms(20));
+            let mut sink = Collect::default();
+            run(inbox, &mut merger, &mut sink, tick, || now);
+            sink
+        });
+        // Waits for the question (no timeout: the test hangs rather than
+        // passes if it never comes).
+        let fd = idle.ask_fd().unwrap();
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::NONE).unwrap();
+        idle.answered();
+        let third_fd = third.ask_fd().unwrap();
+        let mut fds = [PollFd::new(third_fd, PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0, "asked");
+        // Its ring is empty: nothing older than now minus two ticks.
+        idle.complete_until(complete_until(now, 20));
+        // The item goes on that answer: the clock stands still, so not by
+        // the window; it is out before anyone ends.
+        let mut waited = 0;
+        while busy.spare().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += 1;
+            assert!(waited < 60_000, "the item never went");
+        }
+        for f in [busy, idle, third] {
+            f.end();
+        }
+        let sink = merging.join().unwrap();
+        assert_eq!(sink.times(), [old]);
     }
 }

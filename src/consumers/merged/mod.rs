@@ -5,6 +5,7 @@
 //! orders them through a bounded reorder window; [`MergedFile`] writes
 //! (and rotates) the file.
 
+pub mod batch;
 pub mod file;
 pub mod merge;
 

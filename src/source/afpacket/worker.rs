@@ -165,6 +165,10 @@ impl<'a> Worker<'a> {
         // -c: the coordinator wakes the worker when packets were let in
         // or it wants to know the ring is empty.
         let count = self.gate.as_ref().and_then(|g| g.wake_fd());
+        // --pcapng: the merger asks when it waits for this stream to say
+        // it has nothing older (the ring is looked at after any wake-up,
+        // and an empty one answers).
+        let asked = self.consumers.ask_fd();
         let mut fds = [
             PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop, PollFlags::POLLIN),
@@ -172,8 +176,16 @@ impl<'a> Worker<'a> {
             // Polled only with -w - (then with no events: POLLERR comes
             // regardless).
             PollFd::new(watch.unwrap_or(stop), PollFlags::empty()),
+            PollFd::new(asked.unwrap_or(stop), PollFlags::POLLIN),
         ];
         let polled = poll(&mut fds, PollTimeout::NONE);
+        if asked.is_some()
+            && fds[4]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            self.consumers.answered();
+        }
         if let Some(g) = &self.gate {
             g.woken(
                 fds[2]
