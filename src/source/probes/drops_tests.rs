@@ -693,3 +693,59 @@ fn cost_of_the_device_check() {
         );
     }
 }
+
+/// The senders' rate with the probe against without it, BPF statistics
+/// off (as a user runs it): floods of datagrams to a closed port over a
+/// veth (every one a NO_SOCKET drop the probe counts), without and with
+/// the probe in turn, which first changing each round, so that the
+/// machine's other work moves both alike. A measurement, not a check:
+/// `cargo test --release --lib probes::drops::tests::senders_rate --
+/// --ignored --nocapture` (ROUNDS=N, default 20; FLOOD=N datagrams, default
+/// 200000).
+#[test]
+#[ignore = "a measurement"]
+fn senders_rate() {
+    let env = |k: &str, d: u32| std::env::var(k).map_or(d, |v| v.parse().unwrap());
+    let (rounds, flood) = (env("ROUNDS", 20), env("FLOOD", 200_000));
+    let stats = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let stats_before = stats();
+    let btf = btf();
+    let pair = Pair::new(1);
+    let vb = pair.b.ifindex("vb");
+    let rate = || {
+        let start = Instant::now();
+        pair.a
+            .run(|| send_udp(0, "192.0.2.1", ("192.0.2.2", CLOSED), flood, 18));
+        f64::from(flood) / start.elapsed().as_secs_f64()
+    };
+    rate();
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (bare, probed) = if round % 2 == 0 {
+            let bare = rate();
+            let p = probe(&btf, &pair.b, Some(vb));
+            let probed = rate();
+            assert_eq!(p.run_stats().unwrap().run_cnt, 0, "statistics on");
+            (bare, probed)
+        } else {
+            let p = probe(&btf, &pair.b, Some(vb));
+            let probed = rate();
+            drop(p);
+            (rate(), probed)
+        };
+        println!(
+            "round {round}: {bare:.0} / {probed:.0} datagrams/s without / with the probe: {:.3}",
+            probed / bare
+        );
+        ratios.push(probed / bare);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "with / without: median {:.3} [{:.3}..{:.3}] over {rounds} rounds; kernel.bpf_stats_enabled {} before, {} after",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        stats_before.trim(),
+        stats().trim()
+    );
+}
