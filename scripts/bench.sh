@@ -23,11 +23,12 @@
 # during the flood (against (b)), (dr) --drops counting on a flood the
 # kernel drops itself (to vB's own address, a UDP port nobody listens on:
 # every frame NO_SOCKET, so the probe runs per frame) against (dr-b),
-# counting on the same flood: the probe's ns per run from the kernel's BPF
-# statistics (kernel.bpf_stats_enabled=1 for the run, restored on exit),
-# the senders' rate, cpu per packet, NO_SOCKET against frames received;
-# (pa) --flows --path against (fl), alternated: the path probes' ns per run
-# (BPF statistics, as for (dr)), the senders' rate, complete, no drops;
+# counting on the same flood, alternated: the senders' rate, cpu per
+# packet, NO_SOCKET against frames received, with kernel.bpf_stats_enabled=0
+# (as a user runs it); (dr-p) the same as (dr) with the statistics on for
+# that run only: the probe's ns per run from the kernel's BPF statistics;
+# (pa) --flows --path against (fl), alternated, statistics off: the senders'
+# rate, complete, no drops; (pa-p) with them on: the path probes' ns per run;
 # the peers (dc) dumpcap -w tmpfs (pcapng)
 # and (nsg) netsniff-ng --out tmpfs (pcap), defaults for each, skipped with
 # a note when not installed, their records counted in the files with
@@ -91,7 +92,7 @@ fi
 # temp dirs rxbench-TAG-* under the tmpfs and disk directories.
 export RXBENCH_TAG=$$
 
-# The drops and path cases turn kernel.bpf_stats_enabled on; the driver restores it,
+# The drops and path cases set kernel.bpf_stats_enabled; the driver restores it,
 # and so does this trap should the driver die before it could.
 bpf_stats=/proc/sys/kernel/bpf_stats_enabled
 bpf_stats_before=$(cat "$bpf_stats" 2>/dev/null || true)

@@ -68,6 +68,7 @@ const BPF_JGT: u8 = 0x20;
 const BPF_JGE: u8 = 0x30;
 const BPF_JNE: u8 = 0x50;
 const BPF_JLT: u8 = 0xa0;
+const BPF_JSGE: u8 = 0x70;
 const BPF_CALL: u8 = 0x80;
 const BPF_EXIT: u8 = 0x90;
 /// src_reg of a 64-bit immediate load that names a map by its fd.
@@ -100,7 +101,7 @@ impl Size {
     }
 }
 
-/// Jump conditions (unsigned comparisons).
+/// Jump conditions (unsigned comparisons, but for Sge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cond {
     Eq,
@@ -108,6 +109,8 @@ pub enum Cond {
     Gt,
     Ge,
     Lt,
+    /// Signed >=.
+    Sge,
 }
 
 impl Cond {
@@ -118,6 +121,7 @@ impl Cond {
             Cond::Gt => BPF_JGT,
             Cond::Ge => BPF_JGE,
             Cond::Lt => BPF_JLT,
+            Cond::Sge => BPF_JSGE,
         }
     }
 }

@@ -262,6 +262,24 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
         .unwrap_or(0)
 }
 
+/// The tp_next_offset and tp_len words of the header at `offset`.
+///
+/// # Safety
+///
+/// `base + offset .. base + offset + H_STATUS` must lie in one readable
+/// allocation (a block, or a test's buffer) that nothing writes meanwhile.
+#[inline(always)]
+unsafe fn header_words(base: *const u8, offset: usize) -> (usize, u32) {
+    // SAFETY: the caller guarantees the 20 bytes from offset are readable;
+    // read_unaligned, as an offset from the kernel may be anything.
+    unsafe {
+        let h = base.add(offset);
+        let next = h.add(H_NEXT_OFFSET).cast::<u32>().read_unaligned();
+        let len = h.add(H_LEN).cast::<u32>().read_unaligned();
+        (next as usize, len)
+    }
+}
+
 impl<'a> Block<'a> {
     /// A Block over a buffer laid out like a ring block, for tests.
     #[cfg(test)]
@@ -329,43 +347,79 @@ impl<'a> Block<'a> {
     /// the bytes the kernel cut off; the count must be exact.
     ///
     /// The cost is the headers' cache lines: by the time the kernel hands
-    /// a block over, the rest of its work on the block's packets (skbs,
-    /// their data) has pushed the block's start out of the second-level
-    /// cache, and each header's address comes from the one before, so
-    /// the cpu cannot run ahead by itself. Each step asks for the header
-    /// [`WIRE_BYTES_AHEAD`] packets on, as if the packets between were
-    /// this one's size (a flood's are; otherwise the hint only costs a
-    /// line): one line per packet, where [`Packets`]' read-ahead asks for
-    /// three (the data too). Measured on the 2-cpu VM with the bench's
-    /// 64-byte flood and a scrape every 100 ms (capture's cpu per packet,
-    /// six alternated runs each, medians): walking [`Packets`] 25 ns,
-    /// this walk with the packet walk's read-ahead 18, with this one 15,
-    /// none 39; counting without bytes 4 to 8.
+    /// a block over, its work on the block's later packets has pushed the
+    /// block's start out of the first caches. Walking tp_next_offset, each
+    /// header's address comes from the one before, so the cpu waits for
+    /// every line in turn. But the kernel lays a block's records out one
+    /// after the other, each as long as its packet's capture (aligned),
+    /// so in a flood of one size they all have the same length: after a
+    /// header says the next lies `stride` bytes on, this walk reads the
+    /// following headers at `stride` steps as long as each says the same
+    /// (checked, so the walk is still exactly the chain), and their
+    /// addresses no longer wait for the loads before: the cpu has several
+    /// lines in flight, and the read-ahead asks for the header
+    /// [`WIRE_BYTES_AHEAD`] records on, where it lies if the run goes on
+    /// so far. A record of another size ends the run and the walk goes on from it. How many
+    /// headers of a run lie in the block is known before the run, so
+    /// there is no bounds check per header either. See the
+    /// `wire_bytes_cost` micro-benchmark and docs/PERFORMANCE.md.
     #[inline]
     pub fn wire_bytes(&self, n: usize) -> (u64, u64) {
         let block = self.data();
+        let base = block.as_ptr();
+        // The last offset whose header's first H_STATUS bytes (the two
+        // words read) lie in the block.
+        let Some(last) = block.len().checked_sub(H_STATUS) else {
+            return (0, 0);
+        };
+        let n = n.min(self.num_packets());
         let mut offset = u32_at(block, BD_OFFSET_TO_FIRST_PKT) as usize;
-        let (mut packets, mut bytes) = (0u64, 0u64);
-        for _ in 0..n.min(self.num_packets()) {
-            let Some(hdr) = block.get(offset..offset + H_STATUS) else {
+        let (mut left, mut bytes) = (n, 0u64);
+        while left > 0 && offset <= last {
+            // SAFETY: offset <= last, so both words lie in the block.
+            let (next, len) = unsafe { header_words(base, offset) };
+            left -= 1;
+            bytes += u64::from(len);
+            if next == 0 {
                 break;
+            }
+            offset += next;
+            // A run of records `next` bytes long: the headers at
+            // offset + i * next for i < run lie in the block.
+            let stride = next;
+            let run = if offset <= last {
+                left.min((last - offset) / stride + 1)
+            } else {
+                0
             };
-            packets += 1;
-            bytes += u64::from(u32_at(hdr, H_LEN));
-            match u32_at(hdr, H_NEXT_OFFSET) as usize {
-                0 => break,
-                next => {
-                    // Headers start 16-byte aligned (TPACKET_ALIGNMENT):
-                    // the two words read lie in the lines of `at` and
-                    // `at + 16`, most often one.
-                    let at = offset + WIRE_BYTES_AHEAD * next;
-                    cache::read_ahead(block, at, 1);
-                    cache::read_ahead(block, at + H_LEN, 1);
-                    offset += next;
+            // Where the chain goes on after the run: past it, unless a
+            // header in it says otherwise.
+            let mut after = (run, offset + run * stride);
+            for i in 0..run {
+                let at = offset + i * stride;
+                let ahead =
+                    base.wrapping_add(at.wrapping_add(WIRE_BYTES_AHEAD.wrapping_mul(stride)));
+                // Headers start 16-byte aligned (TPACKET_ALIGNMENT): the two
+                // words lie in the lines of `ahead` and `ahead + 16`,
+                // most often one.
+                cache::prefetch(ahead);
+                cache::prefetch(ahead.wrapping_add(H_LEN));
+                // SAFETY: i < run, so at <= last: both words lie in the
+                // block.
+                let (next, len) = unsafe { header_words(base, at) };
+                bytes += u64::from(len);
+                if next != stride {
+                    // The run ends with this header; the chain goes on
+                    // from it, or ends with it (0: an offset past any
+                    // block ends the walk).
+                    after = (i + 1, if next == 0 { usize::MAX } else { at + next });
+                    break;
                 }
             }
+            left -= after.0;
+            offset = after.1;
         }
-        (packets, bytes)
+        ((n - left) as u64, bytes)
     }
 
     /// The block's packets, in arrival order.
@@ -396,6 +450,15 @@ impl Drop for Block<'_> {
     }
 }
 
+/// How many records ahead [`Block::wire_bytes`] asks for a header, at the
+/// run's stride. In the `wire_bytes_cost` micro-benchmark (blocks of
+/// 160-byte records, 2-cpu VM) 0, 32, 64, 128 and 256 were alike when the
+/// blocks came from the last-level cache (4.4-5.3 ns per packet) or from
+/// memory (10-12): there the lines' own cost bounds the walk, not the
+/// order it asks for them in; 32 (5 KiB: the next page's walk started
+/// early) was kept.
+const WIRE_BYTES_AHEAD: usize = 32;
+
 /// Walks `num_pkts` packets through `tp_next_offset`, asking the cpu for
 /// the block's bytes [`cache::READ_AHEAD`] bytes ahead of the packet it
 /// returns.
@@ -410,11 +473,6 @@ impl Drop for Block<'_> {
 /// instructions. The flow table's micro-benchmark with the block's bytes
 /// coming from memory (RING_BLOCKS=128): 37 ns per packet without, 24
 /// with (20 with the bytes in the caches, either way).
-/// How many packets ahead [`Block::wire_bytes`] asks for a header: some
-/// 300 ns of its work, more than a line's way from memory. 16 and 64 were
-/// alike within the noise of a shared VM, 8 worse.
-const WIRE_BYTES_AHEAD: usize = 32;
-
 pub struct Packets<'a> {
     block: &'a [u8],
     offset: usize,
@@ -675,6 +733,141 @@ mod tests {
                 (take.min(n) as u64, want),
                 "take {take}"
             );
+        }
+    }
+
+    /// The walk before the runs: tp_next_offset followed header by header
+    /// (each address from the load before), with the read-ahead at the
+    /// guessed stride. Kept to compare in `wire_bytes_cost`.
+    fn wire_bytes_chained(block: &Block, n: usize) -> (u64, u64) {
+        let data = block.data();
+        let mut offset = u32_at(data, BD_OFFSET_TO_FIRST_PKT) as usize;
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        for _ in 0..n.min(block.num_packets()) {
+            let Some(hdr) = data.get(offset..offset + H_STATUS) else {
+                break;
+            };
+            packets += 1;
+            bytes += u64::from(u32_at(hdr, H_LEN));
+            match u32_at(hdr, H_NEXT_OFFSET) as usize {
+                0 => break,
+                next => {
+                    let at = offset + WIRE_BYTES_AHEAD * next;
+                    cache::read_ahead(data, at, 1);
+                    cache::read_ahead(data, at + H_LEN, 1);
+                    offset += next;
+                }
+            }
+        }
+        (packets, bytes)
+    }
+
+    #[test]
+    fn wire_bytes_of_runs_and_odd_blocks() {
+        // Runs of one size broken by others, a run that reaches the
+        // block's end, and blocks whose chain ends or leaves early.
+        let sizes: Vec<usize> = (0..3000usize)
+            .map(|i| match i % 300 {
+                0..=199 => 64,
+                200..=201 => 1400,
+                202..=279 => 128,
+                _ => 60 + (i * 37) % 1400,
+            })
+            .collect();
+        let frames: Vec<Vec<u8>> = sizes.iter().map(|&l| vec![0u8; l]).collect();
+        let order: Vec<(&[u8], u32)> = frames.iter().map(|f| (&f[..], 0)).collect();
+        for block_bytes in [4096, 64 << 10, 512 << 10] {
+            let mut pages = synthetic::buffer(block_bytes);
+            let n = synthetic::fill(synthetic::bytes(&mut pages), &order);
+            let block = Block::from_buffer(synthetic::bytes(&mut pages));
+            for take in [0, 1, 2, 199, 200, 201, 202, n / 2, n - 1, n, n + 10] {
+                let want: u64 = block.packets().take(take).map(|p| u64::from(p.len)).sum();
+                assert_eq!(block.wire_bytes(take), (take.min(n) as u64, want));
+                assert_eq!(wire_bytes_chained(&block, take), block.wire_bytes(take));
+            }
+            std::mem::forget(block);
+        }
+        // A block that claims more packets than its chain holds, and one
+        // whose offset leads past its end: the walk stops at the chain's
+        // end or the block's, never reads outside it.
+        let mut pages = synthetic::buffer(4096);
+        let b = synthetic::bytes(&mut pages);
+        let n = synthetic::fill(b, &order[..10]);
+        assert_eq!(n, 10);
+        b[BD_NUM_PKTS..BD_NUM_PKTS + 4].copy_from_slice(&1000u32.to_ne_bytes());
+        let block = Block::from_buffer(b);
+        assert_eq!(block.wire_bytes(1000), (10, 640));
+        drop(block);
+        let mut pages = synthetic::buffer(4096);
+        let b = synthetic::bytes(&mut pages);
+        synthetic::fill(b, &order[..20]);
+        // The fifth header points 4000 bytes on, past the block.
+        let fifth = 48 + 4 * 160;
+        b[fifth..fifth + 4].copy_from_slice(&4000u32.to_ne_bytes());
+        let block = Block::from_buffer(b);
+        assert_eq!(block.wire_bytes(20), (5, 320));
+        drop(block);
+        // Records of one size to the block's last byte, the last with a
+        // next offset that is not 0.
+        let mut pages = synthetic::buffer(4096);
+        let b = synthetic::bytes(&mut pages);
+        let n = synthetic::fill(b, &order[..100]);
+        let last = 48 + (n - 1) * 160;
+        b[last..last + 4].copy_from_slice(&160u32.to_ne_bytes());
+        b[BD_NUM_PKTS..BD_NUM_PKTS + 4].copy_from_slice(&1000u32.to_ne_bytes());
+        let block = Block::from_buffer(b);
+        let (packets, bytes) = block.wire_bytes(1000);
+        assert_eq!(bytes, 64 * n as u64);
+        // The zeroed bytes after the last record read as one more header
+        // where 20 bytes of them remain (as the chained walk reads them).
+        let room = (4096 - (48 + n * 160) >= H_STATUS) as u64;
+        assert_eq!(packets, n as u64 + room);
+        assert_eq!(wire_bytes_chained(&block, 1000), (packets, bytes));
+    }
+
+    /// The byte walk's cost per packet, new and chained, on blocks of
+    /// 64-byte frames (the bench's flood: 160-byte records).
+    /// RING_BLOCKS=N (default 64) walks N blocks of BLOCK_KIB (default 512,
+    /// the default snapshot length's) in turn, as a ring: each block's
+    /// headers come from the last-level cache, as a block the kernel
+    /// filled a while ago. A measurement: `cargo test --release --lib
+    /// wire_bytes_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement"]
+    fn wire_bytes_cost() {
+        let env = |k: &str, d: usize| std::env::var(k).map_or(d, |v| v.parse().unwrap());
+        let blocks = env("RING_BLOCKS", 64);
+        let block_bytes = env("BLOCK_KIB", 512) << 10;
+        let frame = [0u8; 64];
+        let order: Vec<(&[u8], u32)> = vec![(&frame[..], 0); block_bytes / 160];
+        let mut ring: Vec<_> = (0..blocks)
+            .map(|_| synthetic::buffer(block_bytes))
+            .collect();
+        let mut n = 0;
+        for pages in &mut ring {
+            n = synthetic::fill(synthetic::bytes(pages), &order);
+        }
+        type Walk = fn(&Block, usize) -> (u64, u64);
+        let walks: [(&str, Walk); 2] = [
+            ("runs", |b, n| b.wire_bytes(n)),
+            ("chained", wire_bytes_chained),
+        ];
+        for round in 0..3 {
+            for (name, walk) in walks {
+                let rounds = 4 * blocks.max(16);
+                let mut best = f64::MAX;
+                for _ in 0..10 {
+                    let t = std::time::Instant::now();
+                    for r in 0..rounds {
+                        let block = Block::from_buffer(synthetic::bytes(&mut ring[r % blocks]));
+                        let (p, bytes) = std::hint::black_box(walk(&block, n));
+                        assert_eq!((p, bytes), (n as u64, 64 * n as u64));
+                        std::mem::forget(block);
+                    }
+                    best = best.min(t.elapsed().as_nanos() as f64 / (rounds * n) as f64);
+                }
+                eprintln!("round {round} {name}: {n} packets per block, {blocks} blocks: {best:.2} ns per packet (best of 10)");
+            }
         }
     }
 }

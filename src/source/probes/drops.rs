@@ -29,11 +29,19 @@
 //! keeps as `net.ns.inum`):
 //!
 //! - `skb->dev` set (received and sent packets, through the stack): its
-//!   ifindex and namespace decide.
+//!   ifindex and namespace decide. The first drop whose device passes
+//!   both checks leaves the device's address in a one-word array
+//!   ([`Fds::device`]); from then on a drop whose `skb->dev` is that
+//!   address is the interface's without reading anything more (one
+//!   compare where there were three dependent loads), and another
+//!   device's drop still leaves after reading its ifindex. A `struct
+//!   net_device` keeps its address for as long as the device exists; the
+//!   captured interface going away ends the capture.
 //! - `skb->dev` NULL, or not a device: the word is shared with
 //!   `dev_scratch`, which UDP fills while a datagram waits in a socket
-//!   queue (truesize, length and two flags: never a kernel address, so
-//!   the program's fault-safe load of "ifindex" reads 0). The packet was
+//!   queue (truesize, length and two flags: never a kernel address, which
+//!   the program tells by the word's sign, and were it read as one, the
+//!   program's fault-safe load of "ifindex" would read 0). The packet was
 //!   received: `skb_iif` (the ifindex it arrived on, set in
 //!   __netif_receive_skb_core) must match, and the namespace is the
 //!   receiving socket's (the tracepoint's `rx_sk`, else `skb->sk`).
@@ -55,17 +63,25 @@
 //!   lo and on a veth carry their device.
 //!
 //! Cost: the program runs for every drop on the machine (the tracepoint
-//! has no filter), does 4 to 6 loads and compares, and for the
-//! interface's drops one per-cpu map lookup and an add; the counts are
-//! read by user space when asked, nothing per packet goes to user space.
+//! has no filter). Another device's drop leaves after two loads (the
+//! skb's device and its ifindex) and a compare with the remembered
+//! device; the interface's drops, once its device is remembered, after
+//! one load and that compare, then one per-cpu map lookup (which the
+//! verifier inlines) and an add; the counts are read by user space when
+//! asked, nothing per packet goes to user space.
 //! The increment is not atomic: per-cpu values are only written on their
 //! cpu, and a raw tracepoint program does not nest on a cpu (the kernel
 //! skips a run that would, counting it in the program's recursion_misses,
 //! which [`DropProbe::run_stats`] reports). Measured on 6.18 (the
-//! `cost` test: a flood of UDP datagrams to a closed port over a veth,
-//! BPF run-time statistics on, which add their own clock reads): 52-69 ns
-//! per counted drop, 45-51 ns per drop of another namespace looked at and
-//! left, no recursion misses.
+//! `cost_of_the_device_check` test: floods of UDP datagrams to a closed
+//! port over a veth, three programs on each drop, BPF run-time statistics
+//! on, which add their own clock reads, about 40 ns of each figure; six
+//! rounds, medians, the counting program run last): 55 ns per counted
+//! drop with the device remembered, 59 checked in full; 46 per drop of
+//! another namespace with the same ifindex, 43 of another ifindex. The
+//! tracepoint's first program pays some 20 ns more (run first: 74
+//! remembered, 82 in full), presumably for the lines the later ones then
+//! find in the caches. No recursion misses.
 //!
 //! Variants ([`Variant`]): with `--flows` the program also keys the
 //! interface's drops by flow ([`super::drop_flows`]), reading the
@@ -298,6 +314,10 @@ pub struct Fds {
     pub counts: i32,
     /// With [`Variant::flows`].
     pub flows: Option<i32>,
+    /// An array of one u64: the interface's device (its `struct
+    /// net_device` address) once the program has seen it, for a filter
+    /// on one interface. None: every drop is checked in full.
+    pub device: Option<i32>,
 }
 
 /// The program. Registers: r6 the context, r7 the skb, r8 the device (or
@@ -329,21 +349,51 @@ pub fn program(
         Size::DW,
         STACK_SCRATCH,
     );
-    a.jump_to(jump_imm(Cond::Eq, R8, 0, 0), "no_dev");
-    // A word that is not a device (dev_scratch) reads ifindex 0.
-    deref(
-        &mut a,
-        typed,
-        R9,
-        R8,
-        layout.dev_ifindex,
-        Size::W,
-        STACK_SCRATCH,
-    );
-    a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "no_dev");
-    if let Some(ifindex) = filter.ifindex {
+    if cfg!(target_arch = "s390x") {
+        // Kernel addresses start at 0 here: only NULL is told apart now,
+        // dev_scratch below (its ifindex reads 0).
+        a.jump_to(jump_imm(Cond::Eq, R8, 0, 0), "no_dev");
+    } else {
+        // NULL, or the UDP dev_scratch (truesize, length and two flags:
+        // below 2^57): not a kernel address, which is negative as an i64
+        // on x86-64, arm64 and the other 64-bit architectures but s390.
+        // No load to find out.
+        a.jump_to(jump_imm(Cond::Sge, R8, 0, 0), "no_dev");
+    }
+    if let (Some(ifindex), Some(device)) = (filter.ifindex, fds.device) {
+        // The interface's device, once a drop has shown where it is: one
+        // compare instead of three dependent loads (ifindex, namespace,
+        // its inode) for every drop of the interface.
+        a.push(load_map_value(R1, device, 0))
+            .push([load(Size::DW, R1, R1, 0)]);
+        a.jump_to(jump(Cond::Eq, R8, R1, 0), "ours");
+        deref(
+            &mut a,
+            typed,
+            R9,
+            R8,
+            layout.dev_ifindex,
+            Size::W,
+            STACK_SCRATCH,
+        );
+        // Another device's drop leaves here, after one load.
         a.push([mov32_imm(R1, ifindex as i32)]);
-        a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
+        a.jump_to(jump(Cond::Ne, R9, R1, 0), "not_ours");
+    } else {
+        deref(
+            &mut a,
+            typed,
+            R9,
+            R8,
+            layout.dev_ifindex,
+            Size::W,
+            STACK_SCRATCH,
+        );
+        a.jump_to(jump_imm(Cond::Eq, R9, 0, 0), "no_dev");
+        if let Some(ifindex) = filter.ifindex {
+            a.push([mov32_imm(R1, ifindex as i32)]);
+            a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
+        }
     }
     deref(
         &mut a,
@@ -355,6 +405,12 @@ pub fn program(
         STACK_SCRATCH,
     );
     a.jump_to(ja(0), "check_ns");
+    if let (Some(_), Some(_)) = (filter.ifindex, fds.device) {
+        // A word that is not a device (a tree node: below) reads ifindex
+        // 0.
+        a.label("not_ours");
+        a.jump_to(jump_imm(Cond::Ne, R9, 0, 0), "out");
+    }
 
     // No device (or a word that is not one): received here (skb_iif), in
     // the receiving socket's namespace.
@@ -416,7 +472,14 @@ pub fn program(
     );
     a.push([mov32_imm(R1, filter.netns as i32)]);
     a.jump_to(jump(Cond::Ne, R9, R1, 0), "out");
-    a.push([mov_imm(R8, 0)]);
+    if let (Some(_), Some(device)) = (filter.ifindex, fds.device) {
+        // The device is the interface's (a skb's device is a device: the
+        // namespace it says is the device's own). Remembered from here on;
+        // the same value from every cpu, so no atomic is needed.
+        a.push(load_map_value(R1, device, 0))
+            .push([store(Size::DW, R1, 0, R8)]);
+    }
+    a.label("ours").push([mov_imm(R8, 0)]);
     a.jump_to(ja(0), "reason");
     a.label("unattributed").push([mov_imm(R8, unknown_ns)]);
     // The reason, as a u32 (the enum), or the other slot.
@@ -491,6 +554,9 @@ pub struct DropProbe {
     #[allow(dead_code)]
     prog: Program,
     counts: Map,
+    /// The device the program remembers (the program holds it too).
+    #[allow(dead_code)]
+    device: Map,
     /// With [`Variant::flows`]: (flow, reason) -> packets per cpu.
     flows: Option<Map>,
     reasons: Reasons,
@@ -548,9 +614,12 @@ impl DropProbe {
                 .map_err(|e| ProbeError::os("error creating the flows' drop counters".into(), e))
             })
             .transpose()?;
+        let device = Map::create(MapType::Array, "rxtxcpu_ddev", 4, 8, 1, 0)
+            .map_err(|e| ProbeError::os("error creating the drop probe's device".into(), e))?;
         let fds = Fds {
             counts: counts.as_raw_fd(),
             flows: flows.as_ref().map(|m| m.as_raw_fd()),
+            device: Some(device.as_raw_fd()),
         };
         let insns = program(
             &layout,
@@ -566,6 +635,7 @@ impl DropProbe {
             attached,
             prog,
             counts,
+            device,
             flows,
             reasons,
             possible,

@@ -101,13 +101,19 @@ fn program_jumps_stay_inside() {
     for typed in [true, false] {
         for ifindex in [Some(1), None] {
             for (flows, locations) in [(None, false), (Some(4), true)] {
-                let fds = Fds { counts: 3, flows };
-                let filter = Filter {
-                    ifindex,
-                    netns: u32::MAX,
-                };
-                let p = program(&l, &filter, &r, fds, locations, typed);
-                assert_eq!(p.last(), Some(&ebpf::exit()));
+                for device in [None, Some(5)] {
+                    let fds = Fds {
+                        counts: 3,
+                        flows,
+                        device,
+                    };
+                    let filter = Filter {
+                        ifindex,
+                        netns: u32::MAX,
+                    };
+                    let p = program(&l, &filter, &r, fds, locations, typed);
+                    assert_eq!(p.last(), Some(&ebpf::exit()));
+                }
             }
         }
     }
@@ -243,6 +249,7 @@ fn raw_tracepoint_open_attaches_tp_btf() {
     let fds = Fds {
         counts: map.as_raw_fd(),
         flows: None,
+        device: None,
     };
     let hook = Hook::tp_btf(TRACEPOINT);
     let prog = tracing::load(
@@ -594,4 +601,151 @@ fn a_full_flow_table_is_counted() {
     assert_eq!(flows.len(), drop_flows::MAX_ENTRIES as usize);
     assert!(flows.iter().all(|f| f.2 == 1));
     assert_eq!(overflow, 100);
+}
+
+/// The program with the interface's device remembered ([`Fds::device`])
+/// and without (every drop checked in full: ifindex, namespace), run in
+/// turn on the same floods: the drops that are the interface's, and the
+/// same drops looked at by a probe of another namespace with the same
+/// ifindex (the dearest to leave) and of another ifindex. Kernel BPF
+/// statistics on. A measurement, not a check: `cargo test --release
+/// --lib probes::drops::tests::cost_of_the_device_check -- --ignored
+/// --nocapture` (ROUNDS=N, default 5).
+#[test]
+#[ignore = "a measurement"]
+fn cost_of_the_device_check() {
+    const FLOOD: u32 = 300_000;
+    let rounds: usize = std::env::var("ROUNDS").map_or(5, |v| v.parse().unwrap());
+    let btf = btf();
+    let layout = Layout::from_btf(&btf).unwrap();
+    let reasons = Reasons::from_btf(&btf).unwrap();
+    let pair = Pair::new(1);
+    let vb = pair.b.ifindex("vb");
+    let hook = Hook::tp_btf(TRACEPOINT);
+    let load = |ns: &Ns, ifindex: u32, remembered: bool| {
+        let counts = Map::create(
+            MapType::PercpuArray,
+            "t",
+            4,
+            VALUE_SIZE,
+            reasons.slots() + 1,
+            0,
+        )
+        .unwrap();
+        let device = Map::create(MapType::Array, "d", 4, 8, 1, 0).unwrap();
+        let fds = Fds {
+            counts: counts.as_raw_fd(),
+            flows: None,
+            device: remembered.then(|| device.as_raw_fd()),
+        };
+        let filter = Filter {
+            ifindex: Some(ifindex),
+            netns: ns.inode(),
+        };
+        let prog = tracing::load(
+            &btf,
+            &hook,
+            "t",
+            &program(&layout, &filter, &reasons, fds, false, true),
+        )
+        .unwrap();
+        let attached = tracing::attach(&prog, &hook).unwrap();
+        (prog, attached, counts, device)
+    };
+    let _stats = tracing::StatsOn::new().unwrap();
+    let mut table: Vec<(String, Vec<f64>)> = Vec::new();
+    for round in 0..rounds {
+        for remembered in [round % 2 == 0, round % 2 == 1] {
+            // Attached in this order, run in it: the first pays for
+            // what the tracepoint's later programs then find in the caches
+            // (the skb's first line); ORDER=counted-last swaps.
+            let mut probes = vec![
+                ("counted", load(&pair.b, vb, remembered)),
+                ("other namespace", load(&pair.a, vb, remembered)),
+                ("other ifindex", load(&pair.b, vb + 100, remembered)),
+            ];
+            if std::env::var("ORDER").is_ok_and(|o| o == "counted-last") {
+                probes.reverse();
+            }
+            pair.a
+                .run(|| send_udp(0, "192.0.2.1", ("192.0.2.2", CLOSED), FLOOD, 18));
+            for (name, (prog, ..)) in &probes {
+                let s = tracing::run_stats(prog).unwrap();
+                let key = format!(
+                    "{name}, {}",
+                    if remembered { "remembered" } else { "in full" }
+                );
+                match table.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => v.push(s.ns_per_run()),
+                    None => table.push((key, vec![s.ns_per_run()])),
+                }
+            }
+        }
+    }
+    for (key, mut v) in table {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{key}: median {:.1} ns per run [{:.1}..{:.1}] over {} rounds",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
+    }
+}
+
+/// The senders' rate with the probe against without it, BPF statistics
+/// off (as a user runs it): floods of datagrams to a closed port over a
+/// veth (every one a NO_SOCKET drop the probe counts), without and with
+/// the probe in turn, which first changing each round, so that the
+/// machine's other work moves both alike. A measurement, not a check:
+/// `cargo test --release --lib probes::drops::tests::senders_rate --
+/// --ignored --nocapture` (ROUNDS=N, default 20; FLOOD=N datagrams, default
+/// 200000).
+#[test]
+#[ignore = "a measurement"]
+fn senders_rate() {
+    let env = |k: &str, d: u32| std::env::var(k).map_or(d, |v| v.parse().unwrap());
+    let (rounds, flood) = (env("ROUNDS", 20), env("FLOOD", 200_000));
+    let stats = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let stats_before = stats();
+    let btf = btf();
+    let pair = Pair::new(1);
+    let vb = pair.b.ifindex("vb");
+    let rate = || {
+        let start = Instant::now();
+        pair.a
+            .run(|| send_udp(0, "192.0.2.1", ("192.0.2.2", CLOSED), flood, 18));
+        f64::from(flood) / start.elapsed().as_secs_f64()
+    };
+    rate();
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (bare, probed) = if round % 2 == 0 {
+            let bare = rate();
+            let p = probe(&btf, &pair.b, Some(vb));
+            let probed = rate();
+            assert_eq!(p.run_stats().unwrap().run_cnt, 0, "statistics on");
+            (bare, probed)
+        } else {
+            let p = probe(&btf, &pair.b, Some(vb));
+            let probed = rate();
+            drop(p);
+            (rate(), probed)
+        };
+        println!(
+            "round {round}: {bare:.0} / {probed:.0} datagrams/s without / with the probe: {:.3}",
+            probed / bare
+        );
+        ratios.push(probed / bare);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "with / without: median {:.3} [{:.3}..{:.3}] over {rounds} rounds; kernel.bpf_stats_enabled {} before, {} after",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        stats_before.trim(),
+        stats().trim()
+    );
 }
