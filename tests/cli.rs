@@ -29,6 +29,17 @@ fn invalid_count() {
     ]);
 }
 
+/// An empty FILE (a script's unset variable, `-w "$OUT"`) named no file:
+/// numbered, it made files called `-0`, `-1` in the current directory.
+#[test]
+fn invalid_write_file() {
+    check_usage_errors(&[
+        ("rxtxcpu", &["-w", "", "lo"], "Invalid write file ''."),
+        ("rxtxcpu", &["--write=", "lo"], "Invalid write file ''."),
+        ("rxcpu", &["--pcapng", "-w", ""], "Invalid write file ''."),
+    ]);
+}
+
 #[test]
 fn invalid_cpu_list() {
     check_usage_errors(&[

@@ -68,6 +68,25 @@ fn a_failed_start_keeps_a_file_that_was_there() {
     assert_eq!(dir.files(), ["x-0.pcap"]);
 }
 
+/// A FILE that names a directory by its form (`dir/`, `.`): numbered, the
+/// streams' files were `dir/-0`, `dir/-1`, names the user never typed. It
+/// is refused as opening it is (and as `--pcapng -w dir/` and tcpdump
+/// refuse it), and nothing is made.
+#[test]
+fn a_directory_is_no_file_template() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let slash = format!("{}/", dir.0.display());
+    let f = run_in(&ns, "rxtxcpu", &["-w", &slash, "lo"]);
+    f.assert_runtime_error(&format!("rxtxcpu: {slash}: Is a directory"));
+    let dot = format!("{}/.", dir.0.display());
+    let f = run_in(&ns, "rxcpu", &["-l0", "-w", &dot, "lo"]);
+    f.assert_runtime_error(&format!("rxcpu: {dot}: Is a directory"));
+    let f = run_in(&ns, "rxtxcpu", &["--pcapng", "-w", &slash, "lo"]);
+    f.assert_runtime_error(&format!("rxtxcpu: {slash}: Is a directory"));
+    assert!(dir.files().is_empty(), "{:?}", dir.files());
+}
+
 /// The same for the first names of a rotation (`-C 1 -W 2`: `x-0.pcap0`),
 /// and the message names the file that failed, not the stream's template.
 #[test]

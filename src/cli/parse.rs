@@ -223,6 +223,12 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
 
     let pcapng = m.get_flag("pcapng");
     let write = value("write").map(str::to_string);
+    // An empty FILE is more likely a script's unset variable (`-w "$OUT"`)
+    // than a name: numbered, it would make files called `-0`, `-1` in the
+    // current directory.
+    if write.as_deref() == Some("") {
+        return Err(invalid("write file", ""));
+    }
     if pcapng && write.is_none() {
         return Err(UsageError("--pcapng needs -w [--write].".into()));
     }

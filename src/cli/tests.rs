@@ -146,6 +146,7 @@ fn errors() {
     assert_eq!(err(&["-c", "10j"]), "Invalid count '10j'.");
     assert_eq!(err(&["-c", "-1"]), "Invalid count '-1'.");
     assert_eq!(err(&["-c", ""]), "Invalid count ''.");
+    assert_eq!(err(&["-w", "", "lo"]), "Invalid write file ''.");
     assert_eq!(
         err(&["-c", "99999999999999999999999"]),
         "Invalid count '99999999999999999999999'."

@@ -52,6 +52,16 @@ impl<'a> Outputs<'a> {
                 merged: Some(merged),
             });
         }
+        if dest == Destination::Files && names_no_file(template) {
+            // `-w dir/` (or `.`): numbered, the streams' files would be
+            // `dir/-0`, `dir/-1`, named by nothing the user typed. open(2)
+            // of the name itself says why there is no file to write, as
+            // tcpdump and the merged file report it.
+            return Err(Error::file(
+                template,
+                std::io::Error::from_raw_os_error(libc::EISDIR),
+            ));
+        }
         let mut files = Vec::new();
         for stream in streams {
             let path = dest.stream_file(template, stream.file_suffix());
@@ -106,6 +116,28 @@ impl<'a> Outputs<'a> {
         }
         if let Some(m) = &self.merged {
             m.remove();
+        }
+    }
+}
+
+/// Whether the file name part of `template` (after its last `/`) is no
+/// file's name: empty (`dir/`), `.` or `..`, each a directory.
+fn names_no_file(template: &str) -> bool {
+    let base = template.rsplit('/').next().unwrap_or(template);
+    matches!(base, "" | "." | "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_no_file;
+
+    #[test]
+    fn directories_name_no_file() {
+        for t in ["/tmp/", "dir/", ".", "..", "/tmp/x/.", "a/.."] {
+            assert!(names_no_file(t), "{t}");
+        }
+        for t in ["out", ".cap", "/tmp/x.y/out", "..x", "x.", "/tmp/.hidden"] {
+            assert!(!names_no_file(t), "{t}");
         }
     }
 }
