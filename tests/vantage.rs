@@ -421,3 +421,46 @@ fn help_of_every_name() {
     }
     assert_ne!(seen["rxqueue"], seen["rxcpu"]);
 }
+
+/// A cpu list written for a bigger machine: the cpus it names that this
+/// machine has not are named in a warning (not only with -v), singular
+/// for one, and the others are captured.
+#[test]
+fn cpus_beyond_the_machine_are_named() {
+    let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let last: u32 = possible
+        .trim()
+        .rsplit(['-', ','])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ns = Netns::new();
+    let beyond = last + 1;
+    for (list, named) in [
+        (format!("0,{beyond}"), format!("cpu {beyond}")),
+        (
+            format!("0,{beyond}-{}", beyond + 2),
+            format!("cpus {beyond}-{}", beyond + 2),
+        ),
+    ] {
+        let f = Capture::start(&ns, "rxtxcpu", &["-l", &list, "lo"]).interrupt();
+        assert_eq!(f.status.code(), Some(0), "{f}");
+        let all = if last == 0 {
+            "cpu 0".to_string()
+        } else {
+            format!("cpus 0-{last}")
+        };
+        assert!(
+            f.stderr.contains(&format!(
+                "rxtxcpu: warning: ignoring {named}: this machine has {all}\n"
+            )),
+            "{f}"
+        );
+        assert_eq!(
+            f.report().per_cpu.keys().copied().collect::<Vec<_>>(),
+            [0],
+            "{f}"
+        );
+    }
+}

@@ -189,6 +189,12 @@ pub fn every_cpu() -> Plan {
     cpu_plan(None).unwrap_or_else(|_| unreachable!("a cpu plan without a selection"))
 }
 
+/// `cpu 5` or `cpus 5-7`: a set in a message, its noun singular for one.
+fn named(set: &CpuSet, noun: &str) -> String {
+    let s = if set.len() == 1 { "" } else { "s" };
+    format!("{noun}{s} {set}")
+}
+
 fn cpu_plan(selection: Option<&Selection>) -> Result<Plan> {
     let configured = machine::configured_count();
     let all = CpuSet::first(configured);
@@ -205,7 +211,9 @@ fn cpu_plan(selection: Option<&Selection>) -> Result<Plan> {
         // Not only with -v: a cpu list written for a bigger machine should
         // not silently capture less than it says.
         warnings.push(format!(
-            "warning: ignoring cpus {unconfigured}: this machine has cpus {all}"
+            "warning: ignoring {}: this machine has {}",
+            named(&unconfigured, "cpu"),
+            named(&all, "cpu")
         ));
     }
     Ok(Plan {
@@ -267,7 +275,9 @@ fn queue_plan(opts: &Options) -> Result<Plan> {
     let mut warnings = Vec::new();
     if !unconfigured.is_empty() {
         warnings.push(format!(
-            "warning: ignoring queues {unconfigured}: {name} has queues {all}"
+            "warning: ignoring {}: {name} has {}",
+            named(&unconfigured, "queue"),
+            named(&all, "queue")
         ));
     }
     Ok(Plan {
@@ -301,7 +311,9 @@ fn numa_plan(opts: &Options) -> Result<Plan> {
     let mut warnings = Vec::new();
     if !unconfigured.is_empty() {
         warnings.push(format!(
-            "warning: ignoring numa nodes {unconfigured}: this machine has numa nodes {configured}"
+            "warning: ignoring {}: this machine has {}",
+            named(&unconfigured, "numa node"),
+            named(&configured, "numa node")
         ));
     }
     let streams = chosen
