@@ -405,8 +405,8 @@ fn interface_arguments_and_filter_expressions() {
         ),
         (
             "rxtxcpu",
-            &["eth0", "udp", "prot", "9"],
-            "Only one interface argument is allowed (got [ 'eth0', 'udp', 'prot', '9' ]).",
+            &["eth0", "eth1", "udp", "prot", "9"],
+            "Only one interface argument is allowed (got [ 'eth0', 'eth1', 'udp', 'prot', '9' ]).",
         ),
         (
             "rxtxcpu",

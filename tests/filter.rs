@@ -134,6 +134,12 @@ fn bad_expressions() {
             vec!["--filter", "tcp port", "-w", &out, "lo"],
             "rxtxcpu: invalid filter expression 'tcp port': can't parse filter expression: syntax error",
         ),
+        // After the interface, words that begin like a filter are one:
+        // libpcap's message, not the one about interfaces.
+        (
+            vec!["lo", "udp", "prot", "9"],
+            "rxtxcpu: invalid filter expression 'udp prot 9': can't parse filter expression: syntax error",
+        ),
         (
             vec!["--filter", "host nosuchhost.invalid", "lo"],
             "rxtxcpu: invalid filter expression 'host nosuchhost.invalid': unknown host 'nosuchhost.invalid'",

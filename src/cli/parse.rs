@@ -188,7 +188,7 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         // words that are no filter expression (`lo lo2`) still get its
         // message. With -i the words can only be an expression, and a bad
         // one gets libpcap's message when the capture compiles it.
-        if dash_i.is_none() && !is_filter_expression(e) {
+        if dash_i.is_none() && !is_filter_expression(e) && !starts_like_a_filter(words[1]) {
             let quoted: Vec<String> = words.iter().map(|i| format!("'{i}'")).collect();
             return Err(UsageError(format!(
                 "Only one interface argument is allowed (got [ {} ]).",
@@ -468,6 +468,43 @@ const RSS_HASH_OPTIONS: &[&str] = &[
 /// (for Ethernet, what nearly every expression compiles for; the capture
 /// compiles it again for the interface's link type). No libpcap: no
 /// expression.
+/// Words that begin a tcpdump filter expression and are hardly an
+/// interface's name: after one of them the words are taken as a filter
+/// even when they do not compile (`lo udp port`), so that the user gets
+/// libpcap's message rather than the one about interfaces.
+fn starts_like_a_filter(word: &str) -> bool {
+    const PRIMITIVES: &[&str] = &[
+        "udp",
+        "tcp",
+        "icmp",
+        "icmp6",
+        "ip",
+        "ip6",
+        "arp",
+        "rarp",
+        "sctp",
+        "host",
+        "net",
+        "port",
+        "portrange",
+        "src",
+        "dst",
+        "ether",
+        "vlan",
+        "not",
+        "less",
+        "greater",
+        "proto",
+        "broadcast",
+        "multicast",
+        "inbound",
+        "outbound",
+        "!",
+        "(",
+    ];
+    PRIMITIVES.contains(&word) || word.starts_with('(')
+}
+
 fn is_filter_expression(e: &str) -> bool {
     !e.trim().is_empty()
         && crate::filter::compile(e, crate::packet::LinkType::Ethernet, DEFAULT_SNAPLEN).is_ok()

@@ -259,9 +259,16 @@ fn interface_and_expression() {
         err(&["lo", "lo2", "lo3"]),
         "Only one interface argument is allowed (got [ 'lo', 'lo2', 'lo3' ])."
     );
+    // A filter's first word that is no interface's name: the words are a
+    // filter, and a bad one gets libpcap's message when it is compiled.
+    let o = opts(&["lo", "udp", "prot", "9"]);
     assert_eq!(
-        err(&["lo", "udp", "prot", "9"]),
-        "Only one interface argument is allowed (got [ 'lo', 'udp', 'prot', '9' ])."
+        o.filter,
+        Some(FilterSource::Expression("udp prot 9".into()))
+    );
+    assert_eq!(
+        err(&["lo", "eth0", "udp"]),
+        "Only one interface argument is allowed (got [ 'lo', 'eth0', 'udp' ])."
     );
     assert_eq!(
         err(&["lo", "icmp", "--filter=udp"]),
