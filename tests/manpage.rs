@@ -581,3 +581,37 @@ fn readme_mentions_every_option() {
     }
     assert!(missing.is_empty(), "README.md does not mention {missing:?}");
 }
+
+/// Every key of a JSON report's flow_summary is named in JSON REPORT: a
+/// reader of that section alone learns them all (expired and
+/// expired_packets came with --flows-idle and were documented only
+/// there). A real capture makes the report, so a key added later without
+/// its words fails here.
+#[test]
+fn json_flow_summary_keys_are_documented() {
+    use common::{udp_flow, Capture, Netns, LO, UDP_PORT};
+    use nix::sys::signal::Signal;
+    let ns = Netns::new();
+    #[rustfmt::skip]
+    let cap = Capture::start(&ns, "rxtxcpu", &["--flows", "--flows-idle=1", "--drops",
+                                               "--json", "lo"]);
+    // No socket on UDP_PORT: a kernel drop of a flow, so the --drops
+    // keys are there too.
+    udp_flow(&ns, 0, (LO.into(), 4000), (LO.into(), UDP_PORT), 1);
+    cap.signal(Signal::SIGINT);
+    let report = cap.wait().json();
+    let summary = report["flow_summary"].as_object().expect("flow_summary");
+    let text = section(&rendered(), "JSON REPORT").join(" ");
+    let words: BTreeSet<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let missing: Vec<&String> = summary
+        .keys()
+        .filter(|k| !words.contains(k.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in JSON REPORT: {missing:?}\n{report}"
+    );
+    assert!(summary.contains_key("expired"), "{report}");
+}
