@@ -323,3 +323,33 @@ fn at_the_xdp_hook() {
     assert_eq!(repeats[0]["copies"], 300, "{f}");
     assert_eq!(repeats[0]["streams"], serde_json::json!({"1": 300}), "{f}");
 }
+
+/// RATE/S counts the gaps between copies, not the copies: 11 copies
+/// span 10 gaps, so rate times (last - first) is 10. The copies are
+/// spaced a few milliseconds apart only so that the span dwarfs the
+/// microseconds of the JSON times; nothing here depends on how long the
+/// gaps really are.
+#[test]
+fn the_rate_counts_the_gaps_between_copies() {
+    const COPIES: usize = 11;
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let cap = Capture::start(&a, "txcpu", &["--repeats", "--json", &va.ifname]);
+    let frame = udp_frame(&va, &vb, 40000, b"sent again and again");
+    for _ in 0..COPIES {
+        send_frames(&a, 1, &va.ifname, vec![frame.clone()]);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let r = f.json();
+    let p = &r["repeats"][0];
+    assert_eq!(p["copies"], COPIES as u64, "{f}");
+    let span = p["last"].as_f64().unwrap() - p["first"].as_f64().unwrap();
+    let gaps = p["rate"].as_f64().unwrap() * span;
+    let expected = (COPIES - 1) as f64;
+    assert!(
+        (gaps - expected).abs() < 0.01 * expected,
+        "{gaps} gaps: {f}"
+    );
+}

@@ -185,11 +185,13 @@ pub struct Repeat {
 
 impl Repeat {
     /// Copies per second between the first and the last; None when they
-    /// came within the same nanosecond.
+    /// came within the same nanosecond. N copies span N - 1 gaps: the
+    /// first copy opens the span, so 5 copies 50 ms apart are 20 a
+    /// second (counting it, the rate read 25).
     pub fn rate(&self) -> Option<f64> {
         let ns = |(s, n): (u32, u32)| u64::from(s) * 1_000_000_000 + u64::from(n);
         let span = ns(self.last).saturating_sub(ns(self.first));
-        (span > 0).then(|| self.copies as f64 * 1e9 / span as f64)
+        (span > 0).then(|| self.copies.saturating_sub(1) as f64 * 1e9 / span as f64)
     }
 
     /// The decode line of its sample, from a capture of link type `link`.

@@ -536,7 +536,8 @@ fn merge_sums_copies_per_packet_most_first() {
     assert_eq!((five.first, five.last), ((15, 0), (30, 0)));
     // The earliest copy's sample.
     assert_eq!(five.sample, b"five2");
-    assert_eq!(five.rate(), Some(10.0));
+    // 150 copies over 15 s: 149 gaps.
+    assert_eq!(five.rate(), Some(149.0 / 15.0));
     assert_eq!(r.streams.len(), 3);
     assert_eq!(r.streams[2].0, 2);
     assert_eq!(r.streams[2].1.percent(), 60.0);
