@@ -992,3 +992,44 @@ fn bytes_counted_from_the_headers_alone_are_exact() {
     assert_eq!(f.status.code(), Some(0), "{f}");
     f.assert_report(&[(0, 20), (1, 50)]);
 }
+
+/// --flows-idle when the traffic stops: the flows of the last burst leave
+/// the table although no block comes after them to sweep before (the
+/// worker wakes for the sweep), so the served gauge falls to 0 and the
+/// report counts them as expired, not listed.
+#[test]
+fn idle_flows_expire_when_the_traffic_stops() {
+    use std::net::IpAddr;
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = common::veth_pair(&a, &b);
+    let sink = common::UdpSink::bind(&b, vb.addr);
+    #[rustfmt::skip]
+    let cap = common::Capture::start(&b, "rxcpu", &["--metrics", ADDR, "--flows", "--flows-idle=1",
+                                                    "--json", "--filter", "udp", &vb.ifname]);
+    for sport in 4000..4003 {
+        common::udp_flow(
+            &a,
+            0,
+            (IpAddr::V4(va.addr), sport),
+            (IpAddr::V4(vb.addr), common::UDP_PORT),
+            2,
+        );
+    }
+    sink.expect(6);
+    let tracked = || {
+        let body = prometheus::http_get(&b.name, addr(), "/metrics").unwrap().1;
+        single(&body, "rxtxcpu_flows_tracked").unwrap()
+    };
+    common::wait_until("the three flows in the table", || tracked() == 3.0);
+    // Nothing more is sent: only the worker's own wake-up sweeps them.
+    common::wait_until("the idle flows to leave the table", || tracked() == 0.0);
+    cap.signal(common::Signal::SIGINT);
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    let s = &f.json()["flow_summary"];
+    assert_eq!(
+        (&s["expired"], &s["expired_packets"], &s["listed"]),
+        (&3.into(), &6.into(), &0.into()),
+        "{f}"
+    );
+}

@@ -244,6 +244,27 @@ impl Consumers<'_> {
         (taken, outcome)
     }
 
+    /// With `--flows-idle`: how long the worker may wait for a block
+    /// before a sweep is due (see [`FlowTable::sweep_period_ms`]).
+    pub fn sweep_period_ms(&self) -> Option<u32> {
+        self.flows.as_ref().and_then(FlowTable::sweep_period_ms)
+    }
+
+    /// The ring is empty: sweeps idle flows out if a sweep is due. A sweep
+    /// otherwise comes only before a block's packets, so after the last
+    /// packet of a burst the table (and the served gauges) kept flows
+    /// idle for far longer than `--flows-idle`. The table is settled
+    /// between blocks.
+    pub fn sweep_while_idle(&mut self) {
+        if let Some(t) = &mut self.flows {
+            let before = t.len();
+            t.sweep_if_due();
+            if let (Some((_, tracked)), true) = (self.flow_counts, t.len() != before) {
+                tracked.store(t.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Whether [`Consumers::idle`] has anyone to tell.
     pub fn wants_idle(&self) -> bool {
         self.merged.is_some()

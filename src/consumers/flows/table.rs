@@ -348,6 +348,14 @@ impl FlowTable {
         }
     }
 
+    /// With `--flows-idle`, how often a sweep is due (a quarter of the
+    /// idle time, at least a second): the longest a worker may sleep on an
+    /// empty ring, or flows that went quiet with the rest of the traffic
+    /// would never leave.
+    pub fn sweep_period_ms(&self) -> Option<u32> {
+        self.idle.map(|idle| (idle / 4).max(1) * 1000)
+    }
+
     /// With `--flows-idle`: flows whose last packet is more than `idle`
     /// seconds older than the wall clock leave the table (their
     /// counts go into the expired totals, their budget back). Checked

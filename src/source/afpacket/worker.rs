@@ -178,7 +178,14 @@ impl<'a> Worker<'a> {
             PollFd::new(watch.unwrap_or(stop), PollFlags::empty()),
             PollFd::new(asked.unwrap_or(stop), PollFlags::POLLIN),
         ];
-        let polled = poll(&mut fds, PollTimeout::NONE);
+        // --flows-idle: wake for the next sweep even if no block comes.
+        let timeout = self
+            .consumers
+            .sweep_period_ms()
+            .map_or(PollTimeout::NONE, |ms| {
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            });
+        let polled = poll(&mut fds, timeout);
         if asked.is_some()
             && fds[4]
                 .revents()
@@ -239,6 +246,7 @@ impl<'a> Worker<'a> {
             // asked), not only once the worker is idle.
             self.answer_flow_request();
             let Some(block) = self.ring.next_block() else {
+                self.consumers.sweep_while_idle();
                 self.idle();
                 return Flow::More;
             };
