@@ -230,6 +230,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
             }
         }
     }
+    for warning in plan.came_online() {
+        errln!("{}: {warning}", opts.name);
+    }
     Ok(report::print(opts, plan, &report).max(status))
 }
 

@@ -132,6 +132,34 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Said whether or not -v is given.
     pub warnings: Vec<String>,
+    /// Members left out for being offline when the plan was made (cpus;
+    /// numa nodes without an online cpu): their packets are not captured
+    /// should they come online during the capture ([`Plan::came_online`]).
+    pub offline: CpuSet,
+}
+
+impl Plan {
+    /// Warnings for the members that were offline when the capture
+    /// started and are online at its end: the kernel handled packets on
+    /// them that no stream captured, and the report must not read as if
+    /// it covered them.
+    pub fn came_online(&self) -> Vec<String> {
+        let (online, noun) = match self.vantage {
+            Vantage::Cpu => (machine::online(), "cpu"),
+            Vantage::Numa => (machine::numa_nodes().with_cpus, "numa node "),
+            Vantage::Queue => return Vec::new(),
+        };
+        self.offline
+            .intersection(&online)
+            .iter()
+            .map(|m| {
+                format!(
+                    "warning: {noun}{m} came online during the capture and was not captured \
+                     (it was offline when the capture started)"
+                )
+            })
+            .collect()
+    }
 }
 
 /// Works out the streams `opts` asks for on this machine (and, per queue,
@@ -230,6 +258,7 @@ fn cpu_plan(selection: Option<&Selection>) -> Result<Plan> {
             .collect(),
         notes,
         warnings,
+        offline,
     })
 }
 
@@ -287,6 +316,7 @@ fn queue_plan(opts: &Options) -> Result<Plan> {
         streams,
         notes,
         warnings,
+        offline: CpuSet::new(),
     })
 }
 
@@ -335,6 +365,7 @@ fn numa_plan(opts: &Options) -> Result<Plan> {
         streams,
         notes,
         warnings,
+        offline,
     })
 }
 
