@@ -75,6 +75,7 @@ fn snapshot() -> Snapshot {
             split: Some(2),
             unexpected: Some(1),
             tracked: 9,
+            untracked_packets: 40,
         }),
         cpus: Some(vec![
             CpuCounters {

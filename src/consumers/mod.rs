@@ -44,8 +44,9 @@ pub struct Consumers<'a> {
     /// `--live` with `--repeats`: the stream's repeated copies so far.
     pub repeated: Option<&'a AtomicU64>,
     /// `--metrics` with `--flows`: the flows the stream's table has seen
-    /// and holds now, published once a ring block.
-    pub flow_counts: Option<(&'a AtomicU64, &'a AtomicU64)>,
+    /// and holds now, and the packets of flows it had no room for,
+    /// published once a ring block.
+    pub flow_counts: Option<(&'a AtomicU64, &'a AtomicU64, &'a AtomicU64)>,
     /// `--live`: the bytes (wire lengths) of the packets taken.
     pub bytes: Option<&'a AtomicU64>,
 }
@@ -141,9 +142,10 @@ impl Consumers<'_> {
                 taken += 1;
             }
             t.settle();
-            if let Some((seen, tracked)) = self.flow_counts {
+            if let Some((seen, tracked, untracked)) = self.flow_counts {
                 seen.store(t.seen(), Ordering::Relaxed);
                 tracked.store(t.len() as u64, Ordering::Relaxed);
+                untracked.store(t.untracked_packets(), Ordering::Relaxed);
             }
             if let Some(b) = self.bytes {
                 b.fetch_add(bytes, Ordering::Relaxed);
@@ -212,9 +214,10 @@ impl Consumers<'_> {
         }
         if let Some(t) = &mut self.flows {
             t.settle();
-            if let Some((seen, tracked)) = self.flow_counts {
+            if let Some((seen, tracked, untracked)) = self.flow_counts {
                 seen.store(t.seen(), Ordering::Relaxed);
                 tracked.store(t.len() as u64, Ordering::Relaxed);
+                untracked.store(t.untracked_packets(), Ordering::Relaxed);
             }
         }
         if let (Some(w), Some(r)) = (&self.repeats, self.repeated) {
@@ -259,7 +262,7 @@ impl Consumers<'_> {
         if let Some(t) = &mut self.flows {
             let before = t.len();
             t.sweep_if_due();
-            if let (Some((_, tracked)), true) = (self.flow_counts, t.len() != before) {
+            if let (Some((_, tracked, _)), true) = (self.flow_counts, t.len() != before) {
                 tracked.store(t.len() as u64, Ordering::Relaxed);
             }
         }

@@ -10,7 +10,7 @@
 //! | `rxtxcpu_packets_total`, `rxtxcpu_bytes_total`, `rxtxcpu_kernel_drops_total` | interface, vantage, direction, stream | one per stream |
 //! | `rxtxcpu_repeated_copies_total` (`--repeats`) | same | one per stream |
 //! | `rxtxcpu_kernel_drops_by_reason_total` (`--drops`) | interface, cpu, reason | one per cpu and reason seen |
-//! | `rxtxcpu_flows_seen_total`, `rxtxcpu_flows_tracked`, `_split`, `_unexpected` (`--flows`) | interface, vantage, direction | one each |
+//! | `rxtxcpu_flows_seen_total`, `rxtxcpu_flows_tracked`, `_split`, `_unexpected`, `rxtxcpu_flows_untracked_packets_total` (`--flows`) | interface, vantage, direction | one each |
 //! | `rxtxcpu_softirqs_total` (cpu vantage) | cpu, type (`NET_RX`, `NET_TX`) | two per cpu |
 //! | `rxtxcpu_softnet_*_total` (cpu vantage) | cpu | five per online cpu |
 //! | `rxtxcpu_build_info` | version | one |
@@ -110,6 +110,7 @@ pub mod names {
     pub const FLOWS_SPLIT: &str = "rxtxcpu_flows_split";
     pub const FLOWS_UNEXPECTED: &str = "rxtxcpu_flows_unexpected";
     pub const FLOWS_TRACKED: &str = "rxtxcpu_flows_tracked";
+    pub const FLOWS_UNTRACKED_PACKETS: &str = "rxtxcpu_flows_untracked_packets";
     pub const SOFTIRQS: &str = "rxtxcpu_softirqs";
     pub const SOFTNET_PROCESSED: &str = "rxtxcpu_softnet_processed";
     pub const SOFTNET_DROPPED: &str = "rxtxcpu_softnet_dropped";
@@ -285,6 +286,12 @@ impl Collector for Scrape {
                 "Entries in the streams' flow tables now: a flow seen on two streams is two (--flows).",
                 capture,
                 flows.tracked,
+            )?;
+            counters(
+                &mut encoder,
+                names::FLOWS_UNTRACKED_PACKETS,
+                "Packets of flows the flow tables had no room for (--flows-max reached): counted, in no flow (--flows).",
+                [(capture, flows.untracked_packets)],
             )?;
         }
         if let Some(cpus) = &snap.cpus {

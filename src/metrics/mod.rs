@@ -124,6 +124,9 @@ pub struct FlowCounts {
     /// Flows in the tables now (bounded by `--flows-max`, shrinking as
     /// idle flows expire).
     pub tracked: u64,
+    /// Packets of flows the tables had no room for (`--flows-max`
+    /// reached): counted, in no flow.
+    pub untracked_packets: u64,
 }
 
 /// One cpu's kernel counters, each since boot and 64 bits wide (see

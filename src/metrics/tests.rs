@@ -53,6 +53,7 @@ fn everything() -> Snapshot {
             split: Some(1),
             unexpected: Some(2),
             tracked: 3,
+            untracked_packets: 9,
         }),
         cpus: Some(vec![
             CpuCounters {
@@ -156,6 +157,7 @@ fn optional_families_appear_with_their_snapshot_fields() {
         format!("rxtxcpu_flows_split{{{STREAM}}} 1"),
         format!("rxtxcpu_flows_unexpected{{{STREAM}}} 2"),
         format!("rxtxcpu_flows_tracked{{{STREAM}}} 3"),
+        format!("rxtxcpu_flows_untracked_packets_total{{{STREAM}}} 9"),
         r#"rxtxcpu_softirqs_total{cpu="0",type="NET_RX"} 100"#.into(),
         r#"rxtxcpu_softirqs_total{cpu="1",type="NET_TX"} 6"#.into(),
         r#"rxtxcpu_softnet_processed_total{cpu="0"} 90"#.into(),

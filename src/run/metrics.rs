@@ -125,6 +125,7 @@ impl crate::metrics::Source for Scraped<'_> {
                 split: self.join.map(FlowJoin::split),
                 unexpected: self.join.and_then(FlowJoin::unexpected),
                 tracked: sum(&self.shared.flows_tracked),
+                untracked_packets: sum(&self.shared.flows_untracked),
             }),
             cpus,
         }

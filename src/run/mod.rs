@@ -296,8 +296,13 @@ fn consumers<'a>(
                 repeated: ((opts.live.is_some() || opts.metrics.is_some())
                     && opts.repeats.is_some())
                 .then(|| &shared.repeated[slot]),
-                flow_counts: (opts.metrics.is_some() && opts.flows.is_some())
-                    .then(|| (&shared.flows_seen[slot], &shared.flows_tracked[slot])),
+                flow_counts: (opts.metrics.is_some() && opts.flows.is_some()).then(|| {
+                    (
+                        &shared.flows_seen[slot],
+                        &shared.flows_tracked[slot],
+                        &shared.flows_untracked[slot],
+                    )
+                }),
                 bytes: bytes.then(|| &shared.bytes[slot]),
             }
         })

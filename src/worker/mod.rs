@@ -61,6 +61,7 @@ pub struct Shared {
     /// seen and holds now.
     pub flows_seen: Vec<AtomicU64>,
     pub flows_tracked: Vec<AtomicU64>,
+    pub flows_untracked: Vec<AtomicU64>,
     pub repeat_tops: Vec<Mutex<Option<(u64, Listed)>>>,
 }
 
@@ -86,6 +87,7 @@ impl Shared {
             repeated: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             flows_seen: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             flows_tracked: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            flows_untracked: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             repeat_tops: (0..workers).map(|_| Mutex::new(None)).collect(),
         })
     }

@@ -521,7 +521,6 @@ impl FlowTable {
     }
 
     /// Packets of flows that found the budget spent.
-    #[cfg(test)]
     pub fn untracked_packets(&self) -> u64 {
         self.tally.untracked_packets
     }
