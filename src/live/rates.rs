@@ -138,6 +138,19 @@ pub struct Rates {
 pub type DropRate = (String, String, u64, Option<f64>);
 
 impl Rates {
+    /// The rates for a view of `vantage`: the kernel's drops are counted
+    /// per cpu, so only a cpu stream has its own; a queue's or node's id
+    /// is not a cpu number (matching it to one gave queue1 the drops of
+    /// cpu1's packets, which the capture had put on queue0).
+    pub fn for_vantage(mut self, vantage: crate::options::Vantage) -> Rates {
+        if vantage != crate::options::Vantage::Cpu {
+            for s in &mut self.streams {
+                s.kernel_drops_ps = None;
+            }
+        }
+        self
+    }
+
     /// The rates from `prev` to `cur`; with no `prev` only the counts.
     /// Streams are matched by id; one missing from `prev` counts from 0.
     pub fn between(prev: Option<&Snapshot>, cur: &Snapshot) -> Rates {

@@ -275,7 +275,7 @@ pub fn render_table(
     width: usize,
     height: usize,
 ) -> Vec<String> {
-    let rates = Rates::between(prev, cur);
+    let rates = Rates::between(prev, cur).for_vantage(header.vantage);
     let cpu_columns = header.vantage == super::Vantage::Cpu && cur.cpus.is_some();
     let layout = Layout::new(&rates, cpu_columns, width);
 
@@ -430,7 +430,7 @@ fn cut(s: &mut String, width: usize) {
 /// The plain lines for the interval from `prev` to `cur`: one per stream,
 /// then one per flow. None for the first snapshot.
 pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> Vec<String> {
-    let r = Rates::between(prev, cur);
+    let r = Rates::between(prev, cur).for_vantage(header.vantage);
     let Some(dt) = r.dt else {
         return Vec::new();
     };
@@ -497,7 +497,7 @@ pub fn render_plain(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) ->
 /// The JSON line for the interval from `prev` to `cur` (no newline). None
 /// for the first snapshot.
 pub fn render_json(header: &Header, prev: Option<&Snapshot>, cur: &Snapshot) -> Option<String> {
-    let r = Rates::between(prev, cur);
+    let r = Rates::between(prev, cur).for_vantage(header.vantage);
     let dt = r.dt?;
     let cpu = header.vantage == super::Vantage::Cpu && cur.cpus.is_some();
     let t = &r.total;
