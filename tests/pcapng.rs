@@ -794,3 +794,42 @@ fn frames_of_every_size_reach_the_merged_file_whole() {
         );
     }
 }
+
+/// With --json, each stream's object says what its -W ring overwrote
+/// (`rotated_away`: files and the packets they held), so that a script
+/// can tell how many of `captured` are still in files; a stream whose
+/// ring overwrote nothing has no such key.
+#[test]
+fn json_says_what_the_ring_overwrote() {
+    let ns = Netns::new();
+    let dir = TempDir::new();
+    let template = dir.path("w.pcap");
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["-C", "1", "-W", "3", "--json", "-w", &template, "lo"],
+    );
+    let sink = UdpSink::bind(&ns, LO);
+    for _ in 0..60 {
+        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
+        sink.expect(50);
+    }
+    let f = cap.interrupt();
+    let j = f.json();
+    let kept: u64 = dir
+        .files()
+        .iter()
+        .filter(|n| n.starts_with("w-0."))
+        .map(|n| read_pcap(&dir.path(n)).1.len() as u64)
+        .sum();
+    let cpu0 = &j["streams"][0];
+    assert_eq!(cpu0["captured"], 6000, "{f}");
+    // 6000 records of 1058 bytes fill 7 files of 1 MB: 4 were overwritten.
+    assert_eq!(cpu0["rotated_away"]["files"], 4, "{f}");
+    assert_eq!(
+        cpu0["rotated_away"]["packets"].as_u64(),
+        Some(6000 - kept),
+        "{f}"
+    );
+    assert!(j["streams"][1].get("rotated_away").is_none(), "{f}");
+}

@@ -19,6 +19,9 @@ pub struct Report {
     pub streams: Vec<StreamCount>,
     /// Lines for stderr before the report (files rotated away).
     pub notes: Vec<String>,
+    /// Per stream slot, with `-W`: the files its ring overwrote and the
+    /// packets they held (for `--json`; the notes say it in words).
+    pub rotated_away: Vec<Option<(u64, u64)>>,
     /// The -G -W file limit ended the capture.
     pub file_limit: bool,
     /// With `--flows`.
@@ -99,11 +102,16 @@ impl Report {
     /// limit. Returns the stream's flow table.
     pub fn take_leftovers(
         &mut self,
+        slot: usize,
         place: &str,
         l: crate::consumers::Leftovers,
     ) -> Option<crate::consumers::flows::FlowTable> {
         let (files, records) = l.rotated_away;
         if files > 0 {
+            if self.rotated_away.len() <= slot {
+                self.rotated_away.resize(slot + 1, None);
+            }
+            self.rotated_away[slot] = Some((files, records));
             self.notes.push(format!(
                 "{} in {} rotated away {place}.",
                 count(records, "packet"),
@@ -143,70 +151,76 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
     let label = |id: u32| crate::vantage::short_label(plan.vantage, id);
     let id = |id: u32| (id != crate::vantage::NO_ID).then_some(id);
     let rows = opts.flows.unwrap_or(0);
-    let text = if opts.json {
-        let total = report.streams.iter().map(|s| s.packets).sum();
-        let streams = report
-            .streams
-            .iter()
-            .zip(&plan.streams)
-            .map(|(c, s)| flows::json::StreamJson {
-                id: s.id(),
-                name: s.short_label(),
-                captured: c.packets,
-                dropped: c.drops,
-            })
-            .collect();
-        let mut json = flows::json::Report::new(
-            plan.vantage.as_str(),
-            opts.interface.as_deref(),
-            opts.direction.as_str(),
-            streams,
-            total,
-        );
-        if let Some(f) = &report.flows {
-            json = json.with_flows(f, rows, &id, &label);
-        }
-        if let Some(found) = &report.repeats {
-            let r = &found.repeats;
-            json.repeats = Some(
-                r.packets
+    let text =
+        if opts.json {
+            let total = report.streams.iter().map(|s| s.packets).sum();
+            let streams =
+                report
+                    .streams
                     .iter()
-                    .map(|p| RepeatJson::new(p, found.link, &id, &label))
-                    .collect(),
+                    .zip(&plan.streams)
+                    .enumerate()
+                    .map(|(slot, (c, s))| flows::json::StreamJson {
+                        id: s.id(),
+                        name: s.short_label(),
+                        captured: c.packets,
+                        dropped: c.drops,
+                        rotated_away: report.rotated_away.get(slot).copied().flatten().map(
+                            |(files, packets)| flows::json::RotatedAwayJson { files, packets },
+                        ),
+                    })
+                    .collect();
+            let mut json = flows::json::Report::new(
+                plan.vantage.as_str(),
+                opts.interface.as_deref(),
+                opts.direction.as_str(),
+                streams,
+                total,
             );
-            json.repeat_summary = Some(RepeatSummaryJson::new(r, found.min, &id, &label));
-        }
-        json.more.extend(report.counter_json.clone());
-        if let Some(k) = &report.kernel_drops {
-            json.more.insert(
-                "kernel_drops".into(),
-                serde_json::to_value(k).unwrap_or_default(),
-            );
-        }
-        json.to_json()
-    } else {
-        let mut text = counts(&report.streams);
-        if let Some(f) = &report.flows {
-            // On a terminal the table fits its width; a file or a pipe
-            // (scripts) gets it whole.
-            let fd = match opts.write.as_deref() {
-                Some("-") => libc::STDERR_FILENO,
-                _ => libc::STDOUT_FILENO,
-            };
-            let width = crate::sys::term::columns(fd);
-            text.push_str(&flows::text::table_fit(f, rows, &label, width));
-        }
-        if let Some(found) = &report.repeats {
-            let place = |id: u32| {
-                plan.streams
-                    .iter()
-                    .find(|s| s.flow_id() == id)
-                    .map_or_else(|| label(id), |s| s.place())
-            };
-            text.push_str(&repeats::text(found, &label, &place));
-        }
-        text
-    };
+            if let Some(f) = &report.flows {
+                json = json.with_flows(f, rows, &id, &label);
+            }
+            if let Some(found) = &report.repeats {
+                let r = &found.repeats;
+                json.repeats = Some(
+                    r.packets
+                        .iter()
+                        .map(|p| RepeatJson::new(p, found.link, &id, &label))
+                        .collect(),
+                );
+                json.repeat_summary = Some(RepeatSummaryJson::new(r, found.min, &id, &label));
+            }
+            json.more.extend(report.counter_json.clone());
+            if let Some(k) = &report.kernel_drops {
+                json.more.insert(
+                    "kernel_drops".into(),
+                    serde_json::to_value(k).unwrap_or_default(),
+                );
+            }
+            json.to_json()
+        } else {
+            let mut text = counts(&report.streams);
+            if let Some(f) = &report.flows {
+                // On a terminal the table fits its width; a file or a pipe
+                // (scripts) gets it whole.
+                let fd = match opts.write.as_deref() {
+                    Some("-") => libc::STDERR_FILENO,
+                    _ => libc::STDOUT_FILENO,
+                };
+                let width = crate::sys::term::columns(fd);
+                text.push_str(&flows::text::table_fit(f, rows, &label, width));
+            }
+            if let Some(found) = &report.repeats {
+                let place = |id: u32| {
+                    plan.streams
+                        .iter()
+                        .find(|s| s.flow_id() == id)
+                        .map_or_else(|| label(id), |s| s.place())
+                };
+                text.push_str(&repeats::text(found, &label, &place));
+            }
+            text
+        };
     if opts
         .write
         .as_deref()
@@ -355,6 +369,7 @@ mod tests {
         );
         let mut r = Report::default();
         r.take_leftovers(
+            0,
             "on cpu0",
             crate::consumers::Leftovers {
                 rotated_away: (1, 686),
@@ -362,5 +377,6 @@ mod tests {
             },
         );
         assert_eq!(r.notes, ["686 packets in 1 file rotated away on cpu0."]);
+        assert_eq!(r.rotated_away, [Some((1, 686))]);
     }
 }

@@ -551,7 +551,7 @@ fn take_ends(
                     opts.name
                 );
             }
-            tables.extend(report.take_leftovers(&place, l));
+            tables.extend(report.take_leftovers(slot, &place, l));
         }
     }
     if let Some(min) = opts.repeats {

@@ -58,6 +58,18 @@ pub struct StreamJson {
     pub name: String,
     pub captured: u64,
     pub dropped: u64,
+    /// With `-W`: the files of the stream the ring overwrote, and the
+    /// packets they held (captured, counted, and in no file now); absent
+    /// when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_away: Option<RotatedAwayJson>,
+}
+
+/// Files a stream's `-W` ring overwrote and the packets they held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatedAwayJson {
+    pub files: u64,
+    pub packets: u64,
 }
 
 /// One flow.
