@@ -353,22 +353,26 @@ fn rotation_by_size_names_files_as_tcpdump() {
     }
 }
 
-#[test]
-fn file_count_keeps_a_ring_of_files() {
+/// `args` with `-C 1 -w DIR/w.pcap lo` after them, while 6000 datagrams
+/// of 1000 bytes go from cpu0 over lo (1058-byte records: 7 files of 1 MB
+/// at -C 1): the capture, interrupted, and its directory.
+fn ring_of_files(args: &[&str]) -> (Finished, TempDir) {
     let ns = Netns::new();
     let dir = TempDir::new();
     let template = dir.path("w.pcap");
-    let cap = Capture::start(
-        &ns,
-        "rxtxcpu",
-        &["-l0", "-C", "1", "-W", "3", "-w", &template, "lo"],
-    );
+    let args = [args, &["-C", "1", "-w", &template, "lo"]].concat();
+    let cap = Capture::start(&ns, "rxtxcpu", &args);
     let sink = UdpSink::bind(&ns, LO);
     for _ in 0..60 {
         udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
         sink.expect(50);
     }
-    let f = cap.interrupt();
+    (cap.interrupt(), dir)
+}
+
+#[test]
+fn file_count_keeps_a_ring_of_files() {
+    let (f, dir) = ring_of_files(&["-l0", "-W", "3"]);
     f.assert_report(&[(0, 6000)]);
     assert_eq!(dir.files(), ["w-0.pcap0", "w-0.pcap1", "w-0.pcap2"], "{f}");
     let kept: u64 = dir
@@ -391,20 +395,7 @@ fn file_count_keeps_a_ring_of_files() {
 /// One file rotated away is `1 file`.
 #[test]
 fn one_file_rotated_away_is_singular() {
-    let ns = Netns::new();
-    let dir = TempDir::new();
-    let template = dir.path("w.pcap");
-    let cap = Capture::start(
-        &ns,
-        "rxtxcpu",
-        &["-l0", "-C", "1", "-W", "6", "-w", &template, "lo"],
-    );
-    let sink = UdpSink::bind(&ns, LO);
-    for _ in 0..60 {
-        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
-        sink.expect(50);
-    }
-    let f = cap.interrupt();
+    let (f, _dir) = ring_of_files(&["-l0", "-W", "6"]);
     f.assert_report(&[(0, 6000)]);
     // 6000 records of 1058 bytes fill 7 files of 1 MB: 1 was overwritten.
     let line = f
@@ -801,20 +792,7 @@ fn frames_of_every_size_reach_the_merged_file_whole() {
 /// ring overwrote nothing has no such key.
 #[test]
 fn json_says_what_the_ring_overwrote() {
-    let ns = Netns::new();
-    let dir = TempDir::new();
-    let template = dir.path("w.pcap");
-    let cap = Capture::start(
-        &ns,
-        "rxtxcpu",
-        &["-C", "1", "-W", "3", "--json", "-w", &template, "lo"],
-    );
-    let sink = UdpSink::bind(&ns, LO);
-    for _ in 0..60 {
-        udp_send_port_with(&ns, 0, LO, UDP_PORT, &[7u8; 1000], 50);
-        sink.expect(50);
-    }
-    let f = cap.interrupt();
+    let (f, dir) = ring_of_files(&["-W", "3", "--json"]);
     let j = f.json();
     let kept: u64 = dir
         .files()
