@@ -41,6 +41,22 @@ fn pair() -> (Netns, Netns, Veth, Veth) {
     (a, b, va, vb)
 }
 
+/// N datagrams from each cpu, from a thread pinned to it: cpu c sends
+/// from va's port 6000 + c to vb's port 5000 + c.
+fn send_from_both_cpus(a: &Netns, va: &Veth, vb: &Veth) {
+    std::thread::scope(|s| {
+        for cpu in 0..2u16 {
+            s.spawn(move || {
+                let sender = udp(a, (va.addr, 6000 + cpu), Some((vb.addr, 5000 + cpu)));
+                pin_to_cpu(usize::from(cpu));
+                for _ in 0..N {
+                    sender.send(PAYLOAD).unwrap();
+                }
+            });
+        }
+    });
+}
+
 /// A UDP socket bound in `ns` to `addr:port`, connected to `peer` if
 /// given.
 fn udp(
@@ -186,18 +202,7 @@ fn transmit_path_with_xps() {
     let (a, b, va, vb) = pair();
     let cap = Capture::start(&a, "txcpu", &["--flows", "--path", "--json", &va.ifname]);
     let sinks = [5000, 5001].map(|port| udp(&b, (vb.addr, port), None));
-    std::thread::scope(|s| {
-        for cpu in 0..2u16 {
-            let a = &a;
-            s.spawn(move || {
-                let sender = udp(a, (va.addr, 6000 + cpu), Some((vb.addr, 5000 + cpu)));
-                pin_to_cpu(usize::from(cpu));
-                for _ in 0..N {
-                    sender.send(PAYLOAD).unwrap();
-                }
-            });
-        }
-    });
+    send_from_both_cpus(&a, &va, &vb);
     let mut buf = [0u8; 64];
     for s in &sinks {
         for _ in 0..N {
@@ -550,16 +555,7 @@ fn gro_on_a_veth_is_seen_at_napi_gro_receive() {
                 }
             }
         });
-        for cpu in 0..2u16 {
-            let a = &a;
-            s.spawn(move || {
-                let sender = udp(a, (va.addr, 6000 + cpu), Some((vb.addr, 5000 + cpu)));
-                pin_to_cpu(usize::from(cpu));
-                for _ in 0..N {
-                    sender.send(PAYLOAD).unwrap();
-                }
-            });
-        }
+        send_from_both_cpus(&a, &va, &vb);
     });
     let n = N as u64;
     let f = cap.interrupt();
