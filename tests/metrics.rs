@@ -1034,3 +1034,39 @@ fn idle_flows_expire_when_the_traffic_stops() {
         "{f}"
     );
 }
+
+/// With --flows-max, the packets of flows the table had no room for are
+/// served as rxtxcpu_flows_untracked_packets_total, exactly as the
+/// report's untracked line counts them.
+#[test]
+fn untracked_packets_are_served() {
+    use std::net::IpAddr;
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = common::veth_pair(&a, &b);
+    let sink = common::UdpSink::bind(&b, vb.addr);
+    #[rustfmt::skip]
+    let cap = common::Capture::start(&b, "rxcpu", &["-l0", "--metrics", ADDR, "--flows",
+                                                    "--flows-max=2", "--json", "--filter", "udp",
+                                                    &vb.ifname]);
+    // Five flows of 3 datagrams from cpu0 (a veth receives on the
+    // sender's cpu): two are tracked, three (9 packets) are not.
+    for sport in 4000..4005 {
+        common::udp_flow(
+            &a,
+            0,
+            (IpAddr::V4(va.addr), sport),
+            (IpAddr::V4(vb.addr), common::UDP_PORT),
+            3,
+        );
+    }
+    sink.expect(15);
+    let untracked = || {
+        let body = prometheus::http_get(&b.name, addr(), "/metrics").unwrap().1;
+        single(&body, "rxtxcpu_flows_untracked_packets_total").unwrap()
+    };
+    common::wait_until("nine untracked packets served", || untracked() == 9.0);
+    cap.signal(common::Signal::SIGINT);
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert_eq!(f.json()["flow_summary"]["untracked_packets"], 9, "{f}");
+}
