@@ -167,13 +167,32 @@ fn parse_response(raw: &[u8]) -> Response {
     }
 }
 
-/// Sends `request` on a new connection and reads the answer to the end.
+/// Sends `request` on a new connection and reads its answer (to the end
+/// of the connection when the server closes it, else as far as its
+/// Content-Length says).
 fn exchange(addr: SocketAddr, request: &[u8]) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(request).unwrap();
+    read_response(&mut s, request.starts_with(b"HEAD "))
+}
+
+/// Reads one answer from `s`: its head, then as many bytes as its
+/// Content-Length says (none for an answer to HEAD).
+fn read_response(s: &mut TcpStream, to_head: bool) -> Response {
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte).expect("reading an answer") {
+            0 => return parse_response(&raw),
+            _ => raw.push(byte[0]),
+        }
+    }
+    let head = parse_response(&raw);
+    let len: usize = head.header("Content-Length").parse().unwrap();
+    let mut body = vec![0u8; if to_head { 0 } else { len }];
+    s.read_exact(&mut body).expect("reading an answer's body");
+    raw.extend_from_slice(&body);
     parse_response(&raw)
 }
 
@@ -190,7 +209,6 @@ fn assert_scrape(r: &Response, format: Format) {
     assert_eq!(r.status, 200, "{r:#?}");
     assert_eq!(r.header("Content-Type"), format.content_type());
     assert_eq!(r.header("Content-Length"), r.body.len().to_string());
-    assert_eq!(r.header("Connection"), "close");
     assert_eq!(r.body, expected_body(format));
 }
 
@@ -417,10 +435,77 @@ fn a_full_server_closes_the_oldest_idle_connection() {
         );
         second.set_nonblocking(false).unwrap();
         // It can still send its request.
-        second.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        second
+            .write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut raw = Vec::new();
         second.read_to_end(&mut raw).unwrap();
-        assert_scrape(&parse_response(&raw), Format::Text);
+        let r = parse_response(&raw);
+        assert_scrape(&r, Format::Text);
+        assert_eq!(r.header("Connection"), "close");
+    });
+}
+
+#[test]
+fn connections_stay_open_between_scrapes() {
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    with_server(limits, |addr| {
+        // As Prometheus scrapes: one connection, request after request.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        for _ in 0..3 {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let r = read_response(&mut s, false);
+            assert_scrape(&r, Format::Text);
+            assert!(!r.headers.contains_key("connection"), "{r:#?}");
+        }
+        // HEAD and a 404 keep it open too.
+        s.write_all(b"HEAD /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, true).status, 200);
+        s.write_all(b"GET /other HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut s, false).status, 404);
+        // Two requests in one write (pipelined): two answers, in order.
+        s.write_all(b"GET /x HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).status, 404);
+        assert_scrape(&read_response(&mut s, false), Format::Text);
+        // Asked to close: the answer says so, then the server closes.
+        s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false);
+        assert_scrape(&r, Format::Text);
+        assert_eq!(r.header("Connection"), "close");
+        assert!(closed_by_server(&mut s));
+
+        // A request with a body, which this server does not read: answered,
+        // then closed (where its next request would begin is unknown).
+        let r = exchange(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
+        );
+        assert_eq!(r.header("Connection"), "close");
+
+        // A kept connection waiting for its next request gives its slot up
+        // to a new scraper when all are taken, as a new connection does.
+        let mut kept = TcpStream::connect(addr).unwrap();
+        kept.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        kept.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert_scrape(&read_response(&mut kept, false), Format::Text);
+        let mut other = TcpStream::connect(addr).unwrap();
+        other
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        other.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert_scrape(&read_response(&mut other, false), Format::Text);
+        // Both slots are taken by connections that wait: a third scraper
+        // is answered once the oldest has waited its grace.
+        assert_scrape(&get(addr, "/metrics", None), Format::Text);
+        assert!(closed_by_server(&mut kept));
     });
 }
 

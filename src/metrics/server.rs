@@ -1,8 +1,12 @@
 //! The metrics endpoint: a small HTTP/1.1 server on one thread, std only.
 //!
 //! Only `GET` and `HEAD` of `/metrics` are answered (any other path 404,
-//! any other method on it 405), one request per connection
-//! (`Connection: close`). The thread sleeps in one `poll()` over a stop
+//! any other method on it 405). An HTTP/1.1 connection stays open for the
+//! next request (Prometheus keeps its connections to a target between
+//! scrapes: a new TCP connection per scrape costs this process more than
+//! rendering the answer), for [`Limits::keep_alive`] at most while idle;
+//! HTTP/1.0, `Connection: close`, a request with a body (never read) and
+//! a malformed one are answered and closed. The thread sleeps in one `poll()` over a stop
 //! eventfd, the listening socket and its connections, all non-blocking:
 //! idle, it wakes only when a client connects or the capture stops it; a
 //! slow client costs a slot, never the other clients' time. The bounds
@@ -101,6 +105,9 @@ pub struct Limits {
     /// How long a connection may wait for its request before it can be
     /// closed to make room for a new one when all slots are taken.
     pub idle_grace: Duration,
+    /// How long a connection kept open after an answer may wait for its
+    /// next request (once that has begun, it has `request_timeout`).
+    pub keep_alive: Duration,
 }
 
 impl Default for Limits {
@@ -112,6 +119,9 @@ impl Default for Limits {
             response_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(1),
             idle_grace: Duration::from_millis(500),
+            // Prometheus's own client keeps an idle connection 5 minutes;
+            // scrape intervals are mostly 15 s to 1 minute.
+            keep_alive: Duration::from_secs(120),
         }
     }
 }
@@ -359,10 +369,15 @@ struct Conn {
     accepted: Instant,
     /// When the current phase must be over.
     deadline: Instant,
-    /// The request's head so far, then the response.
+    /// What the client has sent and this server not yet answered: the
+    /// request's head so far (and, pipelined, what came after it).
     buf: Vec<u8>,
+    /// The response being written.
+    out: Vec<u8>,
     /// Bytes of the response written, then bytes drained.
     done: usize,
+    /// Whether the connection stays open after the response.
+    keep: bool,
 }
 
 impl Conn {
@@ -373,24 +388,38 @@ impl Conn {
             accepted: now,
             deadline: now + limits.request_timeout,
             buf: Vec::with_capacity(1024),
+            out: Vec::new(),
             done: 0,
+            keep: false,
         }
     }
 
     /// Does what the socket allows now.
     fn advance(&mut self, exporter: &Exporter, limits: &Limits, now: Instant) {
-        if self.phase == Phase::Reading {
-            self.read_request(exporter, limits, now);
-        }
-        if self.phase == Phase::Writing {
-            self.write_response(limits, now);
-        }
-        if self.phase == Phase::Draining {
-            self.drain();
+        loop {
+            if self.phase == Phase::Reading {
+                self.read_request(exporter, limits, now);
+            }
+            if self.phase == Phase::Writing {
+                self.write_response(limits, now);
+            }
+            if self.phase == Phase::Draining {
+                self.drain();
+            }
+            // A kept connection whose next request is already here
+            // (pipelined) goes on to it: poll() would not say so.
+            if self.phase != Phase::Reading || head_end(&self.buf, 0).is_none() {
+                return;
+            }
         }
     }
 
     fn read_request(&mut self, exporter: &Exporter, limits: &Limits, now: Instant) {
+        // A request sent before the previous answer (pipelined) is already
+        // here.
+        if let Some(end) = head_end(&self.buf, 0) {
+            return self.answer_head(end, exporter, limits, now);
+        }
         let mut chunk = [0u8; 4096];
         loop {
             let room = limits.max_request - self.buf.len();
@@ -402,17 +431,18 @@ impl Conn {
                 // The client left before finishing its request.
                 Ok(0) => return self.phase = Phase::Done,
                 Ok(n) => {
+                    if self.buf.is_empty() {
+                        // A kept connection's next request has begun: it
+                        // has the time any request has.
+                        self.deadline = self.deadline.min(now + limits.request_timeout);
+                    }
                     // Only the new bytes and the three before them can
                     // complete the blank line: a client sending a byte at
                     // a time costs a byte of searching each.
                     let from = self.buf.len().saturating_sub(3);
                     self.buf.extend_from_slice(&chunk[..n]);
                     if let Some(end) = head_end(&self.buf, from) {
-                        let response = match parse_request(&self.buf[..end]) {
-                            Ok(req) => answer(&req, exporter),
-                            Err(code) => status(code),
-                        };
-                        return self.respond(response, limits, now);
+                        return self.answer_head(end, exporter, limits, now);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -422,16 +452,29 @@ impl Conn {
         }
     }
 
+    /// Answers the head that ends at `end` of what was read.
+    fn answer_head(&mut self, end: usize, exporter: &Exporter, limits: &Limits, now: Instant) {
+        let (response, keep) = match parse_request(&self.buf[..end]) {
+            Ok(req) => (answer(&req, exporter), !req.close),
+            Err(code) => (status(code), false),
+        };
+        // What follows the head is the next request, if the connection
+        // is kept; else it is drained with the rest.
+        self.buf.drain(..end);
+        self.keep = keep;
+        self.respond(response, limits, now);
+    }
+
     fn respond(&mut self, response: Vec<u8>, limits: &Limits, now: Instant) {
-        self.buf = response;
+        self.out = response;
         self.done = 0;
         self.phase = Phase::Writing;
         self.deadline = now + limits.response_timeout;
     }
 
     fn write_response(&mut self, limits: &Limits, now: Instant) {
-        while self.done < self.buf.len() {
-            match self.stream.write(&self.buf[self.done..]) {
+        while self.done < self.out.len() {
+            match self.stream.write(&self.out[self.done..]) {
                 Ok(0) => return self.phase = Phase::Done,
                 Ok(n) => self.done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -439,10 +482,24 @@ impl Conn {
                 Err(_) => return self.phase = Phase::Done,
             }
         }
+        self.out = Vec::new();
+        self.done = 0;
+        if self.keep {
+            // Kept: wait for the next request, as a new connection does
+            // (and as evictable when all slots are taken).
+            self.phase = Phase::Reading;
+            self.accepted = now;
+            self.deadline = now
+                + if self.buf.is_empty() {
+                    limits.keep_alive
+                } else {
+                    limits.request_timeout
+                };
+            return;
+        }
         // All written: FIN after it, then wait (briefly) for the client
         // to close, reading whatever else it sends.
         self.buf = Vec::new();
-        self.done = 0;
         if self.stream.shutdown(Shutdown::Write).is_err() {
             return self.phase = Phase::Done;
         }
@@ -495,6 +552,10 @@ pub struct Request {
     pub path: String,
     /// The Accept headers' values, joined with `,`.
     pub accept: Option<String>,
+    /// Whether the connection closes after the answer: HTTP/1.0, a
+    /// `Connection: close`, or a request with a body (this server reads
+    /// none, so it cannot tell where the next request would begin).
+    pub close: bool,
 }
 
 /// The request line and headers; Err with the status to answer (400 for
@@ -517,11 +578,12 @@ pub fn parse_request(head: &[u8]) -> Result<Request, u16> {
     if !token(method) || target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(400);
     }
-    match version {
-        "HTTP/1.1" | "HTTP/1.0" => {}
+    let mut close = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
         v if v.starts_with("HTTP/") => return Err(505),
         _ => return Err(400),
-    }
+    };
     // origin-form (/metrics?x) or absolute-form (http://host:port/metrics).
     let path = match target.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => {
@@ -540,6 +602,13 @@ pub fn parse_request(head: &[u8]) -> Result<Request, u16> {
         if !token(name) {
             return Err(400);
         }
+        let has = |v: &str, word: &str| v.split(',').any(|w| w.trim().eq_ignore_ascii_case(word));
+        if name.eq_ignore_ascii_case("connection") && has(value, "close")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-length") && value.trim() != "0"
+        {
+            close = true;
+        }
         if name.eq_ignore_ascii_case("accept") {
             let value = value.trim();
             accept = Some(match accept {
@@ -552,6 +621,7 @@ pub fn parse_request(head: &[u8]) -> Result<Request, u16> {
         method: method.to_string(),
         path: path.to_string(),
         accept,
+        close,
     })
 }
 
@@ -560,17 +630,18 @@ pub fn answer(req: &Request, exporter: &Exporter) -> Vec<u8> {
     // The answer to HEAD is GET's without the body (RFC 9110 9.3.2).
     let head = req.method == "HEAD";
     if req.path != PATH {
-        return status_for(404, head);
+        return status_for(404, head, req.close);
     }
     if !head && req.method != "GET" {
-        return status(405);
+        return status_for(405, false, req.close);
     }
     let format = Format::negotiate(req.accept.as_deref());
     let body = exporter.render(format);
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
         format.content_type(),
-        body.len()
+        body.len(),
+        connection(req.close),
     )
     .into_bytes();
     if !head {
@@ -579,13 +650,24 @@ pub fn answer(req: &Request, exporter: &Exporter) -> Vec<u8> {
     out
 }
 
-/// An error response with a one-line text body.
+/// The Connection header of a response: said only when the connection
+/// closes (HTTP/1.1 connections persist unless one side says otherwise).
+fn connection(close: bool) -> &'static str {
+    if close {
+        "Connection: close\r\n"
+    } else {
+        ""
+    }
+}
+
+/// An error response with a one-line text body, to a request that could
+/// not be read: the connection closes after it.
 fn status(code: u16) -> Vec<u8> {
-    status_for(code, false)
+    status_for(code, false, true)
 }
 
 /// An error response, without its body for a HEAD request.
-fn status_for(code: u16, head: bool) -> Vec<u8> {
+fn status_for(code: u16, head: bool, close: bool) -> Vec<u8> {
     let reason = match code {
         400 => "Bad Request",
         404 => "Not Found",
@@ -601,8 +683,9 @@ fn status_for(code: u16, head: bool) -> Vec<u8> {
     };
     let body = format!("{code} {}\n", reason.to_ascii_lowercase());
     format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{allow}Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n{allow}Content-Length: {}\r\n{}\r\n{}",
         body.len(),
+        connection(close),
         if head { "" } else { &body }
     )
     .into_bytes()

@@ -258,8 +258,27 @@ fn request_heads() {
             method: "GET".into(),
             path: "/metrics".into(),
             accept: Some("text/plain,*/*".into()),
+            close: false,
         })
     );
+    // What closes the connection after the answer: HTTP/1.0, the client
+    // saying so, a body this server would not know the end of.
+    let closes = |head: &str| ok(head).unwrap().close;
+    assert!(closes("GET /metrics HTTP/1.0\r\n\r\n"));
+    assert!(closes("GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    assert!(closes(
+        "GET /metrics HTTP/1.1\r\nconnection: TE, Close\r\n\r\n"
+    ));
+    assert!(closes("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
+    assert!(closes(
+        "GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ));
+    assert!(!closes(
+        "GET /metrics HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"
+    ));
+    assert!(!closes(
+        "GET /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    ));
     assert_eq!(
         ok("HEAD /metrics?x=1 HTTP/1.0\n\n").unwrap().path,
         "/metrics"
@@ -307,6 +326,7 @@ fn answers() {
         method: method.into(),
         path: path.into(),
         accept: None,
+        close: true,
     };
     let (head, body) = head_of(&answer(&req("GET", "/metrics"), &exporter));
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
@@ -333,6 +353,28 @@ fn answers() {
     );
     assert!(head.contains("\r\nAllow: GET, HEAD\r\n"), "{head}");
     assert_eq!(body, "405 method not allowed\n");
+
+    // A connection that stays open: no Connection header (HTTP/1.1's
+    // default), the same answer otherwise.
+    let kept = Request {
+        close: false,
+        ..req("GET", "/metrics")
+    };
+    let (kept_head, kept_body) = head_of(&answer(&kept, &exporter));
+    assert!(
+        !kept_head.to_ascii_lowercase().contains("connection"),
+        "{kept_head}"
+    );
+    assert!(kept_head.starts_with("HTTP/1.1 200 OK\r\n"), "{kept_head}");
+    assert!(kept_body.starts_with("# HELP rxtxcpu_packets_total "));
+    let (head, _) = head_of(&answer(
+        &Request {
+            close: false,
+            ..req("GET", "/")
+        },
+        &exporter,
+    ));
+    assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n") && !head.contains("Connection"));
 }
 
 #[test]
