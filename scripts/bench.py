@@ -57,6 +57,9 @@ Cases (ids for --cases; groups in brackets), each on the same flood:
   mt       rxtxcpu -d rx --metrics=127.0.0.1:PORT vB (counting) while a
            scraper in the receiving namespace GETs /metrics every
            --scrape-interval (0.1 s) during the flood; compared with (b)
+           and with (mt-n)
+  mt-n     the same, never scraped: what the scrapes themselves cost per
+           packet (mt against mt-n), apart from the workers' byte counts
   [drops]   on a flood the kernel drops itself, every frame NO_SOCKET: sent to
             vB's own address (192.0.2.2), UDP port 9, where nothing listens
             (ICMP errors off in the receiving namespace), so the --drops
@@ -120,7 +123,7 @@ DST_IP = "192.0.2.3"  # in vB's subnet but unassigned: dropped, no reply
 # The main cases, in run order; the sweep repeats them at other sizes.
 MAIN = ["a", "b", "e", "c", "f-tmpfs", "d", "f-disk"]
 # One case per per-packet feature, run at --size after the main cases.
-FEATURES = ["mt", "dr-b", "dr", "dr-p", "fl", "pa", "pa-p", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
+FEATURES = ["mt-n", "mt", "dr-b", "dr", "dr-p", "fl", "pa", "pa-p", "rp", "rp-s", "png", "dc", "nsg", "flt-b", "flt-e", "flt-c", "x1", "x2"]
 # The cases the frame-size sweep repeats at each size.
 SWEEP_BASES = MAIN + ["png", "dc", "nsg"]
 # Other capturers: the tool, its executable option, the Debian package.
@@ -131,7 +134,7 @@ READY = {"rxtxcpu": r"listening on", "tcpdump": r"listening on",
          "dumpcap": r"^File: ", "netsniff-ng": r"Running!"}
 CASE_ORDER = MAIN + FEATURES
 # Cases that skip (with a note) when the binary rejects their option.
-OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live", "mt": "--metrics",
+OPTIONAL = {"x1": "--xdp", "x2": "--xdp", "live": "--live", "mt": "--metrics", "mt-n": "--metrics",
             "dr": "--drops", "dr-p": "--drops", "pa": "--path", "pa-p": "--path"}
 # The cases on the flood the kernel drops (NO_SOCKET).
 DROP_CASES = ("dr-b", "dr", "dr-p")
@@ -140,7 +143,7 @@ DROPS_CASES = ("dr", "dr-p")
 # The --path cases and their reference (same flood, run next to them).
 PATH_CASES = ("fl", "pa", "pa-p")
 # The feature and its reference that alternate which runs first.
-ALTERNATING = (("dr-b", "dr"), ("fl", "pa"))
+ALTERNATING = (("dr-b", "dr"), ("fl", "pa"), ("mt-n", "mt"))
 # Cases whose probes' cost is read from the kernel's BPF statistics: the
 # only runs with kernel.bpf_stats_enabled=1. The statistics cost every
 # program run two clock reads (about 40 ns here), which a user who has not
@@ -155,7 +158,7 @@ GROUPS = {
     "repeats": ["rp", "rp-s"],
     "pcapng": ["png"],
     "peers": ["dc", "nsg"],
-    "metrics": ["mt"],
+    "metrics": ["mt-n", "mt"],
     "drops": ["dr-b", "dr", "dr-p"],
     "filter": ["flt-b", "flt-e", "flt-c"],
     "xdp": ["x1", "x2"],
@@ -173,6 +176,8 @@ SWEEP_PAIRS = PAIRS + [("png", "c"), ("png", "dc"), ("png", "f-tmpfs"), ("dc", "
 # the issue and what it asks of the numerator against the denominator.
 FEATURE_PAIRS = [
     ("mt", "b", "metrics, scraped every 100 ms, vs count",
+     {"issue": 29, "cpu_ns_per_pkt": 1.0, "complete": True}),
+    ("mt", "mt-n", "metrics scraped every 100 ms vs never",
      {"issue": 29, "cpu_ns_per_pkt": 1.0, "complete": True}),
     ("dr", "dr-b", "drops count vs count, NO_SOCKET flood",
      {"issue": 27, "rate": 0.95, "probe_ns": 100, "probe_case": "dr-p",
@@ -755,9 +760,13 @@ def capinfos_records(capinfos, path):
 
 # The scraper of the metrics case: GETs URL every INTERVAL s until SIGTERM,
 # then prints one JSON line (scrapes, errors, the last scrape's packets).
+# One connection kept open between scrapes, as Prometheus does (opened
+# again only after a failure).
 SCRAPER = r"""
-import json, signal, sys, time, urllib.request
+import http.client, json, signal, sys, time, urllib.parse
 url, interval = sys.argv[1], float(sys.argv[2])
+u = urllib.parse.urlsplit(url)
+conn = None
 st = {"scrapes": 0, "errors": 0, "last_packets_total": None, "max_latency_ms": 0.0}
 def done(*_):
     print(json.dumps(st), flush=True)
@@ -767,13 +776,22 @@ t = time.monotonic()
 while True:
     t0 = time.monotonic()
     try:
-        body = urllib.request.urlopen(url, timeout=5).read().decode()
+        if conn is None:
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+        conn.request("GET", u.path)
+        r = conn.getresponse()
+        body = r.read().decode()
+        if r.status != 200:
+            raise OSError(r.status)
         st["scrapes"] += 1
         st["last_packets_total"] = sum(
             float(l.rsplit(" ", 1)[1]) for l in body.splitlines()
             if l.startswith("rxtxcpu_packets_total{"))
     except Exception:
         st["errors"] += 1
+        if conn is not None:
+            conn.close()
+        conn = None
     st["max_latency_ms"] = max(st["max_latency_ms"], (time.monotonic() - t0) * 1e3)
     t += interval
     time.sleep(max(0.0, t - time.monotonic()))
@@ -856,6 +874,7 @@ CASE_LABELS = {
     "dc": "dumpcap -w tmpfs (pcapng)",
     "nsg": "netsniff-ng --out tmpfs (pcap)",
     "mt": "rxtxcpu --metrics count, scraped",
+    "mt-n": "rxtxcpu --metrics count, not scraped",
     "dr-b": "rxtxcpu count, NO_SOCKET flood",
     "dr": "rxtxcpu --drops count, NO_SOCKET flood",
     "dr-p": "the same, BPF statistics on",
@@ -1054,7 +1073,7 @@ class Bench:
             return "rxtxcpu", rx + [ifn]
         if base in DROPS_CASES:
             return "rxtxcpu", rx + ["--drops", ifn]
-        if base == "mt":
+        if base in ("mt", "mt-n"):
             return "rxtxcpu", rx + [f"--metrics=127.0.0.1:{a.metrics_port}", ifn]
         if base == "dc":
             return "dumpcap", [a.dumpcap, "-i", ifn, "-w",
@@ -1368,7 +1387,7 @@ class Bench:
                 log(f"warning: case {case}: {r.get('repeating')} packets repeating, "
                     f"floodgen sent {a.flows} flows of identical frames")
             if verify_files and base not in ("b", "e", "fl", "pa", "rp", "rp-s", "flt-b", "flt-e", "x1",
-                                             "mt", "dr", "dr-b", "dr-p", "pa-p"):
+                                             "mt", "mt-n", "dr", "dr-b", "dr-p", "pa-p"):
                 files = self.out_files(case)
                 r["files"] = {os.path.basename(f): _size(f) for f in files}
                 r["file_bytes"] = sum(_size(f) for f in files)

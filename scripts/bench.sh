@@ -20,7 +20,8 @@
 # per-packet feature: (fl) --flows, (rp) --repeats on a flood of unique
 # frames (rp-s: on the standard flood, every flow a repeating packet), (png) --pcapng -w tmpfs,
 # (mt) --metrics counting while a scraper GETs /metrics every 100 ms
-# during the flood (against (b)), (dr) --drops counting on a flood the
+# over one kept connection during the flood (against (b), and against
+# (mt-n), the same never scraped: what the scrapes cost), (dr) --drops counting on a flood the
 # kernel drops itself (to vB's own address, a UDP port nobody listens on:
 # every frame NO_SOCKET, so the probe runs per frame) against (dr-b),
 # counting on the same flood, alternated: the senders' rate, cpu per
