@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::consumers::merged::merge;
 use crate::consumers::{Consumers, Leftovers, Outcome};
 use crate::cpuset::CpuSet;
 use crate::packet::Packet;
@@ -120,9 +121,25 @@ impl XdpWorker<'_> {
         let mut arena = Vec::new();
         let mut batch = Vec::new();
         let mut failed = vec![false; self.job.streams.len()];
+        // --pcapng: the merged file waits for each stream to show it has
+        // nothing older to come.
+        let wants_idle = self.job.streams.iter().any(|(_, c)| c.wants_idle());
         loop {
             let stopping = self.shared.stopping();
-            self.pass(&mut arena, &mut batch, &mut failed);
+            // Read before the pass: a record still to come was stamped
+            // (bpf_ktime_get_ns) before it was written to its buffer, so
+            // after a pass that emptied the buffers, what comes is stamped
+            // no earlier than a moment before the pass began.
+            let began = wants_idle.then(merge::realtime_ns);
+            let drained = self.pass(&mut arena, &mut batch, &mut failed);
+            if let (Some(began), true) = (began, drained) {
+                let until = merge::complete_until(began, RETIRE_MS);
+                for (i, (_, consumers)) in self.job.streams.iter().enumerate() {
+                    if !failed[i] {
+                        consumers.idle(until);
+                    }
+                }
+            }
             if stopping && self.job.readers.iter().all(|r| r.is_empty()) {
                 break;
             }
@@ -147,9 +164,10 @@ impl XdpWorker<'_> {
         out
     }
 
-    /// Sleeps until a buffer has records past its wakeup mark, a stop, or
-    /// a block timeout (a trickle below the mark must still be written
-    /// promptly).
+    /// Sleeps until a buffer has records past its wakeup mark, a stop, the
+    /// merged file asking whether a stream has nothing older (answered by
+    /// the pass after it), or a block timeout (a trickle below the mark
+    /// must still be written promptly).
     fn wait(&self) {
         let stop = self.shared.stop_fd().as_fd();
         let mut fds: Vec<PollFd> = self
@@ -159,12 +177,35 @@ impl XdpWorker<'_> {
             .map(|r| PollFd::new(r.fd(), PollFlags::POLLIN))
             .collect();
         fds.push(PollFd::new(stop, PollFlags::POLLIN));
+        let asks = fds.len();
+        let asked: Vec<_> = self
+            .job
+            .streams
+            .iter()
+            .filter_map(|(_, c)| c.ask_fd().map(|fd| (c, fd)))
+            .collect();
+        fds.extend(
+            asked
+                .iter()
+                .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
+        );
         let _ = poll(&mut fds, PollTimeout::from(RETIRE_MS as u16));
+        for ((c, _), fd) in asked.iter().zip(&fds[asks..]) {
+            if fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                c.answered();
+            }
+        }
     }
 
     /// One pass over the buffers: copies what is there (in time order
     /// across this worker's cpus), then writes it stream by stream.
-    fn pass(&mut self, arena: &mut Vec<u8>, batch: &mut Vec<(usize, Copied)>, failed: &mut [bool]) {
+    /// Returns whether it emptied them (took fewer than a batch's worth).
+    fn pass(
+        &mut self,
+        arena: &mut Vec<u8>,
+        batch: &mut Vec<(usize, Copied)>,
+        failed: &mut [bool],
+    ) -> bool {
         arena.clear();
         batch.clear();
         let by_queue = &self.job.by_queue;
@@ -199,8 +240,9 @@ impl XdpWorker<'_> {
                 }
             });
         }
+        let drained = batch.len() < BATCH;
         if batch.is_empty() {
-            return;
+            return drained;
         }
         if let Some((_, c)) = batch.first() {
             test_hooks::maybe_panic(c.cpu);
@@ -243,5 +285,6 @@ impl XdpWorker<'_> {
                 }
             }
         }
+        drained
     }
 }
