@@ -212,14 +212,25 @@ fn fit(cells: &mut [Vec<String>], width: usize) -> usize {
 }
 
 /// `s` in at most `width` characters: as is if it fits, else its start
-/// and its end (the port) around [`ELISION`]: `192.0.2~:40000`.
+/// and its end around [`ELISION`]: `192.0.2~:40000`. The port, with its
+/// colon, is kept whole while there is room for a character of the
+/// address before it (`19~:40000`, not `192.~0000`).
 pub fn elide(s: &str, width: usize) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.len() <= width || width == 0 {
         return s.to_string();
     }
-    let head = (width - 1) / 2;
-    let tail = width - 1 - head;
+    let port = s
+        .rfind(':')
+        .map(|i| &s[i + 1..])
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(0, |p| p.len() + 1);
+    let mut head = (width - 1) / 2;
+    let mut tail = width - 1 - head;
+    if tail < port && width >= port + 2 {
+        tail = port;
+        head = width - 1 - tail;
+    }
     let mut out: String = chars[..head].iter().collect();
     out.push(ELISION);
     out.extend(&chars[chars.len() - tail..]);
@@ -409,7 +420,10 @@ mod fit_tests {
     fn elision_keeps_both_ends() {
         assert_eq!(elide("192.0.2.1:40000", 15), "192.0.2.1:40000");
         assert_eq!(elide("192.0.2.1:40000", 12), "192.0~:40000");
-        assert_eq!(elide("192.0.2.1:40000", 9), "192.~0000");
+        assert_eq!(elide("192.0.2.1:40000", 9), "19~:40000");
+        assert_eq!(elide("127.0.0.1:34968", 11), "127.~:34968");
+        // No room for the port and an address character: both ends.
+        assert_eq!(elide("192.0.2.1:40000", 7), "192~000");
         assert_eq!(elide("[2001:db8::1]:443", 14), "[2001:~:1]:443");
     }
 
@@ -452,7 +466,7 @@ mod fit_tests {
         assert_eq!(fit(&mut cells, 80), 1);
         assert_eq!(line_width(&cells, 1), 80);
         assert_eq!(cells[0][1..4], ["SRC", "DST", "PKTS"]);
-        assert_eq!(cells[1][1..3], ["192.0~40000", "192.0~2:9999"]);
+        assert_eq!(cells[1][1..3], ["192.~:40000", "192.0~2:9999"]);
         // Too wide even so (big counts, many streams, every mark): the
         // addresses go down to their narrowest, the rest stays whole.
         let mut cells = vec![
@@ -465,7 +479,7 @@ mod fit_tests {
             ),
         ];
         fit(&mut cells, 80);
-        assert_eq!(cells[1][1..3], ["192.~0000", "192.~9999"]);
+        assert_eq!(cells[1][1..3], ["19~:40000", "192~:9999"]);
         assert_eq!(
             cells[1][4..],
             row("", "123456789", "cpu0:3 cpu1:3 cpu2:3", "UNEXPECTED SPLIT")[4..]
