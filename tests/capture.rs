@@ -92,9 +92,10 @@ fn duration_ends_the_capture() {
     let f = cap.wait();
     f.assert_report(&[(0, 6), (1, 4)]);
     assert_eq!(f.after_ready(), "", "{f}");
+    // The stop notice follows the line a script waits for.
     assert!(
         f.stderr
-            .contains("rxtxcpu: stopping after 3 s (--duration)\n"),
+            .contains(", snapshot length 262144 bytes\nrxtxcpu: stopping after 3 s (--duration)\n"),
         "{f}"
     );
     for (cpu, n) in [(0, 6), (1, 4)] {

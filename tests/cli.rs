@@ -26,6 +26,9 @@ fn invalid_count() {
         ),
         ("rxtxcpu", &["-c", ""], "Invalid count ''."),
         ("rxtxcpu", &["--count="], "Invalid count ''."),
+        // Whitespace is no part of a number, as for a cpu list or mask.
+        ("rxtxcpu", &["-c", " 5"], "Invalid count ' 5'."),
+        ("rxtxcpu", &["-c", "5 "], "Invalid count '5 '."),
     ]);
 }
 
@@ -50,6 +53,12 @@ fn invalid_cpu_list() {
         ("rxcpu", &["-l", "10j"], "Invalid cpu list '10j'."),
         ("rxtxcpu", &["-l", ""], "Invalid cpu list ''."),
         ("rxtxcpu", &["-l", "-1"], "Invalid cpu list '-1'."),
+        // Whitespace anywhere, as for -c and every other number.
+        ("rxtxcpu", &["-l", " 1"], "Invalid cpu list ' 1'."),
+        ("rxtxcpu", &["--cpu-list=0 "], "Invalid cpu list '0 '."),
+        ("rxtxcpu", &["-l", "0, 1"], "Invalid cpu list '0, 1'."),
+        ("rxtxcpu", &["-l", "0 -1"], "Invalid cpu list '0 -1'."),
+        ("rxtxcpu", &["-l", "\t0"], "Invalid cpu list '\\t0'."),
     ]);
 }
 
@@ -62,6 +71,9 @@ fn invalid_cpu_mask() {
         ("rxtxcpu", &["--cpu-mask", "xyz"], "Invalid cpu mask 'xyz'."),
         ("rxcpu", &["-m", "10j"], "Invalid cpu mask '10j'."),
         ("rxtxcpu", &["-m", ""], "Invalid cpu mask ''."),
+        ("rxtxcpu", &["-m", " 3"], "Invalid cpu mask ' 3'."),
+        ("rxtxcpu", &["--cpu-mask=3 "], "Invalid cpu mask '3 '."),
+        ("rxtxcpu", &["-m", "1 ,2"], "Invalid cpu mask '1 ,2'."),
     ]);
 }
 

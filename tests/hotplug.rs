@@ -200,15 +200,28 @@ fn cpu1_flapping_under_flood() {
         }
     });
     assert_eq!(from[1][0], 0, "cpu0's flood counted on cpu1\n{f}");
-    // An 8 MiB ring holds seconds of this traffic: nothing is dropped, and
-    // each datagram of cpu0's flood is a tx and an rx packet on cpu0.
-    assert!(f.drops().is_empty(), "{f}");
-    assert_eq!(from[0][0], 2 * sent0, "cpu0's flood on cpu0\n{f}");
-    // cpu1's flood was on cpu1 for its first 1000 datagrams at least.
+    // Each datagram of cpu0's flood is a tx and an rx packet on cpu0: in
+    // cpu0's file, or counted in cpu0's drops when its ring was full (the
+    // kernel counts every packet it had no room for, tp_drops). Whether the
+    // ring fills is the scheduler's: a loaded machine can keep the worker
+    // off the cpu for longer than the ring lasts, so no number of drops is
+    // assumed; a drop does not say whose packet it was (cpu1's flood runs
+    // on cpu0 while cpu1 is offline), hence the bounds.
+    let drops = f.drops();
+    let dropped = |cpu: u32| drops.get(&cpu).copied().unwrap_or(0);
     assert!(
-        from[1][1] >= 1_000,
-        "cpu1's flood on cpu1: {}\n{f}",
-        from[1][1]
+        from[0][0] <= 2 * sent0 && from[0][0] + dropped(0) >= 2 * sent0,
+        "cpu0's flood on cpu0: {} in the file, {} dropped, {sent0} sent\n{f}",
+        from[0][0],
+        dropped(0)
+    );
+    // cpu1's flood was on cpu1 for its first 1000 datagrams at least (their
+    // tx packets are taken on the sending cpu).
+    assert!(
+        from[1][1] + dropped(1) >= 1_000,
+        "cpu1's flood on cpu1: {}, {} dropped\n{f}",
+        from[1][1],
+        dropped(1)
     );
     assert_eq!(
         std::fs::read_to_string(CPU1_ONLINE).unwrap().trim(),

@@ -811,3 +811,41 @@ fn json_says_what_the_ring_overwrote() {
     );
     assert!(j["streams"][1].get("rotated_away").is_none(), "{f}");
 }
+
+/// With --pcapng the merged file rotates as one: --json says what its -W
+/// ring overwrote as `merged_file.rotated_away` (files and the packets
+/// they held), as each stream's object does for its own files; the
+/// streams, with no files of their own, have no such key.
+#[test]
+fn json_says_what_the_merged_files_ring_overwrote() {
+    let (f, dir) = ring_of_files(&["--pcapng", "-W", "3", "--json"]);
+    let j = f.json();
+    assert_eq!(dir.files(), ["w.pcap0", "w.pcap1", "w.pcap2"], "{f}");
+    let kept: u64 = dir
+        .files()
+        .iter()
+        .map(|n| {
+            read_pcapng(std::fs::File::open(dir.path(n)).unwrap())
+                .packets
+                .len() as u64
+        })
+        .sum();
+    assert_eq!(j["total"], 6000, "{f}");
+    let away = &j["merged_file"]["rotated_away"];
+    let (files, packets) = (away["files"].as_u64(), away["packets"].as_u64());
+    assert_eq!(packets, Some(6000 - kept), "{f}");
+    // The same numbers as stderr's line.
+    let line = format!(
+        "{} packets in {} files rotated away.",
+        packets.unwrap_or(0),
+        files.unwrap_or(0)
+    );
+    assert!(f.stderr.lines().any(|l| l == line), "no `{line}`\n{f}");
+    assert!(files.is_some_and(|n| n >= 1), "{f}");
+    for s in j["streams"].as_array().unwrap() {
+        assert!(s.get("rotated_away").is_none(), "{f}");
+    }
+    // Without the ring nothing is overwritten, and there is no key.
+    let (f, _dir) = ring_of_files(&["--pcapng", "--json"]);
+    assert!(f.json().get("merged_file").is_none(), "{f}");
+}

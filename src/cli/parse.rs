@@ -109,11 +109,23 @@ fn parse_args(name: &str, args: &[OsString]) -> Result<Invocation, UsageError> {
         }
     }
     let word = vantage.list_word();
+    // The parsers tolerate whitespace for sysfs files (a trailing newline);
+    // on the command line a list or mask is refused with it, as every
+    // number is (`-c ' 5'`).
+    let bare = |v: &str| !v.contains(char::is_whitespace);
     let list = value("list")
-        .map(|v| CpuSet::parse_list(v).ok_or_else(|| invalid(&format!("{word} list"), v)))
+        .map(|v| {
+            CpuSet::parse_list(v)
+                .filter(|_| bare(v))
+                .ok_or_else(|| invalid(&format!("{word} list"), v))
+        })
         .transpose()?;
     let mask = value("mask")
-        .map(|v| CpuSet::parse_mask(v).ok_or_else(|| invalid(&format!("{word} mask"), v)))
+        .map(|v| {
+            CpuSet::parse_mask(v)
+                .filter(|_| bare(v))
+                .ok_or_else(|| invalid(&format!("{word} mask"), v))
+        })
         .transpose()?;
     // Values out of range say the range, as the rss hash port does.
     let out_of_range = |what: &str, v: &str, range: &str| {

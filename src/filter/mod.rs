@@ -1128,6 +1128,8 @@ mod tests {
             #[rustfmt::skip]
             a.ip(&["neigh", "replace", "198.51.100.2", "lladdr", "02:00:00:00:00:02",
                    "dev", "va", "nud", "permanent"]);
+            crate::sys::testutil::wait_link_active(&a.0, "va");
+            crate::sys::testutil::wait_link_active(&b.0, "vb");
             let (va, vb) = (a.ifindex("va"), b.ifindex("vb"));
             let eth = LinkType::Ethernet;
             let both = Direction::RxTx;

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `rxtxcpu_packets_total`, `rxtxcpu_bytes_total`, `rxtxcpu_kernel_drops_total` | interface, vantage, direction, stream | one per stream |
 //! | `rxtxcpu_repeated_copies_total` (`--repeats`) | same | one per stream |
-//! | `rxtxcpu_kernel_drops_by_reason_total` (`--drops`) | interface, cpu, reason | one per cpu and reason seen |
+//! | `rxtxcpu_kernel_drops_by_reason_total` (`--drops`) | interface, cpu, reason (and `namespace_known="false"` on drops of an unknown namespace) | at most two per cpu and reason seen |
 //! | `rxtxcpu_flows_seen_total`, `rxtxcpu_flows_tracked`, `_split`, `_unexpected`, `rxtxcpu_flows_untracked_packets_total` (`--flows`) | interface, vantage, direction | one each |
 //! | `rxtxcpu_softirqs_total` (cpu vantage) | cpu, type (`NET_RX`, `NET_TX`) | two per cpu |
 //! | `rxtxcpu_softnet_*_total` (cpu vantage) | cpu | five per online cpu |
@@ -241,14 +241,18 @@ impl Collector for Scrape {
                 names::DROPS_BY_REASON,
                 "Packets on the interface the kernel dropped, by cpu and drop reason (--drops).",
                 drops.iter().map(|r| {
-                    (
-                        [
-                            ("interface", interface.to_string()),
-                            ("cpu", r.cpu.to_string()),
-                            ("reason", r.reason.clone()),
-                        ],
-                        r.packets,
-                    )
+                    let mut labels = vec![
+                        ("interface", interface.to_string()),
+                        ("cpu", r.cpu.to_string()),
+                        ("reason", r.reason.clone()),
+                    ];
+                    // The report counts these too (namespace unknown):
+                    // the family sums to its total, and the label, only on
+                    // them, leaves the other series as they always were.
+                    if r.namespace_unknown {
+                        labels.push(("namespace_known", "false".to_string()));
+                    }
+                    (labels, r.packets)
                 }),
             )?;
         }

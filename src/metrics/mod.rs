@@ -104,6 +104,10 @@ pub struct ReasonDrops {
     /// it without its prefix (`NO_SOCKET`, `SOCKET_RCVBUFF`).
     pub reason: String,
     pub packets: u64,
+    /// True for drops received on the interface's number whose namespace
+    /// the kernel no longer knew (the report's `namespace_known: false`):
+    /// their series carry `namespace_known="false"`.
+    pub namespace_unknown: bool,
 }
 
 /// Flow counts since the capture started (`--flows`).

@@ -43,11 +43,20 @@ fn everything() -> Snapshot {
     Snapshot {
         streams: streams(),
         repeated_copies: Some(vec![0, 7, 0]),
-        drop_reasons: Some(vec![ReasonDrops {
-            cpu: 1,
-            reason: "NO_SOCKET".into(),
-            packets: 4,
-        }]),
+        drop_reasons: Some(vec![
+            ReasonDrops {
+                cpu: 1,
+                reason: "NO_SOCKET".into(),
+                packets: 4,
+                namespace_unknown: false,
+            },
+            ReasonDrops {
+                cpu: 1,
+                reason: "NOT_SPECIFIED".into(),
+                packets: 6,
+                namespace_unknown: true,
+            },
+        ]),
         flows: Some(FlowCounts {
             seen: 5,
             split: Some(1),
@@ -152,6 +161,9 @@ fn optional_families_appear_with_their_snapshot_fields() {
     for line in [
         format!("rxtxcpu_repeated_copies_total{{{STREAM},stream=\"1\"}} 7"),
         r#"rxtxcpu_kernel_drops_by_reason_total{interface="eth0",cpu="1",reason="NO_SOCKET"} 4"#
+            .into(),
+        // The report's drops of an unknown namespace, marked only there.
+        r#"rxtxcpu_kernel_drops_by_reason_total{interface="eth0",cpu="1",reason="NOT_SPECIFIED",namespace_known="false"} 6"#
             .into(),
         format!("rxtxcpu_flows_seen_total{{{STREAM}}} 5"),
         format!("rxtxcpu_flows_split{{{STREAM}}} 1"),

@@ -22,6 +22,8 @@ pub struct Report {
     /// Per stream slot, with `-W`: the files its ring overwrote and the
     /// packets they held (for `--json`; the notes say it in words).
     pub rotated_away: Vec<Option<(u64, u64)>>,
+    /// The same for the merged file (`--pcapng`), which rotates as one.
+    pub merged_rotated_away: Option<(u64, u64)>,
     /// The -G -W file limit ended the capture.
     pub file_limit: bool,
     /// With `--flows`.
@@ -87,6 +89,7 @@ impl Report {
             ));
         }
         if c.rotated_away > 0 {
+            self.merged_rotated_away = Some((c.rotated_away, c.records_lost));
             self.notes.push(format!(
                 "{} in {} rotated away.",
                 count(c.records_lost, "packet"),
@@ -189,6 +192,12 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
                         .collect(),
                 );
                 json.repeat_summary = Some(RepeatSummaryJson::new(r, found.min, &id, &label));
+            }
+            if let Some((files, packets)) = report.merged_rotated_away {
+                json.more.insert(
+                    "merged_file".into(),
+                    serde_json::json!({"rotated_away": {"files": files, "packets": packets}}),
+                );
             }
             json.more.extend(report.counter_json.clone());
             if let Some(k) = &report.kernel_drops {
@@ -378,5 +387,14 @@ mod tests {
         );
         assert_eq!(r.notes, ["686 packets in 1 file rotated away on cpu0."]);
         assert_eq!(r.rotated_away, [Some((1, 686))]);
+        assert_eq!(r.merged_rotated_away, None);
+        let status = r.take_merged(&crate::consumers::merged::Closed {
+            rotated_away: 4,
+            records_lost: 3712,
+            ..Default::default()
+        });
+        assert_eq!(status, 0);
+        assert_eq!(r.notes[1], "3712 packets in 4 files rotated away.");
+        assert_eq!(r.merged_rotated_away, Some((4, 3712)));
     }
 }

@@ -104,17 +104,17 @@ impl crate::metrics::Source for Scraped<'_> {
         Snapshot {
             streams,
             repeated_copies,
-            // Only the drops known to be the interface's (see
-            // DropCount::namespace_known).
+            // Every drop the report lists, those of an unknown namespace
+            // (DropCount::namespace_known) marked as the report marks them.
             drop_reasons: self.drops.map(|p| {
                 super::drops::read(p)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|d| d.namespace_known)
                     .map(|d| ReasonDrops {
                         cpu: d.cpu,
                         reason: d.reason,
                         packets: d.packets,
+                        namespace_unknown: !d.namespace_known,
                     })
                     .collect()
             }),

@@ -407,7 +407,6 @@ fn run_jobs<'a, 's>(
         // Returns once every sender is gone.
         let _ = ready_rx.recv();
         let started = merge::realtime_ns();
-        c.deadline.arm(&c.v);
         if failed.is_empty() {
             c.v.say(format!(
                 "listening on {}, link-type {}, snapshot length {} bytes",
@@ -416,6 +415,10 @@ fn run_jobs<'a, 's>(
                 opts.snaplen
             ));
         }
+        // After `listening on`: the stop notice says when this capture,
+        // already listening, ends; the line a script waits for stays the
+        // setup's last.
+        c.deadline.arm(&c.v);
         let endpoint = metrics.and_then(|server| {
             let description = metrics::description(opts, c.plan, &c.target.label);
             let exporter = crate::metrics::Exporter::new(description, &scraped);

@@ -147,6 +147,8 @@ impl Pair {
             sh(&["ip", "-n", &ns.name, "neigh", "replace", peer, "lladdr", mac, "dev", me,
                  "nud", "permanent"]);
         }
+        crate::sys::testutil::wait_link_active(&a.name, "va");
+        crate::sys::testutil::wait_link_active(&b.name, "vb");
         Pair { a, b }
     }
 }

@@ -67,6 +67,35 @@ pub fn inject(ifindex: u32, frame: &[u8]) {
     }
 }
 
+/// Waits until `ifname` (up, with carrier) of network namespace `netns`
+/// (a name under /var/run/netns) transmits. Until the kernel's linkwatch
+/// work has run (a kworker, later on a loaded machine) the device sends
+/// through the noop qdisc, which drops every packet while sendto() reports
+/// success. That work sets the operstate UP and then activates the qdisc,
+/// under RTNL: so once the state is UP, one command that takes RTNL (`ip
+/// link set up`, a no-op) returns only after the qdisc is active.
+pub fn wait_link_active(netns: &str, ifname: &str) {
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["-n", netns])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ip");
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ip(&["-o", "link", "show", "dev", ifname]).contains(" state UP ") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ifname} never came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    ip(&["link", "set", ifname, "up"]);
+}
+
 /// The next packet queued on `s` without waiting: (ifindex, pkttype,
 /// bytes); None when none is queued.
 pub fn recv_from(s: &PacketSocket) -> Option<(u32, u8, Vec<u8>)> {

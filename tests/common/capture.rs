@@ -452,7 +452,8 @@ impl Finished {
     /// capture said once it was capturing. Without the lines of
     /// /proc/net/softnet_stat's changes: they count every device of the
     /// machine, and tests running beside this one flood theirs
-    /// (tests/drops.rs checks those lines on a machine of its own).
+    /// (tests/drops.rs checks those lines on a machine of its own); and
+    /// without `--duration`'s stop notice, which follows it.
     pub fn after_ready(&self) -> String {
         self.stderr
             .split_once("listening on")
@@ -460,6 +461,7 @@ impl Finished {
             .map_or("", |(_, rest)| rest)
             .lines()
             .filter(|l| !l.ends_with("(softnet_stat, every device)."))
+            .filter(|l| !(l.contains(": stopping after ") && l.ends_with(" s (--duration)")))
             .map(|l| format!("{l}\n"))
             .collect()
     }

@@ -198,7 +198,29 @@ pub fn veth_pair_with_queues(a: &Netns, b: &Netns, queues: u32) -> (Veth, Veth) 
         ns.ip(&["neigh", "replace", &peer.addr.to_string(), "lladdr", &peer.mac,
                 "dev", &me.ifname, "nud", "permanent"]);
     }
+    for (ns, me) in [(a, &va), (b, &vb)] {
+        wait_link_active(ns, &me.ifname);
+    }
     (va, vb)
+}
+
+/// Waits until `ifname` (up, with carrier) of `ns` transmits. Until the
+/// kernel's linkwatch work has run (a kworker, later on a loaded machine)
+/// the device sends through the noop qdisc, which drops every packet while
+/// sendto() reports success. That work sets the operstate UP and then
+/// activates the qdisc, under RTNL: so once the state is UP, one command
+/// that takes RTNL (`ip link set up`, a no-op) returns only after the
+/// qdisc is active.
+pub fn wait_link_active(ns: &Netns, ifname: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ns
+        .ip(&["-o", "link", "show", "dev", ifname])
+        .contains(" state UP ")
+    {
+        assert!(Instant::now() < deadline, "{ifname} never came up");
+        thread::sleep(Duration::from_millis(1));
+    }
+    ns.ip(&["link", "set", ifname, "up"]);
 }
 
 /// Writes `value` to /sys/class/net/IF/`file` in namespace `ns` (e.g.

@@ -475,6 +475,10 @@ impl<'a> Worker<'a> {
         let mut progress = Instant::now();
         loop {
             let before = self.seen;
+            // Decided before reading: a block the kernel handed over before
+            // the patience ran out is read, however long this thread is
+            // kept off the cpu between the read and the check.
+            let expired = Instant::now() >= progress + patience;
             if let Flow::Done = self.read_blocks(Until::Seen(target)) {
                 return;
             }
@@ -484,14 +488,15 @@ impl<'a> Worker<'a> {
             let now = Instant::now();
             if self.seen > before {
                 progress = now;
-            }
-            if now >= progress + patience {
+            } else if expired {
                 // Should not happen: the retire timer hands every block
                 // over. If it does, say so rather than lose them quietly.
                 self.shared.unread[self.slot].store(target - self.seen, Ordering::Relaxed);
                 return;
             }
-            let wait = (progress + patience - now).min(period);
+            let wait = (progress + patience)
+                .saturating_duration_since(now)
+                .min(period);
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
             let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
             let _ = poll(&mut fds, PollTimeout::from(ms));

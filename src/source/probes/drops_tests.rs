@@ -33,6 +33,43 @@ fn kernel_reason(btf: &Btf, suffix: &str) -> String {
     reasons.name(*code as u32).unwrap().to_string()
 }
 
+/// The counting program for `filter`, loaded for `hook` (not attached),
+/// with the maps it counts into as [`DropProbe`] makes them: the per-cpu
+/// array of one slot per reason (and the others), and the one-word array
+/// of the remembered device, which the program uses only if `remembered`.
+fn load_counting(
+    btf: &Btf,
+    hook: &Hook,
+    layout: &Layout,
+    reasons: &Reasons,
+    filter: &Filter,
+    remembered: bool,
+) -> (Program, Map, Map) {
+    let counts = Map::create(
+        MapType::PercpuArray,
+        "t",
+        4,
+        VALUE_SIZE,
+        reasons.slots() + 1,
+        0,
+    )
+    .unwrap();
+    let device = Map::create(MapType::Array, "d", 4, 8, 1, 0).unwrap();
+    let fds = Fds {
+        counts: counts.as_raw_fd(),
+        flows: None,
+        device: remembered.then(|| device.as_raw_fd()),
+    };
+    let prog = tracing::load(
+        btf,
+        hook,
+        "t",
+        &program(layout, filter, reasons, fds, false, true),
+    )
+    .unwrap();
+    (prog, counts, device)
+}
+
 fn probe(btf: &Btf, ns: &Ns, ifindex: Option<u32>) -> DropProbe {
     probe_variant(btf, ns, ifindex, Variant::default())
 }
@@ -237,28 +274,8 @@ fn raw_tracepoint_open_attaches_tp_btf() {
     };
     let layout = Layout::from_btf(&btf).unwrap();
     let reasons = Reasons::from_btf(&btf).unwrap();
-    let map = Map::create(
-        MapType::PercpuArray,
-        "t",
-        4,
-        VALUE_SIZE,
-        reasons.slots() + 1,
-        0,
-    )
-    .unwrap();
-    let fds = Fds {
-        counts: map.as_raw_fd(),
-        flows: None,
-        device: None,
-    };
     let hook = Hook::tp_btf(TRACEPOINT);
-    let prog = tracing::load(
-        &btf,
-        &hook,
-        "t",
-        &program(&layout, &filter, &reasons, fds, false, true),
-    )
-    .unwrap();
+    let (prog, _counts, _device) = load_counting(&btf, &hook, &layout, &reasons, &filter, false);
     let a = tracing::attach_via(&prog, &hook, Via::RawTracepointOpen).unwrap();
     assert_eq!(a.to_string(), "tp_btf/kfree_skb (BPF_RAW_TRACEPOINT_OPEN)");
     assert_eq!(a.hook().kind, HookKind::TpBtf);
@@ -623,32 +640,12 @@ fn cost_of_the_device_check() {
     let vb = pair.b.ifindex("vb");
     let hook = Hook::tp_btf(TRACEPOINT);
     let load = |ns: &Ns, ifindex: u32, remembered: bool| {
-        let counts = Map::create(
-            MapType::PercpuArray,
-            "t",
-            4,
-            VALUE_SIZE,
-            reasons.slots() + 1,
-            0,
-        )
-        .unwrap();
-        let device = Map::create(MapType::Array, "d", 4, 8, 1, 0).unwrap();
-        let fds = Fds {
-            counts: counts.as_raw_fd(),
-            flows: None,
-            device: remembered.then(|| device.as_raw_fd()),
-        };
         let filter = Filter {
             ifindex: Some(ifindex),
             netns: ns.inode(),
         };
-        let prog = tracing::load(
-            &btf,
-            &hook,
-            "t",
-            &program(&layout, &filter, &reasons, fds, false, true),
-        )
-        .unwrap();
+        let (prog, counts, device) =
+            load_counting(&btf, &hook, &layout, &reasons, &filter, remembered);
         let attached = tracing::attach(&prog, &hook).unwrap();
         (prog, attached, counts, device)
     };
