@@ -128,6 +128,9 @@ fn a_packet_in_a_routing_loop_counts_its_hops() {
         ns.ip(&["addr", "add", addr, "dev", dev]);
         ns.ip(&["link", "set", dev, "up"]);
     }
+    for (ns, dev) in [(&h, "vh"), (&r1, "vr1h"), (&r1, "vr1"), (&r2, "vr2")] {
+        wait_link_active(ns, dev);
+    }
     h.ip(&["route", "add", "default", "via", "10.2.0.1"]);
     r1.ip(&["route", "add", "198.51.100.0/24", "via", "10.1.0.2"]);
     r2.ip(&["route", "add", "198.51.100.0/24", "via", "10.1.0.1"]);

@@ -1259,6 +1259,10 @@ mod tests {
                 "permanent",
             ]);
         }
+        // The veth drops what it is given until linkwatch has activated
+        // its qdisc.
+        crate::sys::testutil::wait_link_active(&a.name, "vs");
+        crate::sys::testutil::wait_link_active(&b.name, "vr");
     }
 
     /// Sends one datagram from each of `flows` fresh sockets (so each has

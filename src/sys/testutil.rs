@@ -75,9 +75,22 @@ pub fn inject(ifindex: u32, frame: &[u8]) {
 /// under RTNL: so once the state is UP, one command that takes RTNL (`ip
 /// link set up`, a no-op) returns only after the qdisc is active.
 pub fn wait_link_active(netns: &str, ifname: &str) {
+    wait_active(Some(netns), ifname);
+}
+
+/// [`wait_link_active`] for `ifname` of the calling thread's own network
+/// namespace (one made by unshare(), which has no name).
+pub fn wait_link_active_here(ifname: &str) {
+    wait_active(None, ifname);
+}
+
+fn wait_active(netns: Option<&str>, ifname: &str) {
     let ip = |args: &[&str]| {
-        let out = std::process::Command::new("ip")
-            .args(["-n", netns])
+        let mut cmd = std::process::Command::new("ip");
+        if let Some(netns) = netns {
+            cmd.args(["-n", netns]);
+        }
+        let out = cmd
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()

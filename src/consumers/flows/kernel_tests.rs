@@ -125,6 +125,10 @@ fn kernel_packets_give_the_expected_keys() {
         for dev in ["fa", "fb", "ft"] {
             ip(&["link", "set", dev, "up"]);
         }
+        // The veth drops what it is given until linkwatch has activated
+        // its qdisc.
+        crate::sys::testutil::wait_link_active_here("fa");
+        crate::sys::testutil::wait_link_active_here("fb");
         // A static neighbour: no ARP of the kernel's own.
         ip(&[
             "neigh",
