@@ -143,6 +143,16 @@ pub struct Options {
     pub notes: Vec<String>,
 }
 
+impl Options {
+    /// Whether anything reads the packets' bytes: the files (`-w`,
+    /// `--pcapng`), the flow table (`--flows`, and `--path` with it) and
+    /// the repeat window. Counting, `-c`, `--live` and `--metrics` read
+    /// only what the ring's headers say (how many, how long, when).
+    pub fn reads_packet_data(&self) -> bool {
+        self.write.is_some() || self.flows.is_some() || self.repeats.is_some()
+    }
+}
+
 /// Where the filter expression comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FilterSource {

@@ -33,6 +33,11 @@ use group::Group;
 use tap::SenderTap;
 use worker::Worker;
 
+/// The kernel's snap length when nothing reads the packets' bytes (see
+/// [`Options::reads_packet_data`]): the least a packet socket's filter can
+/// keep and still accept the packet.
+const HEADERS_ONLY_SNAPLEN: u32 = 1;
+
 /// The fanout group and its rings.
 pub struct FanoutSource {
     target: Target,
@@ -61,7 +66,18 @@ impl FanoutSource {
             "interface {} (ifindex {})",
             target.label, target.ifindex
         ));
-        let kernel_snaplen = target.kernel_snaplen(opts.snaplen);
+        // A capture that reads no packet's bytes asks the kernel for none
+        // of them: the filter's return value is the length it copies into
+        // the ring (0 would drop the packet, so 1), and the record's
+        // header still says the packet's whole length. The kernel then
+        // copies one byte instead of the packet, and the ring (sized for
+        // snapped packets) holds more packets in less memory.
+        let headers_only = !opts.reads_packet_data();
+        let kernel_snaplen = if headers_only {
+            HEADERS_ONLY_SNAPLEN
+        } else {
+            target.kernel_snaplen(opts.snaplen)
+        };
         // The kernel computes a flow hash per packet only for what uses it.
         let want_hash = opts.pcapng && opts.write.is_some() || opts.flows.is_some();
         let (ring_bytes, why) = match opts.buffer_bytes {
@@ -78,6 +94,12 @@ impl FanoutSource {
             crate::error::mib(geometry.bytes() as u64 * plan.streams.len() as u64),
             geometry.retire_ms
         ));
+        if headers_only {
+            say(format!(
+                "nothing reads the packets' bytes: the kernel copies {HEADERS_ONLY_SNAPLEN} byte of each \
+                 into the ring (counts, lengths and times come from the records' headers)"
+            ));
+        }
         group::check_memory(geometry, plan)?;
         // Compiled before anything is created, so that a bad expression
         // leaves nothing behind.
