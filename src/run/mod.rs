@@ -126,8 +126,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
         v.say(format!("metrics on http://{addr}/metrics"));
     }
-    let shared =
-        Shared::new(plan.streams.len()).map_err(|e| Error::os("error creating eventfd", e))?;
+    let live_asks = opts.live.is_some() && (opts.flows.is_some() || opts.repeats.is_some());
+    let shared = Shared::with_flow_wake(plan.streams.len(), live_asks)
+        .map_err(|e| Error::os("error creating eventfd", e))?;
     let verdict = match source.counts_itself() {
         true => None,
         false => count::Verdict::for_count(opts.count, plan.streams.len())
