@@ -361,6 +361,37 @@ fn top_flows_of_a_burst_followed_by_silence() {
     assert_eq!(sink_flow_packets(&f.stderr), 40, "{f}");
 }
 
+/// --xdp: its workers answer the view's request as the rings' do (they
+/// never did, so an XDP capture showed no top flows at all).
+#[test]
+fn top_flows_of_an_xdp_capture() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(
+        &b,
+        "rxcpu",
+        &[
+            "--xdp",
+            "--live",
+            "--interval=0.2",
+            "--json",
+            "--flows",
+            &vb.ifname,
+        ],
+    );
+    udp_send(&a, 0, va.addr, vb.addr, 20);
+    sink.expect(20);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink_flow_packets(&cap.stderr_now()) < 20 {
+        assert!(Instant::now() < deadline, "{}", cap.stderr_now());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.json()["streams"][0]["captured"], 20, "{f}");
+    assert_eq!(sink_flow_packets(&f.stderr), 20, "{f}");
+}
+
 #[test]
 fn interval_usage_errors() {
     check_usage_errors(&[
