@@ -563,6 +563,13 @@ fn take_ends(
         });
     }
     if let Some((written, start_ns, end_ns)) = merged_file {
+        for (s, past) in report
+            .streams
+            .iter_mut()
+            .zip(written.past_the_limit().unwrap_or_default())
+        {
+            s.packets = s.packets.saturating_sub(past);
+        }
         let say = |s: &str| v.say(s);
         let counts: Vec<(u64, u64)> = report
             .streams
