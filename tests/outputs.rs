@@ -411,7 +411,7 @@ fn assert_failed_write(f: &Finished, name: &str, file: &str) -> u64 {
         lines,
         [
             format!("{name}: error writing {file}: No space left on device"),
-            format!("{name}: {left_out} captured packets on cpu0 are not in the file"),
+            format!("{name}: {}", not_in_file_line(left_out, "on cpu0")),
         ],
         "{f}"
     );

@@ -548,8 +548,9 @@ fn take_ends(
             let place = plan.streams[slot].place();
             if let Some(n) = not_in_file(report.streams[slot].packets, l.file_failure.as_ref()) {
                 errln!(
-                    "{}: {n} captured packets {place} are not in the file",
-                    opts.name
+                    "{}: {}",
+                    opts.name,
+                    crate::consumers::not_in_file_line(n, &place)
                 );
             }
             tables.extend(report.take_leftovers(slot, &place, l));

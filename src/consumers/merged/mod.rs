@@ -227,7 +227,7 @@ pub fn close(
         Some(e) => {
             errln!("{name}: error writing {e}");
             if lost > 0 {
-                errln!("{name}: {lost} captured packets are not in the file");
+                errln!("{name}: {}", crate::consumers::not_in_file_line(lost, ""));
             }
             1
         }
