@@ -6,14 +6,23 @@ use std::fmt;
 use std::io;
 
 /// An OS error shown as the C library shows it (`No such device`), without
-/// Rust's ` (os error 19)` suffix, so messages match the original's.
+/// Rust's ` (os error 19)` suffix, so messages match the original's. The
+/// words are strerror's, which the standard library's own message holds
+/// (nix's table words a few differently: `Out of memory`, `I/O error`,
+/// `Quota exceeded` where the C library, tcpdump and the original say
+/// `Cannot allocate memory`, `Input/output error`, `Disk quota
+/// exceeded`).
 #[derive(Debug)]
 pub struct Why(pub io::Error);
 
 impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.raw_os_error() {
-            Some(code) => f.write_str(nix::errno::Errno::from_raw(code).desc()),
+            Some(code) => {
+                let text = self.0.to_string();
+                let suffix = format!(" (os error {code})");
+                f.write_str(text.strip_suffix(&suffix).unwrap_or(&text))
+            }
             None => write!(f, "{}", self.0),
         }
     }
@@ -127,6 +136,21 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "error creating packet socket: Operation not permitted (capturing needs root or the CAP_NET_RAW capability)"
+        );
+        // Where nix's words differ from the C library's: a disk that fails
+        // or a quota reached under -w, a ring the kernel cannot allocate.
+        for (code, words) in [
+            (libc::EIO, "Input/output error"),
+            (libc::EDQUOT, "Disk quota exceeded"),
+            (libc::ENOMEM, "Cannot allocate memory"),
+            (libc::EAGAIN, "Resource temporarily unavailable"),
+            (libc::ENOSPC, "No space left on device"),
+        ] {
+            assert_eq!(Why(io::Error::from_raw_os_error(code)).to_string(), words);
+        }
+        assert_eq!(
+            Error::write("out-0.pcap", io::Error::from_raw_os_error(libc::EDQUOT)).to_string(),
+            "error writing out-0.pcap: Disk quota exceeded"
         );
     }
 }

@@ -64,7 +64,6 @@ pub mod testing {
 }
 
 use std::ffi::OsString;
-use std::io::Write;
 
 /// Runs the program with `args` (`argv[0]` first); returns the exit status.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
@@ -77,12 +76,9 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     };
     match cli::parse(&name, rest) {
         Err(cli::UsageError(msg)) => usage_error(&msg),
-        Ok(cli::Invocation::Print(text)) => {
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`rxtxcpu --help | head -1`) is not an error.
-            let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-            0
-        }
+        // A closed pipe (`rxtxcpu --help | head -1`) is not an error; a
+        // full disk is.
+        Ok(cli::Invocation::Print(text)) => report::to_stdout(&name, &text),
         Ok(cli::Invocation::RssHash(q)) => {
             let interface = q.interface.as_deref();
             match steering::rss_hash_command(&q.tuple, q.key.as_deref(), interface) {
@@ -97,9 +93,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                     } else {
                         report.to_string()
                     };
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-                    0
+                    report::to_stdout(&name, &text)
                 }
                 Err(e) => {
                     errln!("{name}: {e}");

@@ -85,7 +85,7 @@ fn disk_full_stops_with_valid_files() {
         f.after_ready().lines().collect::<Vec<_>>(),
         [
             format!("rxtxcpu: error writing {full}: No space left on device"),
-            format!("rxtxcpu: {left_out} captured packets on cpu0 are not in the file"),
+            format!("rxtxcpu: {}", not_in_file_line(left_out, "on cpu0")),
         ],
         "{f}"
     );

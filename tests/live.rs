@@ -310,6 +310,88 @@ fn json_lines_and_top_flows() {
     assert!(flows_seen, "no top flow in the JSON lines\n{f}");
 }
 
+/// The packets of the UDP flows to the sink in the JSON lines' top flows.
+fn sink_flow_packets(stderr: &str) -> u64 {
+    let suffix = format!(":{UDP_PORT}");
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["flows"].as_array().cloned().unwrap_or_default())
+        .filter(|fl| {
+            fl["flow"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("udp ") && t.ends_with(&suffix))
+        })
+        .map(|fl| fl["packets"].as_u64().unwrap())
+        .sum()
+}
+
+/// A burst and then silence: the worker that took it goes back to sleep
+/// on an empty ring, and the view's next request must still wake it for
+/// its flows (it used to answer only at its next ring block, so the
+/// burst's flows showed in no interval), and they add up to the report.
+#[test]
+fn top_flows_of_a_burst_followed_by_silence() {
+    let ns = Netns::new();
+    let _sink = UdpSink::bind(&ns, LO);
+    let cap = Capture::start(
+        &ns,
+        "rxtxcpu",
+        &["--live", "--interval=0.2", "--json", "--flows", "lo"],
+    );
+    udp_send_port(&ns, 0, LO, LO, UDP_PORT, 20);
+    // Each datagram twice on lo (sent and received), in the lines of the
+    // intervals that follow, while the capture still runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = sink_flow_packets(&cap.stderr_now());
+        if seen == 40 {
+            break;
+        }
+        assert!(
+            seen < 40 && Instant::now() < deadline,
+            "{seen} of the burst's 40 packets in the top flows:\n{}",
+            cap.stderr_now()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.json()["total"], 40, "{f}");
+    assert_eq!(sink_flow_packets(&f.stderr), 40, "{f}");
+}
+
+/// --xdp: its workers answer the view's request as the rings' do (they
+/// never did, so an XDP capture showed no top flows at all).
+#[test]
+fn top_flows_of_an_xdp_capture() {
+    let (a, b) = (Netns::new(), Netns::new());
+    let (va, vb) = veth_pair(&a, &b);
+    let sink = UdpSink::bind(&b, vb.addr);
+    let cap = Capture::start(
+        &b,
+        "rxcpu",
+        &[
+            "--xdp",
+            "--live",
+            "--interval=0.2",
+            "--json",
+            "--flows",
+            &vb.ifname,
+        ],
+    );
+    udp_send(&a, 0, va.addr, vb.addr, 20);
+    sink.expect(20);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink_flow_packets(&cap.stderr_now()) < 20 {
+        assert!(Instant::now() < deadline, "{}", cap.stderr_now());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = cap.interrupt();
+    assert_eq!(f.json()["streams"][0]["captured"], 20, "{f}");
+    assert_eq!(sink_flow_packets(&f.stderr), 20, "{f}");
+}
+
 #[test]
 fn interval_usage_errors() {
     check_usage_errors(&[

@@ -297,6 +297,41 @@ fn a_full_device_fails_the_start() {
     assert_eq!(fs.dir.files(), NODES);
 }
 
+/// The report on a stdout that cannot take it (`> /dev/full`): status 1
+/// and the line that says why (it was a silent 1), and so for the help
+/// and `--rss-hash`'s answer (they said nothing and exited 0, as if
+/// written). A reader that went away (`| head -1`) is an ordinary end, as
+/// for `-w -`.
+#[test]
+fn a_stdout_that_cannot_take_the_report() {
+    let ns = Netns::new();
+    let fs = devices();
+    let full = fs.dir.path("full");
+    let open = || Stdio::from(File::options().write(true).open(&full).unwrap());
+    let line = "rxtxcpu: error writing stdout: No space left on device";
+    let f = Capture::spawn_with_stdout(&ns, &["--duration=0.3", "lo"], open()).wait();
+    assert_eq!(f.status.code(), Some(1), "{f}");
+    assert_eq!(f.stderr.lines().last(), Some(line), "{f}");
+    for args in [
+        &["--help"][..],
+        &["--rss-hash=66.9.149.187,2794,161.142.100.80,1766"],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .stdout(open())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("{line}\n"));
+    }
+    let mut cap = Capture::spawn_with_stdout(&ns, &["--duration=0.3", "lo"], Stdio::piped());
+    drop(cap.take_stdout());
+    let f = cap.wait();
+    assert_eq!(f.status.code(), Some(0), "{f}");
+    assert!(!f.stderr.contains("error writing"), "{f}");
+    assert_eq!(fs.dir.files(), NODES);
+}
+
 /// Reads all of `fifo` in a thread (opening it waits for the writer).
 fn read_fifo(fifo: &str) -> thread::JoinHandle<Vec<u8>> {
     let fifo = fifo.to_string();
@@ -376,7 +411,7 @@ fn assert_failed_write(f: &Finished, name: &str, file: &str) -> u64 {
         lines,
         [
             format!("{name}: error writing {file}: No space left on device"),
-            format!("{name}: {left_out} captured packets on cpu0 are not in the file"),
+            format!("{name}: {}", not_in_file_line(left_out, "on cpu0")),
         ],
         "{f}"
     );

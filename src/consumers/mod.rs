@@ -30,6 +30,24 @@ use crate::packet::Frame;
 use crate::packet::LinkType;
 use crate::packet::Packet;
 
+/// The line after a failed write: `1281 captured packets on cpu0 are
+/// not in the file`, `1 captured packet on cpu0 is` (a line the original
+/// did not print, so singular for one); `place` empty for the merged
+/// file.
+pub fn not_in_file_line(n: u64, place: &str) -> String {
+    let (what, verb) = if n == 1 {
+        ("packet", "is")
+    } else {
+        ("packets", "are")
+    };
+    let place = if place.is_empty() {
+        String::new()
+    } else {
+        format!(" {place}")
+    };
+    format!("{n} captured {what}{place} {verb} not in the file")
+}
+
 /// One stream's consumers.
 #[derive(Default)]
 pub struct Consumers<'a> {
@@ -480,5 +498,31 @@ impl MergedStream {
         // The merged file then writes long runs from the batch itself.
         full.seal();
         self.feed.send(full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The line after a failed write: one packet is singular, as the
+    /// other lines the original did not print say it.
+    #[test]
+    fn not_in_file_line_agrees_with_its_count() {
+        use super::not_in_file_line;
+        assert_eq!(
+            not_in_file_line(1281, "on cpu0"),
+            "1281 captured packets on cpu0 are not in the file"
+        );
+        assert_eq!(
+            not_in_file_line(1, "on cpu0"),
+            "1 captured packet on cpu0 is not in the file"
+        );
+        assert_eq!(
+            not_in_file_line(1, ""),
+            "1 captured packet is not in the file"
+        );
+        assert_eq!(
+            not_in_file_line(2, ""),
+            "2 captured packets are not in the file"
+        );
     }
 }

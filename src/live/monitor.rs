@@ -96,8 +96,9 @@ impl<'a> Monitor<'a> {
         if self.ticker.due(Instant::now()) {
             if self.flows || self.repeats.is_some() {
                 // The workers answer at their next ring block, which the
-                // kernel hands over within a block timeout: give the busy
-                // ones two, so the flows are this interval's.
+                // kernel hands over within a block timeout, or, idle, when
+                // the request wakes them: give the busy ones two, so the
+                // flows are this interval's.
                 self.ask_flows(shared);
                 std::thread::sleep(FLOW_ANSWER_WAIT);
             }
@@ -140,7 +141,7 @@ impl<'a> Monitor<'a> {
 
     fn ask_flows(&self, shared: &Shared) {
         if self.flows || self.repeats.is_some() {
-            shared.flow_request.fetch_add(1, Ordering::Relaxed);
+            shared.ask_flows();
         }
     }
 

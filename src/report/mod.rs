@@ -238,10 +238,23 @@ pub fn print(opts: &Options, plan: &Plan, report: &Report) -> i32 {
         err!("{text}");
         return 0;
     }
+    to_stdout(&opts.name, &text)
+}
+
+/// Writes `text` (the report, the help, `--rss-hash`'s answer) to stdout;
+/// returns the exit status it leaves. A full disk (`> /dev/full`) is a
+/// runtime failure with its one line, never a silent status (or a 0 with
+/// nothing written); a reader that went away (`| head -1`) is not, as for
+/// the reader of `-w -`.
+pub fn to_stdout(name: &str, text: &str) -> i32 {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => 0,
-        Err(_) => 1,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            errln!("{name}: error writing stdout: {}", crate::error::Why(e));
+            1
+        }
     }
 }
 

@@ -126,8 +126,9 @@ pub fn run(opts: &Options, plan: &Plan) -> Result<i32> {
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
         v.say(format!("metrics on http://{addr}/metrics"));
     }
-    let shared =
-        Shared::new(plan.streams.len()).map_err(|e| Error::os("error creating eventfd", e))?;
+    let live_asks = opts.live.is_some() && (opts.flows.is_some() || opts.repeats.is_some());
+    let shared = Shared::with_flow_wake(plan.streams.len(), live_asks)
+        .map_err(|e| Error::os("error creating eventfd", e))?;
     let verdict = match source.counts_itself() {
         true => None,
         false => count::Verdict::for_count(opts.count, plan.streams.len())
@@ -550,8 +551,9 @@ fn take_ends(
             let place = plan.streams[slot].place();
             if let Some(n) = not_in_file(report.streams[slot].packets, l.file_failure.as_ref()) {
                 errln!(
-                    "{}: {n} captured packets {place} are not in the file",
-                    opts.name
+                    "{}: {}",
+                    opts.name,
+                    crate::consumers::not_in_file_line(n, &place)
                 );
             }
             tables.extend(report.take_leftovers(slot, &place, l));
@@ -565,6 +567,13 @@ fn take_ends(
         });
     }
     if let Some((written, start_ns, end_ns)) = merged_file {
+        for (s, past) in report
+            .streams
+            .iter_mut()
+            .zip(written.past_the_limit().unwrap_or_default())
+        {
+            s.packets = s.packets.saturating_sub(past);
+        }
         let say = |s: &str| v.say(s);
         let counts: Vec<(u64, u64)> = report
             .streams

@@ -250,16 +250,21 @@ impl CountStats {
     /// Lines for stderr when the order was not kept or not known.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        // Lines the original did not print: `1 packet ... was`.
+        let packets = |n: u64| match n {
+            1 => ("1 packet".to_string(), "was"),
+            n => (format!("{n} packets"), "were"),
+        };
         if self.late > 0 {
             notes.push(format!(
-                "{} packets counted by -c came out of timestamp order across streams.",
-                self.late
+                "{} counted by -c came out of timestamp order across streams.",
+                packets(self.late).0
             ));
         }
         if self.forced > 0 {
+            let (n, verb) = packets(self.forced);
             notes.push(format!(
-                "{} packets counted by -c were let in at the {} MiB bound, before every stream had shown it had nothing older.",
-                self.forced,
+                "{n} counted by -c {verb} let in at the {} MiB bound, before every stream had shown it had nothing older.",
                 merge::DEFAULT_MAX_BYTES >> 20
             ));
         }
@@ -473,6 +478,35 @@ impl Coordinator<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// The notes say `1 packet` for one, as the lines the original did
+    /// not print do.
+    #[test]
+    fn notes_agree_with_their_counts() {
+        let one = super::CountStats {
+            late: 1,
+            forced: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            one.notes(),
+            [
+                "1 packet counted by -c came out of timestamp order across streams.".to_string(),
+                format!(
+                    "1 packet counted by -c was let in at the {} MiB bound, before every stream had shown it had nothing older.",
+                    super::merge::DEFAULT_MAX_BYTES >> 20
+                ),
+            ]
+        );
+        let two = super::CountStats {
+            late: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            two.notes(),
+            ["2 packets counted by -c came out of timestamp order across streams."]
+        );
+    }
+
     use super::*;
     use crate::consumers::merged::merge::Feed;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

@@ -14,6 +14,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::consumers::flows::FlowKey;
 use crate::consumers::repeats::Listed;
+use crate::consumers::Consumers;
 pub use crate::consumers::Leftovers;
 use crate::cpuset::CpuSet;
 use crate::sys::afpacket::{Filter, PacketSocket};
@@ -53,6 +54,13 @@ pub struct Shared {
     /// interval (a generation number), and the answers.
     pub flow_request: AtomicU64,
     pub flow_tops: Vec<Mutex<Vec<(FlowKey, u64)>>>,
+    /// With `--live` and `--flows` or `--repeats`: one eventfd per worker
+    /// that the view's request wakes, so that a worker asleep on an empty
+    /// ring answers too (a ring's worker otherwise wakes only when a
+    /// block comes, and the packets it took before going idle would show
+    /// in no interval's flows). Empty otherwise: no descriptors and no
+    /// wake-ups for a view that is not there.
+    flow_wake: Vec<EventFd>,
     /// With `--repeats` and `--live`: repeated copies per worker so far,
     /// and (at the same request as the flows) each worker's repeating
     /// packet with the most copies in the interval.
@@ -68,8 +76,66 @@ pub struct Shared {
 /// Flows each worker reports to the live view per interval.
 pub const LIVE_TOP_FLOWS: usize = 5;
 
+/// A worker's side of the live view's request: `answered` is the last
+/// request it answered. When the view has asked since (or, `last`, when
+/// the capture has ended and the view ever asked, so that the final
+/// interval's lines hold the flows of its packets too), hands it the
+/// busiest flows of `slot`'s stream and its repeating packet with the
+/// most copies since the last answer, added to any answer the view has
+/// not taken yet.
+pub fn answer_live(
+    shared: &Shared,
+    slot: usize,
+    consumers: &mut Consumers,
+    answered: &mut u64,
+    last: bool,
+) {
+    if consumers.flows.is_none() && consumers.repeats.is_none() {
+        return;
+    }
+    let asked = shared.flow_request.load(Ordering::Relaxed);
+    if asked == *answered && !(last && asked > 0) {
+        return;
+    }
+    *answered = asked;
+    if let Some(w) = &mut consumers.repeats {
+        if let Some((n, listed)) = w.interval_top() {
+            // As with the flows: added to an answer not yet taken.
+            let mut have = shared.repeat_tops[slot]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &mut *have {
+                Some(have) if have.1.digest == listed.digest => have.0 += n,
+                Some(have) if have.0 >= n => {}
+                _ => *have = Some((n, listed)),
+            }
+        }
+    }
+    if let Some(table) = &mut consumers.flows {
+        let top = table.interval_top(LIVE_TOP_FLOWS);
+        // Added to what the view has not taken yet: a second answer may
+        // come before the view looks.
+        let mut have = shared.flow_tops[slot]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (key, n) in top {
+            match have.iter_mut().find(|(k, _)| *k == key) {
+                Some(have) => have.1 += n,
+                None => have.push((key, n)),
+            }
+        }
+    }
+}
+
 impl Shared {
     pub fn new(workers: usize) -> io::Result<Shared> {
+        Shared::with_flow_wake(workers, false)
+    }
+
+    /// `flow_wake`: the live view will ask the workers for their flows or
+    /// repeating packets every interval.
+    pub fn with_flow_wake(workers: usize, flow_wake: bool) -> io::Result<Shared> {
+        let wakes = if flow_wake { workers } else { 0 };
         Ok(Shared {
             stop_fd: EventFd::from_value_and_flags(
                 0,
@@ -84,6 +150,11 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             flow_request: AtomicU64::new(0),
             flow_tops: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            flow_wake: (0..wakes)
+                .map(|_| {
+                    EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                })
+                .collect::<Result<_, _>>()?,
             repeated: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             flows_seen: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             flows_tracked: (0..workers).map(|_| AtomicU64::new(0)).collect(),
@@ -105,6 +176,21 @@ impl Shared {
 
     pub fn stop_fd(&self) -> &EventFd {
         &self.stop_fd
+    }
+
+    /// The live view asks every worker for its flows and repeating
+    /// packets of the interval, waking those asleep.
+    pub fn ask_flows(&self) {
+        self.flow_request.fetch_add(1, Ordering::Relaxed);
+        for fd in &self.flow_wake {
+            let _ = fd.write(1);
+        }
+    }
+
+    /// What wakes worker `slot` when the live view asks (None without
+    /// one); the worker reads it empty when woken.
+    pub fn flow_wake_fd(&self, slot: usize) -> Option<&EventFd> {
+        self.flow_wake.get(slot)
     }
 
     /// Reads worker `slot`'s kernel counters from its socket into

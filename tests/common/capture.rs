@@ -422,8 +422,12 @@ impl Finished {
             .lines()
             .filter_map(|l| {
                 let (_, rest) = l.split_once(": ")?;
-                let (n, rest) = rest.split_once(" captured packets ")?;
-                let place = rest.strip_suffix(" are not in the file")?;
+                let (n, rest) = rest
+                    .split_once(" captured packets ")
+                    .or_else(|| rest.split_once(" captured packet "))?;
+                let place = rest
+                    .strip_suffix(" are not in the file")
+                    .or_else(|| rest.strip_suffix(" is not in the file"))?;
                 Some((Place::parse(place)?, n.parse().ok()?))
             })
             .collect()

@@ -123,3 +123,18 @@ pub fn flow_row(stdout: &str, matches: impl Fn(&[&str]) -> bool) -> BTreeMap<Str
         .map(|(h, c)| (h.to_string(), c.to_string()))
         .collect()
 }
+
+/// The line after a failed write as the program words it:
+/// `N captured packets on cpu0 are not in the file`, `1 captured packet
+/// ... is` (`place` empty for the merged file).
+pub fn not_in_file_line(n: u64, place: &str) -> String {
+    let place = if place.is_empty() {
+        String::new()
+    } else {
+        format!(" {place}")
+    };
+    match n {
+        1 => format!("1 captured packet{place} is not in the file"),
+        n => format!("{n} captured packets{place} are not in the file"),
+    }
+}

@@ -578,6 +578,11 @@ impl<'a> MergedFile<'a> {
         &self.summary.not_written
     }
 
+    /// Whether the -G -W file limit ended the writing.
+    pub fn limit_reached(&self) -> bool {
+        self.summary.limit_reached
+    }
+
     fn not_written(&mut self, interface: usize) {
         if let Some(n) = self.summary.not_written.get_mut(interface) {
             *n += 1;

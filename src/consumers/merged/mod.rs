@@ -139,6 +139,16 @@ impl Written<'_> {
         self.file.unwritten().to_vec()
     }
 
+    /// Per stream: the packets that came after the -G -W file limit ended
+    /// the last file (the workers had counted them, the merger being up
+    /// to its window behind them). A stream's own files take no packet
+    /// past the limit and its count stops there; so must the merged
+    /// file's, or the report counts packets no file holds and no line
+    /// explains. None when the limit did not end the capture.
+    pub fn past_the_limit(&self) -> Option<Vec<u64>> {
+        self.file.limit_reached().then(|| self.not_written())
+    }
+
     /// Writes the interface statistics and closes the file.
     pub fn finish(self, stats: &[InterfaceStats]) -> MergedSummary {
         self.file.finish(stats)
@@ -175,7 +185,12 @@ pub fn close(
     name: &str,
     say: &dyn Fn(&str),
 ) -> Closed {
-    let not_written = written.not_written();
+    // Past the -G -W limit a packet is not captured (the report's counts
+    // leave it out), not one the program lost.
+    let not_written = match written.past_the_limit() {
+        Some(_) => Vec::new(),
+        None => written.not_written(),
+    };
     let (merge, limits) = (written.stats, written.limits);
     say(&format!(
         "merged file: {} packets, {} let go by the {} ms window, {} early at the {} MiB bound, {} out of order; at most {} KiB waited",
@@ -212,7 +227,7 @@ pub fn close(
         Some(e) => {
             errln!("{name}: error writing {e}");
             if lost > 0 {
-                errln!("{name}: {lost} captured packets are not in the file");
+                errln!("{name}: {}", crate::consumers::not_in_file_line(lost, ""));
             }
             1
         }

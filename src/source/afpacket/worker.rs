@@ -16,7 +16,7 @@ use crate::sys::afpacket::{Filter, PacketSocket};
 use crate::sys::host::pin_to;
 use crate::sys::ring::Ring;
 use crate::worker::count::Gate;
-use crate::worker::{test_hooks, Fault, Shared, LIVE_TOP_FLOWS};
+use crate::worker::{answer_live, test_hooks, Fault, Shared};
 
 /// One stream's capture.
 pub struct Worker<'a> {
@@ -142,6 +142,15 @@ impl<'a> Worker<'a> {
         if !self.drained {
             self.read_stats();
         }
+        // The live view's last interval: what was taken since its last
+        // request, so that its final lines hold these packets' flows too.
+        answer_live(
+            self.shared,
+            self.slot,
+            &mut self.consumers,
+            &mut self.flows_answered,
+            true,
+        );
         if !self.failed {
             if let Err((path, error)) = self.consumers.flush() {
                 self.write_failed(path, error);
@@ -169,6 +178,9 @@ impl<'a> Worker<'a> {
         // it has nothing older (the ring is looked at after any wake-up,
         // and an empty one answers).
         let asked = self.consumers.ask_fd();
+        // --live with --flows or --repeats: the view's request wakes an
+        // idle worker to answer it.
+        let flows = self.shared.flow_wake_fd(self.slot);
         let mut fds = [
             PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop, PollFlags::POLLIN),
@@ -177,6 +189,7 @@ impl<'a> Worker<'a> {
             // regardless).
             PollFd::new(watch.unwrap_or(stop), PollFlags::empty()),
             PollFd::new(asked.unwrap_or(stop), PollFlags::POLLIN),
+            PollFd::new(flows.map_or(stop, |f| f.as_fd()), PollFlags::POLLIN),
         ];
         // --flows-idle: wake for the next sweep even if no block comes.
         let timeout = self
@@ -192,6 +205,16 @@ impl<'a> Worker<'a> {
                 .is_some_and(|r| r.contains(PollFlags::POLLIN))
         {
             self.consumers.answered();
+        }
+        if let Some(f) = flows {
+            if fds[5]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN))
+            {
+                // Emptied; the answer comes at the top of the next
+                // read_blocks.
+                let _ = f.read();
+            }
         }
         if let Some(g) = &self.gate {
             g.woken(
@@ -388,42 +411,13 @@ impl<'a> Worker<'a> {
     /// it this stream's busiest flows and its repeating packet with the
     /// most copies since the last time.
     fn answer_flow_request(&mut self) {
-        if self.consumers.flows.is_none() && self.consumers.repeats.is_none() {
-            return;
-        }
-        let asked = self.shared.flow_request.load(Ordering::Relaxed);
-        if asked == self.flows_answered {
-            return;
-        }
-        self.flows_answered = asked;
-        if let Some(w) = &mut self.consumers.repeats {
-            if let Some((n, listed)) = w.interval_top() {
-                // As with the flows: added to an answer not yet taken.
-                let mut slot = self.shared.repeat_tops[self.slot]
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                match &mut *slot {
-                    Some(have) if have.1.digest == listed.digest => have.0 += n,
-                    Some(have) if have.0 >= n => {}
-                    _ => *slot = Some((n, listed)),
-                }
-            }
-        }
-        if let Some(table) = &mut self.consumers.flows {
-            let top = table.interval_top(LIVE_TOP_FLOWS);
-            // Added to what the view has not taken yet: a worker that was
-            // idle answers at its first packets, after which a second
-            // answer may come before the view looks.
-            let mut slot = self.shared.flow_tops[self.slot]
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for (key, n) in top {
-                match slot.iter_mut().find(|(k, _)| *k == key) {
-                    Some(have) => have.1 += n,
-                    None => slot.push((key, n)),
-                }
-            }
-        }
+        answer_live(
+            self.shared,
+            self.slot,
+            &mut self.consumers,
+            &mut self.flows_answered,
+            false,
+        );
     }
 
     /// Writing the stream's files failed: the fault stops the capture.

@@ -15,7 +15,7 @@ use crate::packet::Packet;
 use crate::source::xdp::record::{PerfReader, XdpRecord};
 use crate::source::RETIRE_MS;
 use crate::vantage::{Plan, Route, StreamKind};
-use crate::worker::{test_hooks, Shared};
+use crate::worker::{answer_live, test_hooks, Shared};
 
 /// The streams a worker serves and which of its readers' records go to
 /// which of them.
@@ -124,6 +124,8 @@ impl XdpWorker<'_> {
         // --pcapng: the merged file waits for each stream to show it has
         // nothing older to come.
         let wants_idle = self.job.streams.iter().any(|(_, c)| c.wants_idle());
+        // Per stream: the live view's last request it answered.
+        let mut answered = vec![0; self.job.streams.len()];
         loop {
             let stopping = self.shared.stopping();
             // Read before the pass: a record still to come was stamped
@@ -140,6 +142,10 @@ impl XdpWorker<'_> {
                     }
                 }
             }
+            // --live with --flows or --repeats: the wait below ends within
+            // a block timeout, so a request is answered within the view's
+            // wait even when no frame comes.
+            self.answer_live(&mut answered, false);
             if stopping && self.job.readers.iter().all(|r| r.is_empty()) {
                 break;
             }
@@ -151,6 +157,8 @@ impl XdpWorker<'_> {
             }
             self.wait();
         }
+        // The live view's last interval holds these frames' flows too.
+        self.answer_live(&mut answered, true);
         let malformed: u64 = self.job.readers.iter().map(|r| r.malformed()).sum();
         let mut out = Vec::new();
         for (i, (slot, mut consumers)) in self.job.streams.into_iter().enumerate() {
@@ -162,6 +170,13 @@ impl XdpWorker<'_> {
             out.push((slot, consumers.finish(), if i == 0 { malformed } else { 0 }));
         }
         out
+    }
+
+    /// Each stream's side of the live view's request.
+    fn answer_live(&mut self, answered: &mut [u64], last: bool) {
+        for ((slot, consumers), answered) in self.job.streams.iter_mut().zip(answered) {
+            answer_live(self.shared, *slot, consumers, answered, last);
+        }
     }
 
     /// Sleeps until a buffer has records past its wakeup mark, a stop, the
