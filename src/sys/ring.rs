@@ -104,6 +104,22 @@ impl Geometry {
         }
     }
 
+    /// The same ring in blocks of `block_size` bytes (a power of two),
+    /// if they are larger and it still holds at least `min_blocks` of
+    /// them; else unchanged.
+    pub fn with_blocks_of(self, block_size: usize, min_blocks: usize) -> Geometry {
+        debug_assert!(block_size.is_power_of_two());
+        let bytes = self.bytes();
+        if block_size <= self.block_size || bytes / block_size < min_blocks {
+            return self;
+        }
+        Geometry {
+            block_size,
+            blocks: bytes / block_size,
+            ..self
+        }
+    }
+
     /// The same geometry, with the kernel filling in flow hashes.
     pub fn with_hash(self, want_hash: bool) -> Geometry {
         Geometry { want_hash, ..self }
@@ -636,6 +652,14 @@ mod tests {
         // Exactly MAX_BLOCKS blocks stay as they are; one more doubles.
         let g = Geometry::new(64, MAX_BLOCKS * 128 * 1024, 20);
         assert_eq!((g.block_size, g.blocks), (128 * 1024, MAX_BLOCKS));
+        // Larger blocks for the same bytes, while enough of them remain.
+        let small = Geometry::new(1, 8 << 20, 20);
+        assert_eq!((small.block_size, small.blocks), (128 * 1024, 64));
+        let large = small.with_blocks_of(512 * 1024, 16);
+        assert_eq!((large.block_size, large.blocks), (512 * 1024, 16));
+        assert_eq!(large.bytes(), small.bytes());
+        assert_eq!(small.with_blocks_of(1 << 20, 16), small);
+        assert_eq!(small.with_blocks_of(64 * 1024, 2), small);
         let g = Geometry::new(64, (MAX_BLOCKS + 1) * 128 * 1024, 20);
         assert_eq!(g.block_size, 256 * 1024);
         assert_eq!(g.blocks, 32_768);
