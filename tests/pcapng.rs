@@ -409,6 +409,22 @@ fn one_file_rotated_away_is_singular() {
     );
 }
 
+/// A datagram every 50 ms from cpu1 until a -G 1 -W 2 capture into `dir`
+/// has made its two files and ends by itself (once the second file's
+/// second is over and another packet comes), at most 8 s.
+fn trickle_past_two_files(ns: &Netns, dir: &TempDir) {
+    let sink = UdpSink::bind(ns, LO);
+    let start = std::time::Instant::now();
+    while cap_running_for(start, Duration::from_secs(8)) {
+        udp_send_port(ns, 1, LO, LO, UDP_PORT, 1);
+        sink.expect(1);
+        std::thread::sleep(Duration::from_millis(50));
+        if dir.files().len() >= 2 && start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+}
+
 #[test]
 fn rotation_by_time_with_strftime_names() {
     let ns = Netns::new();
@@ -421,16 +437,7 @@ fn rotation_by_time_with_strftime_names() {
     );
     // -G 1 -W 2: the capture ends by itself once the second file's second
     // is over and another packet comes.
-    let sink = UdpSink::bind(&ns, LO);
-    let start = std::time::Instant::now();
-    while cap_running_for(start, Duration::from_secs(8)) {
-        udp_send_port(&ns, 1, LO, LO, UDP_PORT, 1);
-        sink.expect(1);
-        std::thread::sleep(Duration::from_millis(50));
-        if dir.files().len() >= 2 && start.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-    }
+    trickle_past_two_files(&ns, &dir);
     let f = cap.wait();
     assert_eq!(f.status.code(), Some(0), "{f}");
     assert!(
@@ -464,16 +471,7 @@ fn merged_rotation_by_time_counts_what_the_files_hold() {
         "rxtxcpu",
         &["--pcapng", "-G", "1", "-W", "2", "-w", &template, "lo"],
     );
-    let sink = UdpSink::bind(&ns, LO);
-    let start = std::time::Instant::now();
-    while cap_running_for(start, Duration::from_secs(8)) {
-        udp_send_port(&ns, 1, LO, LO, UDP_PORT, 1);
-        sink.expect(1);
-        std::thread::sleep(Duration::from_millis(50));
-        if dir.files().len() >= 2 && start.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-    }
+    trickle_past_two_files(&ns, &dir);
     let f = cap.wait();
     assert_eq!(f.status.code(), Some(0), "{f}");
     assert!(
