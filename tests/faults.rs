@@ -25,16 +25,19 @@ fn assert_files_hold_our_datagrams(f: &Finished, template: &str) {
 // ---------------------------------------------------------------------------
 // The interface goes away
 
-/// Captures with -w on a veth, 3 datagrams received on cpu0 and 2 on cpu1,
-/// then `action` takes the interface away: the capture stops by itself
-/// with one line naming the interface, the report, valid files and exit 1.
-fn interface_taken_away(action: &[&str], says: &str) {
+/// Captures with -w on a veth (with `extra` options), 3 datagrams
+/// received on cpu0 and 2 on cpu1, then `action` takes the interface away:
+/// the capture stops by itself with one line naming the interface, the
+/// report, valid files and exit 1.
+fn interface_taken_away(extra: &[&str], action: &[&str], says: &str) {
     let (a, b) = (Netns::new(), Netns::new());
     let (va, vb) = veth_pair(&a, &b);
     let sink = UdpSink::bind(&b, vb.addr);
     let dir = TempDir::new();
     let out = dir.path("gone.pcap");
-    let cap = Capture::start(&b, "rxtxcpu", &["-w", &out, &vb.ifname]);
+    let mut args = extra.to_vec();
+    args.extend(["-w", &out, &vb.ifname]);
+    let cap = Capture::start(&b, "rxtxcpu", &args);
     udp_send(&a, 0, va.addr, vb.addr, 3);
     udp_send(&a, 1, va.addr, vb.addr, 2);
     sink.expect(5);
@@ -55,12 +58,32 @@ fn interface_taken_away(action: &[&str], says: &str) {
 
 #[test]
 fn interface_deleted_mid_capture_keeps_files_valid() {
-    interface_taken_away(&["link", "del"], "disappeared: Network is down");
+    interface_taken_away(&[], &["link", "del"], "disappeared: Network is down");
 }
 
 #[test]
 fn interface_down_mid_capture_keeps_files_valid() {
-    interface_taken_away(&["link", "set", "down"], "went down: Network is down");
+    interface_taken_away(&[], &["link", "set", "down"], "went down: Network is down");
+}
+
+/// The XDP program stays attached to an interface that goes down, and
+/// nothing comes; the capture ends as a packet socket's does.
+#[test]
+fn interface_down_mid_xdp_capture_keeps_files_valid() {
+    interface_taken_away(
+        &["--xdp=generic"],
+        &["link", "set", "down"],
+        "went down: Network is down",
+    );
+}
+
+#[test]
+fn interface_deleted_mid_xdp_capture_keeps_files_valid() {
+    interface_taken_away(
+        &["--xdp=generic"],
+        &["link", "del"],
+        "disappeared: No such device",
+    );
 }
 
 // ---------------------------------------------------------------------------

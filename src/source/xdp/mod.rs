@@ -49,6 +49,9 @@ pub struct XdpSource {
     malformed: AtomicU64,
     /// The interface went away during the capture.
     gone: Cell<bool>,
+    /// The interface went down during the capture (it was up at the start:
+    /// the target is refused otherwise).
+    down: Cell<bool>,
     /// With `-p`: the socket holding the promiscuous membership.
     _promiscuous: Option<PacketSocket>,
     write: bool,
@@ -101,6 +104,7 @@ impl XdpSource {
             readers: RefCell::new(readers),
             malformed: AtomicU64::new(0),
             gone: Cell::new(false),
+            down: Cell::new(false),
             _promiscuous: promiscuous,
             write: opts.write.is_some(),
         })
@@ -179,11 +183,16 @@ impl Source for XdpSource {
         Some(ATTACHED_CHECK)
     }
 
+    /// Deleted (the program is detached with it), or down: a packet
+    /// socket's capture ends then too (its sockets get ENETDOWN), and so
+    /// does this one, rather than wait on a link that may never come back.
     fn gone(&self) -> bool {
         if !self.xdp.is_attached() {
             self.gone.set(true);
+        } else if !afpacket::is_up(&self.target.label) {
+            self.down.set(true);
         }
-        self.gone.get()
+        self.gone.get() || self.down.get()
     }
 
     /// The window closes first, and every program run that saw it open is
@@ -226,6 +235,12 @@ impl Source for XdpSource {
                 "interface '{}' disappeared: {}",
                 self.target.label,
                 Why(std::io::Error::from_raw_os_error(libc::ENODEV))
+            ));
+        } else if self.down.get() {
+            errors.push(format!(
+                "interface '{}' went down: {}",
+                self.target.label,
+                Why(std::io::Error::from_raw_os_error(libc::ENETDOWN))
             ));
         }
         let malformed = self.malformed.load(Ordering::Relaxed);
