@@ -189,7 +189,10 @@ impl Source for XdpSource {
     fn gone(&self) -> bool {
         if !self.xdp.is_attached() {
             self.gone.set(true);
-        } else if !afpacket::is_up(&self.target.label) {
+        } else if afpacket::ifname(self.target.ifindex).is_some_and(|name| !afpacket::is_up(&name))
+        {
+            // By its index, as the program is attached: a renamed
+            // interface goes on.
             self.down.set(true);
         }
         self.gone.get() || self.down.get()
