@@ -6,16 +6,19 @@
 //! scrapes: a new TCP connection per scrape costs this process more than
 //! rendering the answer), for [`Limits::keep_alive`] at most while idle;
 //! HTTP/1.0, `Connection: close`, a request with a body (never read) and
-//! a malformed one are answered and closed. The thread sleeps in one `poll()` over a stop
-//! eventfd, the listening socket and its connections, all non-blocking:
-//! idle, it wakes only when a client connects or the capture stops it; a
-//! slow client costs a slot, never the other clients' time. The bounds
-//! ([`Limits`]): at most 16 connections (when all are taken, the oldest
-//! one that has not sent its whole request in half a second is closed to
-//! make room: a scraper sends its request as soon as it connects, so idle
-//! connections cannot lock scrapers out; when none is that old, new ones
-//! wait in the kernel's accept queue), 8 KiB of request head (431
-//! beyond), 5 s to send it, 10 s to read the answer.
+//! a malformed one are answered and closed.
+//!
+//! The thread sleeps in one `poll()` over a stop eventfd, the listening
+//! socket and its connections, all non-blocking: idle, it wakes only when
+//! a client connects or sends, or the capture stops it; a slow client
+//! costs a slot, never the other clients' time. The bounds ([`Limits`]):
+//! at most 16 connections (when all are taken, the oldest one that has
+//! not sent its whole request in half a second, a kept one waiting for
+//! its next request included, is closed to make room: a scraper sends its
+//! request as soon as it connects, so idle connections cannot lock
+//! scrapers out; when none is that old, new ones wait in the kernel's
+//! accept queue), 8 KiB of request head (431 beyond), 5 s to send it, 10 s
+//! to read the answer.
 //!
 //! The socket is bound by [`Server::bind`] before the capture starts, so
 //! a port in use is a runtime error before any packet is taken
