@@ -99,6 +99,18 @@ fn interface_down_mid_xdp_capture_keeps_files_valid() {
     );
 }
 
+/// Down and up again at once, between two of the capture's checks: it
+/// went down all the same, and the capture ends as a packet socket's does
+/// (its sockets got ENETDOWN).
+#[test]
+fn interface_down_and_up_mid_xdp_capture_went_down() {
+    interface_taken_away(
+        &["--xdp=generic"],
+        &[&["link", "set", "down"], &["link", "set", "up"]],
+        "went down: Network is down",
+    );
+}
+
 #[test]
 fn interface_deleted_mid_xdp_capture_keeps_files_valid() {
     interface_taken_away(
