@@ -26,10 +26,11 @@ fn assert_files_hold_our_datagrams(f: &Finished, template: &str) {
 // The interface goes away
 
 /// Captures with -w on a veth (with `extra` options), 3 datagrams
-/// received on cpu0 and 2 on cpu1, then `action` takes the interface away:
-/// the capture stops by itself with one line naming the interface, the
-/// report, valid files and exit 1.
-fn interface_taken_away(extra: &[&str], action: &[&str], says: &str) {
+/// received on cpu0 and 2 on cpu1, then `actions` (`ip` commands, the
+/// interface's name inserted after their first two words) take the
+/// interface away: the capture stops by itself with one line naming the
+/// interface, the report, valid files and exit 1.
+fn interface_taken_away(extra: &[&str], actions: &[&[&str]], says: &str) {
     let (a, b) = (Netns::new(), Netns::new());
     let (va, vb) = veth_pair(&a, &b);
     let sink = UdpSink::bind(&b, vb.addr);
@@ -41,9 +42,11 @@ fn interface_taken_away(extra: &[&str], action: &[&str], says: &str) {
     udp_send(&a, 0, va.addr, vb.addr, 3);
     udp_send(&a, 1, va.addr, vb.addr, 2);
     sink.expect(5);
-    let mut argv = action.to_vec();
-    argv.insert(2, &vb.ifname);
-    b.ip(&argv);
+    for action in actions {
+        let mut argv = action.to_vec();
+        argv.insert(2, &vb.ifname);
+        b.ip(&argv);
+    }
     let f = cap.wait();
     assert_eq!(f.status.code(), Some(1), "{f}");
     assert_eq!(f.report().per_cpu, BTreeMap::from([(0, 3), (1, 2)]), "{f}");
@@ -58,12 +61,31 @@ fn interface_taken_away(extra: &[&str], action: &[&str], says: &str) {
 
 #[test]
 fn interface_deleted_mid_capture_keeps_files_valid() {
-    interface_taken_away(&[], &["link", "del"], "disappeared: Network is down");
+    interface_taken_away(&[], &[&["link", "del"]], "disappeared: Network is down");
 }
 
 #[test]
 fn interface_down_mid_capture_keeps_files_valid() {
-    interface_taken_away(&[], &["link", "set", "down"], "went down: Network is down");
+    interface_taken_away(
+        &[],
+        &[&["link", "set", "down"]],
+        "went down: Network is down",
+    );
+}
+
+/// Down, then renamed (it must be down for that) before the capture ends:
+/// the interface is still there under its index, and went down, as it
+/// would under its old name.
+#[test]
+fn interface_down_and_renamed_mid_capture_went_down() {
+    interface_taken_away(
+        &[],
+        &[
+            &["link", "set", "down"],
+            &["link", "set", "name", "renamed0"],
+        ],
+        "went down: Network is down",
+    );
 }
 
 /// The XDP program stays attached to an interface that goes down, and
@@ -72,7 +94,19 @@ fn interface_down_mid_capture_keeps_files_valid() {
 fn interface_down_mid_xdp_capture_keeps_files_valid() {
     interface_taken_away(
         &["--xdp=generic"],
-        &["link", "set", "down"],
+        &[&["link", "set", "down"]],
+        "went down: Network is down",
+    );
+}
+
+/// Down and up again at once, between two of the capture's checks: it
+/// went down all the same, and the capture ends as a packet socket's does
+/// (its sockets got ENETDOWN).
+#[test]
+fn interface_down_and_up_mid_xdp_capture_went_down() {
+    interface_taken_away(
+        &["--xdp=generic"],
+        &[&["link", "set", "down"], &["link", "set", "up"]],
         "went down: Network is down",
     );
 }
@@ -81,7 +115,7 @@ fn interface_down_mid_xdp_capture_keeps_files_valid() {
 fn interface_deleted_mid_xdp_capture_keeps_files_valid() {
     interface_taken_away(
         &["--xdp=generic"],
-        &["link", "del"],
+        &[&["link", "del"]],
         "disappeared: No such device",
     );
 }

@@ -694,8 +694,10 @@ fn report_faults(
             Fault::Socket(_) if interface_reported => {}
             Fault::Socket(e) => {
                 interface_reported = true;
-                let gone =
-                    afpacket::ifname(target.ifindex).as_deref() != Some(target.label.as_str());
+                // By its index, as the sockets are bound: an interface
+                // renamed after it went down (it must be down for that)
+                // is still there.
+                let gone = afpacket::ifname(target.ifindex).is_none();
                 let what = if gone { "disappeared" } else { "went down" };
                 errln!(
                     "{}: interface '{}' {what}: {}",

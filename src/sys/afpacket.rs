@@ -240,10 +240,19 @@ impl PacketSocket {
     /// Binds to all protocols on `ifindex` (0: every interface). From here
     /// on the socket receives, subject to its filter.
     pub fn bind(&self, ifindex: u32) -> io::Result<()> {
+        self.bind_protocol(ifindex, ETH_P_ALL)
+    }
+
+    /// Binds to the frames of one ethertype on `ifindex`. Bound to one
+    /// that never arrives (and with a drop filter), the socket costs no
+    /// packet anything and still gets ENETDOWN when the interface goes
+    /// down, even if it comes up again before anyone looks
+    /// ([`PacketSocket::take_error`]).
+    pub fn bind_protocol(&self, ifindex: u32, protocol: u16) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_protocol = protocol.to_be();
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: sll is a valid sockaddr_ll and the length is its size.
         let r = unsafe {

@@ -54,6 +54,12 @@ pub struct XdpSource {
     down: Cell<bool>,
     /// With `-p`: the socket holding the promiscuous membership.
     _promiscuous: Option<PacketSocket>,
+    /// A socket bound to the interface that receives nothing: the kernel
+    /// marks it ENETDOWN when the interface goes down, so a down and up
+    /// between two checks is seen as a packet socket's capture sees it.
+    /// None without CAP_NET_RAW (XDP needs only CAP_BPF and
+    /// CAP_NET_ADMIN): then only what the checks see.
+    watch: Option<PacketSocket>,
     write: bool,
 }
 
@@ -95,6 +101,7 @@ impl XdpSource {
         // Promiscuous mode is a packet socket's membership; XDP has none,
         // so one socket that receives nothing holds it.
         let promiscuous = promiscuous(opts, target, say)?;
+        let watch = watch(target).ok();
         let readers = xdp.take_readers();
         Ok(XdpSource {
             xdp,
@@ -106,6 +113,7 @@ impl XdpSource {
             gone: Cell::new(false),
             down: Cell::new(false),
             _promiscuous: promiscuous,
+            watch,
             write: opts.write.is_some(),
         })
     }
@@ -189,7 +197,11 @@ impl Source for XdpSource {
     fn gone(&self) -> bool {
         if !self.xdp.is_attached() {
             self.gone.set(true);
-        } else if afpacket::ifname(self.target.ifindex).is_some_and(|name| !afpacket::is_up(&name))
+        } else if self
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.take_error().is_ok_and(|e| e.is_some()))
+            || afpacket::ifname(self.target.ifindex).is_some_and(|name| !afpacket::is_up(&name))
         {
             // By its index, as the program is attached: a renamed
             // interface goes on.
@@ -329,6 +341,22 @@ fn promiscuous(
         target.label
     ));
     Ok(Some(sock))
+}
+
+/// The ethertype the watch socket is bound to: IEEE 802's local
+/// experimental one, which no capture's traffic is expected to carry (and
+/// the drop filter discards if it does).
+const WATCH_ETHERTYPE: u16 = 0x88b5;
+
+/// The socket that notices the interface going down (see
+/// [`XdpSource::gone`]).
+fn watch(target: &Target) -> Result<PacketSocket> {
+    let sock = PacketSocket::new().map_err(|e| Error::os("error creating packet socket", e))?;
+    sock.attach_filter(&Filter::drop_all())
+        .map_err(|e| Error::os("error attaching filter", e))?;
+    sock.bind_protocol(target.ifindex, WATCH_ETHERTYPE)
+        .map_err(|e| Error::os("error binding packet socket", e))?;
+    Ok(sock)
 }
 
 /// The XDP program's counters, per stream.
